@@ -1,0 +1,131 @@
+"""Cloze scoring: class scores from MLM logits at the mask position(s).
+
+The fast path runs the bare encoder, gathers the hidden states at the mask
+positions only, applies the MLM head's transform there and projects onto the
+label-word rows only. Architectures without a known head split fall back to the
+model's full forward pass; both give the same numbers (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .backbone import Backbone, head_parts
+from .encoding import ClozeEncoder, Encoded
+from .verbalizer import WordGroup
+
+__all__ = ["ClozeScorer"]
+
+
+class _GroupIndex:
+    """Per word-length group: the unique vocabulary rows and how words index them."""
+
+    def __init__(self, group: WordGroup, device: torch.device) -> None:
+        ids = torch.tensor(group.token_ids, dtype=torch.long)  # (W, L)
+        rows, inverse = torch.unique(ids, return_inverse=True)
+        self.length = group.length
+        self.rows = rows.to(device)  # (U,)
+        self.inverse = inverse.to(device)  # (W, L) -> index into rows
+        self.full_ids = ids.to(device)
+
+
+class ClozeScorer:
+    """Scores examples for one compiled PVP on one backbone.
+
+    Parameters
+    ----------
+    backbone : Backbone
+    encoder : ClozeEncoder
+    fast : bool
+        Use the mask-only / label-rows-only head when the architecture allows it.
+    """
+
+    def __init__(self, backbone: Backbone, encoder: ClozeEncoder, fast: bool = True) -> None:
+        self.backbone = backbone
+        self.encoder = encoder
+        self.model = backbone.model
+        self.device = backbone.device
+        self.head = head_parts(self.model) if fast else None
+        groups = encoder.verbalizer.groups
+        self.groups = [_GroupIndex(g, self.device) for g in groups]
+        self.normalise = len(groups) > 1
+        labels = torch.tensor(
+            [li for g in groups for li in g.label_index], dtype=torch.long, device=self.device
+        )
+        n_labels = len(encoder.labels)
+        self.word_label = labels
+        self.n_labels = n_labels
+        onehot = torch.zeros(labels.numel(), n_labels, device=self.device)
+        onehot[torch.arange(labels.numel()), labels] = 1.0
+        self.mean_matrix = onehot / onehot.sum(0, keepdim=True)
+        self.aggregate = encoder.verbalizer.aggregate
+
+    # ---------------------------------------------------------------- internals
+    def _embed(self, batch: dict[str, torch.Tensor], slots: torch.Tensor | None) -> torch.Tensor:
+        emb_layer = self.model.get_input_embeddings()
+        emb = emb_layer(batch["input_ids"])
+        if slots is not None and slots.shape[0]:
+            idx = batch["soft_index"]
+            is_soft = (idx >= 0).unsqueeze(-1)
+            soft = slots.to(emb.dtype)[idx.clamp(min=0)]
+            emb = torch.where(is_soft, soft, emb)
+        return emb
+
+    def _group_scores(
+        self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Word scores ``(B, W_g)``: mean over each word's tokens of its (log-)score."""
+        emb = self._embed(batch, slots)
+        am = batch["attention_mask"]
+        n = batch["mask_pos"].shape[0]
+        pos = batch["mask_pos"].unsqueeze(1) + torch.arange(gi.length, device=am.device)
+        rows_b = torch.arange(n, device=am.device).unsqueeze(1)
+        if self.head is not None:
+            hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
+            h = self.head.transform(hidden[rows_b, pos])  # (B, L, H)
+            if self.normalise:
+                full = h @ self.head.weight.T
+                if self.head.bias is not None:
+                    full = full + self.head.bias
+                logits = full[..., gi.rows]
+                lse = full.logsumexp(-1, keepdim=True)
+            else:
+                logits = h @ self.head.weight[gi.rows].T
+                if self.head.bias is not None:
+                    logits = logits + self.head.bias[gi.rows]
+        else:
+            full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
+            logits = full[..., gi.rows]
+            lse = full.logsumexp(-1, keepdim=True) if self.normalise else None
+        if self.normalise:
+            logits = logits - lse
+        # logits: (B, L, U); pick, for word w and position j, row inverse[w, j]
+        pos_idx = torch.arange(gi.length, device=logits.device)
+        picked = logits[:, pos_idx.unsqueeze(0), gi.inverse]  # (B, W, L)
+        return picked.mean(-1)
+
+    def _aggregate(self, words: torch.Tensor) -> torch.Tensor:
+        if self.aggregate == "mean":
+            return words @ self.mean_matrix
+        out = []
+        for c in range(self.n_labels):
+            cols = words[:, self.word_label == c]
+            out.append(cols.max(-1).values if self.aggregate == "max" else cols.logsumexp(-1))
+        return torch.stack(out, -1)
+
+    # ------------------------------------------------------------------- public
+    def word_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """Per-label-word scores ``(B, n_words)`` in verbalizer group order."""
+        parts = []
+        for gi in self.groups:
+            tensors = {
+                k: v.to(self.device) for k, v in self.encoder.collate(batch, gi.length).items()
+            }
+            parts.append(self._group_scores(tensors, gi, slots))
+        return torch.cat(parts, dim=1)
+
+    def class_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """Class scores ``(B, n_labels)`` (logits; softmax gives probabilities)."""
+        return self._aggregate(self.word_scores(batch, slots))

@@ -1,0 +1,499 @@
+"""The scikit-learn estimator: :class:`PromptClassifier`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Hashable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._version import __version__
+from .backbone import Backbone, frozen, load_backbone
+from .cloze import ClozeScorer
+from .encoding import ClozeEncoder, Encoded
+from .errors import BackboneMismatchError, InputError, SavedPromptError
+from .inputs import to_label_indices, to_records
+from .persist import read_prompt_dir, write_prompt_dir
+from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
+from .pvp import PVP, load_pvp
+from .training import TrainConfig, predict_scores, train_prompt
+
+__all__ = ["PromptClassifier"]
+
+log = logging.getLogger(__name__)
+
+# Parameters that are objects, not JSON-able settings (handled separately on save).
+_OBJECT_PARAMS = ("pvp", "model", "tokenizer")
+
+
+def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
+    try:
+        return sorted(labels)
+    except TypeError:
+        return labels
+
+
+def _labels_array(labels: list[Hashable]) -> np.ndarray:
+    kinds = {type(v) for v in labels}
+    if len(kinds) == 1 and kinds <= {str, int, float}:
+        return np.asarray(labels)
+    arr = np.empty(len(labels), dtype=object)
+    arr[:] = labels
+    return arr
+
+
+def _to_json_label(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class PromptClassifier(ClassifierMixin, BaseEstimator):
+    """Few-shot text classifier: a cloze pattern + verbalizer on a frozen masked LM.
+
+    Only the pattern's soft slots (``[SOFT]``...) are trained; the backbone and its MLM
+    head are frozen, so a trained task is a few KB of vectors. A PVP without soft slots
+    classifies zero-shot: ``fit`` then only checks the data (or call ``fit(None)``).
+
+    Parameters
+    ----------
+    pvp : str, PathLike, dict or PVP
+        Pattern-verbalizer pair: a template YAML path (``"templates/x.yaml"`` or
+        ``"templates/x.yaml#pattern_name"``), a PVP YAML path, an inline dict such as
+        ``{"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": {"pos": ["great"],
+        "neg": ["terrible"]}}``, or a :class:`~pet_kit.PVP`.
+    model : None, str, PathLike or transformers model
+        ``None``: pet_kit's embedded offline default backbone. A hub name or local folder
+        of a masked LM (BERT, RoBERTa, DistilBERT, ALBERT, ELECTRA generator...). A
+        model object is used as is and never modified.
+    tokenizer : None, str, PathLike or tokenizer
+        Defaults to the model's tokenizer.
+    max_length : int, default=256
+        Maximum tokens per input; only shortenable text fields are ever cut.
+    learning_rate : float, default=3e-3
+        AdamW learning rate for the prompt vectors.
+    epochs : int, default=20
+        Passes over the training data (ignored when ``max_steps`` is set).
+    max_steps : int, optional
+        Total optimizer steps, overriding ``epochs``.
+    batch_size : int, default=8
+        Examples per optimizer step.
+    eval_batch_size : int, default=32
+        Examples per forward pass when predicting.
+    weight_decay : float, default=0.0
+    gradient_accumulation_steps : int, default=1
+        Split each batch into this many forward/backward passes (same result, less
+        memory).
+    prompt_init : {"vocab", "random", "text"}, default="vocab"
+        Initialisation of slots without init words (see :func:`initial_vectors`).
+    prompt_encoder : {None, "mlp", "lstm"}, default=None
+        P-tuning reparameterisation of the slots during training.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified) and keep
+        the prompt of the best held-out accuracy.
+    validation_fraction : float, default=0.2
+    n_iter_no_change : int, default=5
+        With early stopping: stop after this many epochs without improvement.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available (models pet_kit
+        loads only; a model object stays where it is).
+    random_state : int, RandomState or None
+        Seeds slot initialisation, shuffling and the validation split.
+    verbose : int, default=1
+        ``0`` silences progress bars.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The verbalizer's labels, sorted; ``predict_proba`` columns follow this order.
+    pvp_ : PVP
+        The loaded PVP.
+    prompt_ : SoftPrompt
+        The trained slot vectors (``prompt_()`` returns them).
+    n_slots_ : int
+    history_ : dict
+        Losses per epoch, steps, early-stopping information.
+    backbone_name_ : str
+    backbone_fingerprint_ : str
+    """
+
+    def __init__(
+        self,
+        pvp: Any = None,
+        model: Any = None,
+        *,
+        tokenizer: Any = None,
+        max_length: int = 256,
+        learning_rate: float = 3e-3,
+        epochs: int = 20,
+        max_steps: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int = 32,
+        weight_decay: float = 0.0,
+        gradient_accumulation_steps: int = 1,
+        prompt_init: str = "vocab",
+        prompt_encoder: str | None = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.2,
+        n_iter_no_change: int = 5,
+        device: str | None = None,
+        random_state: Any = None,
+        verbose: int = 1,
+    ) -> None:
+        self.pvp = pvp
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.weight_decay = weight_decay
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.prompt_init = prompt_init
+        self.prompt_encoder = prompt_encoder
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_backbone", "_encoder", "_scorer"):
+            state.pop(key, None)
+        return state
+
+    # --------------------------------------------------------------- internals
+    def _check_params(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in (
+            "max_length",
+            "batch_size",
+            "eval_batch_size",
+            "gradient_accumulation_steps",
+            "n_iter_no_change",
+        ):
+            positive_int(name, getattr(self, name))
+        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 0:
+            raise InputError(f"epochs must be an integer >= 0, got {self.epochs!r}")
+        if self.max_steps is not None and (
+            not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 0
+        ):
+            raise InputError(f"max_steps must be None or an integer >= 0, got {self.max_steps!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.prompt_init not in INIT_STRATEGIES:
+            raise InputError(
+                f"prompt_init must be one of {INIT_STRATEGIES}, got {self.prompt_init!r}"
+            )
+        if self.prompt_encoder not in PROMPT_ENCODERS:
+            raise InputError(
+                f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {self.prompt_encoder!r}"
+            )
+        if not 0.0 < float(self.validation_fraction) < 1.0:
+            raise InputError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+        if self.gradient_accumulation_steps > self.batch_size:
+            raise InputError(
+                "gradient_accumulation_steps cannot exceed batch_size"
+                f" ({self.gradient_accumulation_steps} > {self.batch_size})"
+            )
+
+    def _load_pvp(self) -> PVP:
+        if self.pvp is None:
+            raise InputError(
+                "no pvp given; pass e.g. PromptClassifier(pvp='templates/sentiment_en.yaml') or"
+                " an inline {'pattern': ..., 'verbalizer': ...}"
+            )
+        pvp = load_pvp(self.pvp)
+        labels = _sorted_labels(list(pvp.verbalizer.labels))
+        verbalizer = dataclasses.replace(
+            pvp.verbalizer, labels={k: pvp.verbalizer.labels[k] for k in labels}
+        )
+        return dataclasses.replace(pvp, verbalizer=verbalizer)
+
+    def _runtime(self, pvp: PVP | None = None) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
+        """Backbone, encoder and scorer (rebuilt lazily, e.g. after unpickling)."""
+        scorer = getattr(self, "_scorer", None)
+        if scorer is not None and pvp is None:
+            return self._backbone, self._encoder, scorer
+        backbone = load_backbone(self.model, self.tokenizer, self.device)
+        encoder = ClozeEncoder(pvp or self.pvp_, backbone.tokenizer, self.max_length)
+        scorer = ClozeScorer(backbone, encoder)
+        self._backbone, self._encoder, self._scorer = backbone, encoder, scorer
+        return backbone, encoder, scorer
+
+    def _encode(self, X: Any, encoder: ClozeEncoder) -> list[Encoded]:
+        records = to_records(X, encoder.field_names)
+        return encoder.encode(records)
+
+    def _new_prompt(
+        self, backbone: Backbone, encoder: ClozeEncoder, generator: torch.Generator
+    ) -> SoftPrompt:
+        emb = backbone.model.get_input_embeddings().weight
+        init = initial_vectors(
+            emb,
+            encoder.slot_init_ids,
+            self.prompt_init,
+            generator,
+            exclude_ids=backbone.tokenizer.all_special_ids,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            prompt = SoftPrompt(init, encoder=self.prompt_encoder)
+        return prompt.to(backbone.device)
+
+    # --------------------------------------------------------------------- API
+    def fit(self, X: Any, y: Any = None) -> PromptClassifier:
+        """Train the soft slots on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : list of str, array, Series, DataFrame, Dataset, or None
+            Training texts. ``None`` (or empty) gives a zero-shot classifier.
+        y : array-like
+            Labels; every label must be defined by the verbalizer.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        pvp = self._load_pvp()
+        backbone, encoder, scorer = self._runtime(pvp)
+        self.pvp_ = pvp
+        self.classes_ = _labels_array(list(encoder.labels))
+        self.n_slots_ = encoder.n_slots
+        self.backbone_name_ = backbone.name
+        self.backbone_fingerprint_ = backbone.fingerprint
+        rs = check_random_state(self.random_state)
+        generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
+        self.prompt_ = self._new_prompt(backbone, encoder, generator)
+        self.history_ = {"steps": 0, "train_loss": [], "zero_shot": True}
+        if X is None or (hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0):
+            if y is not None and len(y):
+                raise InputError("y was given without X; pass both or neither")
+            log.info("no training data: zero-shot classifier")
+            return self
+        if y is None:
+            raise InputError("y is required with X; for zero-shot use fit(None)")
+        examples = self._encode(X, encoder)
+        if not examples:
+            raise InputError("X is empty; pass training texts or fit(None) for zero-shot")
+        y_idx = to_label_indices(y, encoder.labels, len(examples))
+        present = np.unique(y_idx)
+        if len(present) < 2:
+            raise InputError(
+                f"y contains only one class ({encoder.labels[present[0]]!r}); training needs"
+                " examples of at least two classes. For zero-shot use fit(None)"
+            )
+        if encoder.n_slots == 0:
+            log.info("the pattern has no soft slots: zero-shot, nothing to train")
+            return self
+        validation = None
+        train_ex, train_y = examples, y_idx
+        if self.early_stopping:
+            idx = np.arange(len(examples))
+            counts = np.bincount(y_idx)
+            strat = y_idx if counts[counts > 0].min() >= 2 else None
+            try:
+                tr, va = train_test_split(
+                    idx, test_size=self.validation_fraction, stratify=strat, random_state=rs
+                )
+            except ValueError as exc:
+                raise InputError(
+                    f"cannot hold out validation_fraction={self.validation_fraction} of"
+                    f" {len(idx)} examples for early stopping ({exc}); add examples or set"
+                    " early_stopping=False"
+                ) from None
+            train_ex, train_y = [examples[i] for i in tr], y_idx[tr]
+            validation = ([examples[i] for i in va], y_idx[va])
+        config = TrainConfig(
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            epochs=int(self.epochs),
+            max_steps=self.max_steps,
+            batch_size=int(self.batch_size),
+            gradient_accumulation_steps=int(self.gradient_accumulation_steps),
+            n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
+            verbose=int(self.verbose),
+        )
+        with frozen(backbone.model):
+            result = train_prompt(
+                scorer, self.prompt_, train_ex, train_y, config, generator, validation=validation
+            )
+        self.history_ = {**result.as_dict(), "zero_shot": False}
+        return self
+
+    def _slots(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.prompt_().detach()
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores (label-word logits aggregated per class), shape (n, n_classes)."""
+        check_is_fitted(self, "classes_")
+        backbone, encoder, scorer = self._runtime()
+        examples = self._encode(X, encoder)
+        with frozen(backbone.model):
+            return predict_scores(
+                scorer,
+                examples,
+                self._slots(),
+                int(self.eval_batch_size),
+                verbose=int(self.verbose) - 1,
+            )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities; columns follow ``classes_``."""
+        scores = torch.from_numpy(self.decision_function(X))
+        return torch.softmax(scores.double(), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (elements of ``classes_``)."""
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(axis=1)] if len(scores) else self.classes_[:0]
+
+    # ---------------------------------------------------------- save and load
+    def _json_params(self) -> dict[str, Any]:
+        params = {}
+        for key, value in self.get_params(deep=False).items():
+            if key in _OBJECT_PARAMS:
+                continue
+            if isinstance(value, (np.integer, np.floating)):
+                value = value.item()
+            if value is None or isinstance(value, (bool, int, float, str)):
+                params[key] = value
+        return params
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save only the prompt (a few KB) to folder ``path``, atomically.
+
+        The folder holds ``prompt.safetensors`` (slot vectors) and ``prompt.json``
+        (PVP, classes, hyper-parameters, pet_kit version, backbone name and
+        fingerprint). Load with :meth:`load` on the same backbone.
+        """
+        check_is_fitted(self, "classes_")
+        backbone = self._runtime()[0]
+        emb = backbone.model.get_input_embeddings().weight
+        meta = {
+            "pet_kit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "pvp": self.pvp_.to_dict(),
+            "classes": [_to_json_label(c) for c in self.classes_.tolist()],
+            "n_slots": int(self.n_slots_),
+            "params": self._json_params(),
+            "backbone": {
+                "name": self.backbone_name_,
+                "fingerprint": self.backbone_fingerprint_,
+                "model_type": getattr(backbone.model.config, "model_type", None),
+                "embedding_dim": int(emb.shape[1]),
+                "vocab_size": int(emb.shape[0]),
+            },
+            "history": self.history_,
+        }
+        return write_prompt_dir(path, {"slots": self._slots().float()}, meta)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        model: Any = None,
+        *,
+        tokenizer: Any = None,
+        device: str | None = None,
+    ) -> PromptClassifier:
+        """Load a prompt saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The prompt folder.
+        model : None, str, PathLike or model object, optional
+            The backbone to use; default: the one recorded in the folder. It must have
+            the same fingerprint as the backbone the prompt was trained on.
+        tokenizer, device : optional
+            As in the constructor.
+
+        Raises
+        ------
+        SavedPromptError
+            Missing/corrupted files, unsupported format version, shape mismatch.
+        BackboneMismatchError
+            The backbone differs from the one the prompt was trained on.
+        """
+        from .default_backbone import DEFAULT_MODEL_NAME
+
+        tensors, meta = read_prompt_dir(path)
+        where = str(Path(path) / "prompt.json")
+        try:
+            recorded = meta["backbone"]
+            params = dict(meta["params"])
+            pvp = PVP.from_dict(meta["pvp"], source=where)
+            classes = list(meta["classes"])
+            slots = tensors["slots"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SavedPromptError(
+                f"{where}: incomplete or invalid prompt metadata ({exc!r})"
+            ) from None
+        if model is None and recorded.get("name") != DEFAULT_MODEL_NAME:
+            model = recorded.get("name")
+        valid = set(cls().get_params())
+        est = cls(
+            pvp=pvp,
+            model=model,
+            tokenizer=tokenizer,
+            **{k: v for k, v in params.items() if k in valid and k not in _OBJECT_PARAMS},
+        )
+        if device is not None:
+            est.device = device
+        backbone, encoder, _ = est._runtime(pvp)
+        if backbone.fingerprint != recorded.get("fingerprint"):
+            raise BackboneMismatchError(
+                f"{path}: this prompt was trained on backbone {recorded.get('name')!r}"
+                f" ({recorded.get('fingerprint')}), but the given backbone {backbone.name!r} has"
+                f" fingerprint {backbone.fingerprint}. Load it with the original backbone"
+                " (model=...) or retrain the prompt on this one"
+            )
+        emb_dim = backbone.model.get_input_embeddings().weight.shape[1]
+        if tuple(slots.shape) != (encoder.n_slots, emb_dim):
+            raise SavedPromptError(
+                f"{path}: slot tensor has shape {tuple(slots.shape)} but the pattern needs"
+                f" ({encoder.n_slots}, {emb_dim}); the files do not belong together"
+            )
+        if [*encoder.labels] != classes:
+            raise SavedPromptError(
+                f"{where}: classes {classes} do not match the verbalizer's labels"
+                f" {list(encoder.labels)}; the file was edited"
+            )
+        est.pvp_ = pvp
+        est.classes_ = _labels_array(classes)
+        est.n_slots_ = encoder.n_slots
+        est.backbone_name_ = backbone.name
+        est.backbone_fingerprint_ = backbone.fingerprint
+        prompt = SoftPrompt(slots.to(torch.float32))
+        est.prompt_ = prompt.to(backbone.device).eval()
+        est.history_ = meta.get("history", {})
+        return est

@@ -1,0 +1,174 @@
+"""Normalising ``X`` and ``y`` given to the estimators.
+
+``X`` may be a list/tuple of str, a 1-D numpy array or pandas Series of str (for
+patterns with one field), a pandas DataFrame or ``datasets.Dataset`` (columns named
+like the pattern's fields), a 2-D array / list of tuples (columns in the order the
+fields first appear in the pattern), or a list of dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["to_label_indices", "to_records"]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return isinstance(value, float) and math.isnan(value)
+    except TypeError:
+        return False
+
+
+def _check_text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", " ")
+        return value
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        raise InputError(f"{where} is bytes, not str; decode it first, e.g. x.decode('utf-8')")
+    if _is_missing(value):
+        raise InputError(f"{where} is missing ({value!r}); drop or fill missing texts first")
+    raise InputError(f"{where} must be a str, got {type(value).__name__} ({value!r:.40})")
+
+
+def _columns_of(X: Any) -> list[str] | None:
+    cols = getattr(X, "columns", None)  # pandas DataFrame
+    if cols is not None:
+        return [str(c) for c in cols]
+    names = getattr(X, "column_names", None)  # datasets.Dataset
+    if isinstance(names, list):
+        return names
+    return None
+
+
+def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
+    """Convert ``X`` into one ``{field: text}`` dict per example.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame, Dataset or list of dict
+    fields : sequence of str
+        The pattern's field names (order of first appearance).
+
+    Raises
+    ------
+    InputError
+        Missing columns, non-str values, wrong number of columns.
+    TypeError
+        ``X`` is a bare string (a common slip: pass a list).
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError("X must be a list of texts, not a single string; wrap it: [text]")
+    fields = list(fields)
+    cols = _columns_of(X)
+    if cols is not None:
+        missing = [f for f in fields if f not in cols]
+        if missing:
+            if len(fields) == 1 and len(cols) == 1:
+                data = {fields[0]: list(X[cols[0]])}
+            else:
+                raise InputError(
+                    f"X has no column(s) {missing} used by the pattern; its columns are {cols}."
+                    " Rename the columns or change the pattern's {field} names"
+                )
+        else:
+            data = {f: list(X[f]) for f in fields}
+        n = len(next(iter(data.values())))
+        return [{f: _check_text(data[f][i], f"X[{i}][{f!r}]") for f in fields} for i in range(n)]
+    if hasattr(X, "ndim") and getattr(X, "ndim", 1) == 2:
+        X = np.asarray(X, dtype=object).tolist()
+    if hasattr(X, "tolist") and not isinstance(X, list):
+        X = X.tolist()
+    if not isinstance(X, Sequence):
+        try:
+            X = list(X)
+        except TypeError:
+            raise InputError(
+                f"X must be a list of texts, an array, a DataFrame or a Dataset (got"
+                f" {type(X).__name__})"
+            ) from None
+    out = []
+    for i, item in enumerate(X):
+        if isinstance(item, Mapping):
+            missing = [f for f in fields if f not in item]
+            if missing:
+                raise InputError(
+                    f"X[{i}] has no key(s) {missing} used by the pattern (it has {sorted(item)})"
+                )
+            out.append({f: _check_text(item[f], f"X[{i}][{f!r}]") for f in fields})
+        elif isinstance(item, (list, tuple)):
+            if len(item) != len(fields):
+                raise InputError(
+                    f"X[{i}] has {len(item)} values but the pattern has {len(fields)} field(s)"
+                    f" {fields}; pass one value per field, in that order"
+                )
+            out.append(
+                {
+                    f: _check_text(v, f"X[{i}][{j}]")
+                    for j, (f, v) in enumerate(zip(fields, item, strict=True))
+                }
+            )
+        else:
+            if len(fields) != 1:
+                raise InputError(
+                    f"the pattern has {len(fields)} fields {fields} but X[{i}] is a single"
+                    " text; pass a DataFrame with those columns or (a, b) tuples"
+                )
+            out.append({fields[0]: _check_text(item, f"X[{i}]")})
+    return out
+
+
+def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
+    """Map labels to indices into ``classes``.
+
+    Labels match by equality; when a label is not found but its string form equals a
+    class's string form (``1`` vs ``"1"``), it is matched too.
+
+    Raises
+    ------
+    InputError
+        Length mismatch, missing labels, labels the verbalizer does not cover.
+    """
+    if hasattr(y, "tolist"):
+        y = y.tolist()
+    y = list(y)
+    if len(y) != n:
+        raise InputError(f"X has {n} examples but y has {len(y)} labels; they must match")
+    lookup: dict[Any, int] = {}
+    by_str: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        lookup[c] = i
+        by_str.setdefault(str(c), i)
+    out = np.empty(len(y), dtype=np.int64)
+    unknown: dict[str, int] = {}
+    for i, label in enumerate(y):
+        if _is_missing(label):
+            raise InputError(f"y[{i}] is missing ({label!r}); drop unlabeled rows before fit")
+        try:
+            idx = lookup.get(label)
+        except TypeError:
+            raise InputError(f"y[{i}] = {label!r} is not a hashable label") from None
+        if idx is None:
+            idx = by_str.get(str(label))
+        if idx is None:
+            unknown.setdefault(repr(label), i)
+            continue
+        out[i] = idx
+    if unknown:
+        shown = ", ".join(list(unknown)[:5])
+        raise InputError(
+            f"y has label(s) {shown} that the verbalizer does not define (its labels:"
+            f" {list(classes)}); add them to the verbalizer's 'labels' with label words"
+        )
+    return out

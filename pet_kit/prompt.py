@@ -1,0 +1,136 @@
+"""Trainable soft-slot vectors, optionally reparameterised (P-tuning).
+
+With ``encoder="mlp"`` or ``"lstm"`` the vectors are ``e + f(e)`` where ``e`` is the
+trainable table and ``f`` a small network whose last layer starts at zero, so the
+initialisation (e.g. from words) is exactly preserved at step 0 and training moves
+all slots jointly (P-tuning, Liu et al. 2021). After training only the resulting
+vectors are needed for prediction, so saved prompts store just those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["INIT_STRATEGIES", "PROMPT_ENCODERS", "SoftPrompt", "initial_vectors"]
+
+INIT_STRATEGIES = ("vocab", "random", "text")
+PROMPT_ENCODERS = (None, "mlp", "lstm")
+
+
+class _MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.net(e)
+
+
+class _LSTM(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim, hidden // 2, num_layers=2, bidirectional=True, batch_first=True)
+        self.mlp = _MLP(hidden, hidden)
+        self.out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(e.unsqueeze(0))
+        h = h.squeeze(0)
+        return self.out(h + self.mlp(h))
+
+
+class SoftPrompt(nn.Module):
+    """The soft slots of one PVP.
+
+    Parameters
+    ----------
+    init : torch.Tensor
+        Initial vectors, shape ``(n_slots, dim)``.
+    encoder : {None, "mlp", "lstm"}
+        Optional P-tuning reparameterisation.
+    hidden : int, optional
+        Hidden size of the encoder (default: ``dim``).
+    """
+
+    def __init__(
+        self, init: torch.Tensor, encoder: str | None = None, hidden: int | None = None
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(init.detach().clone())
+        dim = init.shape[1] if init.ndim == 2 else 0
+        self.encoder: nn.Module | None = None
+        if encoder == "mlp":
+            self.encoder = _MLP(dim, hidden or dim)
+        elif encoder == "lstm":
+            self.encoder = _LSTM(dim, 2 * ((hidden or dim) // 2))
+        elif encoder is not None:
+            raise ValueError(f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {encoder!r}")
+
+    @property
+    def n_slots(self) -> int:
+        """Number of slots."""
+        return int(self.embedding.shape[0])
+
+    def forward(self) -> torch.Tensor:
+        """Return the slot vectors, shape ``(n_slots, dim)``."""
+        e = self.embedding
+        if self.encoder is None or e.shape[0] == 0:
+            return e
+        return e + self.encoder(e)
+
+
+def initial_vectors(
+    word_embeddings: torch.Tensor,
+    slot_init_ids: Sequence[int | None],
+    strategy: str,
+    generator: torch.Generator,
+    exclude_ids: Sequence[int] = (),
+) -> torch.Tensor:
+    """Initial slot vectors.
+
+    Parameters
+    ----------
+    word_embeddings : torch.Tensor
+        The backbone's input embedding matrix ``(vocab, dim)``.
+    slot_init_ids : sequence of int or None
+        Per slot, a token to copy (from ``[SOFT:words]``) or None.
+    strategy : {"vocab", "random", "text"}
+        For slots without init words: ``vocab`` copies embeddings of random vocabulary
+        tokens (never special tokens); ``random`` draws from a normal distribution
+        with the embeddings' mean and std; ``text`` is ``vocab`` for such slots
+        (slots with init words always start from their words).
+    generator : torch.Generator
+        Source of randomness (makes runs reproducible).
+    exclude_ids : sequence of int
+        Token ids never sampled (special tokens).
+    """
+    if strategy not in INIT_STRATEGIES:
+        raise ValueError(f"prompt_init must be one of {INIT_STRATEGIES}, got {strategy!r}")
+    emb = word_embeddings.detach().to("cpu", torch.float32)
+    n, dim = len(slot_init_ids), emb.shape[1]
+    out = torch.empty(n, dim)
+    if n == 0:
+        return out
+    if strategy == "random":
+        mean, std = emb.mean().item(), emb.std().item()
+        draws = torch.randn(n, dim, generator=generator) * std + mean
+    else:
+        allowed = torch.ones(emb.shape[0], dtype=torch.bool)
+        if exclude_ids:
+            allowed[torch.tensor(list(exclude_ids), dtype=torch.long)] = False
+        pool = allowed.nonzero().squeeze(1)
+        # skip the lowest ids (often [unused*]/control tokens in WordPiece vocabularies)
+        if len(pool) > 2000:
+            pool = pool[1000:]
+        picks = pool[torch.randint(len(pool), (n,), generator=generator)]
+        draws = emb[picks]
+    for i, tid in enumerate(slot_init_ids):
+        out[i] = emb[tid] if tid is not None else draws[i]
+    return out

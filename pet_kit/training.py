@@ -1,0 +1,176 @@
+"""The soft-prompt training loop and batched inference.
+
+Only the prompt's parameters are given to the optimizer; the backbone runs with
+``requires_grad=False`` so no weight gradients or optimizer state exist for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cloze import ClozeScorer
+from .encoding import Encoded
+from .prompt import SoftPrompt
+
+__all__ = ["TrainConfig", "TrainResult", "predict_scores", "train_prompt"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`train_prompt` (see the estimator's docstring)."""
+
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.0
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    n_iter_no_change: int | None = None
+    verbose: int = 1
+
+
+@dataclass
+class TrainResult:
+    """What training did (stored on the estimator as ``history_``)."""
+
+    steps: int = 0
+    epochs: float = 0.0
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def _batches(order: Sequence[int], size: int) -> list[list[int]]:
+    return [list(order[i : i + size]) for i in range(0, len(order), size)]
+
+
+def predict_scores(
+    scorer: ClozeScorer,
+    examples: Sequence[Encoded],
+    slots: torch.Tensor | None,
+    batch_size: int = 32,
+    verbose: int = 0,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Class scores for ``examples`` (in input order), batched by similar length."""
+    n = len(examples)
+    out = np.empty((n, scorer.n_labels), dtype=np.float32)
+    if n == 0:
+        return out
+    order = sorted(range(n), key=lambda i: examples[i].length())
+    with torch.inference_mode():
+        for idx in tqdm(_batches(order, batch_size), desc=desc, disable=verbose <= 0, leave=False):
+            scores = scorer.class_scores([examples[i] for i in idx], slots)
+            out[idx] = scores.float().cpu().numpy()
+    return out
+
+
+def train_prompt(
+    scorer: ClozeScorer,
+    prompt: SoftPrompt,
+    examples: Sequence[Encoded],
+    y: np.ndarray,
+    config: TrainConfig,
+    generator: torch.Generator,
+    validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``prompt`` in place with cross-entropy over the class scores.
+
+    Parameters
+    ----------
+    scorer : ClozeScorer
+    prompt : SoftPrompt
+    examples : sequence of Encoded
+    y : ndarray of int
+        Label indices.
+    config : TrainConfig
+    generator : torch.Generator
+        Shuffling order (reproducibility).
+    validation : (examples, y), optional
+        Held-out data for early stopping: the best-accuracy state is kept.
+    on_step : callable, optional
+        Called with the global step after each optimizer step (checkpointing).
+    """
+    result = TrainResult()
+    n = len(examples)
+    params = [p for p in prompt.parameters() if p.requires_grad]
+    if n == 0 or not params or prompt.n_slots == 0:
+        return result
+    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    accum = max(1, int(config.gradient_accumulation_steps))
+    micro = max(1, int(config.batch_size) // accum) if accum > 1 else int(config.batch_size)
+    steps_per_epoch = math.ceil(n / (micro * accum))
+    total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
+    total = max(0, int(total))
+    y_t = torch.as_tensor(y, dtype=torch.long, device=scorer.device)
+    best_acc, best_state, bad_epochs = -1.0, None, 0
+    bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
+    step = 0
+    epoch = 0
+    prompt.train()
+    while step < total:
+        order = torch.randperm(n, generator=generator).tolist()
+        chunks = _batches(order, micro)
+        epoch_loss, seen = 0.0, 0
+        for start in range(0, len(chunks), accum):
+            if step >= total:
+                break
+            group = chunks[start : start + accum]
+            count = sum(len(c) for c in group)
+            optim.zero_grad(set_to_none=True)
+            for chunk in group:
+                slots = prompt()
+                scores = scorer.class_scores([examples[i] for i in chunk], slots)
+                loss = loss_fn(scores.float(), y_t[chunk]) * (len(chunk) / count)
+                loss.backward()
+                epoch_loss += loss.item() * count
+                seen += len(chunk)
+            optim.step()
+            step += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(step)
+        epoch += 1
+        mean_loss = epoch_loss / max(seen, 1)
+        result.train_loss.append(mean_loss)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        log.debug("epoch %d: loss %.4f", epoch, mean_loss)
+        if validation is not None:
+            with torch.no_grad():
+                slots = prompt()
+            pred = predict_scores(scorer, validation[0], slots).argmax(1)
+            acc = float((pred == validation[1]).mean())
+            result.val_accuracy.append(acc)
+            if acc > best_acc:
+                best_acc, bad_epochs = acc, 0
+                best_state = {k: v.detach().clone() for k, v in prompt.state_dict().items()}
+                result.best_epoch = epoch
+            else:
+                bad_epochs += 1
+                if config.n_iter_no_change is not None and bad_epochs >= config.n_iter_no_change:
+                    result.stopped_early = True
+                    break
+    bar.close()
+    prompt.eval()
+    if best_state is not None:
+        prompt.load_state_dict(best_state)
+    result.steps = step
+    result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+    return result

@@ -1,0 +1,137 @@
+"""Safe YAML reading that remembers where every key came from.
+
+``yaml.safe_load`` returns plain data and forgets line numbers; error messages need
+them. :func:`read_yaml` composes the node tree once (safe loader only: no Python
+object construction, ever), builds the data from it, and keeps the tree so that
+:meth:`YamlSource.line_of` can map a key path such as ``("patterns", 0, "pattern")``
+back to a 1-based line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["YamlSource", "read_yaml"]
+
+
+@dataclass(frozen=True)
+class YamlSource:
+    """Parsed YAML data plus its node tree, for locating keys.
+
+    Attributes
+    ----------
+    data : Any
+        The plain Python data (dicts, lists, scalars).
+    name : str
+        File path, or ``"<inline>"`` for data that did not come from a file.
+    node : yaml.Node or None
+        Root of the composed node tree (``None`` for inline data).
+    """
+
+    data: Any
+    name: str = "<inline>"
+    node: yaml.Node | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths inside this source are resolved against."""
+        if self.name.startswith("<"):
+            return Path.cwd()
+        return Path(self.name).resolve().parent
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """Return the 1-based line of the deepest node found along ``loc``."""
+        node = self.node
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    if str(key_node.value) == str(part):
+                        line = key_node.start_mark.line + 1
+                        node = value_node
+                        break
+                else:
+                    return line
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    return line
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+    def error(self, problem: str, loc: tuple[Any, ...] = (), cls: type = ConfigError) -> Exception:
+        """Build a ``cls`` error located at ``loc`` in this source."""
+        key = ".".join(str(p) for p in loc) or None
+        return cls(problem, source=self.name, line=self.line_of(loc), key=key)
+
+
+def _parse(text: str, name: str) -> YamlSource:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        if "could not determine a constructor" in problem:
+            problem += (
+                " (pet_kit reads YAML with the safe loader only: Python-object tags such as"
+                " !!python/object are never executed; remove the tag)"
+            )
+        raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=name) from None
+    return YamlSource(data=data, name=name, node=node)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
+    """Read and safely parse a YAML file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read (UTF-8).
+
+    Returns
+    -------
+    YamlSource
+        The data with its node tree.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, unreadable, not UTF-8, or not valid YAML.
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.is_file():
+        hint = " (it is a folder)" if p.is_dir() else ""
+        raise ConfigError(f"file not found{hint}; check the path", source=name)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
+            source=name,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", source=name) from None
+    return _parse(text, name)
+
+
+def parse_yaml_text(text: str, name: str = "<string>") -> YamlSource:
+    """Parse YAML given as a string (same rules as :func:`read_yaml`)."""
+    return _parse(text, name)

@@ -1,0 +1,193 @@
+"""Shared fixtures: a tiny randomly initialised BERT and a WordPiece tokenizer.
+
+Everything is built here from a vocabulary written in this file: no hub access.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tiny models run fastest on one thread (and never oversubscribe a shared CI core).
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = """
+the a an it was is this that and or but not very so too of to in on for with at by from
+review movie film book story plot acting music really quite just
+great good terrible bad awful fine nice excellent poor boring fun dull
+yes no maybe true false question answer sentence topic news about
+sports business world science technology politics entertainment tech sport
+what who where when why how number person place thing abbreviation description
+happy sad love hate like liked hated best worst
+i you he she we they me my your his her our their
+one two three four five stars star rating
+ok okay wow hmm well
+""".split()
+PUNCT = list(".,!?:;'\"()-[]{}#*")
+SUBWORDS = ["fan", "##tastic", "super", "##b", "##s", "##ed", "##ly", "##ing"]
+CHINESE = list("好差评很不这个电影书非常喜欢讨厌的了是我")
+VOCAB = SPECIALS + WORDS + PUNCT + SUBWORDS + CHINESE
+
+
+def _write_vocab(path: Path) -> Path:
+    seen: dict[str, None] = {}
+    for tok in VOCAB:
+        seen.setdefault(tok)
+    path.write_text("\n".join(seen) + "\n", encoding="utf-8")
+    return path
+
+
+def build_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = _write_vocab(folder / "vocab.txt")
+    tokens = vocab.read_text(encoding="utf-8").split()
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+
+
+def build_model(vocab_size: int, seed: int = 0, arch: str = "bert"):
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    # a large init range makes the random model's outputs depend on its inputs enough
+    # for prompt training to have a visible effect
+    common = dict(vocab_size=vocab_size, max_position_embeddings=128, initializer_range=0.5)
+    if arch == "bert":
+        cfg = tf.BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        )
+        model = tf.BertForMaskedLM(cfg)
+    elif arch == "roberta":
+        cfg = tf.RobertaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+            **{**common, "max_position_embeddings": 130},
+        )
+        model = tf.RobertaForMaskedLM(cfg)
+    elif arch == "distilbert":
+        cfg = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
+        model = tf.DistilBertForMaskedLM(cfg)
+    elif arch == "albert":
+        cfg = tf.AlbertConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        )
+        model = tf.AlbertForMaskedLM(cfg)
+    elif arch == "electra":
+        cfg = tf.ElectraConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        )
+        model = tf.ElectraForMaskedLM(cfg)
+    else:  # pragma: no cover - test helper misuse
+        raise ValueError(arch)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A saved tiny BERT masked LM + tokenizer, loadable with from_pretrained."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = build_tokenizer(folder / "tok")
+    model = build_model(len(tok))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_dir))
+
+
+@pytest.fixture()
+def tiny_model(tiny_dir):
+    """A fresh model object (callers may check it is not mutated)."""
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_pretrained(str(tiny_dir))
+
+
+SENTIMENT_PVP = {
+    "pattern": "[SOFT*2] {text} It was [MASK].",
+    "verbalizer": {"positive": ["great", "good"], "negative": ["terrible", "bad"]},
+}
+
+POS = [
+    "a great movie",
+    "good fun film",
+    "i love this book",
+    "excellent acting",
+    "really nice story",
+    "the best film",
+    "wow what fun",
+    "great music and plot",
+]
+NEG = [
+    "a terrible movie",
+    "bad boring film",
+    "i hate this book",
+    "awful acting",
+    "really dull story",
+    "the worst film",
+    "poor plot",
+    "boring music and plot",
+]
+
+
+@pytest.fixture()
+def toy_data():
+    X = POS + NEG
+    y = ["positive"] * len(POS) + ["negative"] * len(NEG)
+    return X, y
+
+
+@pytest.fixture()
+def make_clf(tiny_dir):
+    from pet_kit import PromptClassifier
+
+    def make(**kw):
+        params = dict(
+            pvp=SENTIMENT_PVP,
+            model=str(tiny_dir),
+            epochs=3,
+            batch_size=4,
+            random_state=0,
+            verbose=0,
+            device="cpu",
+        )
+        params.update(kw)
+        return PromptClassifier(**params)
+
+    return make
