@@ -113,6 +113,20 @@ class Backbone:
         """Content hash of config + input embeddings (see :func:`fingerprint`)."""
         return fingerprint(self.model)
 
+    def max_positions(self) -> int | None:
+        """Longest input the model accepts (position embeddings / tokenizer limit)."""
+        cfg = self.model.config
+        limits = []
+        mpe = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(mpe, int) and mpe > 0:
+            if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+                mpe -= (getattr(cfg, "pad_token_id", 1) or 0) + 1  # RoBERTa's position offset
+            limits.append(mpe)
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        return min(limits) if limits else None
+
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""

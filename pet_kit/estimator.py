@@ -241,7 +241,12 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         if scorer is not None and pvp is None:
             return self._backbone, self._encoder, scorer
         backbone = load_backbone(self.model, self.tokenizer, self.device)
-        encoder = ClozeEncoder(pvp or self.pvp_, backbone.tokenizer, self.max_length)
+        max_length = int(self.max_length)
+        limit = backbone.max_positions()
+        if limit is not None and max_length > limit:
+            log.info("max_length %d capped to the backbone's limit %d", max_length, limit)
+            max_length = limit
+        encoder = ClozeEncoder(pvp or self.pvp_, backbone.tokenizer, max_length)
         scorer = ClozeScorer(backbone, encoder)
         self._backbone, self._encoder, self._scorer = backbone, encoder, scorer
         return backbone, encoder, scorer
@@ -375,6 +380,14 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         """Predicted labels (elements of ``classes_``)."""
         scores = self.decision_function(X)
         return self.classes_[scores.argmax(axis=1)] if len(scores) else self.classes_[:0]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy on ``(X, y)``; labels match ``classes_`` as in ``fit`` (``"1"`` == 1)."""
+        from sklearn.metrics import accuracy_score
+
+        pred = self.predict(X)
+        y_true = self.classes_[to_label_indices(y, self.classes_.tolist(), len(pred))]
+        return float(accuracy_score(y_true, pred, sample_weight=sample_weight))
 
     # ---------------------------------------------------------- save and load
     def _json_params(self) -> dict[str, Any]:

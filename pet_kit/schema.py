@@ -86,7 +86,7 @@ class TemplateFile(_Strict):
     name: str | None = None
     language: str | None = None
     description: str | None = None
-    verbalizer: str | dict[str, Any] | None = None
+    verbalizer: str | dict[Any, Any] | None = None
     default: str | None = None
     fields: dict[str, FieldOptions] = Field(default_factory=dict)
     patterns: list[PatternEntry] = Field(min_length=1)
@@ -99,7 +99,7 @@ class PVPSpec(_Strict):
     language: str | None = None
     description: str | None = None
     pattern: str
-    verbalizer: str | dict[str, Any]
+    verbalizer: str | dict[Any, Any]
     fields: dict[str, FieldOptions] = Field(default_factory=dict)
 
 
@@ -215,3 +215,29 @@ def validate(
         if wrap is not None and loc and loc[0] == wrap:
             loc = loc[1:]
         raise source.error(problem, (*base, *loc)) from None
+
+
+class DataSpec(_Strict):
+    """Where ``pet-kit train`` gets its examples.
+
+    Either a file (``train``; CSV/TSV/JSONL with a label column) or a built-in task
+    from :mod:`pet_kit.datasets` (``task`` with ``k`` examples per class).
+    """
+
+    train: str | None = None
+    eval: str | None = None
+    label_column: str = "label"
+    task: str | None = None
+    k: int | None = Field(default=None, ge=0)
+    seed: int = 0
+    eval_size: int | None = Field(default=None, ge=1)
+
+
+class TrainFile(_Strict):
+    """A ``pet-kit train`` configuration file."""
+
+    pvp: str | dict[str, Any]
+    model: str | None = None
+    data: DataSpec
+    output: str
+    params: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,265 @@
+"""The ``pet-kit`` command line.
+
+``pet-kit validate PATH...``
+    Check template/PVP/verbalizer YAML files (and, with ``--model``, that every label
+    word is known to that backbone's tokenizer).
+``pet-kit train CONFIG.yaml``
+    Train a soft prompt as described by a config file and save it.
+``pet-kit predict PROMPT_DIR INPUT``
+    Classify a CSV/TSV/JSONL/TXT file with a saved prompt.
+``pet-kit evaluate PROMPT_DIR DATA``
+    Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
+
+Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import PetKitError
+from .yaml_source import read_yaml
+
+__all__ = ["main"]
+
+log = logging.getLogger("pet_kit.cli")
+
+
+def _resolve(base: Path, ref: str) -> str:
+    """Resolve a path from a config file against the config file's folder."""
+    path, sep, name = ref.partition("#")
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = base / p
+    return str(p) + (sep + name if sep else "")
+
+
+def _resolve_model(base: Path, ref: str) -> str:
+    """A model is a local folder (relative to the config) if one exists, else a hub name."""
+    local = base / Path(ref).expanduser()
+    return str(local) if local.exists() else ref
+
+
+# ------------------------------------------------------------------- validate
+def _validate_one(path: str, tokenizer: Any) -> str:
+    from .encoding import ClozeEncoder
+    from .pvp import load_pvps, load_verbalizer
+
+    src = read_yaml(path.partition("#")[0])
+    data = src.data if isinstance(src.data, dict) else {}
+    if "labels" in data and "pattern" not in data and "patterns" not in data:
+        verbalizer = load_verbalizer(path)
+        if tokenizer is not None:
+            verbalizer.compile(tokenizer, space_before=True)
+        return f"verbalizer with {len(verbalizer.labels)} labels"
+    pvps = load_pvps(path)
+    if tokenizer is not None:
+        for pvp in pvps:
+            ClozeEncoder(pvp, tokenizer, max_length=512)
+    labels = list(pvps[0].verbalizer.labels)
+    return f"{len(pvps)} pattern(s), labels {labels}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    tokenizer = None
+    if args.model is not None:
+        from .backbone import load_backbone
+
+        tokenizer = load_backbone(None if args.model == "default" else args.model,
+                                  device="cpu").tokenizer
+    failed = 0
+    for path in args.paths:
+        try:
+            what = _validate_one(path, tokenizer)
+        except PetKitError as exc:
+            failed += 1
+            print(f"ERROR {exc}")
+        else:
+            print(f"OK    {path}: {what}")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------- train
+def _load_train_config(path: str) -> tuple[Any, Path]:
+    from .schema import TrainFile, validate
+
+    src = read_yaml(path)
+    return validate(TrainFile, src, "train config"), src.base_dir
+
+
+def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
+    """Return (train_df, eval_df or None) for a DataSpec."""
+    from .tables import read_table
+
+    if spec.task is not None:
+        from . import datasets
+
+        train = datasets.load_task(spec.task, "train")
+        if spec.k is not None:
+            train = datasets.sample_k_shot(train, spec.k, seed=spec.seed)
+        test = datasets.load_task(spec.task, "test", max_size=spec.eval_size)
+        return train, test
+    if spec.train is None:
+        raise PetKitError("train config: data needs either 'task' or 'train' (a file path)")
+    train = read_table(_resolve(base, spec.train))
+    if spec.k is not None:
+        from .datasets import sample_k_shot
+
+        train = sample_k_shot(train, spec.k, seed=spec.seed, label_col=spec.label_column)
+    test = read_table(_resolve(base, spec.eval)) if spec.eval else None
+    return train, test
+
+
+def _features(df: Any, label_column: str) -> Any:
+    if label_column not in df.columns:
+        raise PetKitError(
+            f"the data has no label column {label_column!r} (columns: {list(df.columns)});"
+            " set data.label_column in the config"
+        )
+    return df.drop(columns=[label_column]), df[label_column].tolist()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .estimator import PromptClassifier
+
+    cfg, base = _load_train_config(args.config)
+    pvp = _resolve(base, cfg.pvp) if isinstance(cfg.pvp, str) else cfg.pvp
+    model = _resolve_model(base, cfg.model) if cfg.model else None
+    valid = set(PromptClassifier().get_params())
+    unknown = sorted(set(cfg.params) - valid)
+    if unknown:
+        raise PetKitError(
+            f"{args.config}: params: unknown parameter(s) {unknown}; valid: {sorted(valid)}"
+        )
+    params = {"verbose": 1, **cfg.params}
+    clf = PromptClassifier(pvp=pvp, model=model, **params)
+    train, test = _training_frame(cfg.data, base)
+    label = cfg.data.label_column if cfg.data.task is None else "label"
+    X, y = _features(train, label)
+    out = Path(args.output or _resolve(base, cfg.output))
+    if test is not None:
+        Xt, yt = _features(test, label)
+        clf.fit(None)  # the prompt at its initialisation, before any training
+        print(f"untrained accuracy on {len(yt)} eval examples: {clf.score(Xt, yt):.4f}")
+    clf.fit(X, y)
+    if test is not None:
+        print(f"trained accuracy on {len(yt)} eval examples:   {clf.score(Xt, yt):.4f}")
+    clf.save(out)
+    print(f"saved prompt to {out}")
+    return 0
+
+
+# -------------------------------------------------------------- predict/eval
+def _load_prompt(args: argparse.Namespace) -> Any:
+    from .estimator import PromptClassifier
+
+    return PromptClassifier.load(args.prompt_dir, model=args.model, device=args.device)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .tables import read_table, write_table
+
+    clf = _load_prompt(args)
+    df = read_table(args.input)
+    proba = clf.predict_proba(df)
+    out = df.copy()
+    out["prediction"] = clf.classes_[proba.argmax(1)]
+    for j, c in enumerate(clf.classes_):
+        out[f"proba_{c}"] = proba[:, j]
+    if args.output:
+        write_table(out, args.output)
+        print(f"wrote {len(out)} predictions to {args.output}")
+    else:
+        with pd.option_context("display.max_colwidth", 60):
+            out.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sklearn.metrics import accuracy_score, classification_report, f1_score
+
+    from .tables import read_table
+
+    clf = _load_prompt(args)
+    df = read_table(args.data)
+    X, y = _features(df, args.label_column)
+    from .inputs import to_label_indices
+
+    pred = clf.predict(X)
+    # labels read from text files are strings; map them onto classes_ ("1" -> 1)
+    y_true = clf.classes_[to_label_indices(y, clf.classes_.tolist(), len(y))]
+    result = {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "macro_f1": float(f1_score(y_true, pred, average="macro")),
+    }
+    print(classification_report(y_true, pred, digits=4, zero_division=0))
+    print(json.dumps(result))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+# ----------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    p = argparse.ArgumentParser(prog="pet-kit", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"pet_kit {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check PVP/verbalizer YAML files")
+    v.add_argument("paths", nargs="+", help="YAML files (path#pattern selects one pattern)")
+    v.add_argument("--model", help="also check label words against this backbone's"
+                   " tokenizer ('default' for the embedded one)")
+    v.set_defaults(func=cmd_validate)
+
+    t = sub.add_parser("train", help="train a soft prompt from a config file")
+    t.add_argument("config", help="train config YAML (pvp, model, data, params, output)")
+    t.add_argument("--output", help="override the config's output folder")
+    t.set_defaults(func=cmd_train)
+
+    for name, helptext, func in (("predict", "classify a file", cmd_predict),
+                                 ("evaluate", "score a saved prompt on labelled data",
+                                  cmd_evaluate)):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
+        s.add_argument("input" if name == "predict" else "data",
+                       help="CSV/TSV/JSONL/TXT file")
+        s.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
+        s.add_argument("--device", help="cpu, cuda, ...")
+        s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for"
+                       " evaluate)")
+        if name == "evaluate":
+            s.add_argument("--label-column", default="label")
+        s.set_defaults(func=func)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except PetKitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
