@@ -73,8 +73,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from .backbone import load_backbone
 
-        tokenizer = load_backbone(None if args.model == "default" else args.model,
-                                  device="cpu").tokenizer
+        tokenizer = load_backbone(
+            None if args.model == "default" else args.model, device="cpu"
+        ).tokenizer
     failed = 0
     for path in args.paths:
         try:
@@ -220,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check PVP/verbalizer YAML files")
     v.add_argument("paths", nargs="+", help="YAML files (path#pattern selects one pattern)")
-    v.add_argument("--model", help="also check label words against this backbone's"
-                   " tokenizer ('default' for the embedded one)")
+    v.add_argument(
+        "--model",
+        help="also check label words against this backbone's"
+        " tokenizer ('default' for the embedded one)",
+    )
     v.set_defaults(func=cmd_validate)
 
     t = sub.add_parser("train", help="train a soft prompt from a config file")
@@ -229,17 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="override the config's output folder")
     t.set_defaults(func=cmd_train)
 
-    for name, helptext, func in (("predict", "classify a file", cmd_predict),
-                                 ("evaluate", "score a saved prompt on labelled data",
-                                  cmd_evaluate)):
+    for name, helptext, func in (
+        ("predict", "classify a file", cmd_predict),
+        ("evaluate", "score a saved prompt on labelled data", cmd_evaluate),
+    ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
-        s.add_argument("input" if name == "predict" else "data",
-                       help="CSV/TSV/JSONL/TXT file")
+        s.add_argument("input" if name == "predict" else "data", help="CSV/TSV/JSONL/TXT file")
         s.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
         s.add_argument("--device", help="cpu, cuda, ...")
-        s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for"
-                       " evaluate)")
+        s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for evaluate)")
         if name == "evaluate":
             s.add_argument("--label-column", default="label")
         s.set_defaults(func=func)

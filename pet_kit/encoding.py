@@ -175,7 +175,7 @@ class ClozeEncoder:
         opts = self.pvp.field_options(name)
         text = value.strip()
         if opts.strip_final_punct:
-            text = text.rstrip(_FINAL_PUNCT).rstrip()
+            text = text.rstrip(_FINAL_PUNCT + " \t\n\r\f\v\u3000")
         if opts.lowercase_first and text:
             text = text[0].lower() + text[1:]
         return text
@@ -183,7 +183,7 @@ class ClozeEncoder:
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Tokenize many texts at once; very long texts are cut first (then checked)."""
         cap = max(self.max_length, 1) * _CHARS_PER_TOKEN_CAP
-        cut = [t[:cap] for t in texts]
+        cut = [_cut_at_space(t, cap) for t in texts]
         ids = self.tokenizer(cut, add_special_tokens=False)["input_ids"]
         for i, (t, c) in enumerate(zip(texts, cut, strict=True)):
             if len(t) > len(c) and len(ids[i]) < self.max_length:
@@ -274,6 +274,14 @@ class ClozeEncoder:
             "soft_index": soft_index,
             "mask_pos": mask_pos,
         }
+
+
+def _cut_at_space(text: str, cap: int) -> str:
+    """``text`` cut to at most ``cap`` characters, at a whitespace if there is one."""
+    if len(text) <= cap:
+        return text
+    space = max(text.rfind(" ", 0, cap + 1), text.rfind("\n", 0, cap + 1))
+    return text[:space] if space > cap // 2 else text[:cap]
 
 
 def _truncate(

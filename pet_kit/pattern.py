@@ -78,7 +78,7 @@ _TOKEN = re.compile(
       |(?P<mask>\[MASK\])
       |\[SOFT(?:\#(?P<shared>[A-Za-z0-9_]+))?(?:\*(?P<count>[0-9]+))?(?::(?P<init>[^\]]*))?\]
       |(?P<badsoft>\[SOFT[^\]]*\])
-      |(?P<badmask>\[(?i:mask)\]|<mask>)
+      |(?P<badmask>\[(?i:mask)\]|<(?i:mask)>)
       |(?P<stray>[{}])""",
     re.VERBOSE,
 )

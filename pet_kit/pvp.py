@@ -106,18 +106,30 @@ def _resolve(base: Path, ref: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _verbalizer_from_source(src: YamlSource, loc: tuple[Any, ...] = ()) -> Verbalizer:
-    """Build a verbalizer from a full spec or a bare labels mapping located at ``loc``."""
+def _verbalizer_from_source(
+    src: YamlSource, loc: tuple[Any, ...] = (), nested: bool = True
+) -> Verbalizer:
+    """Build a verbalizer from the mapping at ``loc``.
+
+    A nested mapping (inside a PVP/template, or an inline dict) may be just the labels
+    mapping; a verbalizer *file* must have ``labels`` (so a misspelled ``lables`` is
+    reported instead of being read as a label).
+    """
     data = src.data
     for part in loc:
         data = data[part]
-    bare = isinstance(data, Mapping) and "labels" not in data
+    meta_keys = set(VerbalizerSpec.model_fields) - {"labels"}
+    bare = (
+        nested
+        and isinstance(data, Mapping)
+        and "labels" not in data
+        and not meta_keys & {str(k) for k in data}
+    )
     spec = validate(VerbalizerSpec, src, "verbalizer", base=loc, wrap="labels" if bare else None)
     label_loc = loc if bare else (*loc, "labels")
     labels = {k: tuple(w.strip() for w in v) for k, v in spec.labels.items()}
     try:
-        return Verbalizer(labels=labels, aggregate=spec.aggregate, name=spec.name,
-                          source=src.name)
+        return Verbalizer(labels=labels, aggregate=spec.aggregate, name=spec.name, source=src.name)
     except ConfigError as exc:
         # locate the error on the original node tree: key is "labels" or "labels.<label>"
         tail = (exc.key or "").split(".", 1)[1:] if exc.key else []
@@ -125,21 +137,41 @@ def _verbalizer_from_source(src: YamlSource, loc: tuple[Any, ...] = ()) -> Verba
 
 
 def load_verbalizer(
-    spec: str | os.PathLike[str] | Mapping[str, Any] | Verbalizer, *, base_dir: Path | None = None
+    spec: str | os.PathLike[str] | Mapping[str, Any] | Verbalizer,
+    *,
+    base_dir: Path | None = None,
+    referenced_from: tuple[YamlSource, tuple[Any, ...]] | None = None,
 ) -> Verbalizer:
-    """Load a verbalizer from a file path, a mapping, or pass one through."""
+    """Load a verbalizer from a file path, a mapping, or pass one through.
+
+    Parameters
+    ----------
+    spec : str, PathLike, mapping or Verbalizer
+        A verbalizer file (must have ``labels``), a mapping (full or just the labels).
+    base_dir : Path, optional
+        Folder relative paths are resolved against (default: the working directory).
+    referenced_from : (YamlSource, key path), optional
+        The file and key that named ``spec``, so a missing file is reported there.
+    """
     if isinstance(spec, Verbalizer):
         return spec
     if isinstance(spec, Mapping):
         return _verbalizer_from_source(YamlSource(dict(spec)))
     path = _resolve(base_dir or Path.cwd(), os.fspath(spec))
+    if referenced_from is not None and not path.is_file():
+        src_ref, loc = referenced_from
+        raise src_ref.error(
+            f"verbalizer file {os.fspath(spec)!r} not found (looked for {path}); paths are"
+            " relative to the file that names them",
+            loc,
+        )
     src = read_yaml(path)
     if isinstance(src.data, Mapping) and ("patterns" in src.data or "pattern" in src.data):
         raise src.error(
             "this is a template/PVP file, not a verbalizer file; a verbalizer file has a"
             " 'labels' mapping"
         )
-    return _verbalizer_from_source(src)
+    return _verbalizer_from_source(src, nested=False)
 
 
 def _template(src: YamlSource) -> tuple[TemplateFile, list[str]]:
@@ -171,7 +203,9 @@ def _template_pvps(
             " or pass a PVP dict {'pattern': ..., 'verbalizer': ...}"
         )
     if isinstance(spec.verbalizer, str):
-        verbalizer = load_verbalizer(spec.verbalizer, base_dir=src.base_dir)
+        verbalizer = load_verbalizer(
+            spec.verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
+        )
     else:
         verbalizer = _verbalizer_from_source(src, ("verbalizer",))
     stem = spec.name or Path(src.name).stem
@@ -208,7 +242,9 @@ def _pvp_from_spec(src: YamlSource) -> PVP:
     else:
         pattern = _parse_located(src, ("pattern",), spec.pattern)
     if isinstance(spec.verbalizer, str):
-        verbalizer = load_verbalizer(spec.verbalizer, base_dir=src.base_dir)
+        verbalizer = load_verbalizer(
+            spec.verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
+        )
     else:
         verbalizer = _verbalizer_from_source(src, ("verbalizer",))
     try:
@@ -246,9 +282,10 @@ def _load(
     data = src.data
     if isinstance(data, Mapping) and "patterns" in data:
         tspec, names = _template(src)
+        selected = _select(src, tspec, names, name)  # also checks `default`
         if all_patterns and name is None:
             return _template_pvps(src, None, tspec, names)
-        return _template_pvps(src, [_select(src, tspec, names, name)], tspec, names)
+        return _template_pvps(src, [selected], tspec, names)
     if name is not None:
         raise src.error(f"'#{name}' selects a pattern, but this file has no 'patterns' list")
     if isinstance(data, Mapping) and "labels" in data and "pattern" not in data:

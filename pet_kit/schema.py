@@ -103,10 +103,8 @@ class PVPSpec(_Strict):
     fields: dict[str, FieldOptions] = Field(default_factory=dict)
 
 
-_FRIENDLY = {
-    "extra_forbidden": "unknown key",
-    "missing": "required key is missing",
-}
+# pydantic appends the union member tried to an error's location (e.g. ``verbalizer.str``)
+_UNION_TAGS = frozenset({"str", "int", "float", "bool"})
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -127,6 +125,19 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """Field infos of the schema object that contains ``loc``'s last key."""
+    names = _valid_keys(model, loc)
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        info = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        current = _inner_model(info.annotation) if info is not None else FieldOptions
+    fields = current.model_fields if isinstance(current, type) else {}
+    return {k: fields[k] for k in names if k in fields}
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -183,15 +194,23 @@ def validate(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # an unknown key explains a "missing" one (a misspelling): report it first
+        errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         loc = tuple(err["loc"])
         kind = err["type"]
-        if loc and isinstance(loc[-1], str) and loc[-1].startswith(("str", "int", "float", "bool")):
+        if (loc and loc[-1] in _UNION_TAGS) or (
+            loc and isinstance(loc[-1], str) and loc[-1].startswith(("dict[", "list["))
+        ):
             loc = loc[:-1]  # pydantic's union-member suffix, e.g. labels.str
         if kind == "extra_forbidden":
             bad = str(loc[-1])
             valid = _valid_keys(model, loc)
             close = difflib.get_close_matches(bad, valid, n=1)
+            if not close:
+                required = [k for k, f in _model_at(model, loc).items() if f.is_required()]
+                close = difflib.get_close_matches(bad, required, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problem = f"unknown key '{bad}' in {what}{hint} (valid keys: {', '.join(valid)})"
         elif kind == "missing":
@@ -209,7 +228,7 @@ def validate(
                 )
             if loc and loc[-1] == "aggregate":
                 problem += "; use one of: mean, max, logsumexp"
-        more = len(exc.errors()) - 1
+        more = len(errors) - 1
         if more:
             problem += f" [+{more} more problem(s)]"
         if wrap is not None and loc and loc[0] == wrap:

@@ -36,9 +36,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     p = Path(path)
     reader = _READERS.get(p.suffix.lower())
     if reader is None:
-        raise InputError(
-            f"{p}: unsupported file type {p.suffix!r}; use .csv, .tsv, .jsonl or .txt"
-        )
+        raise InputError(f"{p}: unsupported file type {p.suffix!r}; use .csv, .tsv, .jsonl or .txt")
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     try:

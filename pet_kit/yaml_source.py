@@ -94,7 +94,32 @@ def _parse(text: str, name: str) -> YamlSource:
         raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", source=name) from None
+    _reject_duplicate_keys(node, name)
     return YamlSource(data=data, name=name, node=node)
+
+
+def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
+    """YAML lets a later duplicate key silently win; a strict spec refuses it."""
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and key in seen:
+                    raise ConfigError(
+                        f"duplicate key '{key}' (first on line {seen[key]}); YAML would"
+                        " silently keep only the last one: remove or rename one",
+                        source=name,
+                        line=line,
+                        key=key,
+                    )
+                seen[key] = line
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> YamlSource:

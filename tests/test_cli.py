@@ -14,8 +14,14 @@ from pet_kit.cli import main
 def test_validate_ok_and_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("pattern: '{text} It was.'\nverbalizer: {pos: [great], neg: [bad]}\n")
-    code = main(["validate", str(REPO / "templates" / "sentiment_en.yaml"),
-                 str(REPO / "verbalizers" / "sentiment_en.yaml"), str(bad)])
+    code = main(
+        [
+            "validate",
+            str(REPO / "templates" / "sentiment_en.yaml"),
+            str(REPO / "verbalizers" / "sentiment_en.yaml"),
+            str(bad),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "OK    " in out and "4 pattern(s)" in out and "verbalizer with 2 labels" in out
@@ -24,8 +30,9 @@ def test_validate_ok_and_errors(tmp_path, capsys):
 
 def test_validate_against_a_tokenizer(tmp_path, tiny_dir, capsys):
     pvp = tmp_path / "pvp.yaml"
-    pvp.write_text("pattern: '{text} It was [MASK].'\n"
-                   "verbalizer:\n  pos: [great]\n  neg: [xyzzyq]\n")
+    pvp.write_text(
+        "pattern: '{text} It was [MASK].'\nverbalizer:\n  pos: [great]\n  neg: [xyzzyq]\n"
+    )
     assert main(["validate", str(pvp)]) == 0  # schema-valid
     assert main(["validate", str(pvp), "--model", str(tiny_dir)]) == 1
     assert "'xyzzyq' is not in the backbone's vocabulary" in capsys.readouterr().out
@@ -59,8 +66,18 @@ output: out/prompt
     prompt = tmp_path / "out" / "prompt"
     assert (prompt / "prompt.safetensors").is_file()
 
-    assert main(["predict", str(prompt), str(tmp_path / "new.txt"),
-                 "--output", str(tmp_path / "pred.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(prompt),
+                str(tmp_path / "new.txt"),
+                "--output",
+                str(tmp_path / "pred.jsonl"),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {"text", "prediction", "proba_neg", "proba_pos"} <= set(rows[0])
     assert abs(rows[0]["proba_neg"] + rows[0]["proba_pos"] - 1) < 1e-6
@@ -69,8 +86,18 @@ output: out/prompt
     assert main(["predict", str(prompt), str(tmp_path / "test.csv")]) == 0
     assert capsys.readouterr().out.startswith("text,label,prediction,")
 
-    assert main(["evaluate", str(prompt), str(tmp_path / "test.csv"),
-                 "--output", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(prompt),
+                str(tmp_path / "test.csv"),
+                "--output",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["n"] == 4 and 0 <= result["accuracy"] <= 1 and "macro_f1" in result
 
@@ -86,9 +113,11 @@ def test_train_config_errors(tmp_path, capsys):
 def test_unknown_estimator_param_in_config(tmp_path, tiny_dir, capsys):
     _write_data(tmp_path)
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(f"pvp: {{pattern: '{{text}} [MASK]', verbalizer: {{a: [good], b: [bad]}}}}\n"
-                   f"model: {tiny_dir}\ndata: {{train: train.csv}}\noutput: o\n"
-                   "params: {epoch: 3}\n")
+    cfg.write_text(
+        f"pvp: {{pattern: '{{text}} [MASK]', verbalizer: {{a: [good], b: [bad]}}}}\n"
+        f"model: {tiny_dir}\ndata: {{train: train.csv}}\noutput: o\n"
+        "params: {epoch: 3}\n"
+    )
     assert main(["train", str(cfg)]) == 1
     assert "unknown parameter(s) ['epoch']" in capsys.readouterr().err
 

@@ -38,8 +38,7 @@ def test_matches_plain_hf_forward(arch, tiny_tokenizer):
     got = scorer.class_scores(enc.encode([{"text": t} for t in TEXTS]), None).detach()
     ids = {k: tiny_tokenizer.convert_tokens_to_ids(v) for k, v in VERB.items()}
     for i, text in enumerate(TEXTS):
-        batch = tiny_tokenizer(f"{text} It was {tiny_tokenizer.mask_token}.",
-                               return_tensors="pt")
+        batch = tiny_tokenizer(f"{text} It was {tiny_tokenizer.mask_token}.", return_tensors="pt")
         with torch.no_grad():
             logits = model(**{k: v for k, v in batch.items() if k != "token_type_ids"}).logits
         pos = (batch["input_ids"][0] == tiny_tokenizer.mask_token_id).nonzero().item()
@@ -75,8 +74,9 @@ def test_multi_token_word_is_mean_log_probability(tiny_tokenizer):
     mask = tiny_tokenizer.mask_token
 
     def logp(n_masks):
-        batch = tiny_tokenizer("a movie It was " + " ".join([mask] * n_masks) + ".",
-                               return_tensors="pt")
+        batch = tiny_tokenizer(
+            "a movie It was " + " ".join([mask] * n_masks) + ".", return_tensors="pt"
+        )
         with torch.no_grad():
             out = model(**batch).logits[0].log_softmax(-1)
         pos = (batch["input_ids"][0] == tiny_tokenizer.mask_token_id).nonzero().squeeze(1)
@@ -101,8 +101,9 @@ def test_soft_slots_enter_as_input_embeddings(tiny_tokenizer):
     slots = model.get_input_embeddings().weight[it].detach().unsqueeze(0)
     x = [{"text": t} for t in TEXTS]
     with torch.no_grad():
-        torch.testing.assert_close(scorer.class_scores(enc.encode(x), slots),
-                                   hard.class_scores(enc_hard.encode(x), None))
+        torch.testing.assert_close(
+            scorer.class_scores(enc.encode(x), slots), hard.class_scores(enc_hard.encode(x), None)
+        )
 
 
 @pytest.mark.parametrize("aggregate", ["mean", "max", "logsumexp"])
@@ -116,8 +117,11 @@ def test_aggregation_rules(aggregate, tiny_tokenizer):
     labels = torch.tensor([li for g in enc.verbalizer.groups for li in g.label_index])
     for c in range(2):
         cols = words[:, labels == c]
-        expected = {"mean": cols.mean(1), "max": cols.max(1).values,
-                    "logsumexp": cols.logsumexp(1)}[aggregate]
+        expected = {
+            "mean": cols.mean(1),
+            "max": cols.max(1).values,
+            "logsumexp": cols.logsumexp(1),
+        }[aggregate]
         torch.testing.assert_close(classes[:, c], expected)
 
 
@@ -149,8 +153,12 @@ def test_estimator_on_other_architectures(tiny_tokenizer, toy_data):
     X, y = toy_data
     for arch in ("roberta", "distilbert", "albert", "electra"):
         model = build_model(len(tiny_tokenizer), arch=arch)
-        clf = PromptClassifier(pvp={"pattern": "[SOFT*2] {text} It was [MASK].",
-                                    "verbalizer": VERB},
-                               model=model, tokenizer=tiny_tokenizer, epochs=2, verbose=0,
-                               random_state=0)
+        clf = PromptClassifier(
+            pvp={"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": VERB},
+            model=model,
+            tokenizer=tiny_tokenizer,
+            epochs=2,
+            verbose=0,
+            random_state=0,
+        )
         assert clf.fit(X, y).predict_proba(X).shape == (len(X), 2)

@@ -67,8 +67,15 @@ def test_callers_model_object_is_not_mutated(tiny_model, tiny_tokenizer, toy_dat
     flags = {n: p.requires_grad for n, p in tiny_model.named_parameters()}
     modes = {n: m.training for n, m in tiny_model.named_modules()}
     before = _state(tiny_model)
-    clf = PromptClassifier(pvp=SENTIMENT_PVP, model=tiny_model, tokenizer=tiny_tokenizer,
-                           epochs=2, learning_rate=0.5, verbose=0, random_state=0)
+    clf = PromptClassifier(
+        pvp=SENTIMENT_PVP,
+        model=tiny_model,
+        tokenizer=tiny_tokenizer,
+        epochs=2,
+        learning_rate=0.5,
+        verbose=0,
+        random_state=0,
+    )
     clf.fit(X, y)
     clf.predict(X)
     assert {n: p.requires_grad for n, p in tiny_model.named_parameters()} == flags
@@ -138,8 +145,9 @@ def test_max_steps_overrides_epochs(make_clf, toy_data):
 
 def test_early_stopping_keeps_best(make_clf, toy_data):
     X, y = toy_data
-    clf = make_clf(early_stopping=True, validation_fraction=0.25, n_iter_no_change=2,
-                   epochs=20).fit(X, y)
+    clf = make_clf(
+        early_stopping=True, validation_fraction=0.25, n_iter_no_change=2, epochs=20
+    ).fit(X, y)
     h = clf.history_
     assert h["val_accuracy"] and h["best_epoch"] is not None
     assert h["best_epoch"] == int(np.argmax(h["val_accuracy"])) + 1
@@ -178,8 +186,14 @@ def test_input_types_give_same_predictions(make_clf, toy_data):
     X, y = toy_data
     clf = make_clf().fit(X, y)
     ref = clf.predict_proba(X)
-    for variant in (np.array(X), pd.Series(X), pd.DataFrame({"text": X}), tuple(X),
-                    [{"text": x} for x in X], pd.DataFrame({"review": X})):
+    for variant in (
+        np.array(X),
+        pd.Series(X),
+        pd.DataFrame({"text": X}),
+        tuple(X),
+        [{"text": x} for x in X],
+        pd.DataFrame({"review": X}),
+    ):
         np.testing.assert_allclose(clf.predict_proba(variant), ref, rtol=1e-5, atol=1e-6)
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_dict({"text": X, "label": y})
@@ -189,10 +203,13 @@ def test_input_types_give_same_predictions(make_clf, toy_data):
 
 
 def test_pair_inputs_by_column_name(make_clf):
-    pvp = {"pattern": "{text_a}? [MASK], {text_b}",
-           "verbalizer": {"yes": ["yes"], "no": ["no"]}}
-    df = pd.DataFrame({"text_b": ["it was great", "it was bad", "good", "bad"],
-                       "text_a": ["a great movie", "a great movie", "fun", "fun"]})
+    pvp = {"pattern": "{text_a}? [MASK], {text_b}", "verbalizer": {"yes": ["yes"], "no": ["no"]}}
+    df = pd.DataFrame(
+        {
+            "text_b": ["it was great", "it was bad", "good", "bad"],
+            "text_a": ["a great movie", "a great movie", "fun", "fun"],
+        }
+    )
     y = ["yes", "no", "yes", "no"]
     clf = make_clf(pvp=pvp).fit(df, y)
     swapped = df[["text_a", "text_b"]]
@@ -206,8 +223,10 @@ def test_pair_inputs_by_column_name(make_clf):
 
 
 def test_integer_labels_and_string_forms(make_clf):
-    pvp = {"pattern": "[SOFT] {text} It was [MASK].",
-           "verbalizer": {1: ["terrible"], 2: ["bad"], 4: ["good"], 5: ["great"]}}
+    pvp = {
+        "pattern": "[SOFT] {text} It was [MASK].",
+        "verbalizer": {1: ["terrible"], 2: ["bad"], 4: ["good"], 5: ["great"]},
+    }
     X = ["terrible", "bad film", "good film", "great film"] * 2
     y = [1, 2, 4, 5] * 2
     clf = make_clf(pvp=pvp).fit(X, y)
@@ -220,16 +239,16 @@ def test_integer_labels_and_string_forms(make_clf):
 
 def test_bad_inputs_are_clear_errors(make_clf, toy_data):
     X, y = toy_data
-    with pytest.raises(InputError, match="do not define|does not define"):
-        make_clf().fit(X, y[:-1] + ["neutral"])
+    with pytest.raises(InputError, match="does not define"):
+        make_clf().fit(X, [*y[:-1], "neutral"])
     with pytest.raises(InputError, match="16 examples but y has 15"):
         make_clf().fit(X, y[:-1])
     with pytest.raises(InputError, match="only one class"):
         make_clf().fit(X[:3], ["positive"] * 3)
     with pytest.raises(InputError, match="missing"):
-        make_clf().fit(X[:-1] + [None], y)
+        make_clf().fit([*X[:-1], None], y)
     with pytest.raises(InputError, match="bytes"):
-        make_clf().fit(X[:-1] + [b"raw"], y)
+        make_clf().fit([*X[:-1], b"raw"], y)
     with pytest.raises(InputError, match=r"y\[1\] is missing"):
         make_clf().fit(X[:2], ["positive", None])
     with pytest.raises(TypeError, match="single string"):
@@ -286,13 +305,18 @@ def test_clone_get_set_params(make_clf, toy_data):
 
 def test_pipeline_gridsearch_cross_val(make_clf, toy_data):
     X, y = toy_data
-    pipe = Pipeline([("lower", FunctionTransformer(lambda xs: [x.lower() for x in xs])),
-                     ("clf", make_clf(epochs=2))])
+    pipe = Pipeline(
+        [
+            ("lower", FunctionTransformer(lambda xs: [x.lower() for x in xs])),
+            ("clf", make_clf(epochs=2)),
+        ]
+    )
     pipe.fit(X, y)
     assert pipe.predict(X).shape == (len(X),)
     cv = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
-    grid = GridSearchCV(make_clf(epochs=2), {"learning_rate": [0.01, 0.1]}, cv=cv,
-                        error_score="raise")
+    grid = GridSearchCV(
+        make_clf(epochs=2), {"learning_rate": [0.01, 0.1]}, cv=cv, error_score="raise"
+    )
     grid.fit(X, y)
     assert grid.best_params_["learning_rate"] in (0.01, 0.1)
     scores = cross_val_score(make_clf(epochs=2), X, y, cv=cv, error_score="raise")
@@ -309,8 +333,10 @@ def test_pickle_roundtrip(make_clf, toy_data):
 
 
 def test_chinese_multi_token_labels(make_clf):
-    pvp = {"pattern": "[SOFT*2]{text}总之[MASK]。",
-           "verbalizer": {"positive": ["好评"], "negative": ["差评"]}}
+    pvp = {
+        "pattern": "[SOFT*2]{text}总之[MASK]。",
+        "verbalizer": {"positive": ["好评"], "negative": ["差评"]},
+    }
     X = ["这个电影非常好", "我很喜欢这个书", "这个电影很差", "我讨厌这个书"] * 2
     y = ["positive", "positive", "negative", "negative"] * 2
     clf = make_clf(pvp=pvp, epochs=10, learning_rate=0.1).fit(X, y)

@@ -44,8 +44,7 @@ def test_saved_prompt_is_small_and_pickle_free(fitted, tmp_path):
 
 
 def test_integer_classes_survive(make_clf, tmp_path):
-    pvp = {"pattern": "[SOFT] {text} It was [MASK].",
-           "verbalizer": {1: ["bad"], 5: ["great"]}}
+    pvp = {"pattern": "[SOFT] {text} It was [MASK].", "verbalizer": {1: ["bad"], 5: ["great"]}}
     clf = make_clf(pvp=pvp).fit(["bad", "great"], [1, 5])
     loaded = PromptClassifier.load(clf.save(tmp_path / "p"))
     assert loaded.classes_.tolist() == [1, 5] and loaded.classes_.dtype.kind == "i"
@@ -61,8 +60,9 @@ def test_other_backbone_is_refused(fitted, tmp_path):
         PromptClassifier.load(out, model=str(other_dir))
 
 
-def test_overwrite_replaces_and_failed_save_keeps_old(fitted, make_clf, toy_data, tmp_path,
-                                                      monkeypatch):
+def test_overwrite_replaces_and_failed_save_keeps_old(
+    fitted, make_clf, toy_data, tmp_path, monkeypatch
+):
     X, y = toy_data
     target = tmp_path / "p"
     fitted.save(target)
@@ -118,8 +118,19 @@ def test_killed_save_leaves_old_prompt_intact(fitted, tiny_dir, tmp_path):
     PromptClassifier.load(target)  # still loads
 
 
-@pytest.mark.parametrize("damage", ["missing_tensor", "missing_json", "truncate", "bitflip",
-                                    "bad_json", "future", "shape", "not_prompt"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "missing_tensor",
+        "missing_json",
+        "truncate",
+        "bitflip",
+        "bad_json",
+        "future",
+        "shape",
+        "not_prompt",
+    ],
+)
 def test_damaged_folders_are_clear_errors(fitted, tmp_path, damage):
     out = fitted.save(tmp_path / "p")
     t, m = out / TENSOR_FILE, out / META_FILE
@@ -145,9 +156,16 @@ def test_damaged_folders_are_clear_errors(fitted, tmp_path, damage):
     elif damage == "not_prompt":
         del meta["format"]
         m.write_text(json.dumps(meta))
-    expected = {"missing_tensor": "missing", "missing_json": "missing", "truncate": "checksum",
-                "bitflip": "checksum", "bad_json": "not valid JSON", "future": "newer pet_kit",
-                "shape": "shape", "not_prompt": "not a pet_kit prompt"}[damage]
+    expected = {
+        "missing_tensor": "missing",
+        "missing_json": "missing",
+        "truncate": "checksum",
+        "bitflip": "checksum",
+        "bad_json": "not valid JSON",
+        "future": "newer pet_kit",
+        "shape": "shape",
+        "not_prompt": "not a pet_kit prompt",
+    }[damage]
     with pytest.raises(SavedPromptError, match=expected):
         PromptClassifier.load(out)
 
