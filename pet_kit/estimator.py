@@ -235,21 +235,25 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         )
         return dataclasses.replace(pvp, verbalizer=verbalizer)
 
-    def _runtime(self, pvp: PVP | None = None) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
-        """Backbone, encoder and scorer (rebuilt lazily, e.g. after unpickling)."""
-        scorer = getattr(self, "_scorer", None)
-        if scorer is not None and pvp is None:
-            return self._backbone, self._encoder, scorer
+    def _runtime(self) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
+        """The fitted PVP's backbone, encoder and scorer (rebuilt after unpickling)."""
+        if getattr(self, "_scorer", None) is None:
+            self._set_runtime(self._build_runtime(self.pvp_))
+        return self._backbone, self._encoder, self._scorer
+
+    def _set_runtime(self, runtime: tuple[Backbone, ClozeEncoder, ClozeScorer]) -> None:
+        self._backbone, self._encoder, self._scorer = runtime
+
+    def _build_runtime(self, pvp: PVP) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
+        """Load the backbone (cached per process) and compile ``pvp`` for it."""
         backbone = load_backbone(self.model, self.tokenizer, self.device)
         max_length = int(self.max_length)
         limit = backbone.max_positions()
         if limit is not None and max_length > limit:
             log.info("max_length %d capped to the backbone's limit %d", max_length, limit)
             max_length = limit
-        encoder = ClozeEncoder(pvp or self.pvp_, backbone.tokenizer, max_length)
-        scorer = ClozeScorer(backbone, encoder)
-        self._backbone, self._encoder, self._scorer = backbone, encoder, scorer
-        return backbone, encoder, scorer
+        encoder = ClozeEncoder(pvp, backbone.tokenizer, max_length)
+        return backbone, encoder, ClozeScorer(backbone, encoder)
 
     def _encode(self, X: Any, encoder: ClozeEncoder) -> list[Encoded]:
         records = to_records(X, encoder.field_names)
@@ -288,21 +292,54 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         pvp = self._load_pvp()
-        backbone, encoder, scorer = self._runtime(pvp)
+        runtime = self._build_runtime(pvp)
+        backbone, encoder, scorer = runtime
+        examples, y_idx = self._training_data(X, y, encoder)
+        rs = check_random_state(self.random_state)
+        generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
+        prompt = self._new_prompt(backbone, encoder, generator)
+        history: dict[str, Any] = {"steps": 0, "train_loss": [], "zero_shot": True}
+        if examples is None:
+            log.info("no training data: zero-shot classifier")
+        elif encoder.n_slots == 0:
+            log.info("the pattern has no soft slots: zero-shot, nothing to train")
+        else:
+            train_ex, train_y, validation = self._split_validation(examples, y_idx, rs)
+            config = TrainConfig(
+                learning_rate=float(self.learning_rate),
+                weight_decay=float(self.weight_decay),
+                epochs=int(self.epochs),
+                max_steps=self.max_steps,
+                batch_size=int(self.batch_size),
+                gradient_accumulation_steps=int(self.gradient_accumulation_steps),
+                n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
+                verbose=int(self.verbose),
+            )
+            with frozen(backbone.model):
+                result = train_prompt(
+                    scorer, prompt, train_ex, train_y, config, generator, validation=validation
+                )
+            history = {**result.as_dict(), "zero_shot": False}
+        # fitted attributes are set only once everything above succeeded
+        self._set_runtime(runtime)
         self.pvp_ = pvp
         self.classes_ = _labels_array(list(encoder.labels))
         self.n_slots_ = encoder.n_slots
         self.backbone_name_ = backbone.name
         self.backbone_fingerprint_ = backbone.fingerprint
-        rs = check_random_state(self.random_state)
-        generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
-        self.prompt_ = self._new_prompt(backbone, encoder, generator)
-        self.history_ = {"steps": 0, "train_loss": [], "zero_shot": True}
-        if X is None or (hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0):
+        self.prompt_ = prompt
+        self.history_ = history
+        return self
+
+    def _training_data(
+        self, X: Any, y: Any, encoder: ClozeEncoder
+    ) -> tuple[list[Encoded] | None, np.ndarray | None]:
+        """Encoded examples and label indices; ``(None, None)`` for zero-shot."""
+        empty_pair = hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0
+        if X is None or empty_pair:
             if y is not None and len(y):
                 raise InputError("y was given without X; pass both or neither")
-            log.info("no training data: zero-shot classifier")
-            return self
+            return None, None
         if y is None:
             raise InputError("y is required with X; for zero-shot use fit(None)")
         examples = self._encode(X, encoder)
@@ -315,43 +352,28 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"y contains only one class ({encoder.labels[present[0]]!r}); training needs"
                 " examples of at least two classes. For zero-shot use fit(None)"
             )
-        if encoder.n_slots == 0:
-            log.info("the pattern has no soft slots: zero-shot, nothing to train")
-            return self
-        validation = None
-        train_ex, train_y = examples, y_idx
-        if self.early_stopping:
-            idx = np.arange(len(examples))
-            counts = np.bincount(y_idx)
-            strat = y_idx if counts[counts > 0].min() >= 2 else None
-            try:
-                tr, va = train_test_split(
-                    idx, test_size=self.validation_fraction, stratify=strat, random_state=rs
-                )
-            except ValueError as exc:
-                raise InputError(
-                    f"cannot hold out validation_fraction={self.validation_fraction} of"
-                    f" {len(idx)} examples for early stopping ({exc}); add examples or set"
-                    " early_stopping=False"
-                ) from None
-            train_ex, train_y = [examples[i] for i in tr], y_idx[tr]
-            validation = ([examples[i] for i in va], y_idx[va])
-        config = TrainConfig(
-            learning_rate=float(self.learning_rate),
-            weight_decay=float(self.weight_decay),
-            epochs=int(self.epochs),
-            max_steps=self.max_steps,
-            batch_size=int(self.batch_size),
-            gradient_accumulation_steps=int(self.gradient_accumulation_steps),
-            n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
-            verbose=int(self.verbose),
-        )
-        with frozen(backbone.model):
-            result = train_prompt(
-                scorer, self.prompt_, train_ex, train_y, config, generator, validation=validation
+        return examples, y_idx
+
+    def _split_validation(
+        self, examples: list[Encoded], y_idx: np.ndarray, rs: np.random.RandomState
+    ) -> tuple[list[Encoded], np.ndarray, tuple[list[Encoded], np.ndarray] | None]:
+        """Hold out a stratified validation set when early stopping is on."""
+        if not self.early_stopping:
+            return examples, y_idx, None
+        idx = np.arange(len(examples))
+        counts = np.bincount(y_idx)
+        strat = y_idx if counts[counts > 0].min() >= 2 else None
+        try:
+            tr, va = train_test_split(
+                idx, test_size=self.validation_fraction, stratify=strat, random_state=rs
             )
-        self.history_ = {**result.as_dict(), "zero_shot": False}
-        return self
+        except ValueError as exc:
+            raise InputError(
+                f"cannot hold out validation_fraction={self.validation_fraction} of"
+                f" {len(idx)} examples for early stopping ({exc}); add examples or set"
+                " early_stopping=False"
+            ) from None
+        return [examples[i] for i in tr], y_idx[tr], ([examples[i] for i in va], y_idx[va])
 
     def _slots(self) -> torch.Tensor:
         with torch.no_grad():
@@ -482,7 +504,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         )
         if device is not None:
             est.device = device
-        backbone, encoder, _ = est._runtime(pvp)
+        runtime = est._build_runtime(pvp)
+        backbone, encoder, _ = runtime
         if backbone.fingerprint != recorded.get("fingerprint"):
             raise BackboneMismatchError(
                 f"{path}: this prompt was trained on backbone {recorded.get('name')!r}"
@@ -501,6 +524,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"{where}: classes {classes} do not match the verbalizer's labels"
                 f" {list(encoder.labels)}; the file was edited"
             )
+        est._set_runtime(runtime)
         est.pvp_ = pvp
         est.classes_ = _labels_array(classes)
         est.n_slots_ = encoder.n_slots

@@ -17,6 +17,7 @@ resolved against that file's folder.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from .verbalizer import Verbalizer
 from .yaml_source import YamlSource, read_yaml
 
 __all__ = ["PVP", "load_pvp", "load_pvps", "load_verbalizer"]
+
+log = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -128,6 +131,14 @@ def _verbalizer_from_source(
     spec = validate(VerbalizerSpec, src, "verbalizer", base=loc, wrap="labels" if bare else None)
     label_loc = loc if bare else (*loc, "labels")
     labels = {k: tuple(w.strip() for w in v) for k, v in spec.labels.items()}
+    for key in labels:
+        if isinstance(key, bool):
+            log.warning(
+                "%s: label %r is a boolean: YAML reads unquoted yes/no/true/false/on/off keys"
+                ' as booleans; quote the key ("yes":) if you meant the word',
+                src.name,
+                key,
+            )
     try:
         return Verbalizer(labels=labels, aggregate=spec.aggregate, name=spec.name, source=src.name)
     except ConfigError as exc:

@@ -347,3 +347,28 @@ def test_chinese_multi_token_labels(make_clf):
 
 def test_sample_pos_neg_fixture_is_balanced():
     assert len(POS) == len(NEG)
+
+
+def test_failed_fit_leaves_a_previous_fit_untouched(make_clf, toy_data):
+    X, y = toy_data
+    clf = make_clf().fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(InputError):
+        clf.fit(X, [*y[:-1], "neutral"])
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    with pytest.raises(InputError):
+        make_clf().fit(X, [*y[:-1], "neutral"]).classes_  # noqa: B018
+    fresh = make_clf()
+    with pytest.raises(InputError):
+        fresh.fit(X, ["positive"] * len(X))
+    assert not hasattr(fresh, "classes_")
+
+
+def test_failed_refit_with_another_pvp_keeps_the_fitted_one(make_clf, toy_data):
+    X, y = toy_data
+    clf = make_clf().fit(X, y)
+    before = clf.predict_proba(X)
+    other = {"pattern": "{text} [MASK]!", "verbalizer": {"a": ["good"], "b": ["bad"]}}
+    with pytest.raises(InputError):
+        clf.set_params(pvp=other).fit(X, y)  # labels do not match the new verbalizer
+    np.testing.assert_array_equal(clf.predict_proba(X), before)

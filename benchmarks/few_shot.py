@@ -1,0 +1,348 @@
+"""Few-shot benchmark: pet_kit against its peers on the same backbone and the same splits.
+
+Rows (methods), all on the embedded default backbone (MiniLM-L6 encoder + pet_kit's MLM
+head; the peers use the same encoder):
+
+``zero_shot``     the task's hard cloze pattern, no training (K = 0 only);
+``pet_kit``       the task's soft pattern, only the soft slots trained (frozen backbone);
+``finetune``      the encoder fine-tuned end to end with a linear head on mean pooling;
+``linear_probe``  logistic regression on mean-pooled frozen embeddings;
+``setfit``        SetFit (contrastive sentence-transformer fine-tuning + logistic head),
+                  when the ``setfit`` package is installed.
+
+Every (task, K, seed) uses ``pet_kit.datasets.sample_k_shot(train, K, seed)`` and the fixed
+test subset ``load_task(task, "test", max_size=--test-size)``. Results are appended to a
+JSON file as they finish (a rerun skips what is there), then a table of mean ± std over
+seeds and a plot of accuracy vs K are written.
+
+Example::
+
+    python benchmarks/few_shot.py --tasks rotten_tomatoes --ks 0 8 16 32 --seeds 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+METHODS = ("zero_shot", "pet_kit", "finetune", "linear_probe", "setfit")
+
+log = logging.getLogger("few_shot")
+
+
+# ----------------------------------------------------------------- data + setup
+def task_data(task: str, test_size: int) -> tuple[Any, Any]:
+    from pet_kit.datasets import load_task
+
+    return load_task(task, "train"), load_task(task, "test", max_size=test_size)
+
+
+def pvp_refs(task: str) -> tuple[str, str]:
+    """(hard pattern ref, soft pattern ref) for a task's template file."""
+    from pet_kit import load_pvps
+
+    path = REPO / "templates" / f"{task}.yaml"
+    pvps = load_pvps(str(path))
+    hard = next(p for p in pvps if not p.pattern.has_soft)
+    soft = next(p for p in pvps if p.pattern.has_soft)
+    return (f"{path}#{hard.name.split('#', 1)[1]}", f"{path}#{soft.name.split('#', 1)[1]}")
+
+
+class Encoder:
+    """The default backbone's encoder (mean pooling), shared by the peer methods."""
+
+    def __init__(self, max_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from pet_kit.default_backbone import default_model_path
+
+        self.path = str(default_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.max_length = max_length
+        self._frozen = AutoModel.from_pretrained(self.path).eval()
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def fresh(self) -> torch.nn.Module:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(self.path)
+
+    def batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(texts, padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt")
+
+    @staticmethod
+    def pool(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def embed(self, texts: list[str], model: torch.nn.Module | None = None,
+              bs: int = 64) -> np.ndarray:
+        model = model or self._frozen
+        out = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for s in range(0, len(order), bs):
+                idx = order[s : s + bs]
+                out.append((idx, self.pool(model, self.batch([texts[i] for i in idx]))))
+        emb = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+        for idx, e in out:
+            emb[idx] = e.float().numpy()
+        return emb
+
+    def embed_cached(self, key: str, texts: list[str]) -> np.ndarray:
+        ck = (key, len(texts))
+        if ck not in self._cache:
+            self._cache[ck] = self.embed(texts)
+        return self._cache[ck]
+
+
+# ---------------------------------------------------------------------- methods
+def run_zero_shot(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(pvp=ctx["hard"], max_length=ctx["max_length"], verbose=0)
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(pvp=ctx["soft"], max_length=ctx["max_length"], random_state=seed,
+                           verbose=0, **ctx["pet_params"])
+    if len(train):
+        clf.fit(train["text"], train["label"])
+    else:
+        clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    enc: Encoder = ctx["encoder"]
+    xt = enc.embed_cached(ctx["task"] + ":test", test["text"].tolist())
+    xs = enc.embed(train["text"].tolist())
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(xs, train["label"])
+    return float((clf.predict(xt) == test["label"].to_numpy()).mean())
+
+
+def run_finetune(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    enc: Encoder = ctx["encoder"]
+    labels = sorted(set(train["label"]))
+    y = torch.tensor([labels.index(v) for v in train["label"]])
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = enc.fresh().train()
+        head = torch.nn.Linear(model.config.hidden_size, len(labels))
+    optim = torch.optim.AdamW([{"params": model.parameters(), "lr": 3e-5},
+                               {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+    texts = train["text"].tolist()
+    epochs, bs = ctx["ft_epochs"], 8
+    for _ in range(epochs):
+        order = torch.randperm(len(texts), generator=gen).tolist()
+        for s in range(0, len(order), bs):
+            idx = order[s : s + bs]
+            logits = head(enc.pool(model, enc.batch([texts[i] for i in idx])))
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    model.eval()
+    with torch.inference_mode():
+        emb = torch.from_numpy(enc.embed(test["text"].tolist(), model=model))
+        pred = head(emb).argmax(1).numpy()
+    return float((np.array(labels)[pred] == test["label"].to_numpy()).mean())
+
+
+def run_setfit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    enc: Encoder = ctx["encoder"]
+    model = SetFitModel.from_pretrained(str(enc.path))
+    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=ctx["setfit_iters"],
+                             seed=seed, max_length=enc.max_length, show_progress_bar=False)
+    trainer = Trainer(model=model, args=args,
+                      train_dataset=Dataset.from_pandas(train[["text", "label"]],
+                                                        preserve_index=False))
+    trainer.train()
+    pred = np.asarray(model.predict(test["text"].tolist(), batch_size=64))
+    return float((pred == test["label"].to_numpy()).mean())
+
+
+RUNNERS = {"zero_shot": run_zero_shot, "pet_kit": run_pet_kit, "finetune": run_finetune,
+           "linear_probe": run_linear_probe, "setfit": run_setfit}
+
+
+# ---------------------------------------------------------------------- report
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["method"], r["k"])].append(r)
+    out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    for (task, method, k), rs in sorted(groups.items()):
+        accs = [r["accuracy"] for r in rs]
+        out[task][method][k] = {
+            "mean": statistics.fmean(accs),
+            "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            "n_seeds": len(accs),
+            "seconds_mean": statistics.fmean(r["seconds"] for r in rs),
+        }
+    return {t: dict(m) for t, m in out.items()}
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = []
+    for task, methods in summary.items():
+        ks = sorted({k for m in methods.values() for k in m})
+        lines.append(f"\n{task}")
+        lines.append(f"{'method':<14}" + "".join(f"{'K=' + str(k):>18}" for k in ks)
+                     + f"{'s/run':>9}")
+        for method in METHODS:
+            if method not in methods:
+                continue
+            cells = []
+            for k in ks:
+                c = methods[method].get(k)
+                cells.append(f"{c['mean']:.3f} ± {c['std']:.3f}".rjust(18) if c else " " * 18)
+            secs = statistics.fmean(c["seconds_mean"] for c in methods[method].values())
+            lines.append(f"{method:<14}" + "".join(cells) + f"{secs:>9.1f}")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for method in METHODS:
+            cells = summary[task].get(method)
+            if not cells:
+                continue
+            ks = sorted(cells)
+            mean = np.array([cells[k]["mean"] for k in ks])
+            std = np.array([cells[k]["std"] for k in ks])
+            if len(ks) == 1:
+                ax.axhline(mean[0], ls="--", lw=1, label=method, color="grey")
+                continue
+            ax.plot(ks, mean, marker="o", label=method)
+            ax.fill_between(ks, mean - std, mean + std, alpha=0.15)
+        ax.set_title(task)
+        ax.set_xlabel("K (labelled examples per class)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ------------------------------------------------------------------------ main
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": sys.version.split()[0], "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=["rotten_tomatoes", "subjectivity",
+                                                  "bbc_news", "chinese_reviews"])
+    p.add_argument("--ks", nargs="+", type=int, default=[0, 8, 16, 32])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--test-size", type=int, default=1000)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=20, help="pet_kit epochs")
+    p.add_argument("--lr", type=float, default=3e-3, help="pet_kit learning rate")
+    p.add_argument("--ft-epochs", type=int, default=15, help="fine-tuning epochs")
+    p.add_argument("--setfit-iters", type=int, default=5, help="SetFit num_iterations")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("transformers", "sentence_transformers", "setfit", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    done = {(r["task"], r["method"], r["k"], r["seed"]) for r in data["runs"]}
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+    data.update(machine=machine(), config=config)
+    encoder = Encoder(args.max_length) if set(args.methods) - {"zero_shot", "pet_kit"} else None
+
+    from pet_kit.datasets import sample_k_shot
+
+    for task in args.tasks:
+        train_all, test = task_data(task, args.test_size)
+        hard, soft = pvp_refs(task)
+        ctx = {"task": task, "hard": hard, "soft": soft, "encoder": encoder,
+               "max_length": args.max_length, "ft_epochs": args.ft_epochs,
+               "setfit_iters": args.setfit_iters,
+               "pet_params": {"epochs": args.epochs, "learning_rate": args.lr}}
+        for method in args.methods:
+            if method == "setfit":
+                try:
+                    import setfit  # noqa: F401
+                except ImportError:
+                    log.warning("setfit is not installed: skipping its row")
+                    continue
+            ks = [0] if method == "zero_shot" else [k for k in args.ks
+                                                    if k > 0 or method == "pet_kit"]
+            for k in ks:
+                seeds = [0] if method == "zero_shot" else args.seeds
+                for seed in seeds:
+                    key = (task, method, k, seed)
+                    if key in done:
+                        continue
+                    train = sample_k_shot(train_all, k, seed=seed)
+                    t0 = time.perf_counter()
+                    acc = RUNNERS[method](ctx, train, test, seed)
+                    secs = time.perf_counter() - t0
+                    log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, method, k, seed, acc,
+                             secs)
+                    data["runs"].append({"task": task, "method": method, "k": k,
+                                         "seed": seed, "accuracy": acc, "seconds": secs,
+                                         "n_test": len(test)})
+                    done.add(key)
+                    tmp = out.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(data, indent=1))
+                    os.replace(tmp, out)
+    summary = summarize(data["runs"])
+    data["summary"] = summary
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, out)
+    print(table(summary))
+    try:
+        plot(summary, out.with_suffix(".png"))
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot")
+
+
+if __name__ == "__main__":
+    main()
