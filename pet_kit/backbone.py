@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str, str], Backbone] = {}
 _CACHE_LOCK = threading.Lock()
-_FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -107,11 +105,20 @@ class Backbone:
     tokenizer: Any
     name: str
     owned: bool
+    _fingerprint: str | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Content hash of config + input embeddings (see :func:`fingerprint`)."""
-        return fingerprint(self.model)
+        """Content hash of config + input embeddings (see :func:`fingerprint`).
+
+        Cached for backbones pet_kit owns (frozen, so they cannot change); recomputed
+        each time for a caller's model object, which its owner may modify in place.
+        """
+        if not self.owned:
+            return fingerprint(self.model)
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
 
     def max_positions(self) -> int | None:
         """Longest input the model accepts (position embeddings / tokenizer limit)."""
@@ -138,11 +145,8 @@ def fingerprint(model: nn.Module) -> str:
 
     Two checkpoints of the same architecture and vocabulary but different weights get
     different fingerprints, so a prompt trained for one is not silently used on the
-    other. Cached per model object.
+    other.
     """
-    cached = _FINGERPRINTS.get(model)
-    if cached is not None:
-        return cached
     cfg = model.config
     keys = (
         "model_type",
@@ -157,9 +161,7 @@ def fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
     emb = model.get_input_embeddings().weight.detach().to("cpu", torch.float32).contiguous()
     h.update(emb.numpy().tobytes())
-    digest = "sha256:" + h.hexdigest()[:32]
-    _FINGERPRINTS[model] = digest
-    return digest
+    return "sha256:" + h.hexdigest()[:32]
 
 
 @contextlib.contextmanager
