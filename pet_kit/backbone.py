@@ -27,11 +27,28 @@ from torch import nn
 
 from .errors import BackboneError
 
-__all__ = ["Backbone", "HeadParts", "fingerprint", "frozen", "head_parts", "load_backbone"]
+__all__ = [
+    "Backbone",
+    "HeadParts",
+    "check_tokenizer",
+    "fingerprint",
+    "frozen",
+    "head_parts",
+    "load_backbone",
+]
 
 log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str, str], Backbone] = {}
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 _CACHE_LOCK = threading.Lock()
 
 
@@ -208,6 +225,14 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
             f"cannot load model {ref!r}: {exc}. Without hub access, pass a local folder"
             " (HF format: config.json + weights); omit `model` for pet_kit's offline default"
         ) from None
+    except Exception as exc:  # damaged weights, refused pickles, ...: never a raw traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise BackboneError(
+            f"cannot load model {ref!r}: its files are damaged or unsafe to load"
+            f" ({type(exc).__name__}: {first[:300]}). pet_kit loads weights only from"
+            " safetensors or torch files that hold plain tensors (no pickled code); re-save"
+            " the model with save_pretrained or restore its files"
+        ) from None
     missing = _head_missing(model, list(info.get("missing_keys", [])))
     if missing:
         shown = ", ".join(sorted(missing)[:4]) + (" ..." if len(missing) > 4 else "")
@@ -217,15 +242,58 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
             " its masked-LM head (e.g. a *ForMaskedLM model), or omit `model` to use"
             " pet_kit's offline default backbone"
         )
+    if tokenizer_ref is None and local.is_dir():
+        if not any((local / f).is_file() for f in _TOKENIZER_FILES):
+            raise BackboneError(
+                f"{ref!r} has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)});"
+                " save the tokenizer next to the model (tokenizer.save_pretrained(folder)) or"
+                " pass tokenizer=..."
+            )
     try:
         tok = AutoTokenizer.from_pretrained(tokenizer_ref or ref)
-    except (OSError, ValueError) as exc:
-        raise BackboneError(f"cannot load the tokenizer for {ref!r}: {exc}") from None
+    except Exception as exc:
+        raise BackboneError(
+            f"cannot load the tokenizer for {ref!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    check_tokenizer(model, tok, ref)
     model.eval()
     model.requires_grad_(False)
     if device:
-        model.to(device)
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise BackboneError(
+                f"cannot put model {ref!r} on device {device!r} ({exc}); use 'cpu', or"
+                " 'cuda' on a machine with a CUDA GPU"
+            ) from None
     return Backbone(model=model, tokenizer=tok, name=ref, owned=True)
+
+
+def check_tokenizer(model: nn.Module, tokenizer: Any, name: str) -> None:
+    """Refuse a tokenizer that cannot belong to ``model``.
+
+    Raises
+    ------
+    BackboneError
+        The tokenizer produces ids beyond the model's embedding matrix (it belongs to
+        another model), or it has no mask token.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    try:
+        n = len(tokenizer)
+    except TypeError:
+        return
+    if n > rows:
+        raise BackboneError(
+            f"the tokenizer of {name!r} has {n} tokens but the model's embedding matrix has"
+            f" only {rows} rows: the tokenizer belongs to another model. Pass the model's own"
+            " tokenizer"
+        )
+    if getattr(tokenizer, "mask_token_id", None) is None:
+        raise BackboneError(
+            f"the tokenizer of {name!r} has no mask token, so it cannot serve a masked LM;"
+            " use the tokenizer that belongs to the masked-LM backbone"
+        )
 
 
 def default_device(requested: str | None) -> str:
@@ -269,8 +337,15 @@ def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None =
                 raise BackboneError(
                     "a model object was given without a tokenizer; pass tokenizer=..."
                 )
-            tok = AutoTokenizer.from_pretrained(os.fspath(ref))
+            try:
+                tok = AutoTokenizer.from_pretrained(os.fspath(ref))
+            except Exception as exc:
+                raise BackboneError(
+                    f"cannot load the tokenizer {os.fspath(ref)!r}: {type(exc).__name__}: {exc}"
+                    "; pass tokenizer=..."
+                ) from None
         name = getattr(model, "name_or_path", "") or type(model).__name__
+        check_tokenizer(model, tok, str(name))
         return Backbone(model=model, tokenizer=tok, name=str(name), owned=False)
     if model is None:
         from .default_backbone import DEFAULT_MODEL_NAME, default_model_path

@@ -11,7 +11,8 @@
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
 
 Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
-Ctrl-C.
+Ctrl-C. Ctrl-C during ``pet-kit train`` first saves the prompt trained so far to the
+output folder (the best one so far with early stopping).
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{args.config}: params: unknown parameter(s) {unknown}; valid: {sorted(valid)}"
         )
     params = {"verbose": 1, **cfg.params}
+    if isinstance(params.get("checkpoint_dir"), str):
+        params["checkpoint_dir"] = _resolve(base, params["checkpoint_dir"])
     clf = PromptClassifier(pvp=pvp, model=model, **params)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
@@ -150,7 +153,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         Xt, yt = _features(test, label)
         clf.fit(None)  # the prompt at its initialisation, before any training
         print(f"untrained accuracy on {len(yt)} eval examples: {clf.score(Xt, yt):.4f}")
-    clf.fit(X, y)
+    try:
+        clf.fit(X, y)
+    except KeyboardInterrupt:
+        history = getattr(clf, "history_", None) or {}
+        if not history.get("interrupted"):
+            raise  # interrupted before training started: nothing to save
+        clf.save(out)
+        print(
+            f"interrupted after {history.get('steps', 0)} step(s): saved the prompt so far to"
+            f" {out} (continue with warm_start=True after PromptClassifier.load)",
+            file=sys.stderr,
+        )
+        return 130
     if test is not None:
         print(f"trained accuracy on {len(yt)} eval examples:   {clf.score(Xt, yt):.4f}")
     clf.save(out)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Hashable
 from datetime import datetime, timezone
@@ -21,12 +23,18 @@ from ._version import __version__
 from .backbone import Backbone, frozen, load_backbone
 from .cloze import ClozeScorer
 from .encoding import ClozeEncoder, Encoded
-from .errors import BackboneMismatchError, InputError, SavedPromptError
+from .errors import (
+    BackboneError,
+    BackboneMismatchError,
+    InputError,
+    PetKitError,
+    SavedPromptError,
+)
 from .inputs import to_label_indices, to_records
 from .persist import read_prompt_dir, write_prompt_dir
 from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
-from .training import TrainConfig, predict_scores, train_prompt
+from .training import TrainConfig, TrainingInterrupted, TrainResult, predict_scores, train_prompt
 
 __all__ = ["PromptClassifier"]
 
@@ -34,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Parameters that are objects, not JSON-able settings (handled separately on save).
 _OBJECT_PARAMS = ("pvp", "model", "tokenizer")
+# Recorded in prompt.json for information but not restored by load(): machine-specific.
+_NOT_RESTORED = ("device",)
 
 
 def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
@@ -54,6 +64,47 @@ def _labels_array(labels: list[Hashable]) -> np.ndarray:
 
 def _to_json_label(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (not a bool, not NaN)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and not math.isnan(value)
+    )
+
+
+def _check_device(device: Any) -> None:
+    """Refuse a device torch does not know, or CUDA on a machine without it."""
+    if device is None or device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {device!r} is not a torch device; use None (automatic), 'cpu' or 'cuda'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device={device!r} but CUDA is not available on this machine; use device='cpu'"
+            " or None (automatic)"
+        )
+
+
+def _encoder_kind(prompt: SoftPrompt) -> str | None:
+    enc = getattr(prompt, "encoder", None)
+    if enc is None:
+        return None
+    return "lstm" if hasattr(enc, "lstm") else "mlp"
+
+
+def _pvp_identity(pvp: PVP) -> dict[str, Any]:
+    """What makes two PVPs the same for warm starts (names and sources aside)."""
+    data = pvp.to_dict()
+    data.pop("name", None)
+    data["verbalizer"] = {k: v for k, v in data["verbalizer"].items() if k != "name"}
+    return data
 
 
 class PromptClassifier(ClassifierMixin, BaseEstimator):
@@ -109,6 +160,27 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Seeds slot initialisation, shuffling and the validation split.
     verbose : int, default=1
         ``0`` silences progress bars.
+    warm_start : bool, default=False
+        When the estimator is already fitted with the same PVP on the same backbone,
+        ``fit`` continues training from the current ``prompt_`` instead of
+        re-initialising it (scikit-learn's sense). Each ``fit`` call runs ``epochs`` /
+        ``max_steps`` anew with a fresh optimizer: AdamW's moment estimates and the
+        shuffling position are not carried over (nor saved in checkpoints), so
+        "k steps, then m more" is close to, but not bit-identical with, "k + m steps".
+        Resuming from a checkpoint loaded with :meth:`load` gives exactly the same
+        result as resuming the in-memory estimator that wrote it (without
+        ``prompt_encoder``; a loaded prompt holds only the final vectors, so a P-tuning
+        encoder restarts from zero on top of them). Fitted with another PVP or backbone,
+        ``fit`` raises :class:`~pet_kit.InputError`.
+    checkpoint_dir : str or PathLike, optional
+        A prompt folder (the format of :meth:`save`, written atomically, loadable with
+        :meth:`load`) that ``fit`` keeps up to date while training: every
+        ``checkpoint_every`` optimizer steps, at the end of training and when training
+        is interrupted (Ctrl-C). It holds the current vectors (with early stopping, the
+        final write holds the best ones, as ``prompt_`` does).
+    checkpoint_every : int, optional
+        Optimizer steps between checkpoints; ``None`` (with ``checkpoint_dir``): at the
+        end of every epoch. Requires ``checkpoint_dir``.
 
     Attributes
     ----------
@@ -120,7 +192,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         The trained slot vectors (``prompt_()`` returns them).
     n_slots_ : int
     history_ : dict
-        Losses per epoch, steps, early-stopping information.
+        Losses per epoch, steps, early-stopping information, ``interrupted`` (True when
+        ``fit`` was stopped by Ctrl-C) and ``warm_started``.
     backbone_name_ : str
     backbone_fingerprint_ : str
     """
@@ -147,6 +220,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         device: str | None = None,
         random_state: Any = None,
         verbose: int = 1,
+        warm_start: bool = False,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         self.pvp = pvp
         self.model = model
@@ -167,6 +243,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ sklearn
     def __sklearn_tags__(self):
@@ -202,8 +281,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 0
         ):
             raise InputError(f"max_steps must be None or an integer >= 0, got {self.max_steps!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise InputError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not _is_number(self.learning_rate) or not self.learning_rate > 0:
+            raise InputError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
+        if not _is_number(self.weight_decay) or not self.weight_decay >= 0:
+            raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if self.prompt_init not in INIT_STRATEGIES:
             raise InputError(
                 f"prompt_init must be one of {INIT_STRATEGIES}, got {self.prompt_init!r}"
@@ -212,10 +293,36 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {self.prompt_encoder!r}"
             )
-        if not 0.0 < float(self.validation_fraction) < 1.0:
+        if not _is_number(self.validation_fraction) or not 0.0 < self.validation_fraction < 1.0:
             raise InputError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+                f"validation_fraction must be a number in (0, 1), got {self.validation_fraction!r}"
             )
+        if not isinstance(self.verbose, (int, np.integer)):
+            raise InputError(f"verbose must be an integer, got {self.verbose!r}")
+        for name in ("early_stopping", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        try:
+            check_random_state(self.random_state)
+        except ValueError:
+            raise InputError(
+                f"random_state must be None, an integer or a numpy RandomState, got"
+                f" {self.random_state!r}"
+            ) from None
+        _check_device(self.device)
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise InputError(
+                f"checkpoint_dir must be a folder path or None, got {self.checkpoint_dir!r}"
+            )
+        if self.checkpoint_every is not None:
+            positive_int("checkpoint_every", self.checkpoint_every)
+            if self.checkpoint_dir is None:
+                raise InputError(
+                    f"checkpoint_every={self.checkpoint_every} needs checkpoint_dir: set"
+                    " checkpoint_dir to the folder the checkpoints go to"
+                )
         if self.gradient_accumulation_steps > self.batch_size:
             raise InputError(
                 "gradient_accumulation_steps cannot exceed batch_size"
@@ -289,6 +396,15 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        KeyboardInterrupt
+            Ctrl-C during training is re-raised *after* the estimator was left fitted
+            with the prompt so far (the best one with early stopping) and
+            ``history_["interrupted"] = True`` (and, with ``checkpoint_dir``, that
+            prompt was written there), so it can be used, saved or trained further
+            with ``warm_start=True``.
         """
         self._check_params()
         pvp = self._load_pvp()
@@ -297,8 +413,20 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         examples, y_idx = self._training_data(X, y, encoder)
         rs = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
-        prompt = self._new_prompt(backbone, encoder, generator)
-        history: dict[str, Any] = {"steps": 0, "train_loss": [], "zero_shot": True}
+        prompt = self._warm_prompt(pvp, backbone, generator) if self.warm_start else None
+        warm = prompt is not None
+        if prompt is None:
+            prompt = self._new_prompt(backbone, encoder, generator)
+        classes = _labels_array(list(encoder.labels))
+        history: dict[str, Any] = {
+            "steps": 0,
+            "train_loss": [],
+            "zero_shot": True,
+            "interrupted": False,
+            "warm_started": warm,
+        }
+        interrupt: TrainingInterrupted | None = None
+        trained = False
         if examples is None:
             log.info("no training data: zero-shot classifier")
         elif encoder.n_slots == 0:
@@ -314,22 +442,100 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 gradient_accumulation_steps=int(self.gradient_accumulation_steps),
                 n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
                 verbose=int(self.verbose),
+                checkpoint_every=self.checkpoint_every,
             )
-            with frozen(backbone.model):
-                result = train_prompt(
-                    scorer, prompt, train_ex, train_y, config, generator, validation=validation
-                )
-            history = {**result.as_dict(), "zero_shot": False}
-        # fitted attributes are set only once everything above succeeded
+            on_checkpoint = None
+            if self.checkpoint_dir is not None:
+
+                def on_checkpoint(step: int, result: TrainResult) -> None:
+                    meta = self._meta(
+                        pvp,
+                        classes,
+                        encoder.n_slots,
+                        backbone.name,
+                        backbone.fingerprint,
+                        backbone,
+                        {
+                            **result.as_dict(),
+                            "zero_shot": False,
+                            "warm_started": warm,
+                            "checkpoint": True,
+                        },
+                    )
+                    write_prompt_dir(self.checkpoint_dir, {"slots": prompt().float()}, meta)
+                    log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
+
+            try:
+                with frozen(backbone.model):
+                    result = train_prompt(
+                        scorer,
+                        prompt,
+                        train_ex,
+                        train_y,
+                        config,
+                        generator,
+                        validation=validation,
+                        on_checkpoint=on_checkpoint,
+                    )
+            except TrainingInterrupted as exc:
+                interrupt, result = exc, exc.result
+            history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
+            trained = True
+        # fitted attributes are set only once everything above succeeded (or was
+        # interrupted with a usable prompt)
         self._set_runtime(runtime)
         self.pvp_ = pvp
-        self.classes_ = _labels_array(list(encoder.labels))
+        self.classes_ = classes
         self.n_slots_ = encoder.n_slots
         self.backbone_name_ = backbone.name
         self.backbone_fingerprint_ = backbone.fingerprint
         self.prompt_ = prompt
         self.history_ = history
+        if trained and self.checkpoint_dir is not None:
+            path = self.save(self.checkpoint_dir)
+            log.info("final checkpoint written to %s", path)
+        if interrupt is not None:
+            log.warning(
+                "fit interrupted after %d step(s): the estimator holds the prompt so far",
+                history["steps"],
+            )
+            raise interrupt
         return self
+
+    def _warm_prompt(
+        self, pvp: PVP, backbone: Backbone, generator: torch.Generator
+    ) -> SoftPrompt | None:
+        """A copy of the fitted prompt to continue from (``None``: not fitted yet)."""
+        if getattr(self, "prompt_", None) is None or not hasattr(self, "pvp_"):
+            return None
+        if _pvp_identity(self.pvp_) != _pvp_identity(pvp):
+            raise InputError(
+                f"warm_start=True, but this estimator was fitted with another PVP (pattern"
+                f" {self.pvp_.pattern.text!r}, labels {list(self.pvp_.verbalizer.labels)});"
+                f" the new one has pattern {pvp.pattern.text!r}, labels"
+                f" {list(pvp.verbalizer.labels)}. Set warm_start=False to train a new prompt"
+            )
+        if self.backbone_fingerprint_ != backbone.fingerprint:
+            raise InputError(
+                f"warm_start=True, but the fitted prompt was trained on backbone"
+                f" {self.backbone_name_!r} ({self.backbone_fingerprint_}), not on"
+                f" {backbone.name!r} ({backbone.fingerprint}). Set warm_start=False to train"
+                " a new prompt"
+            )
+        current = self.prompt_
+        has_encoder = getattr(current, "encoder", None) is not None
+        if has_encoder == (self.prompt_encoder is not None) and (
+            not has_encoder or _encoder_kind(current) == self.prompt_encoder
+        ):
+            prompt = copy.deepcopy(current)  # fit must not change prompt_ unless it succeeds
+        else:
+            with torch.no_grad():
+                vectors = current().detach().float().cpu()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+                prompt = SoftPrompt(vectors, encoder=self.prompt_encoder)
+        log.info("warm start from the fitted prompt (%d slot(s))", prompt.n_slots)
+        return prompt.to(backbone.device)
 
     def _training_data(
         self, X: Any, y: Any, encoder: ClozeEncoder
@@ -417,11 +623,42 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         for key, value in self.get_params(deep=False).items():
             if key in _OBJECT_PARAMS:
                 continue
-            if isinstance(value, (np.integer, np.floating)):
+            if isinstance(value, (np.integer, np.floating, np.bool_)):
                 value = value.item()
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
             if value is None or isinstance(value, (bool, int, float, str)):
                 params[key] = value
         return params
+
+    def _meta(
+        self,
+        pvp: PVP,
+        classes: np.ndarray,
+        n_slots: int,
+        backbone_name: str,
+        backbone_fingerprint: str,
+        backbone: Backbone,
+        history: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The ``prompt.json`` content (without format marker and checksum)."""
+        emb = backbone.model.get_input_embeddings().weight
+        return {
+            "pet_kit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "pvp": pvp.to_dict(),
+            "classes": [_to_json_label(c) for c in classes.tolist()],
+            "n_slots": int(n_slots),
+            "params": self._json_params(),
+            "backbone": {
+                "name": backbone_name,
+                "fingerprint": backbone_fingerprint,
+                "model_type": getattr(backbone.model.config, "model_type", None),
+                "embedding_dim": int(emb.shape[1]),
+                "vocab_size": int(emb.shape[0]),
+            },
+            "history": history,
+        }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save only the prompt (a few KB) to folder ``path``, atomically.
@@ -429,26 +666,29 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         The folder holds ``prompt.safetensors`` (slot vectors) and ``prompt.json``
         (PVP, classes, hyper-parameters, pet_kit version, backbone name and
         fingerprint). Load with :meth:`load` on the same backbone.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The folder; an existing prompt folder is replaced, any other existing
+            non-empty folder is refused.
+
+        Returns
+        -------
+        Path
+            The folder written.
         """
         check_is_fitted(self, "classes_")
         backbone = self._runtime()[0]
-        emb = backbone.model.get_input_embeddings().weight
-        meta = {
-            "pet_kit_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "pvp": self.pvp_.to_dict(),
-            "classes": [_to_json_label(c) for c in self.classes_.tolist()],
-            "n_slots": int(self.n_slots_),
-            "params": self._json_params(),
-            "backbone": {
-                "name": self.backbone_name_,
-                "fingerprint": self.backbone_fingerprint_,
-                "model_type": getattr(backbone.model.config, "model_type", None),
-                "embedding_dim": int(emb.shape[1]),
-                "vocab_size": int(emb.shape[0]),
-            },
-            "history": self.history_,
-        }
+        meta = self._meta(
+            self.pvp_,
+            self.classes_,
+            self.n_slots_,
+            self.backbone_name_,
+            self.backbone_fingerprint_,
+            backbone,
+            self.history_,
+        )
         return write_prompt_dir(path, {"slots": self._slots().float()}, meta)
 
     @classmethod
@@ -469,13 +709,24 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         model : None, str, PathLike or model object, optional
             The backbone to use; default: the one recorded in the folder. It must have
             the same fingerprint as the backbone the prompt was trained on.
-        tokenizer, device : optional
+        tokenizer : optional
             As in the constructor.
+        device : str, optional
+            Where to run (``None``: CUDA if available). The device recorded at save
+            time is not restored: a prompt saved on a GPU machine loads on a CPU one.
+
+        Returns
+        -------
+        PromptClassifier
+            Fitted, with the saved hyper-parameters (e.g. for ``warm_start``).
 
         Raises
         ------
         SavedPromptError
-            Missing/corrupted files, unsupported format version, shape mismatch.
+            Missing/corrupted files, unsupported format version, shape mismatch,
+            edited metadata or non-finite vectors.
+        BackboneError
+            The recorded (or given) backbone cannot be loaded.
         BackboneMismatchError
             The backbone differs from the one the prompt was trained on.
         """
@@ -483,28 +734,63 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
         tensors, meta = read_prompt_dir(path)
         where = str(Path(path) / "prompt.json")
+        tensor_file = str(Path(path) / "prompt.safetensors")
         try:
-            recorded = meta["backbone"]
+            recorded = dict(meta["backbone"])
             params = dict(meta["params"])
             pvp = PVP.from_dict(meta["pvp"], source=where)
             classes = list(meta["classes"])
-            slots = tensors["slots"]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SavedPromptError(
-                f"{where}: incomplete or invalid prompt metadata ({exc!r})"
+                f"{where}: incomplete or invalid prompt metadata ({type(exc).__name__}: {exc});"
+                " the file was edited or damaged. Save the prompt again"
             ) from None
-        if model is None and recorded.get("name") != DEFAULT_MODEL_NAME:
+        slots = tensors.get("slots")
+        if slots is None:
+            raise SavedPromptError(
+                f"{tensor_file}: no 'slots' tensor (it has {sorted(tensors)}); the file does not"
+                " belong to this prompt folder"
+            )
+        if not slots.is_floating_point() or slots.ndim != 2:
+            raise SavedPromptError(
+                f"{tensor_file}: 'slots' must be a 2-D floating-point tensor, got"
+                f" {slots.dtype} with shape {tuple(slots.shape)}; the file was edited"
+            )
+        if not bool(torch.isfinite(slots).all()):
+            raise SavedPromptError(
+                f"{tensor_file}: 'slots' holds NaN or infinite values; the prompt is damaged"
+                " (or was saved from a diverged training run). Retrain or restore it"
+            )
+        from_record = model is None
+        if from_record and recorded.get("name") != DEFAULT_MODEL_NAME:
             model = recorded.get("name")
         valid = set(cls().get_params())
+        skip = set(_OBJECT_PARAMS) | set(_NOT_RESTORED)
         est = cls(
             pvp=pvp,
             model=model,
             tokenizer=tokenizer,
-            **{k: v for k, v in params.items() if k in valid and k not in _OBJECT_PARAMS},
+            **{k: v for k, v in params.items() if k in valid and k not in skip},
         )
-        if device is not None:
-            est.device = device
-        runtime = est._build_runtime(pvp)
+        est.device = device
+        try:
+            est._check_params()
+        except InputError as exc:
+            raise SavedPromptError(f"{where}: params: {exc}; the file was edited") from None
+        try:
+            runtime = est._build_runtime(pvp)
+        except BackboneError as exc:
+            if not from_record:
+                raise
+            raise BackboneError(
+                f"{where}: the recorded backbone {recorded.get('name')!r} cannot be loaded"
+                f" ({exc}). Pass the backbone it was trained on: PromptClassifier.load(path,"
+                " model=...)"
+            ) from None
+        except PetKitError as exc:
+            raise SavedPromptError(
+                f"{where}: the saved PVP does not compile for this backbone ({exc})"
+            ) from None
         backbone, encoder, _ = runtime
         if backbone.fingerprint != recorded.get("fingerprint"):
             raise BackboneMismatchError(
@@ -519,6 +805,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"{path}: slot tensor has shape {tuple(slots.shape)} but the pattern needs"
                 f" ({encoder.n_slots}, {emb_dim}); the files do not belong together"
             )
+        claimed = (meta.get("n_slots"), recorded.get("embedding_dim"))
+        if claimed != (encoder.n_slots, emb_dim):
+            raise SavedPromptError(
+                f"{where}: records n_slots={claimed[0]!r}, backbone.embedding_dim="
+                f"{claimed[1]!r} but the slot tensor has shape {tuple(slots.shape)}; the file"
+                " was edited. Restore it from the original save"
+            )
         if [*encoder.labels] != classes:
             raise SavedPromptError(
                 f"{where}: classes {classes} do not match the verbalizer's labels"
@@ -532,5 +825,6 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.backbone_fingerprint_ = backbone.fingerprint
         prompt = SoftPrompt(slots.to(torch.float32))
         est.prompt_ = prompt.to(backbone.device).eval()
-        est.history_ = meta.get("history", {})
+        history = meta.get("history")
+        est.history_ = history if isinstance(history, dict) else {}
         return est

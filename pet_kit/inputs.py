@@ -28,6 +28,10 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
 def _check_text(value: Any, where: str) -> str:
     if isinstance(value, str):
         if "\x00" in value:
@@ -86,6 +90,16 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
             data = {f: list(X[f]) for f in fields}
         n = len(next(iter(data.values())))
         return [{f: _check_text(data[f][i], f"X[{i}][{f!r}]") for f in fields} for i in range(n)]
+    if isinstance(X, Mapping):
+        raise InputError(
+            f"X is a {type(X).__name__} (keys {list(X)[:5]}), which would be read as its keys;"
+            " pass a DataFrame (pandas.DataFrame(X)) or a list of dicts, one per example"
+        )
+    if isinstance(X, (set, frozenset)):
+        raise InputError(
+            "X is a set, whose order is arbitrary (it would not line up with y or the"
+            " predictions); pass a list"
+        )
     if hasattr(X, "ndim") and getattr(X, "ndim", 1) == 2:
         X = np.asarray(X, dtype=object).tolist()
     if hasattr(X, "tolist") and not isinstance(X, list):
@@ -132,8 +146,10 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
 def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
     """Map labels to indices into ``classes``.
 
-    Labels match by equality; when a label is not found but its string form equals a
-    class's string form (``1`` vs ``"1"``), it is matched too.
+    Labels match by equality (``5.0`` and ``numpy.int64(5)`` match ``5``); when a label
+    is not found but its string form equals a class's string form (``1`` vs ``"1"``), it
+    is matched too. Booleans match only boolean classes (``True`` never matches ``1``).
+    ``y`` may mix types this way; a label that matches no class is an error.
 
     Raises
     ------
@@ -158,7 +174,12 @@ def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
         try:
             idx = lookup.get(label)
         except TypeError:
-            raise InputError(f"y[{i}] = {label!r} is not a hashable label") from None
+            raise InputError(
+                f"y[{i}] = {label!r:.60} is not a hashable label; y must be a 1-D sequence of"
+                " labels"
+            ) from None
+        if idx is not None and _is_bool(label) != _is_bool(classes[idx]):
+            idx = None  # True == 1 in Python, but a boolean is not the class 1
         if idx is None:
             idx = by_str.get(str(label))
         if idx is None:

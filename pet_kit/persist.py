@@ -148,7 +148,12 @@ def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise SavedPromptError(f"{meta_path}: not a pet_kit prompt file (no format marker)")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SavedPromptError(
+            f"{meta_path}: invalid format_version {version!r} (expected an integer from 1 to"
+            f" {FORMAT_VERSION}); the file was edited or damaged. Save the prompt again"
+        )
+    if version > FORMAT_VERSION:
         raise SavedPromptError(
             f"{meta_path}: format_version {version!r} was written by a newer pet_kit"
             f" ({meta.get('pet_kit_version', '?')}); this one reads up to {FORMAT_VERSION}."

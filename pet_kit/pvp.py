@@ -139,11 +139,26 @@ def _verbalizer_from_source(
                 src.name,
                 key,
             )
+    vkey = ".".join(map(str, label_loc)) or "labels"
+    lines: dict[Any, int] = {}
+    if src.node is not None:
+        for label in labels:
+            line = src.line_of((*label_loc, label))
+            if line is not None:
+                lines[label] = line
     try:
-        return Verbalizer(labels=labels, aggregate=spec.aggregate, name=spec.name, source=src.name)
+        return Verbalizer(
+            labels=labels,
+            aggregate=spec.aggregate,
+            name=spec.name,
+            source=src.name,
+            key=vkey,
+            lines=lines,
+        )
     except ConfigError as exc:
-        # locate the error on the original node tree: key is "labels" or "labels.<label>"
-        tail = (exc.key or "").split(".", 1)[1:] if exc.key else []
+        # locate the error on the original node tree: key is vkey or "<vkey>.<label>"
+        key = exc.key or ""
+        tail = [key[len(vkey) + 1 :]] if key.startswith(vkey + ".") else []
         raise src.error(exc.problem, (*label_loc, *tail), type(exc)) from None
 
 

@@ -20,7 +20,7 @@ from .cloze import ClozeScorer
 from .encoding import Encoded
 from .prompt import SoftPrompt
 
-__all__ = ["TrainConfig", "TrainResult", "predict_scores", "train_prompt"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "predict_scores", "train_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     n_iter_no_change: int | None = None
     verbose: int = 1
+    checkpoint_every: int | None = None
 
 
 @dataclass
@@ -49,10 +50,28 @@ class TrainResult:
     val_accuracy: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return dict(self.__dict__)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`train_prompt`.
+
+    Raised after the prompt was left in a usable state: the best prompt so far (with
+    validation data) or the prompt after the last completed optimizer step.
+
+    Attributes
+    ----------
+    result : TrainResult
+        What was done before the interruption (``result.interrupted`` is True).
+    """
+
+    def __init__(self, result: TrainResult) -> None:
+        super().__init__(f"training interrupted after {result.steps} step(s)")
+        self.result = result
 
 
 def _batches(order: Sequence[int], size: int) -> list[list[int]]:
@@ -89,6 +108,7 @@ def train_prompt(
     generator: torch.Generator,
     validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
     on_step: Callable[[int], None] | None = None,
+    on_checkpoint: Callable[[int, TrainResult], None] | None = None,
 ) -> TrainResult:
     """Train ``prompt`` in place with cross-entropy over the class scores.
 
@@ -105,7 +125,22 @@ def train_prompt(
     validation : (examples, y), optional
         Held-out data for early stopping: the best-accuracy state is kept.
     on_step : callable, optional
-        Called with the global step after each optimizer step (checkpointing).
+        Called with the global step after each optimizer step.
+    on_checkpoint : callable, optional
+        Called as ``on_checkpoint(step, result)`` every ``config.checkpoint_every``
+        optimizer steps, or at the end of every epoch when that is None; the prompt then
+        holds the vectors after ``step`` steps.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingInterrupted
+        On ``KeyboardInterrupt``: the prompt is first set to the best state so far
+        (early stopping) or left at the last completed optimizer step, and the
+        exception carries the result so far.
     """
     result = TrainResult()
     n = len(examples)
@@ -124,53 +159,79 @@ def train_prompt(
     bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
     step = 0
     epoch = 0
+    every = config.checkpoint_every
+    interrupted = False
     prompt.train()
-    while step < total:
-        order = torch.randperm(n, generator=generator).tolist()
-        chunks = _batches(order, micro)
-        epoch_loss, seen = 0.0, 0
-        for start in range(0, len(chunks), accum):
-            if step >= total:
-                break
-            group = chunks[start : start + accum]
-            count = sum(len(c) for c in group)
-            optim.zero_grad(set_to_none=True)
-            for chunk in group:
-                slots = prompt()
-                scores = scorer.class_scores([examples[i] for i in chunk], slots)
-                loss = loss_fn(scores.float(), y_t[chunk]) * (len(chunk) / count)
-                loss.backward()
-                epoch_loss += loss.item() * count
-                seen += len(chunk)
-            optim.step()
-            step += 1
-            bar.update(1)
-            if on_step is not None:
-                on_step(step)
-        epoch += 1
-        mean_loss = epoch_loss / max(seen, 1)
-        result.train_loss.append(mean_loss)
-        bar.set_postfix(loss=f"{mean_loss:.4f}")
-        log.debug("epoch %d: loss %.4f", epoch, mean_loss)
-        if validation is not None:
+
+    def checkpoint() -> None:
+        result.steps = step
+        result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+        if on_checkpoint is not None:
             with torch.no_grad():
-                slots = prompt()
-            pred = predict_scores(scorer, validation[0], slots).argmax(1)
-            acc = float((pred == validation[1]).mean())
-            result.val_accuracy.append(acc)
-            if acc > best_acc:
-                best_acc, bad_epochs = acc, 0
-                best_state = {k: v.detach().clone() for k, v in prompt.state_dict().items()}
-                result.best_epoch = epoch
-            else:
-                bad_epochs += 1
-                if config.n_iter_no_change is not None and bad_epochs >= config.n_iter_no_change:
-                    result.stopped_early = True
+                on_checkpoint(step, result)
+
+    try:
+        while step < total:
+            order = torch.randperm(n, generator=generator).tolist()
+            chunks = _batches(order, micro)
+            epoch_loss, seen = 0.0, 0
+            for start in range(0, len(chunks), accum):
+                if step >= total:
                     break
+                group = chunks[start : start + accum]
+                count = sum(len(c) for c in group)
+                optim.zero_grad(set_to_none=True)
+                for chunk in group:
+                    slots = prompt()
+                    scores = scorer.class_scores([examples[i] for i in chunk], slots)
+                    loss = loss_fn(scores.float(), y_t[chunk]) * (len(chunk) / count)
+                    loss.backward()
+                    epoch_loss += loss.item() * count
+                    seen += len(chunk)
+                optim.step()
+                step += 1
+                bar.update(1)
+                if on_step is not None:
+                    on_step(step)
+                if every is not None and step % every == 0:
+                    checkpoint()
+            epoch += 1
+            mean_loss = epoch_loss / max(seen, 1)
+            result.train_loss.append(mean_loss)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            log.debug("epoch %d: loss %.4f", epoch, mean_loss)
+            stop = False
+            if validation is not None:
+                with torch.no_grad():
+                    slots = prompt()
+                pred = predict_scores(scorer, validation[0], slots).argmax(1)
+                acc = float((pred == validation[1]).mean())
+                result.val_accuracy.append(acc)
+                if acc > best_acc:
+                    best_acc, bad_epochs = acc, 0
+                    best_state = {k: v.detach().clone() for k, v in prompt.state_dict().items()}
+                    result.best_epoch = epoch
+                else:
+                    bad_epochs += 1
+                    stop = (
+                        config.n_iter_no_change is not None
+                        and bad_epochs >= config.n_iter_no_change
+                    )
+            if every is None:
+                checkpoint()
+            if stop:
+                result.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("training interrupted after %d optimizer step(s)", step)
     bar.close()
     prompt.eval()
     if best_state is not None:
         prompt.load_state_dict(best_state)
     result.steps = step
     result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+    result.interrupted = interrupted
+    if interrupted:
+        raise TrainingInterrupted(result)
     return result

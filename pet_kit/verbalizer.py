@@ -41,6 +41,11 @@ class Verbalizer:
     name : str, optional
     source : str, optional
         Where it came from (file path or ``"<inline>"``), used in messages.
+    key : str, optional
+        Key path of the labels mapping in ``source`` (e.g. ``verbalizer.labels``).
+    lines : mapping, optional
+        Line of each label in ``source``, so that errors found later (when the words are
+        tokenized) still point at the line.
     """
 
     labels: Mapping[Hashable, tuple[str, ...]]
@@ -48,6 +53,7 @@ class Verbalizer:
     name: str | None = None
     source: str = "<inline>"
     key: str = "labels"
+    lines: Mapping[Hashable, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.aggregate not in ("mean", "max", "logsumexp"):
@@ -62,6 +68,16 @@ class Verbalizer:
                 source=self.source,
                 key=self.key,
             )
+        as_text: dict[str, Hashable] = {}
+        for label in self.labels:
+            other = as_text.setdefault(str(label), label)
+            if other is not label and other != label:
+                raise VerbalizerError(
+                    f"labels {other!r} and {label!r} have the same text form {str(label)!r},"
+                    " so labels read from text files could match either; keep one",
+                    source=self.source,
+                    key=f"{self.key}.{label}",
+                )
         seen: dict[str, Hashable] = {}
         for label, words in self.labels.items():
             where = f"{self.key}.{label}"
@@ -147,6 +163,7 @@ class Verbalizer:
                     raise VerbalizerError(
                         f"label word {word!r} tokenizes to nothing; choose another word",
                         source=self.source,
+                        line=self.lines.get(label),
                         key=where,
                     )
                 if unk is not None and unk in ids:
@@ -155,6 +172,7 @@ class Verbalizer:
                         f"label word {word!r} is not in the backbone's vocabulary (it tokenizes"
                         f" to {pieces}); choose a word the tokenizer knows",
                         source=self.source,
+                        line=self.lines.get(label),
                         key=where,
                     )
                 bad = [i for i in ids if i in special]
@@ -163,6 +181,7 @@ class Verbalizer:
                         f"label word {word!r} is a special token"
                         f" ({tokenizer.convert_ids_to_tokens(bad)}); use an ordinary word",
                         source=self.source,
+                        line=self.lines.get(label),
                         key=where,
                     )
                 if ids in by_ids:
@@ -171,6 +190,7 @@ class Verbalizer:
                         f"label words {other_word!r} ({other_label!r}) and {word!r} ({label!r})"
                         " tokenize identically for this backbone; keep only one",
                         source=self.source,
+                        line=self.lines.get(label),
                         key=where,
                     )
                 by_ids[ids] = (label, word)

@@ -18,7 +18,12 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["YamlSource", "read_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "YamlSource", "parse_yaml_text", "read_yaml"]
+
+#: Largest number of values a document may expand to (aliases counted expanded).
+MAX_NODES = 100_000
+#: Deepest nesting of mappings/sequences accepted.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,9 @@ class YamlSource:
 def _parse(text: str, name: str) -> YamlSource:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_graph(node, name)
+        # build the data from a second parse: the constructor rewrites merge keys (<<)
+        # in the node tree it works on, and the tree must stay as written for line lookups
         loader = yaml.SafeLoader(text)
         try:
             data = loader.get_single_data()
@@ -94,15 +102,86 @@ def _parse(text: str, name: str) -> YamlSource:
         raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", source=name) from None
+    except RecursionError:
+        raise ConfigError(
+            f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels); a"
+            " specification needs only a few levels",
+            source=name,
+        ) from None
     _reject_duplicate_keys(node, name)
     return YamlSource(data=data, name=name, node=node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_graph(root: yaml.Node | None, name: str) -> None:
+    """Refuse recursive aliases, alias bombs and very deep nesting, before building data.
+
+    Aliases (``*a``) make the node tree a graph: a recursive anchor (``&a [*a]``) never
+    ends, and a few lines of nested aliases can expand to billions of nodes ("billion
+    laughs"). Sizes are computed per distinct node (memoised), so the check itself is
+    linear in the document's length.
+    """
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        nid = id(node)
+        if finished:
+            kids = _children(node)
+            on_path.discard(nid)
+            size[nid] = 1 + sum(size[id(k)] for k in kids)
+            depth[nid] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size[nid] > MAX_NODES:
+                raise ConfigError(
+                    f"invalid YAML: the document expands to more than {MAX_NODES} values"
+                    " through anchors and aliases (&name / *name), e.g. an alias bomb;"
+                    " write the values out or use fewer aliases",
+                    source=name,
+                    line=line,
+                )
+            if depth[nid] > MAX_DEPTH:
+                raise ConfigError(
+                    f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels); a"
+                    " specification needs only a few levels",
+                    source=name,
+                    line=line,
+                )
+            continue
+        if nid in size:
+            continue
+        if nid in on_path:
+            raise ConfigError(
+                "invalid YAML: an alias refers to the collection that contains it"
+                " (a recursive anchor such as '&a [*a]'); remove the alias",
+                source=name,
+                line=node.start_mark.line + 1,
+            )
+        on_path.add(nid)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node))
 
 
 def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
     """YAML lets a later duplicate key silently win; a strict spec refuses it."""
     stack = [node] if node is not None else []
+    visited: set[int] = set()
     while stack:
         current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
         if isinstance(current, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key_node, value_node in current.value:

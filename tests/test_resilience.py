@@ -1,0 +1,236 @@
+"""Nothing lost: checkpoints during fit, Ctrl-C keeps the prompt so far, warm starts.
+
+Ctrl-C is simulated by a ``KeyboardInterrupt`` raised from inside the forward pass of
+training step k + 1 (so exactly k optimizer steps completed), where a real one lands.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import NEG, POS
+
+import pet_kit.estimator as estimator_module
+from pet_kit import InputError, PromptClassifier
+from pet_kit.cli import main
+from pet_kit.cloze import ClozeScorer
+
+
+def interrupt_after(monkeypatch, k: int) -> dict[str, int]:
+    """Raise KeyboardInterrupt in the training forward pass after ``k`` of them."""
+    real = ClozeScorer.class_scores
+    calls = {"n": 0}
+
+    def class_scores(self, batch, slots):
+        if torch.is_grad_enabled():  # training only; prediction runs in inference mode
+            calls["n"] += 1
+            if calls["n"] > k:
+                raise KeyboardInterrupt
+        return real(self, batch, slots)
+
+    monkeypatch.setattr(ClozeScorer, "class_scores", class_scores)
+    return calls
+
+
+def slots(clf: PromptClassifier) -> torch.Tensor:
+    with torch.no_grad():
+        return clf.prompt_().detach().clone()
+
+
+def record_writes(monkeypatch, copy_to: Path | None = None) -> list[int]:
+    """Spy on prompt-folder writes: the step of each (and a copy of each folder)."""
+    real = estimator_module.write_prompt_dir
+    steps: list[int] = []
+
+    def write(path, tensors, meta):
+        out = real(path, tensors, meta)
+        steps.append(meta["history"]["steps"])
+        if copy_to is not None:
+            shutil.copytree(out, copy_to / f"step{len(steps)}-{steps[-1]}")
+        return out
+
+    monkeypatch.setattr(estimator_module, "write_prompt_dir", write)
+    return steps
+
+
+# ---------------------------------------------------------------- Ctrl-C in fit
+def test_interrupt_leaves_the_prompt_so_far(make_clf, toy_data, monkeypatch):
+    X, y = toy_data
+    reference = make_clf(max_steps=3).fit(X, y)
+    clf = make_clf(max_steps=10)
+    interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    assert clf.history_["interrupted"] is True and clf.history_["steps"] == 3
+    assert reference.history_["interrupted"] is False
+    torch.testing.assert_close(slots(clf), slots(reference), rtol=0, atol=0)
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+
+
+def test_interrupt_with_early_stopping_keeps_the_best_prompt(make_clf, toy_data, monkeypatch):
+    X, y = toy_data
+    params = dict(early_stopping=True, n_iter_no_change=100, epochs=10)
+    clf = make_clf(**params)
+    interrupt_after(monkeypatch, 13)  # 12 training examples, 3 steps/epoch: in epoch 5
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    history = clf.history_
+    assert history["interrupted"] and history["steps"] == 13
+    assert len(history["val_accuracy"]) == 4
+    best = history["best_epoch"]
+    reference = make_clf(**params, max_steps=3 * best).fit(X, y)
+    torch.testing.assert_close(slots(clf), slots(reference), rtol=0, atol=0)
+
+
+def test_interrupt_before_training_keeps_the_previous_fit(make_clf, toy_data, monkeypatch):
+    X, y = toy_data
+    clf = make_clf().fit(X, y)
+    before = clf.predict_proba(X)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PromptClassifier, "_training_data", stop)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    assert clf.history_["interrupted"] is False
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_checkpoints_every_n_steps_match_the_uninterrupted_run(
+    make_clf, toy_data, tmp_path, monkeypatch
+):
+    X, y = toy_data
+    copies = tmp_path / "copies"
+    steps = record_writes(monkeypatch, copies)
+    ckpt = tmp_path / "ckpt"
+    clf = make_clf(max_steps=5, checkpoint_dir=ckpt, checkpoint_every=2).fit(X, y)
+    monkeypatch.undo()
+    assert steps == [2, 4, 5]  # every 2 steps, then the final prompt
+    at4 = PromptClassifier.load(copies / "step2-4")
+    assert at4.history_["checkpoint"] is True and at4.history_["steps"] == 4
+    reference = make_clf(max_steps=4).fit(X, y)
+    np.testing.assert_array_equal(at4.predict_proba(X), reference.predict_proba(X))
+    final = PromptClassifier.load(ckpt)  # the folder always holds the latest prompt
+    np.testing.assert_array_equal(final.predict_proba(X), clf.predict_proba(X))
+    assert final.get_params()["checkpoint_every"] == 2
+
+
+def test_checkpoint_every_epoch_by_default(make_clf, toy_data, tmp_path, monkeypatch):
+    steps = record_writes(monkeypatch)
+    make_clf(epochs=2, checkpoint_dir=str(tmp_path / "ckpt")).fit(*toy_data)
+    assert steps == [4, 8, 8]  # 16 examples, batch 4: end of epochs 1 and 2, then final
+
+
+def test_interrupt_writes_a_checkpoint(make_clf, toy_data, tmp_path, monkeypatch):
+    X, y = toy_data
+    ckpt = tmp_path / "ckpt"
+    clf = make_clf(max_steps=50, checkpoint_dir=ckpt, checkpoint_every=100)
+    interrupt_after(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    monkeypatch.undo()
+    saved = PromptClassifier.load(ckpt)
+    assert saved.history_["interrupted"] is True and saved.history_["steps"] == 6
+    np.testing.assert_array_equal(saved.predict_proba(X), clf.predict_proba(X))
+
+
+# ------------------------------------------------------------------- warm start
+def test_resume_from_checkpoint_equals_resuming_in_memory(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    first = make_clf(max_steps=3, checkpoint_dir=tmp_path / "ckpt").fit(X, y)
+    loaded = PromptClassifier.load(tmp_path / "ckpt")
+    first.set_params(warm_start=True, max_steps=4, checkpoint_dir=None).fit(X, y)
+    loaded.set_params(warm_start=True, max_steps=4, checkpoint_dir=None).fit(X, y)
+    assert first.history_["warm_started"] and loaded.history_["warm_started"]
+    torch.testing.assert_close(slots(loaded), slots(first), rtol=0, atol=0)
+    np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
+
+
+def test_warm_start_continues_from_the_fitted_prompt(make_clf, toy_data):
+    X, y = toy_data
+    clf = make_clf(epochs=3).fit(X, y)
+    trained = slots(clf)
+    clf.set_params(warm_start=True, max_steps=0).fit(X, y)  # zero steps: unchanged
+    torch.testing.assert_close(slots(clf), trained, rtol=0, atol=0)
+    fresh_loss = make_clf(epochs=1).fit(X, y).history_["train_loss"][0]
+    clf.set_params(max_steps=None, epochs=1).fit(X, y)
+    assert clf.history_["train_loss"][0] < fresh_loss  # starts where training left off
+
+
+def test_warm_start_without_a_fit_is_a_fresh_fit(make_clf, toy_data):
+    X, y = toy_data
+    a = make_clf(warm_start=True).fit(X, y)
+    b = make_clf().fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.history_["warm_started"] is False
+
+
+def test_warm_start_with_another_pvp_is_an_error(make_clf, toy_data):
+    X, y = toy_data
+    clf = make_clf().fit(X, y)
+    before = clf.predict_proba(X)
+    other = {"pattern": "[SOFT*3] {text} [MASK]!", "verbalizer": dict(clf.pvp["verbalizer"])}
+    with pytest.raises(InputError, match="fitted with another PVP"):
+        clf.set_params(pvp=other, warm_start=True).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_warm_start_with_p_tuning_encoder(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    clf = make_clf(prompt_encoder="mlp", max_steps=2).fit(X, y)
+    loaded = PromptClassifier.load(clf.save(tmp_path / "p"))
+    # a loaded prompt holds only vectors: the encoder restarts at zero on top of them
+    loaded.set_params(warm_start=True, max_steps=0).fit(X, y)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+# ------------------------------------------------------------------------- CLI
+def _train_config(tmp_path: Path, tiny_dir: Path) -> Path:
+    pd.DataFrame({"text": POS + NEG, "label": ["pos"] * 8 + ["neg"] * 8}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"""
+pvp:
+  pattern: "[SOFT*2] {{text}} It was [MASK]."
+  verbalizer: {{pos: [great, good], neg: [terrible, bad]}}
+model: {tiny_dir}
+data: {{train: train.csv}}
+params: {{epochs: 10, batch_size: 4, random_state: 0, verbose: 0, device: cpu}}
+output: out/prompt
+""")
+    return cfg
+
+
+def test_cli_ctrl_c_saves_the_prompt_so_far(tmp_path, tiny_dir, capsys, monkeypatch):
+    cfg = _train_config(tmp_path, tiny_dir)
+    interrupt_after(monkeypatch, 2)
+    assert main(["train", str(cfg)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    out = tmp_path / "out" / "prompt"
+    assert f"interrupted after 2 step(s): saved the prompt so far to {out}" in err
+    saved = PromptClassifier.load(out)
+    assert saved.history_["interrupted"] is True and saved.history_["steps"] == 2
+
+
+def test_cli_ctrl_c_before_training_saves_nothing(tmp_path, tiny_dir, capsys, monkeypatch):
+    cfg = _train_config(tmp_path, tiny_dir)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PromptClassifier, "_training_data", stop)
+    assert main(["train", str(cfg)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
