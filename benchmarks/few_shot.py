@@ -82,8 +82,9 @@ class Encoder:
         return AutoModel.from_pretrained(self.path)
 
     def batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(texts, padding=True, truncation=True,
-                              max_length=self.max_length, return_tensors="pt")
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
 
     @staticmethod
     def pool(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -91,8 +92,9 @@ class Encoder:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
-    def embed(self, texts: list[str], model: torch.nn.Module | None = None,
-              bs: int = 64) -> np.ndarray:
+    def embed(
+        self, texts: list[str], model: torch.nn.Module | None = None, bs: int = 64
+    ) -> np.ndarray:
         model = model or self._frozen
         out = []
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -123,8 +125,13 @@ def run_zero_shot(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> floa
 def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from pet_kit import PromptClassifier
 
-    clf = PromptClassifier(pvp=ctx["soft"], max_length=ctx["max_length"], random_state=seed,
-                           verbose=0, **ctx["pet_params"])
+    clf = PromptClassifier(
+        pvp=ctx["soft"],
+        max_length=ctx["max_length"],
+        random_state=seed,
+        verbose=0,
+        **ctx["pet_params"],
+    )
     if len(train):
         clf.fit(train["text"], train["label"])
     else:
@@ -151,8 +158,10 @@ def run_finetune(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float
         torch.manual_seed(seed)
         model = enc.fresh().train()
         head = torch.nn.Linear(model.config.hidden_size, len(labels))
-    optim = torch.optim.AdamW([{"params": model.parameters(), "lr": 3e-5},
-                               {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+    optim = torch.optim.AdamW(
+        [{"params": model.parameters(), "lr": 3e-5}, {"params": head.parameters(), "lr": 1e-3}],
+        weight_decay=0.01,
+    )
     texts = train["text"].tolist()
     epochs, bs = ctx["ft_epochs"], 8
     for _ in range(epochs):
@@ -177,18 +186,31 @@ def run_setfit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
 
     enc: Encoder = ctx["encoder"]
     model = SetFitModel.from_pretrained(str(enc.path))
-    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=ctx["setfit_iters"],
-                             seed=seed, max_length=enc.max_length, show_progress_bar=False)
-    trainer = Trainer(model=model, args=args,
-                      train_dataset=Dataset.from_pandas(train[["text", "label"]],
-                                                        preserve_index=False))
+    args = TrainingArguments(
+        batch_size=16,
+        num_epochs=1,
+        num_iterations=ctx["setfit_iters"],
+        seed=seed,
+        max_length=enc.max_length,
+        show_progress_bar=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_pandas(train[["text", "label"]], preserve_index=False),
+    )
     trainer.train()
     pred = np.asarray(model.predict(test["text"].tolist(), batch_size=64))
     return float((pred == test["label"].to_numpy()).mean())
 
 
-RUNNERS = {"zero_shot": run_zero_shot, "pet_kit": run_pet_kit, "finetune": run_finetune,
-           "linear_probe": run_linear_probe, "setfit": run_setfit}
+RUNNERS = {
+    "zero_shot": run_zero_shot,
+    "pet_kit": run_pet_kit,
+    "finetune": run_finetune,
+    "linear_probe": run_linear_probe,
+    "setfit": run_setfit,
+}
 
 
 # ---------------------------------------------------------------------- report
@@ -213,8 +235,9 @@ def table(summary: dict[str, Any]) -> str:
     for task, methods in summary.items():
         ks = sorted({k for m in methods.values() for k in m})
         lines.append(f"\n{task}")
-        lines.append(f"{'method':<14}" + "".join(f"{'K=' + str(k):>18}" for k in ks)
-                     + f"{'s/run':>9}")
+        lines.append(
+            f"{'method':<14}" + "".join(f"{'K=' + str(k):>18}" for k in ks) + f"{'s/run':>9}"
+        )
         for method in METHODS:
             if method not in methods:
                 continue
@@ -259,22 +282,30 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 # ------------------------------------------------------------------------ main
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": sys.version.split()[0], "torch": torch.__version__}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", nargs="+", default=["rotten_tomatoes", "subjectivity",
-                                                  "bbc_news", "chinese_reviews"])
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["rotten_tomatoes", "subjectivity", "bbc_news", "chinese_reviews"],
+    )
     p.add_argument("--ks", nargs="+", type=int, default=[0, 8, 16, 32])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--epochs", type=int, default=20, help="pet_kit epochs")
-    p.add_argument("--lr", type=float, default=3e-3, help="pet_kit learning rate")
+    p.add_argument("--lr", type=float, default=3e-2, help="pet_kit learning rate")
     p.add_argument("--ft-epochs", type=int, default=15, help="fine-tuning epochs")
     p.add_argument("--setfit-iters", type=int, default=5, help="SetFit num_iterations")
     p.add_argument("--threads", type=int, default=None)
@@ -300,10 +331,16 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks:
         train_all, test = task_data(task, args.test_size)
         hard, soft = pvp_refs(task)
-        ctx = {"task": task, "hard": hard, "soft": soft, "encoder": encoder,
-               "max_length": args.max_length, "ft_epochs": args.ft_epochs,
-               "setfit_iters": args.setfit_iters,
-               "pet_params": {"epochs": args.epochs, "learning_rate": args.lr}}
+        ctx = {
+            "task": task,
+            "hard": hard,
+            "soft": soft,
+            "encoder": encoder,
+            "max_length": args.max_length,
+            "ft_epochs": args.ft_epochs,
+            "setfit_iters": args.setfit_iters,
+            "pet_params": {"epochs": args.epochs, "learning_rate": args.lr},
+        }
         for method in args.methods:
             if method == "setfit":
                 try:
@@ -311,8 +348,11 @@ def main(argv: list[str] | None = None) -> None:
                 except ImportError:
                     log.warning("setfit is not installed: skipping its row")
                     continue
-            ks = [0] if method == "zero_shot" else [k for k in args.ks
-                                                    if k > 0 or method == "pet_kit"]
+            ks = (
+                [0]
+                if method == "zero_shot"
+                else [k for k in args.ks if k > 0 or method == "pet_kit"]
+            )
             for k in ks:
                 seeds = [0] if method == "zero_shot" else args.seeds
                 for seed in seeds:
@@ -321,13 +361,33 @@ def main(argv: list[str] | None = None) -> None:
                         continue
                     train = sample_k_shot(train_all, k, seed=seed)
                     t0 = time.perf_counter()
-                    acc = RUNNERS[method](ctx, train, test, seed)
+                    try:
+                        acc = RUNNERS[method](ctx, train, test, seed)
+                    except Exception as exc:  # a peer library failing must not stop the rest
+                        log.exception("%s %s K=%d seed=%d failed", task, method, k, seed)
+                        data.setdefault("failures", []).append(
+                            {
+                                "task": task,
+                                "method": method,
+                                "k": k,
+                                "seed": seed,
+                                "error": repr(exc)[:500],
+                            }
+                        )
+                        break
                     secs = time.perf_counter() - t0
-                    log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, method, k, seed, acc,
-                             secs)
-                    data["runs"].append({"task": task, "method": method, "k": k,
-                                         "seed": seed, "accuracy": acc, "seconds": secs,
-                                         "n_test": len(test)})
+                    log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, method, k, seed, acc, secs)
+                    data["runs"].append(
+                        {
+                            "task": task,
+                            "method": method,
+                            "k": k,
+                            "seed": seed,
+                            "accuracy": acc,
+                            "seconds": secs,
+                            "n_test": len(test),
+                        }
+                    )
                     done.add(key)
                     tmp = out.with_suffix(".tmp")
                     tmp.write_text(json.dumps(data, indent=1))
