@@ -158,40 +158,33 @@ class Verbalizer:
             for word in self.labels[label]:
                 text = (" " + word) if space_before else word
                 ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-                where = f"{self.key}.{label}"
-                if not ids:
-                    raise VerbalizerError(
-                        f"label word {word!r} tokenizes to nothing; choose another word",
-                        source=self.source,
-                        line=self.lines.get(label),
-                        key=where,
-                    )
-                if unk is not None and unk in ids:
-                    pieces = tokenizer.convert_ids_to_tokens(list(ids))
-                    raise VerbalizerError(
-                        f"label word {word!r} is not in the backbone's vocabulary (it tokenizes"
-                        f" to {pieces}); choose a word the tokenizer knows",
-                        source=self.source,
-                        line=self.lines.get(label),
-                        key=where,
-                    )
+                problem = None
                 bad = [i for i in ids if i in special]
-                if bad:
-                    raise VerbalizerError(
-                        f"label word {word!r} is a special token"
-                        f" ({tokenizer.convert_ids_to_tokens(bad)}); use an ordinary word",
-                        source=self.source,
-                        line=self.lines.get(label),
-                        key=where,
+                if not ids:
+                    problem = f"label word {word!r} tokenizes to nothing; choose another word"
+                elif unk is not None and unk in ids:
+                    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+                    problem = (
+                        f"label word {word!r} is not in the backbone's vocabulary (it tokenizes"
+                        f" to {pieces}); choose a word the tokenizer knows"
                     )
-                if ids in by_ids:
+                elif bad:
+                    problem = (
+                        f"label word {word!r} is a special token"
+                        f" ({tokenizer.convert_ids_to_tokens(bad)}); use an ordinary word"
+                    )
+                elif ids in by_ids:
                     other_label, other_word = by_ids[ids]
-                    raise VerbalizerError(
+                    problem = (
                         f"label words {other_word!r} ({other_label!r}) and {word!r} ({label!r})"
-                        " tokenize identically for this backbone; keep only one",
+                        " tokenize identically for this backbone; keep only one"
+                    )
+                if problem is not None:
+                    raise VerbalizerError(
+                        problem,
                         source=self.source,
                         line=self.lines.get(label),
-                        key=where,
+                        key=f"{self.key}.{label}",
                     )
                 by_ids[ids] = (label, word)
                 words.append((li, word, ids))
