@@ -310,6 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--setfit-iters", type=int, default=5, help="SetFit num_iterations")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the table, summary and plot from the JSON",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("transformers", "sentence_transformers", "setfit", "httpx"):
@@ -321,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    if args.report_only:
+        report(data, out)
+        return
     done = {(r["task"], r["method"], r["k"], r["seed"]) for r in data["runs"]}
     config = {k: v for k, v in vars(args).items() if k != "out"}
     data.update(machine=machine(), config=config)
@@ -392,6 +400,11 @@ def main(argv: list[str] | None = None) -> None:
                     tmp = out.with_suffix(".tmp")
                     tmp.write_text(json.dumps(data, indent=1))
                     os.replace(tmp, out)
+    report(data, out)
+
+
+def report(data: dict[str, Any], out: Path) -> None:
+    """Write the summary into the JSON, print the table, draw the plot."""
     summary = summarize(data["runs"])
     data["summary"] = summary
     tmp = out.with_suffix(".tmp")

@@ -132,8 +132,9 @@ def test_batching_and_order_do_not_change_scores(make_clf, toy_data):
     clf.set_params(eval_batch_size=3)
     b = clf.predict_proba(X)
     rev = clf.predict_proba(X[::-1])[::-1]
-    np.testing.assert_allclose(a, b, atol=1e-6)
-    np.testing.assert_allclose(a, rev, atol=1e-6)
+    # other batch compositions pad differently: equal up to float summation order
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, rev, atol=1e-5)
 
 
 def test_frozen_restores_flags(tiny_model):
