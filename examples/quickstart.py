@@ -31,30 +31,38 @@ def main() -> None:
 
     train = sample_k_shot(load_task("rotten_tomatoes", "train"), k=args.k, seed=args.seed)
     test = load_task("rotten_tomatoes", "test", max_size=args.test_size)
-    print(f"Rotten Tomatoes: {len(train)} training reviews ({args.k} per class),"
-          f" {len(test)} test reviews; PVP {args.pvp}")
+    print(
+        f"Rotten Tomatoes: {len(train)} training reviews ({args.k} per class),"
+        f" {len(test)} test reviews; PVP {args.pvp}"
+    )
 
     clf = PromptClassifier(pvp=args.pvp, random_state=args.seed, verbose=1)
     t0 = time.perf_counter()
     clf.fit(None)  # the prompt as initialised, no training: the "before" score
     before = clf.score(test["text"], test["label"])
-    print(f"accuracy before training (zero-shot, initial prompt): {before:.4f}"
-          f"  [{time.perf_counter() - t0:.1f}s]")
+    print(
+        f"accuracy before training (zero-shot, initial prompt): {before:.4f}"
+        f"  [{time.perf_counter() - t0:.1f}s]"
+    )
 
     t0 = time.perf_counter()
     clf.fit(train["text"], train["label"])
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     after = clf.score(test["text"], test["label"])
-    print(f"accuracy after training on {len(train)} examples: {after:.4f}"
-          f"  [fit {fit_s:.1f}s, predict {time.perf_counter() - t0:.1f}s]")
+    print(
+        f"accuracy after training on {len(train)} examples: {after:.4f}"
+        f"  [fit {fit_s:.1f}s, predict {time.perf_counter() - t0:.1f}s]"
+    )
 
     out = clf.save(args.out)
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"saved the prompt ({size / 1024:.1f} KB, backbone {clf.backbone_name_}) to {out}")
     again = PromptClassifier.load(out)
-    print("reloaded prompt predicts:", list(again.predict(["A gorgeous, moving film.",
-                                                           "Dull and far too long."])))
+    print(
+        "reloaded prompt predicts:",
+        [str(p) for p in again.predict(["A gorgeous, moving film.", "Dull and far too long."])],
+    )
 
 
 if __name__ == "__main__":
