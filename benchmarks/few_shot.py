@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -188,7 +189,12 @@ def run_setfit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
 
     enc: Encoder = ctx["encoder"]
     model = SetFitModel.from_pretrained(str(enc.path))
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="setfit-")  # SetFit writes checkpoints: keep them out of the repo
     args = TrainingArguments(
+        output_dir=tmp,
+        save_strategy="no",
         batch_size=16,
         num_epochs=1,
         num_iterations=ctx["setfit_iters"],
@@ -203,6 +209,7 @@ def run_setfit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     )
     trainer.train()
     pred = np.asarray(model.predict(test["text"].tolist(), batch_size=64))
+    shutil.rmtree(tmp, ignore_errors=True)
     return float((pred == test["label"].to_numpy()).mean())
 
 
