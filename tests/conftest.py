@@ -173,21 +173,26 @@ def toy_data():
     return X, y
 
 
-@pytest.fixture()
-def make_clf(tiny_dir):
+def tiny_clf(model_dir, **kw):
+    """A PromptClassifier on the tiny model with the suite's fast defaults (``kw`` wins)."""
     from pet_kit import PromptClassifier
 
+    params = dict(
+        pvp=SENTIMENT_PVP,
+        model=str(model_dir),
+        epochs=3,
+        batch_size=4,
+        random_state=0,
+        verbose=0,
+        device="cpu",
+    )
+    params.update(kw)
+    return PromptClassifier(**params)
+
+
+@pytest.fixture()
+def make_clf(tiny_dir):
     def make(**kw):
-        params = dict(
-            pvp=SENTIMENT_PVP,
-            model=str(tiny_dir),
-            epochs=3,
-            batch_size=4,
-            random_state=0,
-            verbose=0,
-            device="cpu",
-        )
-        params.update(kw)
-        return PromptClassifier(**params)
+        return tiny_clf(tiny_dir, **kw)
 
     return make

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import NEG, POS, SENTIMENT_PVP, build_model, build_tokenizer
+from conftest import NEG, POS, SENTIMENT_PVP, build_model, build_tokenizer, tiny_clf
 from sklearn.exceptions import NotFittedError
 
 import pet_kit
@@ -135,17 +135,7 @@ class Ctx:
     work: Path
 
     def make(self, **kw: Any) -> PromptClassifier:
-        params = dict(
-            pvp=SENTIMENT_PVP,
-            model=str(self.tiny_dir),
-            epochs=1,
-            batch_size=4,
-            random_state=0,
-            verbose=0,
-            device="cpu",
-        )
-        params.update(kw)
-        return PromptClassifier(**params)
+        return tiny_clf(self.tiny_dir, **{"epochs": 1, **kw})
 
 
 @dataclass
@@ -322,15 +312,7 @@ CHECKS: dict[str, Callable[[Outcome, Ctx], None]] = {
 # ------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def ctx_base(tiny_dir, tmp_path_factory):
-    fitted = PromptClassifier(
-        pvp=SENTIMENT_PVP,
-        model=str(tiny_dir),
-        epochs=2,
-        batch_size=4,
-        random_state=0,
-        verbose=0,
-        device="cpu",
-    ).fit(TOY_X, TOY_Y)
+    fitted = tiny_clf(tiny_dir, epochs=2).fit(TOY_X, TOY_Y)
     pristine = fitted.save(tmp_path_factory.mktemp("pristine") / "prompt")
     return tiny_dir, fitted, pristine
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import NEG, POS, SENTIMENT_PVP
+from conftest import NEG, POS, tiny_clf
 
 from pet_kit import ConfigError, PromptClassifier, SavedPromptError, load_pvp, load_verbalizer
 from pet_kit.cli import main
@@ -129,11 +129,9 @@ _SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from conftest import NEG, POS, SENTIMENT_PVP
-    from pet_kit import PromptClassifier
+    from conftest import NEG, POS, tiny_clf
     X, y = POS + NEG, ["positive"] * len(POS) + ["negative"] * len(NEG)
-    clf = PromptClassifier(pvp=SENTIMENT_PVP, model=sys.argv[1], epochs=2, batch_size=4,
-                           random_state=0, verbose=0, device="cpu").fit(X, y)
+    clf = tiny_clf(sys.argv[1], epochs=2).fit(X, y)
     sys.stdout.write(clf.predict_proba(X).tobytes().hex())
 """)
 
@@ -158,14 +156,6 @@ def test_same_seed_same_probabilities_across_processes(tiny_dir):
         outputs.append(out.decode())
     assert outputs[0] == outputs[1]
     X, y = POS + NEG, ["positive"] * len(POS) + ["negative"] * len(NEG)
-    here = PromptClassifier(
-        pvp=SENTIMENT_PVP,
-        model=str(tiny_dir),
-        epochs=2,
-        batch_size=4,
-        random_state=0,
-        verbose=0,
-        device="cpu",
-    ).fit(X, y)
+    here = tiny_clf(tiny_dir, epochs=2).fit(X, y)
     other = np.frombuffer(bytes.fromhex(outputs[0]), dtype=np.float64).reshape(len(X), 2)
     np.testing.assert_array_equal(other, here.predict_proba(X))  # and this process too
