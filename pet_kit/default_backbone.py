@@ -17,6 +17,7 @@ that ``transformers.AutoModelForMaskedLM.from_pretrained`` loads offline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -102,8 +103,12 @@ def _gt_model_dir() -> Path:
     return path
 
 
+@functools.cache
 def _resource_digest() -> str:
-    """Short content hash of the shipped head weights (and the assembly version)."""
+    """Short content hash of the shipped head weights (and the assembly version).
+
+    Computed once per process: every ``fit`` with ``model=None`` asks for the path.
+    """
     if not _WEIGHTS_FILE.is_file():
         raise BackboneUnavailableError(
             f"pet_kit resource {_WEIGHTS_FILE} is missing; the installation is incomplete. "
