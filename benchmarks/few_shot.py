@@ -54,11 +54,16 @@ def task_data(task: str, test_size: int) -> tuple[Any, Any]:
     return load_task(task, "train"), load_task(task, "test", max_size=test_size)
 
 
+# The default backbone's vocabulary (bert-base-uncased) lacks most Chinese characters,
+# including the Chinese PVP's label words: its English-prompt variant is used instead.
+TEMPLATE_FOR_TASK = {"chinese_reviews": "chinese_reviews_english_vocab"}
+
+
 def pvp_refs(task: str) -> tuple[str, str]:
     """(hard pattern ref, soft pattern ref) for a task's template file."""
     from pet_kit import load_pvps
 
-    path = REPO / "templates" / f"{task}.yaml"
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
     pvps = load_pvps(str(path))
     hard = next(p for p in pvps if not p.pattern.has_soft)
     soft = next(p for p in pvps if p.pattern.has_soft)

@@ -208,3 +208,13 @@ def test_chinese_reviews_words_are_single_characters():
     tok = chinese_tokenizer(REPO / "templates" / "chinese_reviews.yaml", vpath.resolve())
     cv = load_verbalizer(vpath).compile(tok, space_before=False)
     assert [g.length for g in cv.groups] == [1]
+
+
+def test_chinese_reviews_pvp_is_refused_by_an_english_vocabulary(bert_uncased):
+    """bert-base-uncased (the default backbone's vocabulary) lacks 好 and 差: a clear error
+    that points at the verbalizer file, not a silent [UNK] label word."""
+    from pet_kit import VerbalizerError
+
+    (pvp, *_) = load_pvps(REPO / "templates" / "chinese_reviews.yaml")
+    with pytest.raises(VerbalizerError, match=r"chinese_reviews\.yaml:\d+.*\[UNK\]"):
+        ClozeEncoder(pvp, bert_uncased, max_length=128)
