@@ -8,6 +8,7 @@ import logging
 import math
 import os
 from collections.abc import Hashable
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .inputs import to_label_indices, to_records
 from .persist import read_prompt_dir, write_prompt_dir
 from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
+from .threads import torch_threads
 from .training import TrainConfig, TrainingInterrupted, TrainResult, predict_scores, train_prompt
 
 __all__ = ["PromptClassifier"]
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 # Parameters that are objects, not JSON-able settings (handled separately on save).
 _OBJECT_PARAMS = ("pvp", "model", "tokenizer")
 # Recorded in prompt.json for information but not restored by load(): machine-specific.
-_NOT_RESTORED = ("device",)
+_NOT_RESTORED = ("device", "n_threads")
+CALIBRATIONS = (None, "content_free", "unlabeled")
 
 
 def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
@@ -105,6 +108,50 @@ def _pvp_identity(pvp: PVP) -> dict[str, Any]:
     data.pop("name", None)
     data["verbalizer"] = {k: v for k, v in data["verbalizer"].items() if k != "name"}
     return data
+
+
+def _soft_labels(y: Any, labels: list[Hashable], n: int) -> np.ndarray | None:
+    """``y`` as an ``(n, n_labels)`` float array if it is one (soft labels), else ``None``."""
+    if isinstance(y, (str, bytes)) or not hasattr(y, "__len__"):
+        return None
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim != 2:
+        return None
+    if arr.shape != (n, len(labels)):
+        raise InputError(
+            f"soft labels y must have shape (n_examples, n_classes) = ({n}, {len(labels)}),"
+            f" columns in classes_ order {labels}; got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all() or (arr < 0).any() or not np.allclose(arr.sum(1), 1, atol=1e-3):
+        raise InputError(
+            "soft labels y must be class probabilities: finite, non-negative, each row summing"
+            f" to 1 (columns in classes_ order {labels})"
+        )
+    return (arr / arr.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _loaded_prior(
+    tensors: dict[str, torch.Tensor], n_classes: int, tensor_file: str
+) -> np.ndarray | None:
+    """The saved calibration prior, checked (``None`` when the prompt has none)."""
+    prior = tensors.get("calibration_prior")
+    if prior is None:
+        return None
+    ok = (
+        prior.is_floating_point()
+        and tuple(prior.shape) == (n_classes,)
+        and bool(torch.isfinite(prior).all())
+        and bool((prior > 0).all())
+    )
+    if not ok:
+        raise SavedPromptError(
+            f"{tensor_file}: 'calibration_prior' must hold {n_classes} positive finite"
+            f" numbers, got {prior.dtype} with shape {tuple(prior.shape)}; the file was edited"
+        )
+    return prior.double().numpy()
 
 
 class PromptClassifier(ClassifierMixin, BaseEstimator):
@@ -182,6 +229,32 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     checkpoint_every : int, optional
         Optimizer steps between checkpoints; ``None`` (with ``checkpoint_dir``): at the
         end of every epoch. Requires ``checkpoint_dir``.
+    group_by_length : bool or "auto", default="auto"
+        Training batches of similar lengths (less padding, faster epochs on large
+        training sets): each epoch's shuffled order is cut into groups of 50 batches,
+        sorted by length inside a group, and the batches are shuffled. With at most
+        one group of data this would make every epoch use the same batches (in a new
+        order), so ``"auto"`` groups only when the training set holds more than 50
+        batches (``batch_size * 50`` examples): few-shot training is unaffected.
+    temperature : float, default=1.0
+        Soft-label training only (``y`` given as class probabilities, e.g. a teacher's
+        ``predict_proba`` for distillation): the loss is
+        ``T^2 * cross-entropy(y, softmax(scores / T))``.
+    calibration : {None, "content_free", "unlabeled"}, default=None
+        Contextual calibration (Zhao et al., 2021): after ``fit``, estimate the class
+        prior the prompt gives to inputs without content and divide it out of every
+        prediction (``p(c|x) ∝ p_raw(c|x) / prior(c)``). ``"content_free"`` averages the
+        probabilities of ``calibration_texts`` (default: ``"N/A"``, ``""`` and the mask
+        token, put in every text field); ``"unlabeled"`` averages them over the texts
+        passed as ``fit(..., X_unlabeled=...)`` (or, without those, the training texts).
+        Works zero-shot (``fit(None)``) and after training; the prior is in
+        ``calibration_prior_`` and saved with the prompt.
+    calibration_texts : sequence of str, optional
+        Content-free inputs for ``calibration="content_free"``.
+    n_threads : int, optional
+        CPU threads torch uses inside ``fit`` and prediction (``torch.set_num_threads``
+        for the call, restored afterwards; the setting is process-wide). ``None`` keeps
+        torch's current setting (by default one per physical core).
 
     Attributes
     ----------
@@ -192,6 +265,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     prompt_ : SoftPrompt
         The trained slot vectors (``prompt_()`` returns them).
     n_slots_ : int
+    calibration_prior_ : ndarray or None
+        With ``calibration``: the class prior divided out of predictions.
     history_ : dict
         Losses per epoch, steps, early-stopping information, ``interrupted`` (True when
         ``fit`` was stopped by Ctrl-C) and ``warm_started``.
@@ -224,6 +299,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = None,
+        group_by_length: bool | str = "auto",
+        temperature: float = 1.0,
+        calibration: str | None = None,
+        calibration_texts: Any = None,
+        n_threads: int | None = None,
     ) -> None:
         self.pvp = pvp
         self.model = model
@@ -247,6 +327,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.group_by_length = group_by_length
+        self.temperature = temperature
+        self.calibration = calibration
+        self.calibration_texts = calibration_texts
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ sklearn
     def __sklearn_tags__(self):
@@ -284,6 +369,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(f"max_steps must be None or an integer >= 0, got {self.max_steps!r}")
         if not _is_number(self.learning_rate) or not self.learning_rate > 0:
             raise InputError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
+        if not _is_number(self.temperature) or not self.temperature > 0:
+            raise InputError(f"temperature must be a number > 0, got {self.temperature!r}")
         if not _is_number(self.weight_decay) or not self.weight_decay >= 0:
             raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if self.prompt_init not in INIT_STRATEGIES:
@@ -300,6 +387,24 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             )
         if not isinstance(self.verbose, (int, np.integer)):
             raise InputError(f"verbose must be an integer, got {self.verbose!r}")
+        if not (
+            isinstance(self.group_by_length, (bool, np.bool_)) or self.group_by_length == "auto"
+        ):
+            raise InputError(
+                f"group_by_length must be True, False or 'auto', got {self.group_by_length!r}"
+            )
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        texts = self.calibration_texts
+        if texts is not None and (
+            isinstance(texts, (str, bytes))
+            or not hasattr(texts, "__len__")
+            or len(texts) == 0
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            raise InputError(
+                f"calibration_texts must be None or a non-empty list of strings, got {texts!r}"
+            )
         for name in ("early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -324,6 +429,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                     f"checkpoint_every={self.checkpoint_every} needs checkpoint_dir: set"
                     " checkpoint_dir to the folder the checkpoints go to"
                 )
+        if self.n_threads is not None:
+            positive_int("n_threads", self.n_threads)
         if self.gradient_accumulation_steps > self.batch_size:
             raise InputError(
                 "gradient_accumulation_steps cannot exceed batch_size"
@@ -384,7 +491,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         return prompt.to(backbone.device)
 
     # --------------------------------------------------------------------- API
-    def fit(self, X: Any, y: Any = None) -> PromptClassifier:
+    def fit(self, X: Any, y: Any = None, X_unlabeled: Any = None) -> PromptClassifier:
         """Train the soft slots on ``(X, y)``.
 
         Parameters
@@ -392,7 +499,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         X : list of str, array, Series, DataFrame, Dataset, or None
             Training texts. ``None`` (or empty) gives a zero-shot classifier.
         y : array-like
-            Labels; every label must be defined by the verbalizer.
+            Labels; every label must be defined by the verbalizer. Or soft labels: an
+            array of shape ``(n, n_classes)`` of class probabilities, columns in
+            ``classes_`` order (the verbalizer's labels, sorted), trained with the
+            ``temperature``-scaled cross-entropy.
+        X_unlabeled : texts, optional
+            Unlabeled texts, used only by ``calibration="unlabeled"`` to estimate the
+            class prior.
 
         Returns
         -------
@@ -408,10 +521,14 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             with ``warm_start=True``.
         """
         self._check_params()
+        with self._threads():
+            return self._fit(X, y, X_unlabeled)
+
+    def _fit(self, X: Any, y: Any, X_unlabeled: Any = None) -> PromptClassifier:
         pvp = self._load_pvp()
         runtime = self._build_runtime(pvp)
         backbone, encoder, scorer = runtime
-        examples, y_idx = self._training_data(X, y, encoder)
+        examples, y_idx, targets = self._training_data(X, y, encoder)
         rs = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
         prompt = self._warm_prompt(pvp, backbone, generator) if self.warm_start else None
@@ -433,7 +550,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         elif encoder.n_slots == 0:
             log.info("the pattern has no soft slots: zero-shot, nothing to train")
         else:
-            train_ex, train_y, validation = self._split_validation(examples, y_idx, rs)
+            train_ex, train_y, validation = self._split_validation(examples, y_idx, targets, rs)
             config = TrainConfig(
                 learning_rate=float(self.learning_rate),
                 weight_decay=float(self.weight_decay),
@@ -444,6 +561,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
                 verbose=int(self.verbose),
                 checkpoint_every=self.checkpoint_every,
+                temperature=float(self.temperature),
+                group_by_length=(
+                    "auto" if self.group_by_length == "auto" else bool(self.group_by_length)
+                ),
             )
             on_checkpoint = None
             if self.checkpoint_dir is not None:
@@ -482,9 +603,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 interrupt, result = exc, exc.result
             history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
             trained = True
+        prior = self._calibration_prior(runtime, prompt, X, X_unlabeled)
         # fitted attributes are set only once everything above succeeded (or was
         # interrupted with a usable prompt)
         self._set_runtime(runtime)
+        self.calibration_prior_ = prior
         self.pvp_ = pvp
         self.classes_ = classes
         self.n_slots_ = encoder.n_slots
@@ -502,6 +625,39 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             )
             raise interrupt
         return self
+
+    def _calibration_prior(
+        self,
+        runtime: tuple[Backbone, ClozeEncoder, ClozeScorer],
+        prompt: SoftPrompt,
+        X: Any,
+        X_unlabeled: Any,
+    ) -> np.ndarray | None:
+        """Mean class probabilities on content-free or unlabeled inputs (``None``: off)."""
+        if self.calibration is None:
+            return None
+        backbone, encoder, scorer = runtime
+        if self.calibration == "content_free":
+            texts = self.calibration_texts
+            if texts is None:
+                texts = ["N/A", "", backbone.tokenizer.mask_token or "N/A"]
+            examples = encoder.encode([dict.fromkeys(encoder.field_names, t) for t in texts])
+        else:
+            source = X_unlabeled if X_unlabeled is not None else X
+            if source is None or not hasattr(source, "__len__") or len(source) == 0:
+                raise InputError(
+                    "calibration='unlabeled' needs texts to estimate the class prior: pass"
+                    " fit(X, y, X_unlabeled=texts), or training texts X, or use"
+                    " calibration='content_free'"
+                )
+            examples = self._encode(source, encoder)
+        with torch.no_grad():
+            slots = prompt().detach()
+        with frozen(backbone.model):
+            scores = predict_scores(scorer, examples, slots, int(self.eval_batch_size))
+        prior = torch.softmax(torch.from_numpy(scores).double(), dim=1).mean(0).numpy()
+        log.info("calibration prior over %d inputs: %s", len(examples), np.round(prior, 4))
+        return prior
 
     def _warm_prompt(
         self, pvp: PVP, backbone: Backbone, generator: torch.Generator
@@ -540,18 +696,25 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     def _training_data(
         self, X: Any, y: Any, encoder: ClozeEncoder
-    ) -> tuple[list[Encoded] | None, np.ndarray | None]:
-        """Encoded examples and label indices; ``(None, None)`` for zero-shot."""
+    ) -> tuple[list[Encoded] | None, np.ndarray | None, np.ndarray | None]:
+        """Encoded examples, label indices and training targets (``None`` s: zero-shot).
+
+        The targets are the label indices, or the soft labels when ``y`` is a 2-D array of
+        class probabilities (then the indices are its row-wise argmax).
+        """
         empty_pair = hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0
         if X is None or empty_pair:
             if y is not None and len(y):
                 raise InputError("y was given without X; pass both or neither")
-            return None, None
+            return None, None, None
         if y is None:
             raise InputError("y is required with X; for zero-shot use fit(None)")
         examples = self._encode(X, encoder)
         if not examples:
             raise InputError("X is empty; pass training texts or fit(None) for zero-shot")
+        soft = _soft_labels(y, list(encoder.labels), len(examples))
+        if soft is not None:
+            return examples, soft.argmax(1), soft
         y_idx = to_label_indices(y, encoder.labels, len(examples))
         present = np.unique(y_idx)
         if len(present) < 2:
@@ -559,14 +722,18 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"y contains only one class ({encoder.labels[present[0]]!r}); training needs"
                 " examples of at least two classes. For zero-shot use fit(None)"
             )
-        return examples, y_idx
+        return examples, y_idx, y_idx
 
     def _split_validation(
-        self, examples: list[Encoded], y_idx: np.ndarray, rs: np.random.RandomState
+        self,
+        examples: list[Encoded],
+        y_idx: np.ndarray,
+        targets: np.ndarray,
+        rs: np.random.RandomState,
     ) -> tuple[list[Encoded], np.ndarray, tuple[list[Encoded], np.ndarray] | None]:
         """Hold out a stratified validation set when early stopping is on."""
         if not self.early_stopping:
-            return examples, y_idx, None
+            return examples, targets, None
         idx = np.arange(len(examples))
         counts = np.bincount(y_idx)
         strat = y_idx if counts[counts > 0].min() >= 2 else None
@@ -580,25 +747,40 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f" {len(idx)} examples for early stopping ({exc}); add examples or set"
                 " early_stopping=False"
             ) from None
-        return [examples[i] for i in tr], y_idx[tr], ([examples[i] for i in va], y_idx[va])
+        return [examples[i] for i in tr], targets[tr], ([examples[i] for i in va], y_idx[va])
+
+    def _threads(self) -> AbstractContextManager[None]:
+        n = self.n_threads
+        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
+            raise InputError(f"n_threads must be None or a positive integer, got {n!r}")
+        return torch_threads(None if n is None else int(n))
 
     def _slots(self) -> torch.Tensor:
         with torch.no_grad():
             return self.prompt_().detach()
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Class scores (label-word logits aggregated per class), shape (n, n_classes)."""
+        """Class scores, shape (n, n_classes); softmax gives ``predict_proba``.
+
+        The label-word logits aggregated per class; with calibration, the class
+        log-probabilities minus the log of ``calibration_prior_``.
+        """
         check_is_fitted(self, "classes_")
         backbone, encoder, scorer = self._runtime()
         examples = self._encode(X, encoder)
-        with frozen(backbone.model):
-            return predict_scores(
+        with self._threads(), frozen(backbone.model):
+            scores = predict_scores(
                 scorer,
                 examples,
                 self._slots(),
                 int(self.eval_batch_size),
                 verbose=int(self.verbose) - 1,
             )
+        prior = getattr(self, "calibration_prior_", None)
+        if prior is not None and len(scores):
+            logp = torch.log_softmax(torch.from_numpy(scores).double(), dim=1)
+            scores = (logp - torch.from_numpy(np.log(prior))).float().numpy()
+        return scores
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities; columns follow ``classes_``."""
@@ -630,6 +812,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 value = os.fspath(value)
             if value is None or isinstance(value, (bool, int, float, str)):
                 params[key] = value
+            elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                params[key] = list(value)
         return params
 
     def _meta(
@@ -690,7 +874,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             backbone,
             self.history_,
         )
-        return write_prompt_dir(path, {"slots": self._slots().float()}, meta)
+        tensors = {"slots": self._slots().float()}
+        prior = getattr(self, "calibration_prior_", None)
+        if prior is not None:
+            tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
+        return write_prompt_dir(path, tensors, meta)
 
     @classmethod
     def load(
@@ -826,6 +1014,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.backbone_fingerprint_ = backbone.fingerprint
         prompt = SoftPrompt(slots.to(torch.float32))
         est.prompt_ = prompt.to(backbone.device).eval()
+        est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
         history = meta.get("history")
         est.history_ = history if isinstance(history, dict) else {}
         return est

@@ -38,6 +38,8 @@ class TrainConfig:
     n_iter_no_change: int | None = None
     verbose: int = 1
     checkpoint_every: int | None = None
+    group_by_length: bool | str = False  # True, False or "auto"
+    temperature: float = 1.0  # soft-label (distillation) training only
 
 
 @dataclass
@@ -76,6 +78,28 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def _batches(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[i : i + size]) for i in range(0, len(order), size)]
+
+
+#: Examples per length-sorted "mega-batch", in optimizer batches (as HF's Trainer).
+GROUP_MEGABATCH = 50
+
+
+def _grouped_batches(
+    order: Sequence[int], lengths: Sequence[int], size: int, generator: torch.Generator
+) -> list[list[int]]:
+    """Optimizer batches of similar lengths (less padding), in a random order.
+
+    The shuffled ``order`` is cut into mega-batches of ``GROUP_MEGABATCH * size``
+    examples; each is sorted by length (longest first) and cut into batches; the batches
+    are then shuffled. Every example still appears once per epoch.
+    """
+    mega = GROUP_MEGABATCH * size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), mega):
+        part = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        batches += _batches(part, size)
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
 
 
 def predict_scores(
@@ -117,8 +141,10 @@ def train_prompt(
     scorer : ClozeScorer
     prompt : SoftPrompt
     examples : sequence of Encoded
-    y : ndarray of int
-        Label indices.
+    y : ndarray
+        Label indices (int, shape ``(n,)``), or soft labels (float, shape
+        ``(n, n_labels)``, rows summing to 1) trained with
+        ``T^2 * cross-entropy(y, softmax(scores / T))``, ``T = config.temperature``.
     config : TrainConfig
     generator : torch.Generator
         Shuffling order (reproducibility).
@@ -148,13 +174,23 @@ def train_prompt(
     if n == 0 or not params or prompt.n_slots == 0:
         return result
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    soft = np.ndim(y) == 2
     loss_fn = nn.CrossEntropyLoss()
+    temp = float(config.temperature)
+
+    def loss_of(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not soft:
+            return loss_fn(scores, target)
+        # distillation: T^2 * cross-entropy(soft targets, softmax(scores / T))
+        logp = torch.log_softmax(scores / temp, dim=1)
+        return -(target * logp).sum(1).mean() * (temp * temp)
+
     accum = max(1, int(config.gradient_accumulation_steps))
     micro = max(1, int(config.batch_size) // accum) if accum > 1 else int(config.batch_size)
     steps_per_epoch = math.ceil(n / (micro * accum))
     total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
     total = max(0, int(total))
-    y_t = torch.as_tensor(y, dtype=torch.long, device=scorer.device)
+    y_t = torch.as_tensor(y, dtype=torch.float32 if soft else torch.long, device=scorer.device)
     best_acc, best_state, bad_epochs = -1.0, None, 0
     bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
     step = 0
@@ -170,21 +206,28 @@ def train_prompt(
             with torch.no_grad():
                 on_checkpoint(step, result)
 
+    grouped = config.group_by_length
+    if grouped == "auto":
+        grouped = n > GROUP_MEGABATCH * micro * accum
+    lengths = [e.length() for e in examples] if grouped else []
     try:
         while step < total:
             order = torch.randperm(n, generator=generator).tolist()
-            chunks = _batches(order, micro)
+            if grouped:
+                batches = _grouped_batches(order, lengths, micro * accum, generator)
+            else:
+                batches = _batches(order, micro * accum)
             epoch_loss, seen = 0.0, 0
-            for start in range(0, len(chunks), accum):
+            for batch in batches:
                 if step >= total:
                     break
-                group = chunks[start : start + accum]
+                group = _batches(batch, micro)
                 count = sum(len(c) for c in group)
                 optim.zero_grad(set_to_none=True)
                 for chunk in group:
                     slots = prompt()
                     scores = scorer.class_scores([examples[i] for i in chunk], slots)
-                    loss = loss_fn(scores.float(), y_t[chunk]) * (len(chunk) / count)
+                    loss = loss_of(scores.float(), y_t[chunk]) * (len(chunk) / count)
                     loss.backward()
                     epoch_loss += loss.item() * count
                     seen += len(chunk)
