@@ -6,7 +6,15 @@
 ``pet-kit train CONFIG.yaml``
     Train a soft prompt as described by a config file and save it.
 ``pet-kit predict PROMPT_DIR INPUT``
-    Classify a CSV/TSV/JSONL/TXT file with a saved prompt.
+    Classify a CSV/TSV/JSONL/TXT file with a saved prompt, streaming it
+    ``--chunk-size`` rows at a time (memory stays bounded whatever the file's size).
+    Without ``--output`` the predictions go to stdout as CSV. With ``--output`` the
+    run is resumable: a progress file ``OUTPUT.progress.json`` records the finished
+    chunks, and running the same command again after a crash or Ctrl-C continues
+    where it stopped (``--no-resume`` starts over; ``--overwrite`` replaces a finished
+    output). ``--num-shards N --shard-index K`` splits the file between N processes
+    (e.g. one per GPU); each writes its own output with a ``row`` column, merged with
+    :func:`pet_kit.streaming.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,24 +189,83 @@ def _load_prompt(args: argparse.Namespace) -> Any:
     return PromptClassifier.load(args.prompt_dir, model=args.model, device=args.device)
 
 
+def _check_predict_args(args: argparse.Namespace) -> None:
+    """Validate the predict options before the (slow) prompt and backbone load."""
+    from .streaming import check_predict_job
+
+    for flag, value in (
+        ("--chunk-size", args.chunk_size),
+        ("--num-shards", args.num_shards),
+        ("--threads", args.threads),
+    ):
+        if value is not None and value < 1:
+            raise PetKitError(f"{flag} must be a positive integer, got {value}")
+    if not 0 <= args.shard_index < args.num_shards:
+        raise PetKitError(
+            f"--shard-index must be from 0 to --num-shards - 1 = {args.num_shards - 1},"
+            f" got {args.shard_index}"
+        )
+    if args.num_shards > 1 and not args.output:
+        raise PetKitError("--num-shards needs --output (each shard writes its own file)")
+    check_predict_job(
+        args.input,
+        args.output,
+        chunk_size=args.chunk_size,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+    )
+
+
+def _set_threads(clf: Any, n: int | None) -> None:
+    if n is None:
+        return
+    if "n_threads" in clf.get_params():
+        clf.set_params(n_threads=n)
+    else:  # an estimator without the parameter: set torch's process-wide count
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from .streaming import predict_file, predict_to_stream, progress_path
 
-    from .tables import read_table, write_table
-
+    _check_predict_args(args)
     clf = _load_prompt(args)
-    df = read_table(args.input)
-    proba = clf.predict_proba(df)
-    out = df.copy()
-    out["prediction"] = clf.classes_[proba.argmax(1)]
-    for j, c in enumerate(clf.classes_):
-        out[f"proba_{c}"] = proba[:, j]
-    if args.output:
-        write_table(out, args.output)
-        print(f"wrote {len(out)} predictions to {args.output}")
-    else:
-        with pd.option_context("display.max_colwidth", 60):
-            out.to_csv(sys.stdout, index=False)
+    _set_threads(clf, args.threads)
+    if not args.output:
+        try:
+            n = predict_to_stream(clf, args.input, sys.stdout, chunk_size=args.chunk_size)
+        except BrokenPipeError:  # e.g. `pet-kit predict ... | head`: stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        print(f"predicted {n} rows", file=sys.stderr)
+        return 0
+    try:
+        result = predict_file(
+            clf,
+            args.input,
+            args.output,
+            chunk_size=args.chunk_size,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            num_shards=args.num_shards,
+            shard_index=args.shard_index,
+        )
+    except KeyboardInterrupt:
+        if progress_path(args.output).exists():
+            print(
+                f"interrupted; the finished chunks are in {args.output}: run the same command"
+                " again to resume",
+                file=sys.stderr,
+            )
+            return 130
+        raise
+    shard = f" (shard {args.shard_index} of {args.num_shards})" if args.num_shards > 1 else ""
+    resumed = f"; {result.rows_resumed} resumed from an earlier run" if result.rows_resumed else ""
+    print(f"wrote {result.rows_written} predictions to {args.output}{shard}{resumed}")
     return 0
 
 
@@ -227,6 +295,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------- main
+def _add_predict_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1000,
+        help="rows read, predicted and written at a time (default 1000)",
+    )
+    s.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start over even if OUTPUT.progress.json records an interrupted run",
+    )
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output that is not an interrupted run",
+    )
+    s.add_argument(
+        "--num-shards",
+        type=int,
+        default=1,
+        help="split the input's chunks between this many processes (default 1)",
+    )
+    s.add_argument(
+        "--shard-index",
+        type=int,
+        default=0,
+        help="this process's shard, 0 to --num-shards - 1; adds a 'row' column",
+    )
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     p = argparse.ArgumentParser(prog="pet-kit", description=__doc__.split("\n\n")[0])
@@ -260,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for evaluate)")
         if name == "evaluate":
             s.add_argument("--label-column", default="label")
+        else:
+            _add_predict_options(s)
         s.set_defaults(func=func)
     return p
 
