@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
+from .ensemble import PromptEnsemble
 from .errors import (
     BackboneError,
     BackboneMismatchError,
@@ -37,6 +38,7 @@ __all__ = [
     "PatternError",
     "PetKitError",
     "PromptClassifier",
+    "PromptEnsemble",
     "SavedPromptError",
     "Verbalizer",
     "VerbalizerError",

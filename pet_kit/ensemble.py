@@ -1,0 +1,338 @@
+"""PET-style ensembles of pattern-verbalizer pairs, and distillation into one prompt.
+
+:class:`PromptEnsemble` trains one :class:`~pet_kit.PromptClassifier` per PVP and
+combines their class probabilities (uniformly, or weighted as in PET). Given unlabeled
+texts, the ensemble soft-labels them and a single student prompt is trained on those soft
+labels (knowledge distillation), so the final artefact is one small prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .errors import InputError, SavedPromptError
+from .estimator import PromptClassifier
+from .inputs import to_label_indices
+from .pvp import PVP, load_pvps
+
+__all__ = ["PromptEnsemble"]
+
+log = logging.getLogger(__name__)
+
+WEIGHTINGS = ("mean", "wmean")
+DISTILL = (None, "prompt")
+_FORMAT = "pet_kit.ensemble"
+_FORMAT_VERSION = 1
+_META = "ensemble.json"
+
+
+def _pvp_list(pvps: Any) -> list[Any]:
+    """The ensemble's PVPs: every pattern of a template file, or the given list."""
+    if pvps is None:
+        raise InputError(
+            "PromptEnsemble needs pvps: a template YAML file listing several patterns, or a"
+            " list of PVPs (paths such as 'templates/x.yaml#name', dicts or PVP objects)"
+        )
+    if isinstance(pvps, (str, os.PathLike)):
+        ref = os.fspath(pvps)
+        if "#" in ref:
+            raise InputError(
+                f"pvps={ref!r} names one pattern; an ensemble needs several: pass the file"
+                " without '#name' (all its patterns) or a list"
+            )
+        return list(load_pvps(ref))
+    if isinstance(pvps, (dict, PVP)):
+        return [pvps]
+    try:
+        items = list(pvps)
+    except TypeError:
+        raise InputError(f"pvps must be a template file or a list of PVPs, got {pvps!r}") from None
+    if not items:
+        raise InputError("pvps is empty; give at least one PVP")
+    return items
+
+
+def _temperature_scale(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / T)``: soft labels at temperature ``T``."""
+    logp = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(1, keepdims=True)
+
+
+class PromptEnsemble(ClassifierMixin, BaseEstimator):
+    """Several PVPs, each with its own trained prompt, combined (PET).
+
+    Parameters
+    ----------
+    pvps : str, PathLike or list
+        A template YAML file (every pattern in it is a member) or a list of PVPs
+        (``"file.yaml#name"`` references, inline dicts or :class:`~pet_kit.PVP`
+        objects). All must share the same labels.
+    estimator : PromptClassifier, optional
+        The settings every member is trained with (cloned; its ``pvp`` is replaced by
+        each member's). Default: ``PromptClassifier()``. Nested parameters work with
+        scikit-learn tools: ``estimator__learning_rate``.
+    weighting : {"mean", "wmean"}, default="mean"
+        How member probabilities are combined: the plain mean, or PET's weighted mean
+        with each member weighted by its accuracy on the training data *before*
+        training (after training every member fits the few training examples, so that
+        accuracy tells the PVPs apart).
+    distill : {None, "prompt"}, default=None
+        With ``"prompt"`` and ``fit(..., X_unlabeled=...)``: the ensemble labels the
+        unlabeled texts with soft labels and one student prompt (``student_pvp``) is
+        trained on them plus the labelled data; predictions then come from the
+        student alone, and :meth:`save` writes only it (a prompt folder that
+        :meth:`PromptClassifier.load` reads).
+    student_pvp : PVP reference, optional
+        The student's PVP; default: the first member's.
+    temperature : float, default=2.0
+        Distillation temperature ``T``: soft labels are ``softmax(log p / T)`` and the
+        student's loss is ``T^2 * cross-entropy(soft, softmax(scores / T))``.
+    random_state : int, RandomState or None
+        Seeds each member (and the student) differently but reproducibly.
+
+    Attributes
+    ----------
+    estimators_ : list of PromptClassifier
+        The trained members.
+    weights_ : ndarray
+        The members' weights (sum to 1).
+    classes_ : ndarray
+    student_ : PromptClassifier or None
+        The distilled student, when ``distill`` is set.
+    """
+
+    def __init__(
+        self,
+        pvps: Any = None,
+        estimator: PromptClassifier | None = None,
+        *,
+        weighting: str = "mean",
+        distill: str | None = None,
+        student_pvp: Any = None,
+        temperature: float = 2.0,
+        random_state: Any = None,
+    ) -> None:
+        self.pvps = pvps
+        self.estimator = estimator
+        self.weighting = weighting
+        self.distill = distill
+        self.student_pvp = student_pvp
+        self.temperature = temperature
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    # ---------------------------------------------------------------- helpers
+    def _check_params(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.distill not in DISTILL:
+            raise InputError(f"distill must be one of {DISTILL}, got {self.distill!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not t > 0:
+            raise InputError(f"temperature must be a number > 0, got {t!r}")
+        if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
+            raise InputError(
+                f"estimator must be a PromptClassifier (the members' settings), got"
+                f" {type(self.estimator).__name__}"
+            )
+
+    def _base(self) -> PromptClassifier:
+        return clone(self.estimator) if self.estimator is not None else PromptClassifier()
+
+    # -------------------------------------------------------------------- API
+    def fit(self, X: Any, y: Any = None, X_unlabeled: Any = None) -> PromptEnsemble:
+        """Train every member on ``(X, y)`` (and distil when asked).
+
+        Parameters
+        ----------
+        X : texts or None
+            Training texts (``None``: every member zero-shot).
+        y : array-like
+            Labels.
+        X_unlabeled : texts, optional
+            Unlabeled texts for distillation (``distill="prompt"``).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        refs = _pvp_list(self.pvps)
+        if self.distill is not None and (X_unlabeled is None or len(X_unlabeled) == 0):
+            raise InputError(
+                f"distill={self.distill!r} needs unlabeled texts: fit(X, y,"
+                " X_unlabeled=texts); or set distill=None"
+            )
+        rs = check_random_state(self.random_state)
+        seeds = rs.randint(2**31 - 1, size=len(refs) + 1)
+        members = [
+            self._base().set_params(pvp=ref, random_state=int(seeds[i]))
+            for i, ref in enumerate(refs)
+        ]
+        # every PVP is loaded (and its labels compared) before any member trains
+        labels = [list(m._load_pvp().verbalizer.labels) for m in members]
+        for i, lab in enumerate(labels[1:], start=1):
+            if lab != labels[0]:
+                raise InputError(
+                    f"every PVP of an ensemble must have the same labels; PVP {i} has"
+                    f" {lab}, PVP 0 has {labels[0]}"
+                )
+        weights = []
+        for i, member in enumerate(members):
+            if self.weighting == "wmean" and X is not None:
+                weights.append(clone(member).fit(None).score(X, y))
+            member.fit(X, y)
+            log.info("member %d/%d (%s) trained", i + 1, len(members), member.pvp_.name)
+        classes = members[0].classes_
+        if weights and sum(weights) > 0:
+            w = np.asarray(weights, dtype=np.float64)
+        else:
+            w = np.ones(len(members))
+        self.estimators_ = members
+        self.weights_ = w / w.sum()
+        self.classes_ = classes
+        self.student_ = None
+        if self.distill == "prompt":
+            self.student_ = self._distil(refs, X, y, X_unlabeled, int(seeds[-1]))
+        return self
+
+    def _distil(
+        self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int
+    ) -> PromptClassifier:
+        soft = _temperature_scale(self._ensemble_proba(X_unlabeled), float(self.temperature))
+        texts = list(X_unlabeled)
+        targets = soft
+        if X is not None and len(X):
+            onehot = np.eye(len(self.classes_))[to_label_indices(y, self.classes_.tolist(), len(X))]
+            texts = list(X) + texts
+            targets = np.vstack([onehot, soft])
+        student_ref = self.student_pvp if self.student_pvp is not None else refs[0]
+        student = self._base().set_params(
+            pvp=student_ref, random_state=seed, temperature=float(self.temperature)
+        )
+        log.info("distilling into one prompt on %d texts", len(texts))
+        return student.fit(texts, targets)
+
+    def _ensemble_proba(self, X: Any) -> np.ndarray:
+        probas = [m.predict_proba(X) for m in self.estimators_]
+        return np.tensordot(self.weights_, np.stack(probas), axes=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (the student's when distilled); columns follow ``classes_``."""
+        check_is_fitted(self, "estimators_")
+        if self.student_ is not None:
+            return self.student_.predict_proba(X)
+        return self._ensemble_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)] if len(proba) else self.classes_[:0]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy; labels match ``classes_`` as in :meth:`PromptClassifier.score`."""
+        from sklearn.metrics import accuracy_score
+
+        pred = self.predict(X)
+        y_true = self.classes_[to_label_indices(y, self.classes_.tolist(), len(pred))]
+        return float(accuracy_score(y_true, pred, sample_weight=sample_weight))
+
+    # ----------------------------------------------------------- save and load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the ensemble to folder ``path`` atomically.
+
+        Distilled: only the student, as a prompt folder (:meth:`PromptClassifier.load`
+        reads it). Otherwise ``ensemble.json`` (weights, classes) and one prompt folder
+        per member (``member_0`` ...); :meth:`load` reads it.
+        """
+        check_is_fitted(self, "estimators_")
+        if self.student_ is not None:
+            return self.student_.save(path)
+        target = Path(path).expanduser().absolute()
+        if target.exists() and not (target / _META).is_file():
+            if not target.is_dir() or any(target.iterdir()):
+                raise SavedPromptError(
+                    f"{target} exists and is not a pet_kit ensemble folder; refusing to"
+                    " overwrite it. Choose another path or remove it yourself"
+                )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            names = []
+            for i, member in enumerate(self.estimators_):
+                names.append(f"member_{i}")
+                member.save(tmp / names[-1])
+            meta = {
+                "format": _FORMAT,
+                "format_version": _FORMAT_VERSION,
+                "members": names,
+                "weights": self.weights_.tolist(),
+                "weighting": self.weighting,
+            }
+            (tmp / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(target, old)
+            os.replace(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], model: Any = None, *, device: str | None = None
+    ) -> PromptEnsemble:
+        """Load an ensemble folder written by :meth:`save` (not a distilled student:
+        load that with :meth:`PromptClassifier.load`)."""
+        folder = Path(path).expanduser()
+        meta_path = folder / _META
+        if not meta_path.is_file():
+            hint = (
+                " It is a single prompt (a distilled student?): use PromptClassifier.load"
+                if (folder / "prompt.json").is_file()
+                else ""
+            )
+            raise SavedPromptError(f"{folder}: no {_META}; not an ensemble folder.{hint}")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != _FORMAT:
+                raise ValueError("no format marker")
+            if meta.get("format_version") != _FORMAT_VERSION:
+                raise ValueError(f"unsupported format_version {meta.get('format_version')!r}")
+            names = [str(n) for n in meta["members"]]
+            weights = np.asarray(meta["weights"], dtype=np.float64)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from None
+        if len(weights) != len(names) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise SavedPromptError(f"{meta_path}: weights do not match the members")
+        members = [PromptClassifier.load(folder / n, model=model, device=device) for n in names]
+        classes = members[0].classes_
+        est = cls(pvps=[m.pvp_ for m in members], estimator=None, weighting=meta["weighting"])
+        est.estimators_ = members
+        est.weights_ = weights / weights.sum()
+        est.classes_ = classes
+        est.student_ = None
+        return est
