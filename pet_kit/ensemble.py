@@ -217,7 +217,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
     def _distil(
         self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int
     ) -> PromptClassifier:
-        soft = _temperature_scale(self._ensemble_proba(X_unlabeled), float(self.temperature))
+        soft = _temperature_scale(self.ensemble_proba(X_unlabeled), float(self.temperature))
         texts = list(X_unlabeled)
         targets = soft
         if X is not None and len(X):
@@ -231,7 +231,9 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         log.info("distilling into one prompt on %d texts", len(texts))
         return student.fit(texts, targets)
 
-    def _ensemble_proba(self, X: Any) -> np.ndarray:
+    def ensemble_proba(self, X: Any) -> np.ndarray:
+        """The members' combined probabilities (also when a student was distilled)."""
+        check_is_fitted(self, "estimators_")
         probas = [m.predict_proba(X) for m in self.estimators_]
         return np.tensordot(self.weights_, np.stack(probas), axes=1)
 
@@ -240,7 +242,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         if self.student_ is not None:
             return self.student_.predict_proba(X)
-        return self._ensemble_proba(X)
+        return self.ensemble_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels."""

@@ -162,7 +162,7 @@ def test_distillation_trains_one_student_on_the_ensembles_soft_labels(
     ens = ensemble(distill="prompt", temperature=2.0).fit(X, y, X_unlabeled=UNLABELED)
     assert isinstance(ens.student_, PromptClassifier)
     assert seen["texts"] == list(X) + UNLABELED and seen["t"] == 2.0
-    teacher = ens._ensemble_proba(UNLABELED)
+    teacher = ens.ensemble_proba(UNLABELED)
     scaled = teacher**0.5 / (teacher**0.5).sum(1, keepdims=True)
     np.testing.assert_allclose(seen["targets"][len(X) :], scaled, atol=1e-6)
     assert set(np.unique(seen["targets"][: len(X)])) == {0.0, 1.0}
