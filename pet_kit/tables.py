@@ -8,6 +8,7 @@ time, for files too large to hold in memory.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,9 +173,17 @@ def _rechunk(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
 
 def table_records(df: pd.DataFrame) -> Iterator[str]:
-    """One JSON Lines line (with its newline) per row, as :func:`write_table` writes them."""
+    """One JSON Lines line (with its newline) per row, as :func:`write_table` writes them.
+
+    Missing values (NaN, None) are written as JSON ``null`` (``NaN`` is not JSON).
+    """
     for rec in df.to_dict(orient="records"):
-        yield json.dumps(rec, ensure_ascii=False, default=str) + "\n"
+        clean = {k: None if _is_nan(v) else v for k, v in rec.items()}
+        yield json.dumps(clean, ensure_ascii=False, default=str, allow_nan=False) + "\n"
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -496,3 +496,17 @@ def test_sharded_example_matches_one_shot(tmp_path, clf, prompt_dir, monkeypatch
     single = tmp_path / "single.csv"
     assert example.main([str(prompt_dir), str(path), str(single), "--chunk-size", "3"]) == 0
     assert single.read_bytes() == out.read_bytes()
+
+
+def test_jsonl_output_writes_missing_values_as_null(tmp_path):
+    """NaN is not JSON: a key missing from some records is written as null."""
+    import json
+
+    import pandas as pd
+
+    from pet_kit.tables import write_table
+
+    df = pd.DataFrame([{"text": "a", "note": "x"}, {"text": "b"}])
+    write_table(df, tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows == [{"text": "a", "note": "x"}, {"text": "b", "note": None}]
