@@ -42,7 +42,20 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-METHODS = ("zero_shot", "pet_kit", "finetune", "linear_probe", "setfit", "linear_probe_st")
+METHODS = (
+    "zero_shot",
+    "pet_kit",
+    "finetune",
+    "linear_probe",
+    "setfit",
+    "linear_probe_st",
+    # the PET family (issue 6)
+    "zero_shot_calibrated",
+    "pet_kit_calibrated",
+    "pet_kit_ensemble",
+    "pet_kit_distill",
+)
+ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
 
 log = logging.getLogger("few_shot")
 
@@ -57,6 +70,14 @@ def task_data(task: str, test_size: int) -> tuple[Any, Any]:
 # The default backbone's vocabulary (bert-base-uncased) lacks most Chinese characters,
 # including the Chinese PVP's label words: its English-prompt variant is used instead.
 TEMPLATE_FOR_TASK = {"chinese_reviews": "chinese_reviews_english_vocab"}
+
+
+def soft_refs(task: str) -> list[str]:
+    """Every soft pattern of a task's template file (the ensemble's members)."""
+    from pet_kit import load_pvps
+
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    return [f"{path}#{p.name.split('#', 1)[1]}" for p in load_pvps(str(path)) if p.pattern.has_soft]
 
 
 def pvp_refs(task: str) -> tuple[str, str]:
@@ -147,6 +168,59 @@ def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     return clf.score(test["text"], test["label"])
 
 
+def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:
+    from pet_kit.datasets import unlabeled_texts
+
+    return unlabeled_texts(ctx["task"], ctx["n_unlabeled"], seed=seed)
+
+
+def run_zero_shot_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(
+        pvp=ctx["hard"], max_length=ctx["max_length"], calibration="content_free", verbose=0
+    )
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def run_pet_kit_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(
+        pvp=ctx["soft"],
+        max_length=ctx["max_length"],
+        random_state=seed,
+        calibration="unlabeled",
+        verbose=0,
+        **ctx["pet_params"],
+    )
+    clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
+    return clf.score(test["text"], test["label"])
+
+
+def _ensemble(ctx: dict[str, Any], train: Any, seed: int, distill: bool) -> Any:
+    from pet_kit import PromptClassifier, PromptEnsemble
+
+    base = PromptClassifier(max_length=ctx["max_length"], verbose=0, **ctx["pet_params"])
+    ens = PromptEnsemble(
+        pvps=ctx["soft_all"],
+        estimator=base,
+        weighting="wmean",
+        distill="prompt" if distill else None,
+        random_state=seed,
+    )
+    unlabeled = _unlabeled(ctx, seed) if distill else None
+    return ens.fit(train["text"], train["label"], X_unlabeled=unlabeled)
+
+
+def run_pet_kit_ensemble(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _ensemble(ctx, train, seed, distill=False).score(test["text"], test["label"])
+
+
+def run_pet_kit_distill(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _ensemble(ctx, train, seed, distill=True).score(test["text"], test["label"])
+
+
 def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
@@ -233,6 +307,10 @@ RUNNERS = {
     "finetune": run_finetune,
     "linear_probe": run_linear_probe,
     "setfit": run_setfit,
+    "zero_shot_calibrated": run_zero_shot_calibrated,
+    "pet_kit_calibrated": run_pet_kit_calibrated,
+    "pet_kit_ensemble": run_pet_kit_ensemble,
+    "pet_kit_distill": run_pet_kit_distill,
 }
 
 
@@ -263,7 +341,7 @@ def table(summary: dict[str, Any]) -> str:
         ks = sorted({k for m in methods.values() for k in m})
         lines.append(f"\n{task}")
         lines.append(
-            f"{'method':<14}" + "".join(f"{'K=' + str(k):>18}" for k in ks) + f"{'s/run':>9}"
+            f"{'method':<22}" + "".join(f"{'K=' + str(k):>18}" for k in ks) + f"{'s/run':>9}"
         )
         for method in METHODS:
             if method not in methods:
@@ -276,8 +354,18 @@ def table(summary: dict[str, Any]) -> str:
                 text = f"{c['mean']:.3f} ± {c['std']:.3f}{seeds}" if c else ""
                 cells.append(text.rjust(18))
             secs = statistics.fmean(c["seconds_mean"] for c in methods[method].values())
-            lines.append(f"{method:<14}" + "".join(cells) + f"{secs:>9.1f}")
+            lines.append(f"{method:<22}" + "".join(cells) + f"{secs:>9.1f}")
     return "\n".join(lines)
+
+
+def threads_note(data: dict[str, Any]) -> str:
+    """Which torch thread counts the runs used, per task (wall times depend on it)."""
+    per_task: dict[str, set[int]] = defaultdict(set)
+    for r in data["runs"]:
+        per_task[r["task"]].add(int(r.get("threads", 2)))
+    return "; ".join(
+        f"{task} {'/'.join(str(t) for t in sorted(ts))}" for task, ts in per_task.items()
+    )
 
 
 def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
@@ -286,7 +374,7 @@ def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
     lines = [
         "<!-- generated by benchmarks/few_shot.py from few_shot.json; do not edit -->",
         f"Machine: {m.get('platform', '?')}, {m.get('cpu_count', '?')} CPUs,"
-        f" torch {m.get('torch', '?')} with {m.get('torch_threads', '?')} threads."
+        f" torch {m.get('torch', '?')}; torch threads per run: {threads_note(data)}."
         " Accuracy on the fixed test subset, mean ± std over seeds (n = seeds when fewer"
         " than 5); s = mean wall seconds per run (fit + predict).",
     ]
@@ -310,7 +398,8 @@ def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
                 if c is None:
                     row.append("")
                     continue
-                n = "" if c["n_seeds"] >= 5 or method == "zero_shot" else f" (n={c['n_seeds']})"
+                few = c["n_seeds"] < 5 and method not in ZERO_SHOT_ONLY
+                n = f" (n={c['n_seeds']})" if few else ""
                 row.append(f"{c['mean']:.3f} ± {c['std']:.3f}{n}")
             secs = statistics.fmean(c["seconds_mean"] for c in cells.values())
             lines.append(f"| {method} | " + " | ".join(row) + f" | {secs:.1f} |")
@@ -334,8 +423,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             ks = sorted(cells)
             mean = np.array([cells[k]["mean"] for k in ks])
             std = np.array([cells[k]["std"] for k in ks])
-            if method == "zero_shot":
-                ax.axhline(mean[0], ls="--", lw=1, label=method, color="grey")
+            if method in ZERO_SHOT_ONLY:
+                ax.axhline(mean[0], ls="--", lw=1, label=method, color=colors[method])
                 continue
             ax.errorbar(
                 ks, mean, yerr=std, marker="o", capsize=3, label=method, color=colors[method]
@@ -378,6 +467,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ft-epochs", type=int, default=15, help="fine-tuning epochs")
     p.add_argument("--setfit-iters", type=int, default=5, help="SetFit num_iterations")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--n-unlabeled",
+        type=int,
+        default=500,
+        help="unlabeled train texts for distillation and calibration rows",
+    )
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
     p.add_argument(
         "--report-only",
@@ -415,6 +510,8 @@ def main(argv: list[str] | None = None) -> None:
             "task": task,
             "hard": hard,
             "soft": soft,
+            "soft_all": soft_refs(task),
+            "n_unlabeled": args.n_unlabeled,
             "encoder": encoder,
             "max_length": args.max_length,
             "ft_epochs": args.ft_epochs,
@@ -430,11 +527,11 @@ def main(argv: list[str] | None = None) -> None:
                     continue
             ks = (
                 [0]
-                if method == "zero_shot"
+                if method in ZERO_SHOT_ONLY
                 else [k for k in args.ks if k > 0 or method == "pet_kit"]
             )
             for k in ks:
-                seeds = [0] if method == "zero_shot" else args.seeds
+                seeds = [0] if method in ZERO_SHOT_ONLY else args.seeds
                 for seed in seeds:
                     key = (task, method, k, seed)
                     if key in done:
@@ -466,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
                             "accuracy": acc,
                             "seconds": secs,
                             "n_test": len(test),
+                            "threads": torch.get_num_threads(),
                         }
                     )
                     done.add(key)
