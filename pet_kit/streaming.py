@@ -344,6 +344,8 @@ def _prompt_identity(clf: Any) -> str:
         meta["pvp"] = pvp.to_dict() if pvp is not None else None
         meta["backbone"] = getattr(clf, "backbone_fingerprint_", None)
         meta["max_length"] = getattr(clf, "max_length", None)
+        prior = getattr(clf, "calibration_prior_", None)
+        meta["calibration_prior"] = None if prior is None else [float(p) for p in prior]
         with torch.no_grad():
             slots = prompt().detach().to("cpu", torch.float32).contiguous().numpy()
         h.update(slots.tobytes())

@@ -232,6 +232,7 @@ def crashed_run(tmp_path, clf, monkeypatch, **kw):
         ({"chunk_size": 5}, "chunk_size"),
         ({"num_shards": 2}, "num_shards"),
         ("prompt", "prompt"),
+        ("calibration", "prompt"),
         ("input", "input_size"),
     ],
 )
@@ -241,6 +242,11 @@ def test_resuming_a_different_job_is_refused(tmp_path, clf, tiny_dir, monkeypatc
     model = clf
     if change == "prompt":
         model = tiny_clf(tiny_dir).fit(None)  # same classes, other vectors
+    elif change == "calibration":  # same vectors, another calibration prior
+        import copy
+
+        model = copy.deepcopy(clf)
+        model.calibration_prior_ = np.array([0.3, 0.7])
     elif change == "input":
         with path.open("a") as fh:
             fh.write("r99,one more row\n")
