@@ -237,11 +237,19 @@ def interleaved(
 ) -> tuple[list[float], list[float]]:
     """Total seconds of the bare encoder and of pet_kit over ``texts``, per repeat.
 
-    The texts are cut into slices of ``size``; each slice is run by the bare encoder
+    The length-sorted texts are cut into slices of ``size`` (a multiple of the batch
+    size); each slice is run by the bare encoder
     (on the batches pet_kit builds for that slice) and then by pet_kit, so both see
     the same machine state.
     """
-    slices = [texts[i : i + size] for i in range(0, len(texts), size)]
+    # slices of the length-sorted texts: pet_kit's batches within each slice are then
+    # the very batches it builds when it sorts all N texts at once
+    examples = bench.encoder.encode([{"text": t} for t in texts])
+    order = sorted(range(len(texts)), key=lambda i: examples[i].length())
+    ordered = [texts[i] for i in order]
+    size = max(size, bench.batch_size)
+    size -= size % bench.batch_size
+    slices = [ordered[i : i + size] for i in range(0, len(ordered), size)]
     slice_batches = [bench.bare_batches(s) for s in slices]
     bare_s, pk_s = [], []
     for _ in range(repeats):
