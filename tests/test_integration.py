@@ -81,3 +81,34 @@ def test_shipped_english_pvps_compile_on_the_default_backbone():
             if "zh" in path or "chinese" in path:
                 continue
             ClozeEncoder(pvp, tok, max_length=128)
+
+
+def test_pet_family_on_the_default_backbone(rt, tmp_path):
+    """Calibration, a PVP ensemble and its distilled student, end to end on the real model."""
+    from pet_kit import PromptEnsemble
+    from pet_kit.datasets import unlabeled_texts
+
+    train, test = rt
+    X, y, Xt = train["text"], train["label"], test["text"]
+    hard = os.path.join(REPO, "templates", "rotten_tomatoes.yaml#it_was")
+    raw = PromptClassifier(pvp=hard, verbose=0).fit(None)
+    cal = PromptClassifier(pvp=hard, calibration="content_free", verbose=0).fit(None)
+    assert np.isclose(cal.calibration_prior_.sum(), 1.0)
+    # dividing out the prior moves the predicted positive share towards balance
+    raw_share = float((raw.predict(Xt) == "positive").mean())
+    cal_share = float((cal.predict(Xt) == "positive").mean())
+    assert abs(cal_share - 0.5) < abs(raw_share - 0.5)
+
+    soft = [
+        os.path.join(REPO, "templates", f"rotten_tomatoes.yaml#{n}") for n in ("soft", "soft_just")
+    ]
+    ens = PromptEnsemble(
+        pvps=soft,
+        estimator=PromptClassifier(max_length=128, epochs=2, verbose=0),
+        weighting="wmean",
+        distill="prompt",
+        random_state=0,
+    ).fit(X, y, X_unlabeled=unlabeled_texts("rotten_tomatoes", 16, seed=0))
+    assert len(ens.estimators_) == 2 and np.isclose(ens.weights_.sum(), 1.0)
+    student = PromptClassifier.load(ens.save(tmp_path / "student"))
+    np.testing.assert_allclose(student.predict_proba(Xt), ens.predict_proba(Xt), atol=1e-6)
