@@ -54,6 +54,7 @@ METHODS = (
     "pet_kit_calibrated",
     "pet_kit_ensemble",
     "pet_kit_distill",
+    "pet_kit_demos",
 )
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
 
@@ -221,6 +222,20 @@ def run_pet_kit_distill(ctx: dict[str, Any], train: Any, test: Any, seed: int) -
     return _ensemble(ctx, train, seed, distill=True).score(test["text"], test["label"])
 
 
+def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(
+        pvp=ctx["soft"],
+        max_length=2 * ctx["max_length"],  # room for one demonstration per class
+        random_state=seed,
+        demonstrations="similar",
+        verbose=0,
+        **ctx["pet_params"],
+    )
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
 def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
@@ -311,6 +326,7 @@ RUNNERS = {
     "pet_kit_calibrated": run_pet_kit_calibrated,
     "pet_kit_ensemble": run_pet_kit_ensemble,
     "pet_kit_distill": run_pet_kit_distill,
+    "pet_kit_demos": run_pet_kit_demos,
 }
 
 

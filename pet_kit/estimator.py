@@ -23,6 +23,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._version import __version__
 from .backbone import Backbone, frozen, load_backbone
 from .cloze import ClozeScorer
+from .demonstrations import DEMO_FIELD, Demonstrations, DemoPool, with_demo_field
+from .demonstrations import MODES as DEMO_MODES
 from .encoding import ClozeEncoder, Encoded
 from .errors import (
     BackboneError,
@@ -131,6 +133,27 @@ def _soft_labels(y: Any, labels: list[Hashable], n: int) -> np.ndarray | None:
             f" to 1 (columns in classes_ order {labels})"
         )
     return (arr / arr.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _loaded_pool(
+    meta: dict[str, Any], mode: str | None, n_classes: int, where: str
+) -> DemoPool | None:
+    """The saved demonstration pool, checked (``None`` without demonstrations)."""
+    data = meta.get("demonstrations")
+    if mode is None:
+        return None
+    try:
+        pool = DemoPool.from_dict(data)
+        ok = bool(len(pool.labels)) and 0 <= pool.labels.min() and pool.labels.max() < n_classes
+    except (TypeError, ValueError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        raise SavedPromptError(
+            f"{where}: params.demonstrations is {mode!r} but the file has no valid"
+            " 'demonstrations' pool (records + labels); the file was edited. Save the prompt"
+            " again"
+        )
+    return pool
 
 
 def _loaded_prior(
@@ -251,6 +274,19 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         ``calibration_prior_`` and saved with the prompt.
     calibration_texts : sequence of str, optional
         Content-free inputs for ``calibration="content_free"``.
+    demonstrations : {None, "random", "similar"}, default=None
+        LM-BFF in-context demonstrations: after each input's pattern, one training
+        example per class filled into the pattern with its label word at the mask (soft
+        slots left out): drawn at random (deterministically per input text and
+        ``random_state``) or the most similar one (cosine similarity of the backbone's
+        mean-pooled hidden states). Training examples never get themselves as a
+        demonstration, and keep the same demonstrations in every epoch. The labelled
+        examples are kept as ``demo_pool_`` and saved with the prompt.
+    demo_max_tokens : int, optional
+        Tokens kept of each demonstration's text (cut at the end before it is
+        rendered; demonstrations are never truncated afterwards, only the input is).
+        Default: an equal share of ``max_length`` for the input and one demonstration
+        per class.
     n_threads : int, optional
         CPU threads torch uses inside ``fit`` and prediction (``torch.set_num_threads``
         for the call, restored afterwards; the setting is process-wide). ``None`` keeps
@@ -267,6 +303,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     n_slots_ : int
     calibration_prior_ : ndarray or None
         With ``calibration``: the class prior divided out of predictions.
+    demo_pool_ : DemoPool or None
+        With ``demonstrations``: the labelled examples they are drawn from.
     history_ : dict
         Losses per epoch, steps, early-stopping information, ``interrupted`` (True when
         ``fit`` was stopped by Ctrl-C) and ``warm_started``.
@@ -303,6 +341,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         temperature: float = 1.0,
         calibration: str | None = None,
         calibration_texts: Any = None,
+        demonstrations: str | None = None,
+        demo_max_tokens: int | None = None,
         n_threads: int | None = None,
     ) -> None:
         self.pvp = pvp
@@ -331,6 +371,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.temperature = temperature
         self.calibration = calibration
         self.calibration_texts = calibration_texts
+        self.demonstrations = demonstrations
+        self.demo_max_tokens = demo_max_tokens
         self.n_threads = n_threads
 
     # ------------------------------------------------------------------ sklearn
@@ -393,6 +435,12 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"group_by_length must be True, False or 'auto', got {self.group_by_length!r}"
             )
+        if self.demonstrations not in DEMO_MODES:
+            raise InputError(
+                f"demonstrations must be one of {DEMO_MODES}, got {self.demonstrations!r}"
+            )
+        if self.demo_max_tokens is not None:
+            positive_int("demo_max_tokens", self.demo_max_tokens)
         if self.calibration not in CALIBRATIONS:
             raise InputError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         texts = self.calibration_texts
@@ -467,11 +515,55 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         if limit is not None and max_length > limit:
             log.info("max_length %d capped to the backbone's limit %d", max_length, limit)
             max_length = limit
-        encoder = ClozeEncoder(pvp, backbone.tokenizer, max_length)
+        if not self.demonstrations:
+            encoder = ClozeEncoder(pvp, backbone.tokenizer, max_length)
+            encoder.demos = None
+            return backbone, encoder, ClozeScorer(backbone, encoder)
+        encoder = ClozeEncoder(with_demo_field(pvp), backbone.tokenizer, max_length)
+        n_labels = len(encoder.labels)
+        budget = self.demo_max_tokens
+        if budget is None:  # share what the pattern leaves: input + one text per class
+            budget = max(8, (max_length - encoder.fixed_length) // (2 * (n_labels + 1)))
+        seed = self.random_state
+        encoder.demos = Demonstrations(
+            pvp=pvp,
+            fields=[f for f in encoder.field_names if f != DEMO_FIELD],
+            words=[pvp.verbalizer.labels[label][0] for label in encoder.labels],
+            mode=str(self.demonstrations),
+            budget=int(budget),
+            seed=int(seed) if isinstance(seed, (int, np.integer)) else 0,
+            backbone=backbone,
+        )
         return backbone, encoder, ClozeScorer(backbone, encoder)
 
-    def _encode(self, X: Any, encoder: ClozeEncoder) -> list[Encoded]:
-        records = to_records(X, encoder.field_names)
+    @staticmethod
+    def _user_fields(encoder: ClozeEncoder) -> list[str]:
+        """The pattern's fields the input fills (not the demonstrations field)."""
+        if encoder.demos is None:
+            return list(encoder.field_names)
+        return list(encoder.demos.fields)
+
+    def _encode(
+        self,
+        X: Any,
+        encoder: ClozeEncoder,
+        pool: DemoPool | None = None,
+        exclude_self: bool = False,
+    ) -> list[Encoded]:
+        records = to_records(X, self._user_fields(encoder))
+        return self._encode_records(records, encoder, pool, exclude_self)
+
+    def _encode_records(
+        self,
+        records: list[dict[str, str]],
+        encoder: ClozeEncoder,
+        pool: DemoPool | None = None,
+        exclude_self: bool = False,
+    ) -> list[Encoded]:
+        """Encode records, adding their demonstrations when the encoder uses them."""
+        if encoder.demos is not None and records:
+            pool = pool if pool is not None else self.demo_pool_
+            records = encoder.demos.attach(records, pool, exclude_self=exclude_self)
         return encoder.encode(records)
 
     def _new_prompt(
@@ -528,7 +620,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         pvp = self._load_pvp()
         runtime = self._build_runtime(pvp)
         backbone, encoder, scorer = runtime
-        examples, y_idx, targets = self._training_data(X, y, encoder)
+        examples, y_idx, targets, pool = self._training_data(X, y, encoder)
         rs = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
         prompt = self._warm_prompt(pvp, backbone, generator) if self.warm_start else None
@@ -583,6 +675,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                             "warm_started": warm,
                             "checkpoint": True,
                         },
+                        pool,
                     )
                     write_prompt_dir(self.checkpoint_dir, {"slots": prompt().float()}, meta)
                     log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
@@ -603,11 +696,12 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 interrupt, result = exc, exc.result
             history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
             trained = True
-        prior = self._calibration_prior(runtime, prompt, X, X_unlabeled)
+        prior = self._calibration_prior(runtime, prompt, X, X_unlabeled, pool)
         # fitted attributes are set only once everything above succeeded (or was
         # interrupted with a usable prompt)
         self._set_runtime(runtime)
         self.calibration_prior_ = prior
+        self.demo_pool_ = pool
         self.pvp_ = pvp
         self.classes_ = classes
         self.n_slots_ = encoder.n_slots
@@ -632,6 +726,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         prompt: SoftPrompt,
         X: Any,
         X_unlabeled: Any,
+        pool: DemoPool | None = None,
     ) -> np.ndarray | None:
         """Mean class probabilities on content-free or unlabeled inputs (``None``: off)."""
         if self.calibration is None:
@@ -641,7 +736,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             texts = self.calibration_texts
             if texts is None:
                 texts = ["N/A", "", backbone.tokenizer.mask_token or "N/A"]
-            examples = encoder.encode([dict.fromkeys(encoder.field_names, t) for t in texts])
+            fields = self._user_fields(encoder)
+            records = [dict.fromkeys(fields, t) for t in texts]
+            examples = self._encode_records(records, encoder, pool)
         else:
             source = X_unlabeled if X_unlabeled is not None else X
             if source is None or not hasattr(source, "__len__") or len(source) == 0:
@@ -650,7 +747,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                     " fit(X, y, X_unlabeled=texts), or training texts X, or use"
                     " calibration='content_free'"
                 )
-            examples = self._encode(source, encoder)
+            examples = self._encode(source, encoder, pool)
         with torch.no_grad():
             slots = prompt().detach()
         with frozen(backbone.model):
@@ -696,33 +793,44 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     def _training_data(
         self, X: Any, y: Any, encoder: ClozeEncoder
-    ) -> tuple[list[Encoded] | None, np.ndarray | None, np.ndarray | None]:
-        """Encoded examples, label indices and training targets (``None`` s: zero-shot).
+    ) -> tuple[list[Encoded] | None, np.ndarray | None, np.ndarray | None, DemoPool | None]:
+        """Encoded examples, label indices, training targets and the demonstration pool.
 
-        The targets are the label indices, or the soft labels when ``y`` is a 2-D array of
-        class probabilities (then the indices are its row-wise argmax).
+        All ``None`` for zero-shot. The targets are the label indices, or the soft labels
+        when ``y`` is a 2-D array of class probabilities (then the indices are its
+        row-wise argmax). The pool (demonstrations only) is the training data itself.
         """
         empty_pair = hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0
         if X is None or empty_pair:
             if y is not None and len(y):
                 raise InputError("y was given without X; pass both or neither")
-            return None, None, None
+            if encoder.demos is not None:
+                raise InputError(
+                    f"demonstrations={self.demonstrations!r} needs labelled examples to draw"
+                    " demonstrations from: fit(X, y), or set demonstrations=None for"
+                    " zero-shot"
+                )
+            return None, None, None, None
         if y is None:
             raise InputError("y is required with X; for zero-shot use fit(None)")
-        examples = self._encode(X, encoder)
-        if not examples:
+        records = to_records(X, self._user_fields(encoder))
+        if not records:
             raise InputError("X is empty; pass training texts or fit(None) for zero-shot")
-        soft = _soft_labels(y, list(encoder.labels), len(examples))
+        soft = _soft_labels(y, list(encoder.labels), len(records))
         if soft is not None:
-            return examples, soft.argmax(1), soft
-        y_idx = to_label_indices(y, encoder.labels, len(examples))
-        present = np.unique(y_idx)
-        if len(present) < 2:
-            raise InputError(
-                f"y contains only one class ({encoder.labels[present[0]]!r}); training needs"
-                " examples of at least two classes. For zero-shot use fit(None)"
-            )
-        return examples, y_idx, y_idx
+            y_idx, targets = soft.argmax(1), soft
+        else:
+            y_idx = to_label_indices(y, encoder.labels, len(records))
+            present = np.unique(y_idx)
+            if len(present) < 2:
+                raise InputError(
+                    f"y contains only one class ({encoder.labels[present[0]]!r}); training"
+                    " needs examples of at least two classes. For zero-shot use fit(None)"
+                )
+            targets = y_idx
+        pool = DemoPool(records, np.asarray(y_idx)) if encoder.demos is not None else None
+        examples = self._encode_records(records, encoder, pool, exclude_self=True)
+        return examples, y_idx, targets, pool
 
     def _split_validation(
         self,
@@ -825,10 +933,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         backbone_fingerprint: str,
         backbone: Backbone,
         history: dict[str, Any],
+        pool: DemoPool | None = None,
     ) -> dict[str, Any]:
         """The ``prompt.json`` content (without format marker and checksum)."""
         emb = backbone.model.get_input_embeddings().weight
+        extra = {} if pool is None else {"demonstrations": pool.to_dict()}
         return {
+            **extra,
             "pet_kit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "pvp": pvp.to_dict(),
@@ -873,6 +984,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             self.backbone_fingerprint_,
             backbone,
             self.history_,
+            getattr(self, "demo_pool_", None),
         )
         tensors = {"slots": self._slots().float()}
         prior = getattr(self, "calibration_prior_", None)
@@ -1015,6 +1127,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         prompt = SoftPrompt(slots.to(torch.float32))
         est.prompt_ = prompt.to(backbone.device).eval()
         est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
+        est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
         history = meta.get("history")
         est.history_ = history if isinstance(history, dict) else {}
         return est
