@@ -97,6 +97,13 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         :meth:`PromptClassifier.load` reads).
     student_pvp : PVP reference, optional
         The student's PVP; default: the first member's.
+    ipet_generations : int, default=0
+        iPET: after the first training, this many generations in which every member is
+        retrained on the labelled data plus unlabeled texts (``fit(..., X_unlabeled=...)``)
+        labelled by the other members' weighted ensemble — per class the most confident
+        ``n * ipet_scale ** generation`` (``n`` = labelled examples per class).
+    ipet_scale : float, default=5.0
+        Growth factor of the pseudo-labelled set per generation (PET's ``d``).
     temperature : float, default=2.0
         Distillation temperature ``T``: soft labels are ``softmax(log p / T)`` and the
         student's loss is ``T^2 * cross-entropy(soft, softmax(scores / T))``.
@@ -112,6 +119,9 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     student_ : PromptClassifier or None
         The distilled student, when ``distill`` is set.
+    generations_ : list of list of int
+        Per generation, each member's training-set size (labelled; then labelled +
+        pseudo-labelled for each iPET generation).
     """
 
     def __init__(
@@ -122,6 +132,8 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         weighting: str = "mean",
         distill: str | None = None,
         student_pvp: Any = None,
+        ipet_generations: int = 0,
+        ipet_scale: float = 5.0,
         temperature: float = 2.0,
         random_state: Any = None,
     ) -> None:
@@ -130,6 +142,8 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.weighting = weighting
         self.distill = distill
         self.student_pvp = student_pvp
+        self.ipet_generations = ipet_generations
+        self.ipet_scale = ipet_scale
         self.temperature = temperature
         self.random_state = random_state
 
@@ -148,6 +162,12 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not t > 0:
             raise InputError(f"temperature must be a number > 0, got {t!r}")
+        g = self.ipet_generations
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
+            raise InputError(f"ipet_generations must be an integer >= 0, got {g!r}")
+        d = self.ipet_scale
+        if isinstance(d, bool) or not isinstance(d, (int, float, np.number)) or not d >= 1:
+            raise InputError(f"ipet_scale must be a number >= 1, got {d!r}")
         if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
             raise InputError(
                 f"estimator must be a PromptClassifier (the members' settings), got"
@@ -176,7 +196,13 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         refs = _pvp_list(self.pvps)
-        if self.distill is not None and (X_unlabeled is None or len(X_unlabeled) == 0):
+        no_unlabeled = X_unlabeled is None or len(X_unlabeled) == 0
+        if self.ipet_generations and (no_unlabeled or X is None or len(X) == 0):
+            raise InputError(
+                f"ipet_generations={self.ipet_generations} needs labelled data and unlabeled"
+                " texts: fit(X, y, X_unlabeled=texts); or set ipet_generations=0"
+            )
+        if self.distill is not None and no_unlabeled:
             raise InputError(
                 f"distill={self.distill!r} needs unlabeled texts: fit(X, y,"
                 " X_unlabeled=texts); or set distill=None"
@@ -210,9 +236,50 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.weights_ = w / w.sum()
         self.classes_ = classes
         self.student_ = None
+        self.generations_ = [[len(X) if X is not None else 0] * len(members)]
+        for gen in range(1, int(self.ipet_generations) + 1):
+            self._ipet_generation(gen, X, y, X_unlabeled, seeds)
         if self.distill == "prompt":
             self.student_ = self._distil(refs, X, y, X_unlabeled, int(seeds[-1]))
         return self
+
+    def _ipet_generation(
+        self, gen: int, X: Any, y: Any, X_unlabeled: Any, seeds: np.ndarray
+    ) -> None:
+        """iPET: retrain every member on the labelled data plus unlabeled texts labelled
+        by the *other* members, ``ipet_scale ** gen`` times as many per class as the
+        labelled data has (the most confident ones, class-balanced)."""
+        texts_u = list(X_unlabeled)
+        y_idx = to_label_indices(y, self.classes_.tolist(), len(X))
+        per_class = max(1, round(len(y_idx) / len(self.classes_)))
+        want = round(per_class * float(self.ipet_scale) ** gen)
+        probas = [m.predict_proba(texts_u) for m in self.estimators_]
+        new_members, sizes = [], []
+        for i, member in enumerate(self.estimators_):
+            others = [j for j in range(len(probas)) if j != i] or [i]
+            w = self.weights_[others] / self.weights_[others].sum()
+            teacher = np.tensordot(w, np.stack([probas[j] for j in others]), axes=1)
+            pred, conf = teacher.argmax(1), teacher.max(1)
+            chosen: list[int] = []
+            for c in range(len(self.classes_)):
+                idx = np.flatnonzero(pred == c)
+                chosen += idx[np.argsort(-conf[idx], kind="stable")][:want].tolist()
+            chosen.sort()
+            texts = list(X) + [texts_u[k] for k in chosen]
+            labels = list(self.classes_[y_idx]) + [self.classes_[pred[k]] for k in chosen]
+            seed = int((int(seeds[i]) + 7919 * gen) % (2**31 - 1))
+            retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
+            log.info(
+                "iPET generation %d: member %d retrained on %d labelled + %d pseudo-labelled",
+                gen,
+                i,
+                len(X),
+                len(chosen),
+            )
+            new_members.append(retrained)
+            sizes.append(len(texts))
+        self.estimators_ = new_members
+        self.generations_.append(sizes)
 
     def _distil(
         self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int

@@ -200,3 +200,38 @@ def test_ensemble_save_load_roundtrip(ensemble, toy_data, tmp_path):
     with pytest.raises(SavedPromptError, match="refusing"):
         ens.save(tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------ iPET
+def test_ipet_retrains_each_member_on_the_others_confident_labels(ensemble, toy_data, monkeypatch):
+    X, y = toy_data
+    unlabeled = UNLABELED * 4  # 20 texts
+    calls = []
+    real_fit = PromptClassifier.fit
+
+    def spy(self, X_, y_=None, X_unlabeled=None):
+        if X_ is not None:
+            calls.append((self.pvp, list(X_), list(y_)))
+        return real_fit(self, X_, y_, X_unlabeled)
+
+    ens = ensemble(ipet_generations=1, ipet_scale=1.5)
+    monkeypatch.setattr(PromptClassifier, "fit", spy)
+    ens.fit(X, y, X_unlabeled=unlabeled)
+    gen0 = ens.generations_[0]
+    assert gen0 == [len(X)] * 3
+    # generation 1: labelled + round(8 * 1.5) = 12 per class at most
+    assert all(len(X) < n <= len(X) + 24 for n in ens.generations_[1])
+    retrain = calls[3:6]
+    assert [c[0] for c in retrain] == [c[0] for c in calls[:3]]  # same PVPs, in order
+    for _pvp, texts, labels in retrain:
+        assert texts[: len(X)] == list(X) and labels[: len(X)] == list(y)
+        assert set(texts[len(X) :]) <= set(unlabeled)
+        assert set(labels[len(X) :]) <= {"positive", "negative"}
+    assert len(ens.estimators_) == 3
+
+
+def test_ipet_needs_unlabeled_texts(ensemble, toy_data):
+    with pytest.raises(InputError, match="ipet_generations"):
+        ensemble(ipet_generations=1).fit(*toy_data)
+    with pytest.raises(InputError, match="ipet_scale"):
+        ensemble(ipet_generations=1, ipet_scale=0.5).fit(*toy_data, X_unlabeled=UNLABELED)
