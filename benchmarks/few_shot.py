@@ -55,6 +55,7 @@ METHODS = (
     "pet_kit_ensemble",
     "pet_kit_distill",
     "pet_kit_demos",
+    "pet_kit_head",
 )
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
 
@@ -236,6 +237,20 @@ def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> 
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
+def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(
+        pvp=ctx["soft"],
+        max_length=ctx["max_length"],
+        random_state=seed,
+        tuning="prompt+head",
+        verbose=0,
+        **ctx["pet_params"],
+    )
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
 def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from sklearn.linear_model import LogisticRegression
 
@@ -327,6 +342,7 @@ RUNNERS = {
     "pet_kit_ensemble": run_pet_kit_ensemble,
     "pet_kit_distill": run_pet_kit_distill,
     "pet_kit_demos": run_pet_kit_demos,
+    "pet_kit_head": run_pet_kit_head,
 }
 
 

@@ -11,18 +11,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from .backbone import Backbone, head_parts
 from .encoding import ClozeEncoder, Encoded
+from .errors import InputError
 from .verbalizer import WordGroup
 
-__all__ = ["ClozeScorer"]
+__all__ = ["ClozeScorer", "LabelHead"]
+
+
+class LabelHead(nn.Module):
+    """Trainable copies of the MLM decoder rows (and biases) of the label words' tokens.
+
+    A "soft verbalizer" (``tuning="prompt+head"``): it starts equal to the frozen head's
+    rows, so an untrained label head scores exactly like the frozen model. One weight
+    ``(U_g, hidden)`` and bias ``(U_g,)`` per word-length group ``g``.
+    """
+
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.weight = nn.ParameterList([nn.Parameter(w.detach().clone()) for w in weights])
+        self.bias = nn.ParameterList([nn.Parameter(b.detach().clone()) for b in biases])
+
+    def rows(self, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of group ``group``."""
+        return self.weight[group], self.bias[group]
 
 
 class _GroupIndex:
     """Per word-length group: the unique vocabulary rows and how words index them."""
 
-    def __init__(self, group: WordGroup, device: torch.device) -> None:
+    def __init__(self, group: WordGroup, device: torch.device, index: int) -> None:
+        self.index = index
         ids = torch.tensor(group.token_ids, dtype=torch.long)  # (W, L)
         rows, inverse = torch.unique(ids, return_inverse=True)
         self.length = group.length
@@ -49,7 +70,8 @@ class ClozeScorer:
         self.device = backbone.device
         self.head = head_parts(self.model) if fast else None
         groups = encoder.verbalizer.groups
-        self.groups = [_GroupIndex(g, self.device) for g in groups]
+        self.groups = [_GroupIndex(g, self.device, i) for i, g in enumerate(groups)]
+        self.label_head: LabelHead | None = None
         self.normalise = len(groups) > 1
         labels = torch.tensor(
             [li for g in groups for li in g.label_index], dtype=torch.long, device=self.device
@@ -85,12 +107,20 @@ class ClozeScorer:
         if self.head is not None:
             hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
             h = self.head.transform(hidden[rows_b, pos])  # (B, L, H)
+            soft = None
+            if self.label_head is not None:
+                w, b = self.label_head.rows(gi.index)
+                soft = h @ w.T.to(h.dtype) + b.to(h.dtype)
             if self.normalise:
                 full = h @ self.head.weight.T
                 if self.head.bias is not None:
                     full = full + self.head.bias
+                if soft is not None:  # the label rows are the trainable copies
+                    full = full.index_copy(-1, gi.rows, soft)
                 logits = full[..., gi.rows]
                 lse = full.logsumexp(-1, keepdim=True)
+            elif soft is not None:
+                logits = soft
             else:
                 logits = h @ self.head.weight[gi.rows].T
                 if self.head.bias is not None:
@@ -116,6 +146,32 @@ class ClozeScorer:
         return torch.stack(out, -1)
 
     # ------------------------------------------------------------------- public
+    def make_label_head(self) -> LabelHead:
+        """A :class:`LabelHead` initialised from the frozen head's label-word rows.
+
+        Raises
+        ------
+        InputError
+            The architecture has no known head split (``tuning="prompt+head"`` needs
+            the hidden state at the mask).
+        """
+        if self.head is None:
+            raise InputError(
+                f"tuning='prompt+head' is not available for {type(self.model).__name__}:"
+                " pet_kit cannot split its MLM head into transform + decoder. Use"
+                " tuning='prompt' (or a BERT/RoBERTa/ALBERT/DistilBERT/ELECTRA backbone)"
+            )
+        weights, biases = [], []
+        for gi in self.groups:
+            weights.append(self.head.weight[gi.rows].float())
+            bias = self.head.bias
+            biases.append(
+                bias[gi.rows].float()
+                if bias is not None
+                else torch.zeros(len(gi.rows), device=self.device)
+            )
+        return LabelHead(weights, biases).to(self.device)
+
     def word_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """Per-label-word scores ``(B, n_words)`` in verbalizer group order."""
         parts = []

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from ._version import __version__
 from .backbone import Backbone, frozen, load_backbone
@@ -49,6 +50,7 @@ _OBJECT_PARAMS = ("pvp", "model", "tokenizer")
 # Recorded in prompt.json for information but not restored by load(): machine-specific.
 _NOT_RESTORED = ("device", "n_threads")
 CALIBRATIONS = (None, "content_free", "unlabeled")
+TUNINGS = ("prompt", "prompt+head")
 
 
 def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
@@ -133,6 +135,44 @@ def _soft_labels(y: Any, labels: list[Hashable], n: int) -> np.ndarray | None:
             f" to 1 (columns in classes_ order {labels})"
         )
     return (arr / arr.sum(1, keepdims=True)).astype(np.float32)
+
+
+LABEL_HEAD_PREFIX = "label_head."
+
+
+def _prompt_tensors(
+    prompt: SoftPrompt, label_head: nn.Module | None, prior: np.ndarray | None
+) -> dict[str, torch.Tensor]:
+    """What a prompt folder's tensor file holds."""
+    with torch.no_grad():
+        tensors = {"slots": prompt().detach().float()}
+    if label_head is not None:
+        for key, value in label_head.state_dict().items():
+            tensors[LABEL_HEAD_PREFIX + key] = value.detach().float()
+    if prior is not None:
+        tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
+    return tensors
+
+
+def _loaded_label_head(
+    scorer: ClozeScorer, tensors: dict[str, torch.Tensor], tensor_file: str
+) -> nn.Module:
+    """The saved soft verbalizer, checked against the scorer's label rows."""
+    head = scorer.make_label_head()
+    cut = len(LABEL_HEAD_PREFIX)
+    state = {k[cut:]: v for k, v in tensors.items() if k.startswith(LABEL_HEAD_PREFIX)}
+    expected = head.state_dict()
+    shapes_ok = set(state) == set(expected) and all(
+        tuple(state[k].shape) == tuple(expected[k].shape) for k in expected
+    )
+    if not shapes_ok or not all(bool(torch.isfinite(v).all()) for v in state.values()):
+        raise SavedPromptError(
+            f"{tensor_file}: tuning is 'prompt+head' but the label-head tensors are missing,"
+            f" damaged or of the wrong shape (expected {sorted(expected)}); save the prompt"
+            " again"
+        )
+    head.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return head.eval()
 
 
 def _loaded_pool(
@@ -259,6 +299,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         one group of data this would make every epoch use the same batches (in a new
         order), so ``"auto"`` groups only when the training set holds more than 50
         batches (``batch_size * 50`` examples): few-shot training is unaffected.
+    tuning : {"prompt", "prompt+head"}, default="prompt"
+        What training changes. ``"prompt"``: the soft slots only (backbone and MLM head
+        frozen). ``"prompt+head"``: also a soft verbalizer — trainable copies of the MLM
+        decoder rows and biases of the label words' tokens, initialised from the frozen
+        head (so an untrained one scores exactly like the frozen model; the backbone's own
+        head is never changed); trains even a pattern without soft slots. Saved with the
+        prompt (label words x hidden size numbers).
     temperature : float, default=1.0
         Soft-label training only (``y`` given as class probabilities, e.g. a teacher's
         ``predict_proba`` for distillation): the loss is
@@ -303,6 +350,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     n_slots_ : int
     calibration_prior_ : ndarray or None
         With ``calibration``: the class prior divided out of predictions.
+    label_head_ : LabelHead or None
+        With ``tuning="prompt+head"``: the trained label-word rows.
     demo_pool_ : DemoPool or None
         With ``demonstrations``: the labelled examples they are drawn from.
     history_ : dict
@@ -338,6 +387,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = None,
         group_by_length: bool | str = "auto",
+        tuning: str = "prompt",
         temperature: float = 1.0,
         calibration: str | None = None,
         calibration_texts: Any = None,
@@ -368,6 +418,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.group_by_length = group_by_length
+        self.tuning = tuning
         self.temperature = temperature
         self.calibration = calibration
         self.calibration_texts = calibration_texts
@@ -435,6 +486,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"group_by_length must be True, False or 'auto', got {self.group_by_length!r}"
             )
+        if self.tuning not in TUNINGS:
+            hint = ""
+            if self.tuning in ("lora", "full"):
+                hint = f"; tuning={self.tuning!r} is planned but not built yet"
+            raise InputError(f"tuning must be one of {TUNINGS}, got {self.tuning!r}{hint}")
         if self.demonstrations not in DEMO_MODES:
             raise InputError(
                 f"demonstrations must be one of {DEMO_MODES}, got {self.demonstrations!r}"
@@ -502,6 +558,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         """The fitted PVP's backbone, encoder and scorer (rebuilt after unpickling)."""
         if getattr(self, "_scorer", None) is None:
             self._set_runtime(self._build_runtime(self.pvp_))
+            self._scorer.label_head = getattr(self, "label_head_", None)
         return self._backbone, self._encoder, self._scorer
 
     def _set_runtime(self, runtime: tuple[Backbone, ClozeEncoder, ClozeScorer]) -> None:
@@ -627,6 +684,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         warm = prompt is not None
         if prompt is None:
             prompt = self._new_prompt(backbone, encoder, generator)
+        label_head = None
+        if self.tuning == "prompt+head":
+            label_head = scorer.make_label_head()
+            previous = getattr(self, "label_head_", None)
+            if warm and previous is not None:
+                label_head.load_state_dict(previous.state_dict())
+        scorer.label_head = label_head
         classes = _labels_array(list(encoder.labels))
         history: dict[str, Any] = {
             "steps": 0,
@@ -639,7 +703,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         trained = False
         if examples is None:
             log.info("no training data: zero-shot classifier")
-        elif encoder.n_slots == 0:
+        elif encoder.n_slots == 0 and label_head is None:
             log.info("the pattern has no soft slots: zero-shot, nothing to train")
         else:
             train_ex, train_y, validation = self._split_validation(examples, y_idx, targets, rs)
@@ -677,7 +741,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         },
                         pool,
                     )
-                    write_prompt_dir(self.checkpoint_dir, {"slots": prompt().float()}, meta)
+                    tensors = _prompt_tensors(prompt, label_head, None)
+                    write_prompt_dir(self.checkpoint_dir, tensors, meta)
                     log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
 
             try:
@@ -691,6 +756,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         generator,
                         validation=validation,
                         on_checkpoint=on_checkpoint,
+                        extra=label_head,
                     )
             except TrainingInterrupted as exc:
                 interrupt, result = exc, exc.result
@@ -702,6 +768,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self._set_runtime(runtime)
         self.calibration_prior_ = prior
         self.demo_pool_ = pool
+        self.label_head_ = label_head
         self.pvp_ = pvp
         self.classes_ = classes
         self.n_slots_ = encoder.n_slots
@@ -986,10 +1053,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             self.history_,
             getattr(self, "demo_pool_", None),
         )
-        tensors = {"slots": self._slots().float()}
-        prior = getattr(self, "calibration_prior_", None)
-        if prior is not None:
-            tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
+        tensors = _prompt_tensors(
+            self.prompt_,
+            getattr(self, "label_head_", None),
+            getattr(self, "calibration_prior_", None),
+        )
         return write_prompt_dir(path, tensors, meta)
 
     @classmethod
@@ -1128,6 +1196,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.prompt_ = prompt.to(backbone.device).eval()
         est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
         est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
+        est.label_head_ = None
+        if est.tuning == "prompt+head":
+            est.label_head_ = _loaded_label_head(runtime[2], tensors, tensor_file)
+        runtime[2].label_head = est.label_head_
         history = meta.get("history")
         est.history_ = history if isinstance(history, dict) else {}
         return est

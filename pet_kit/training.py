@@ -102,6 +102,15 @@ def _grouped_batches(
     return [batches[i] for i in perm]
 
 
+def _snapshot(prompt: nn.Module, extra: nn.Module | None) -> tuple[dict, dict]:
+    """Copies of the prompt's (and ``extra``'s) state for early stopping."""
+
+    def copy(m: nn.Module | None) -> dict:
+        return {} if m is None else {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+    return copy(prompt), copy(extra)
+
+
 def predict_scores(
     scorer: ClozeScorer,
     examples: Sequence[Encoded],
@@ -133,6 +142,7 @@ def train_prompt(
     validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
     on_step: Callable[[int], None] | None = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+    extra: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``prompt`` in place with cross-entropy over the class scores.
 
@@ -156,6 +166,10 @@ def train_prompt(
         Called as ``on_checkpoint(step, result)`` every ``config.checkpoint_every``
         optimizer steps, or at the end of every epoch when that is None; the prompt then
         holds the vectors after ``step`` steps.
+    extra : nn.Module, optional
+        More trainable parameters optimised with the prompt (e.g. a
+        :class:`~pet_kit.cloze.LabelHead` the scorer uses); early stopping keeps its
+        best state too.
 
     Returns
     -------
@@ -170,8 +184,10 @@ def train_prompt(
     """
     result = TrainResult()
     n = len(examples)
-    params = [p for p in prompt.parameters() if p.requires_grad]
-    if n == 0 or not params or prompt.n_slots == 0:
+    params = [p for p in prompt.parameters() if p.requires_grad] if prompt.n_slots else []
+    if extra is not None:
+        params += [p for p in extra.parameters() if p.requires_grad]
+    if n == 0 or not params:
         return result
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     soft = np.ndim(y) == 2
@@ -252,7 +268,7 @@ def train_prompt(
                 result.val_accuracy.append(acc)
                 if acc > best_acc:
                     best_acc, bad_epochs = acc, 0
-                    best_state = {k: v.detach().clone() for k, v in prompt.state_dict().items()}
+                    best_state = _snapshot(prompt, extra)
                     result.best_epoch = epoch
                 else:
                     bad_epochs += 1
@@ -271,7 +287,9 @@ def train_prompt(
     bar.close()
     prompt.eval()
     if best_state is not None:
-        prompt.load_state_dict(best_state)
+        prompt.load_state_dict(best_state[0])
+        if extra is not None:
+            extra.load_state_dict(best_state[1])
     result.steps = step
     result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
     result.interrupted = interrupted
