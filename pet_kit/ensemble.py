@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import InputError, SavedPromptError
 from .estimator import PromptClassifier
 from .inputs import to_label_indices
+from .persist import atomic_folder
 from .pvp import PVP, load_pvps
 
 __all__ = ["PromptEnsemble"]
@@ -335,17 +334,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         if self.student_ is not None:
             return self.student_.save(path)
-        target = Path(path).expanduser().absolute()
-        if target.exists() and not (target / _META).is_file():
-            if not target.is_dir() or any(target.iterdir()):
-                raise SavedPromptError(
-                    f"{target} exists and is not a pet_kit ensemble folder; refusing to"
-                    " overwrite it. Choose another path or remove it yourself"
-                )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_folder(path, _META, "pet_kit ensemble folder") as tmp:
             names = []
             for i, member in enumerate(self.estimators_):
                 names.append(f"member_{i}")
@@ -358,16 +347,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
                 "weighting": self.weighting,
             }
             (tmp / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        target = Path(path).expanduser().absolute()
         return target
 
     @classmethod

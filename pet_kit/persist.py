@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder (so a rename inside it is durable); a no-op where unsupported."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -76,17 +79,7 @@ def write_prompt_dir(
     Path
         The folder written.
     """
-    target = Path(path).expanduser().absolute()
-    if target.exists() and not (target / META_FILE).is_file():
-        if not target.is_dir() or any(target.iterdir()):
-            raise SavedPromptError(
-                f"{target} exists and is not a pet_kit prompt folder; refusing to overwrite it."
-                " Choose another path or remove it yourself"
-            )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_folder(path, META_FILE, "pet_kit prompt folder") as tmp:
         tensor_path = tmp / TENSOR_FILE
         save_file(
             {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
@@ -105,7 +98,30 @@ def write_prompt_dir(
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+    return Path(path).expanduser().absolute()
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str], marker: str, what: str) -> Iterator[Path]:
+    """Write a folder atomically: yield a temporary sibling folder to fill, then swap it in.
+
+    An existing ``path`` is replaced only if it holds ``marker`` (it is one of ours) or is
+    an empty folder; anything else is refused with :class:`SavedPromptError`. On any
+    error the temporary folder is removed and ``path`` is left as it was.
+    """
+    target = Path(path).expanduser().absolute()
+    if target.exists() and not (target / marker).is_file():
+        if not target.is_dir() or any(target.iterdir()):
+            raise SavedPromptError(
+                f"{target} exists and is not a {what}; refusing to overwrite it."
+                " Choose another path or remove it yourself"
+            )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        fsync_dir(tmp)
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
@@ -113,11 +129,10 @@ def write_prompt_dir(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
 
 
 def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

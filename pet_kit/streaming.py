@@ -44,6 +44,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .persist import fsync_dir
 from .tables import check_input_path, check_output_path, iter_table_chunks, table_records
 
 __all__ = [
@@ -368,19 +369,6 @@ def _job_identity(
     }
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_sidecar(path: Path, state: dict[str, Any]) -> None:
     """Replace the sidecar atomically (temp file, fsync, rename, fsync the folder)."""
     state = {**state, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -391,7 +379,7 @@ def _write_sidecar(path: Path, state: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 _FIX = "delete it to start over (or pass resume=False / --no-resume)"
@@ -580,7 +568,7 @@ def predict_file(
     finally:
         bar.close()
     sidecar.unlink()
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     result = PredictFileResult(
         output=out,
         rows_written=int(state["rows_written"]) - rows_resumed,
