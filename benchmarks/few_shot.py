@@ -28,10 +28,8 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import machine, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -471,15 +470,6 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ main
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -599,9 +589,7 @@ def main(argv: list[str] | None = None) -> None:
                         }
                     )
                     done.add(key)
-                    tmp = out.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(data, indent=1))
-                    os.replace(tmp, out)
+                    write_json(out, data)
     report(data, out)
 
 
@@ -609,9 +597,7 @@ def report(data: dict[str, Any], out: Path) -> None:
     """Write the summary into the JSON, print the table, draw the plot."""
     summary = summarize(data["runs"])
     data["summary"] = summary
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, out)
+    write_json(out, data)
     print(table(summary))
     out.with_suffix(".md").write_text(markdown(summary, data), encoding="utf-8")
     try:

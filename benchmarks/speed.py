@@ -57,8 +57,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import platform
-import sys
 import tempfile
 import time
 from functools import partial
@@ -67,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import machine, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -91,17 +90,6 @@ def reset_peak() -> None:
     """Reset the RSS high-water mark to the current RSS (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
         fh.write("5")
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
 
 
 def model_folder(name: str, workdir: Path) -> str:
@@ -579,9 +567,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def report(data: dict[str, Any], out: Path) -> None:
     data["summary"] = summarize(data["rows"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, out)
+    write_json(out, data)
     text = table(data["rows"], data["summary"])
     print(text)
     m = data.get("machine", {})
@@ -656,9 +642,7 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     def save() -> None:
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, out)
+        write_json(out, data)
 
     for name in args.models:
         folder = model_folder(name, workdir)
