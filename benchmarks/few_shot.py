@@ -152,16 +152,23 @@ def run_zero_shot(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> floa
     return clf.fit(None).score(test["text"], test["label"])
 
 
-def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+def _soft_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
+    """The pet_kit row's classifier (the task's soft pattern); ``extra`` params win."""
     from pet_kit import PromptClassifier
 
-    clf = PromptClassifier(
-        pvp=ctx["soft"],
-        max_length=ctx["max_length"],
-        random_state=seed,
-        verbose=0,
+    params = {
+        "pvp": ctx["soft"],
+        "max_length": ctx["max_length"],
+        "random_state": seed,
+        "verbose": 0,
         **ctx["pet_params"],
-    )
+        **extra,
+    }
+    return PromptClassifier(**params)
+
+
+def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed)
     if len(train):
         clf.fit(train["text"], train["label"])
     else:
@@ -185,16 +192,7 @@ def run_zero_shot_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: i
 
 
 def run_pet_kit_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    from pet_kit import PromptClassifier
-
-    clf = PromptClassifier(
-        pvp=ctx["soft"],
-        max_length=ctx["max_length"],
-        random_state=seed,
-        calibration="unlabeled",
-        verbose=0,
-        **ctx["pet_params"],
-    )
+    clf = _soft_clf(ctx, seed, calibration="unlabeled")
     clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
     return clf.score(test["text"], test["label"])
 
@@ -223,30 +221,13 @@ def run_pet_kit_distill(ctx: dict[str, Any], train: Any, test: Any, seed: int) -
 
 
 def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    from pet_kit import PromptClassifier
-
-    clf = PromptClassifier(
-        pvp=ctx["soft"],
-        max_length=2 * ctx["max_length"],  # room for one demonstration per class
-        random_state=seed,
-        demonstrations="similar",
-        verbose=0,
-        **ctx["pet_params"],
-    )
+    # twice the length: room for one demonstration per class
+    clf = _soft_clf(ctx, seed, max_length=2 * ctx["max_length"], demonstrations="similar")
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
 def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    from pet_kit import PromptClassifier
-
-    clf = PromptClassifier(
-        pvp=ctx["soft"],
-        max_length=ctx["max_length"],
-        random_state=seed,
-        tuning="prompt+head",
-        verbose=0,
-        **ctx["pet_params"],
-    )
+    clf = _soft_clf(ctx, seed, tuning="prompt+head")
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
