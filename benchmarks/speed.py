@@ -524,42 +524,39 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 8), squeeze=False)
+    by_n = [
+        k
+        for k in dict.fromkeys(r["method"] for r in rows)
+        if not k.startswith(("train", "peak", "agree"))
+    ]
+    panels = (  # (row of axes, methods, x key, sweep, x label, title)
+        (0, by_n, "n", None, "N texts (Rotten Tomatoes)", "throughput vs N"),
+        (
+            1,
+            ["bare_encoder", "pet_kit", "fill_mask"],
+            "mean_tokens",
+            "length",
+            "tokens per text (BBC News, cut)",
+            "throughput vs sequence length",
+        ),
+    )
     for j, m in enumerate(models):
-        ax = axes[0][j]
-        methods = [
-            k
-            for k in dict.fromkeys(r["method"] for r in rows)
-            if not k.startswith(("train", "peak", "agree"))
-        ]
-        for k in methods:
-            pts = sorted(
-                (r["n"], r["texts_per_s"])
-                for r in rows
-                if r["model"] == m and r["method"] == k and "sweep" not in r
-            )
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=k)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("N texts (Rotten Tomatoes)")
-        ax.set_ylabel("texts / second")
-        ax.set_title(f"{m}: throughput vs N")
-        ax.legend(fontsize=8)
-        ax = axes[1][j]
-        for k in ("bare_encoder", "pet_kit", "fill_mask"):
-            pts = sorted(
-                (r["mean_tokens"], r["texts_per_s"])
-                for r in rows
-                if r["model"] == m and r["method"] == k and r.get("sweep") == "length"
-            )
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=k)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("tokens per text (BBC News, cut)")
-        ax.set_ylabel("texts / second")
-        ax.set_title(f"{m}: throughput vs sequence length")
-        ax.legend(fontsize=8)
+        for i, methods, xkey, sweep, xlabel, title in panels:
+            ax = axes[i][j]
+            for k in methods:
+                pts = sorted(
+                    (r[xkey], r["texts_per_s"])
+                    for r in rows
+                    if r["model"] == m and r["method"] == k and r.get("sweep") == sweep
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=k)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("texts / second")
+            ax.set_title(f"{m}: {title}")
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
