@@ -34,7 +34,7 @@ from .errors import (
     PetKitError,
     SavedPromptError,
 )
-from .inputs import to_label_indices, to_records
+from .inputs import check_positive_int, to_label_indices, to_records
 from .persist import read_prompt_dir, write_prompt_dir
 from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
@@ -442,10 +442,6 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- internals
     def _check_params(self) -> None:
-        def positive_int(name: str, value: Any) -> None:
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-
         for name in (
             "max_length",
             "batch_size",
@@ -453,7 +449,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             "gradient_accumulation_steps",
             "n_iter_no_change",
         ):
-            positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 0:
             raise InputError(f"epochs must be an integer >= 0, got {self.epochs!r}")
         if self.max_steps is not None and (
@@ -496,7 +492,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"demonstrations must be one of {DEMO_MODES}, got {self.demonstrations!r}"
             )
         if self.demo_max_tokens is not None:
-            positive_int("demo_max_tokens", self.demo_max_tokens)
+            check_positive_int("demo_max_tokens", self.demo_max_tokens)
         if self.calibration not in CALIBRATIONS:
             raise InputError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         texts = self.calibration_texts
@@ -527,14 +523,12 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"checkpoint_dir must be a folder path or None, got {self.checkpoint_dir!r}"
             )
         if self.checkpoint_every is not None:
-            positive_int("checkpoint_every", self.checkpoint_every)
+            check_positive_int("checkpoint_every", self.checkpoint_every)
             if self.checkpoint_dir is None:
                 raise InputError(
                     f"checkpoint_every={self.checkpoint_every} needs checkpoint_dir: set"
                     " checkpoint_dir to the folder the checkpoints go to"
                 )
-        if self.n_threads is not None:
-            positive_int("n_threads", self.n_threads)
         if self.gradient_accumulation_steps > self.batch_size:
             raise InputError(
                 "gradient_accumulation_steps cannot exceed batch_size"
@@ -925,9 +919,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         return [examples[i] for i in tr], targets[tr], ([examples[i] for i in va], y_idx[va])
 
     def _threads(self) -> AbstractContextManager[None]:
+        """torch's thread count for a fit/predict call; checks ``n_threads`` (fit and
+        prediction both come through here)."""
         n = self.n_threads
-        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
-            raise InputError(f"n_threads must be None or a positive integer, got {n!r}")
+        check_positive_int("n_threads", n, none_ok=True)
         return torch_threads(None if n is None else int(n))
 
     def _slots(self) -> torch.Tensor:

@@ -16,7 +16,19 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["to_label_indices", "to_records"]
+__all__ = ["check_positive_int", "to_label_indices", "to_records"]
+
+
+def check_positive_int(name: str, value: Any, *, none_ok: bool = False) -> None:
+    """Raise :class:`InputError` unless ``value`` is an integer >= 1 (booleans are not).
+
+    With ``none_ok``, ``None`` passes too (and the message says so).
+    """
+    if none_ok and value is None:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        what = "None or a positive integer" if none_ok else "a positive integer"
+        raise InputError(f"{name} must be {what}, got {value!r}")
 
 
 def _is_missing(value: Any) -> bool:

@@ -44,6 +44,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .inputs import check_positive_int
 from .persist import fsync_dir
 from .tables import check_input_path, check_output_path, iter_table_chunks, table_records
 
@@ -114,11 +115,6 @@ def shard_path(output_path: str | os.PathLike[str], shard_index: int, num_shards
     return p.with_name(f"{p.stem}.shard{shard_index}-of-{num_shards}{p.suffix}")
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-
 def check_predict_job(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str] | None,
@@ -142,8 +138,8 @@ def check_predict_job(
         Bad chunk size or sharding, unknown file types, missing input, output equal to
         the input.
     """
-    _positive_int("chunk_size", chunk_size)
-    _positive_int("num_shards", num_shards)
+    check_positive_int("chunk_size", chunk_size)
+    check_positive_int("num_shards", num_shards)
     if (
         not isinstance(shard_index, (int, np.integer))
         or isinstance(shard_index, (bool, np.bool_))
@@ -648,7 +644,7 @@ def merge_shards(
         type than the output, rows are missing or repeated, or the output exists and
         ``overwrite=False``.
     """
-    _positive_int("chunk_size", chunk_size)
+    check_positive_int("chunk_size", chunk_size)
     out = check_output_path(output_path)
     paths = [Path(p) for p in shard_paths]
     if not paths:
