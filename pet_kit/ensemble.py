@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .errors import InputError, SavedPromptError
 from .estimator import PromptClassifier
-from .inputs import to_label_indices
+from .inputs import is_real_number, to_label_indices
 from .persist import atomic_folder
 from .pvp import PVP, load_pvps
 
@@ -159,13 +159,13 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         if self.distill not in DISTILL:
             raise InputError(f"distill must be one of {DISTILL}, got {self.distill!r}")
         t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not t > 0:
+        if not is_real_number(t) or not t > 0:
             raise InputError(f"temperature must be a number > 0, got {t!r}")
         g = self.ipet_generations
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
             raise InputError(f"ipet_generations must be an integer >= 0, got {g!r}")
         d = self.ipet_scale
-        if isinstance(d, bool) or not isinstance(d, (int, float, np.number)) or not d >= 1:
+        if not is_real_number(d) or not d >= 1:
             raise InputError(f"ipet_scale must be a number >= 1, got {d!r}")
         if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
             raise InputError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Hashable
 from contextlib import AbstractContextManager
@@ -34,7 +33,7 @@ from .errors import (
     PetKitError,
     SavedPromptError,
 )
-from .inputs import check_positive_int, to_label_indices, to_records
+from .inputs import check_positive_int, is_real_number, to_label_indices, to_records
 from .persist import read_prompt_dir, write_prompt_dir
 from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
@@ -71,15 +70,6 @@ def _labels_array(labels: list[Hashable]) -> np.ndarray:
 
 def _to_json_label(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _is_number(value: Any) -> bool:
-    """A real number (not a bool, not NaN)."""
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, (bool, np.bool_))
-        and not math.isnan(value)
-    )
 
 
 def _check_device(device: Any) -> None:
@@ -456,11 +446,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 0
         ):
             raise InputError(f"max_steps must be None or an integer >= 0, got {self.max_steps!r}")
-        if not _is_number(self.learning_rate) or not self.learning_rate > 0:
+        if not is_real_number(self.learning_rate) or not self.learning_rate > 0:
             raise InputError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
-        if not _is_number(self.temperature) or not self.temperature > 0:
+        if not is_real_number(self.temperature) or not self.temperature > 0:
             raise InputError(f"temperature must be a number > 0, got {self.temperature!r}")
-        if not _is_number(self.weight_decay) or not self.weight_decay >= 0:
+        if not is_real_number(self.weight_decay) or not self.weight_decay >= 0:
             raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if self.prompt_init not in INIT_STRATEGIES:
             raise InputError(
@@ -470,7 +460,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {self.prompt_encoder!r}"
             )
-        if not _is_number(self.validation_fraction) or not 0.0 < self.validation_fraction < 1.0:
+        if not is_real_number(self.validation_fraction) or not 0.0 < self.validation_fraction < 1.0:
             raise InputError(
                 f"validation_fraction must be a number in (0, 1), got {self.validation_fraction!r}"
             )

@@ -16,7 +16,16 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_positive_int", "to_label_indices", "to_records"]
+__all__ = ["check_positive_int", "is_real_number", "to_label_indices", "to_records"]
+
+
+def is_real_number(value: Any) -> bool:
+    """A real number (not a bool, not NaN)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and not math.isnan(value)
+    )
 
 
 def check_positive_int(name: str, value: Any, *, none_ok: bool = False) -> None:
