@@ -39,6 +39,16 @@ from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vector
 from .pvp import PVP, load_pvp
 from .threads import torch_threads
 from .training import TrainConfig, TrainingInterrupted, TrainResult, predict_scores, train_prompt
+from .tuning import (
+    BACKBONE_TUNINGS,
+    DEFAULT_BACKBONE_LR,
+    TUNINGS,
+    backbone_delta,
+    mlm_loss_fn,
+    trainable_backbone_params,
+    training_params,
+    tuned_backbone,
+)
 
 __all__ = ["PromptClassifier"]
 
@@ -49,7 +59,6 @@ _OBJECT_PARAMS = ("pvp", "model", "tokenizer")
 # Recorded in prompt.json for information but not restored by load(): machine-specific.
 _NOT_RESTORED = ("device", "n_threads")
 CALIBRATIONS = (None, "content_free", "unlabeled")
-TUNINGS = ("prompt", "prompt+head")
 
 
 def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
@@ -128,10 +137,14 @@ def _soft_labels(y: Any, labels: list[Hashable], n: int) -> np.ndarray | None:
 
 
 LABEL_HEAD_PREFIX = "label_head."
+BACKBONE_PREFIX = "backbone."
 
 
 def _prompt_tensors(
-    prompt: SoftPrompt, label_head: nn.Module | None, prior: np.ndarray | None
+    prompt: SoftPrompt,
+    label_head: nn.Module | None,
+    prior: np.ndarray | None,
+    delta: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """What a prompt folder's tensor file holds."""
     with torch.no_grad():
@@ -139,6 +152,8 @@ def _prompt_tensors(
     if label_head is not None:
         for key, value in label_head.state_dict().items():
             tensors[LABEL_HEAD_PREFIX + key] = value.detach().float()
+    for key, value in (delta or {}).items():
+        tensors[BACKBONE_PREFIX + key] = value.detach().float().contiguous().clone()
     if prior is not None:
         tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
     return tensors
@@ -289,13 +304,32 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         one group of data this would make every epoch use the same batches (in a new
         order), so ``"auto"`` groups only when the training set holds more than 50
         batches (``batch_size * 50`` examples): few-shot training is unaffected.
-    tuning : {"prompt", "prompt+head"}, default="prompt"
+    tuning : {"prompt", "prompt+head", "lora", "full"}, default="prompt"
         What training changes. ``"prompt"``: the soft slots only (backbone and MLM head
         frozen). ``"prompt+head"``: also a soft verbalizer — trainable copies of the MLM
         decoder rows and biases of the label words' tokens, initialised from the frozen
         head (so an untrained one scores exactly like the frozen model; the backbone's own
         head is never changed); trains even a pattern without soft slots. Saved with the
-        prompt (label words x hidden size numbers).
+        prompt (label words x hidden size numbers). ``"lora"``: also LoRA adapters
+        (``peft``, ``pip install 'pet_kit[lora]'``) on the attention query/value
+        projections of a private copy of the backbone; saved: the adapters (rank x
+        hidden x 4 per layer). ``"full"``: every weight of a private copy of the masked
+        LM trains (PET's original fine-tuning) with PET's auxiliary MLM loss; saved: the
+        whole model (as large as the backbone). The shared backbone (and a model object
+        you passed) is never changed in any mode; LoRA / full copies cost one model's
+        memory per estimator. Dropout stays off in every mode.
+    backbone_learning_rate : float, optional
+        AdamW learning rate of the backbone weights in ``"lora"`` / ``"full"`` mode
+        (``learning_rate`` stays the prompt's). ``None``: 5e-4 for LoRA, 3e-5 for full.
+    lora_rank : int, default=8
+        LoRA rank ``r``.
+    lora_alpha : float, default=16.0
+        LoRA scaling numerator (updates are scaled by ``lora_alpha / lora_rank``).
+    mlm_loss_weight : float, default=1e-4
+        ``tuning="full"`` only: PET's auxiliary masked-LM loss on unlabeled text
+        (``fit(..., X_unlabeled=)``, else the training texts) mixed in as
+        ``(1 - w) * task_loss + w * mlm_loss`` (PET's default ``w = 1e-4``); 0 turns it
+        off.
     temperature : float, default=1.0
         Soft-label training only (``y`` given as class probabilities, e.g. a teacher's
         ``predict_proba`` for distillation): the loss is
@@ -342,6 +376,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         With ``calibration``: the class prior divided out of predictions.
     label_head_ : LabelHead or None
         With ``tuning="prompt+head"``: the trained label-word rows.
+    backbone_delta_ : dict of str to Tensor, or None
+        With ``tuning="lora"`` / ``"full"``: the trained backbone weights (the LoRA
+        adapters, or every weight), by parameter name.
     demo_pool_ : DemoPool or None
         With ``demonstrations``: the labelled examples they are drawn from.
     history_ : dict
@@ -378,6 +415,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_every: int | None = None,
         group_by_length: bool | str = "auto",
         tuning: str = "prompt",
+        backbone_learning_rate: float | None = None,
+        lora_rank: int = 8,
+        lora_alpha: float = 16.0,
+        mlm_loss_weight: float = 1e-4,
         temperature: float = 1.0,
         calibration: str | None = None,
         calibration_texts: Any = None,
@@ -409,6 +450,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.group_by_length = group_by_length
         self.tuning = tuning
+        self.backbone_learning_rate = backbone_learning_rate
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.mlm_loss_weight = mlm_loss_weight
         self.temperature = temperature
         self.calibration = calibration
         self.calibration_texts = calibration_texts
@@ -473,10 +518,16 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"group_by_length must be True, False or 'auto', got {self.group_by_length!r}"
             )
         if self.tuning not in TUNINGS:
-            hint = ""
-            if self.tuning in ("lora", "full"):
-                hint = f"; tuning={self.tuning!r} is planned but not built yet"
-            raise InputError(f"tuning must be one of {TUNINGS}, got {self.tuning!r}{hint}")
+            raise InputError(f"tuning must be one of {TUNINGS}, got {self.tuning!r}")
+        blr = self.backbone_learning_rate
+        if blr is not None and (not is_real_number(blr) or not blr > 0):
+            raise InputError(f"backbone_learning_rate must be None or a number > 0, got {blr!r}")
+        check_positive_int("lora_rank", self.lora_rank)
+        if not is_real_number(self.lora_alpha) or not self.lora_alpha > 0:
+            raise InputError(f"lora_alpha must be a number > 0, got {self.lora_alpha!r}")
+        w = self.mlm_loss_weight
+        if not is_real_number(w) or not 0 <= w < 1:
+            raise InputError(f"mlm_loss_weight must be a number in [0, 1), got {w!r}")
         if self.demonstrations not in DEMO_MODES:
             raise InputError(
                 f"demonstrations must be one of {DEMO_MODES}, got {self.demonstrations!r}"
@@ -541,7 +592,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     def _runtime(self) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
         """The fitted PVP's backbone, encoder and scorer (rebuilt after unpickling)."""
         if getattr(self, "_scorer", None) is None:
-            self._set_runtime(self._build_runtime(self.pvp_))
+            runtime = self._build_runtime(self.pvp_)
+            delta = getattr(self, "backbone_delta_", None)
+            if delta is not None:
+                runtime = self._tuned_runtime(runtime, delta)
+            self._set_runtime(runtime)
             self._scorer.label_head = getattr(self, "label_head_", None)
         return self._backbone, self._encoder, self._scorer
 
@@ -576,6 +631,30 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             backbone=backbone,
         )
         return backbone, encoder, ClozeScorer(backbone, encoder)
+
+    def _tuned_runtime(
+        self,
+        runtime: tuple[Backbone, ClozeEncoder, ClozeScorer],
+        delta: dict[str, torch.Tensor] | None = None,
+        where: str = "",
+    ) -> tuple[Backbone, ClozeEncoder, ClozeScorer]:
+        """``runtime`` on a private LoRA / full-tuning copy of its backbone."""
+        backbone, encoder, _ = runtime
+        tuned = tuned_backbone(
+            backbone,
+            self.tuning,
+            lora_rank=int(self.lora_rank),
+            lora_alpha=float(self.lora_alpha),
+            delta=delta,
+            where=where,
+        )
+        return tuned, encoder, ClozeScorer(tuned, encoder)
+
+    def _delta(self, backbone: Backbone) -> dict[str, torch.Tensor] | None:
+        """The trained backbone weights of a LoRA / full-tuning copy (else ``None``)."""
+        if self.tuning not in BACKBONE_TUNINGS:
+            return None
+        return backbone_delta(backbone.model, self.tuning)
 
     @staticmethod
     def _user_fields(encoder: ClozeEncoder) -> list[str]:
@@ -666,6 +745,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
         prompt = self._warm_prompt(pvp, backbone, generator) if self.warm_start else None
         warm = prompt is not None
+        tunes_backbone = self.tuning in BACKBONE_TUNINGS
+        if tunes_backbone:  # a private copy: the shared backbone is never changed
+            previous = getattr(self, "backbone_delta_", None) if warm else None
+            runtime = self._tuned_runtime(runtime, previous)
+            backbone, encoder, scorer = runtime
         if prompt is None:
             prompt = self._new_prompt(backbone, encoder, generator)
         label_head = None
@@ -687,7 +771,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         trained = False
         if examples is None:
             log.info("no training data: zero-shot classifier")
-        elif encoder.n_slots == 0 and label_head is None:
+        elif encoder.n_slots == 0 and label_head is None and not tunes_backbone:
             log.info("the pattern has no soft slots: zero-shot, nothing to train")
         else:
             train_ex, train_y, validation = self._split_validation(examples, y_idx, targets, rs)
@@ -702,6 +786,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 verbose=int(self.verbose),
                 checkpoint_every=self.checkpoint_every,
                 temperature=float(self.temperature),
+                backbone_learning_rate=float(
+                    self.backbone_learning_rate or DEFAULT_BACKBONE_LR.get(self.tuning, 1e-4)
+                ),
+                aux_loss_weight=float(self.mlm_loss_weight) if self.tuning == "full" else 0.0,
                 group_by_length=(
                     "auto" if self.group_by_length == "auto" else bool(self.group_by_length)
                 ),
@@ -725,12 +813,24 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         },
                         pool,
                     )
-                    tensors = _prompt_tensors(prompt, label_head, None)
+                    tensors = _prompt_tensors(prompt, label_head, None, self._delta(backbone))
                     write_prompt_dir(self.checkpoint_dir, tensors, meta)
                     log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
 
+            named: list[tuple[str, nn.Parameter]] = []
+            aux_loss = None
+            if tunes_backbone:
+                named = trainable_backbone_params(backbone.model, self.tuning)
+                if config.aux_loss_weight > 0:
+                    source = X_unlabeled if X_unlabeled is not None else X
+                    texts = [
+                        " ".join(r.values()) for r in to_records(source, self._user_fields(encoder))
+                    ]
+                    aux_loss = mlm_loss_fn(
+                        backbone, texts, int(self.batch_size), int(self.max_length), generator
+                    )
             try:
-                with frozen(backbone.model):
+                with frozen(backbone.model), training_params(named):
                     result = train_prompt(
                         scorer,
                         prompt,
@@ -741,6 +841,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         validation=validation,
                         on_checkpoint=on_checkpoint,
                         extra=label_head,
+                        backbone_params=named,
+                        aux_loss=aux_loss,
                     )
             except TrainingInterrupted as exc:
                 interrupt, result = exc, exc.result
@@ -753,6 +855,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_prior_ = prior
         self.demo_pool_ = pool
         self.label_head_ = label_head
+        self.backbone_delta_ = self._delta(backbone)
         self.pvp_ = pvp
         self.classes_ = classes
         self.n_slots_ = encoder.n_slots
@@ -778,12 +881,17 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         X: Any,
         X_unlabeled: Any,
         pool: DemoPool | None = None,
+        mode: str | None = None,
     ) -> np.ndarray | None:
-        """Mean class probabilities on content-free or unlabeled inputs (``None``: off)."""
-        if self.calibration is None:
+        """Mean class probabilities on content-free or unlabeled inputs (``None``: off).
+
+        ``mode`` defaults to the ``calibration`` parameter.
+        """
+        mode = self.calibration if mode is None else mode
+        if mode is None:
             return None
         backbone, encoder, scorer = runtime
-        if self.calibration == "content_free":
+        if mode == "content_free":
             texts = self.calibration_texts
             if texts is None:
                 texts = ["N/A", "", backbone.tokenizer.mask_token or "N/A"]
@@ -919,6 +1027,38 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return self.prompt_().detach()
 
+    def calibrate(self, X_unlabeled: Any = None, method: str | None = None) -> PromptClassifier:
+        """Estimate ``calibration_prior_`` for the fitted prompt, without retraining.
+
+        Parameters
+        ----------
+        X_unlabeled : texts, optional
+            Inputs whose mean predicted distribution is the prior (``"unlabeled"``).
+        method : {None, "content_free", "unlabeled"}
+            ``None``: ``"unlabeled"`` when ``X_unlabeled`` is given, else
+            ``"content_free"`` (with ``calibration_texts``).
+
+        Returns
+        -------
+        self
+            Predictions from now on divide the prior out; :meth:`save` keeps it.
+        """
+        check_is_fitted(self, "classes_")
+        if method is None:
+            method = "unlabeled" if X_unlabeled is not None else "content_free"
+        if method not in CALIBRATIONS[1:]:
+            raise InputError(f"method must be None, 'content_free' or 'unlabeled', got {method!r}")
+        if method == "unlabeled" and X_unlabeled is None:
+            raise InputError("calibrate(method='unlabeled') needs X_unlabeled texts")
+        self.calibration_prior_ = None  # the prior is estimated on raw probabilities
+        runtime = self._runtime()
+        pool = getattr(self, "demo_pool_", None)
+        with self._threads():
+            self.calibration_prior_ = self._calibration_prior(
+                runtime, self.prompt_, None, X_unlabeled, pool, mode=method
+            )
+        return self
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Class scores, shape (n, n_classes); softmax gives ``predict_proba``.
 
@@ -1042,6 +1182,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             self.prompt_,
             getattr(self, "label_head_", None),
             getattr(self, "calibration_prior_", None),
+            getattr(self, "backbone_delta_", None),
         )
         return write_prompt_dir(path, tensors, meta)
 
@@ -1088,6 +1229,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
         tensors, meta = read_prompt_dir(path)
         where = str(Path(path) / "prompt.json")
+        if meta.get("kind") == "linear_student":
+            raise SavedPromptError(
+                f"{where}: this folder holds a distilled linear classifier, not a prompt;"
+                " load it with pet_kit.LinearStudent.load"
+            )
         tensor_file = str(Path(path) / "prompt.safetensors")
         try:
             recorded = dict(meta["backbone"])
@@ -1146,6 +1292,17 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"{where}: the saved PVP does not compile for this backbone ({exc})"
             ) from None
         backbone, encoder, _ = runtime
+        if est.tuning in BACKBONE_TUNINGS:
+            cut = len(BACKBONE_PREFIX)
+            delta = {k[cut:]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
+            if not delta:
+                raise SavedPromptError(
+                    f"{tensor_file}: params.tuning is {est.tuning!r} but the file holds no"
+                    " backbone weights; the file was edited. Save the prompt again"
+                )
+            if backbone.fingerprint == recorded.get("fingerprint"):
+                runtime = est._tuned_runtime(runtime, delta, tensor_file)
+                backbone, encoder, _ = runtime
         if backbone.fingerprint != recorded.get("fingerprint"):
             raise BackboneMismatchError(
                 f"{path}: this prompt was trained on backbone {recorded.get('name')!r}"
@@ -1182,6 +1339,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
         est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
         est.label_head_ = None
+        est.backbone_delta_ = est._delta(backbone)
         if est.tuning == "prompt+head":
             est.label_head_ = _loaded_label_head(runtime[2], tensors, tensor_file)
         runtime[2].label_head = est.label_head_

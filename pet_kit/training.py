@@ -40,6 +40,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     group_by_length: bool | str = False  # True, False or "auto"
     temperature: float = 1.0  # soft-label (distillation) training only
+    backbone_learning_rate: float = 1e-4  # LoRA / full tuning parameters
+    aux_loss_weight: float = 0.0  # PET's auxiliary MLM loss: (1 - w) * task + w * aux
 
 
 @dataclass
@@ -102,13 +104,16 @@ def _grouped_batches(
     return [batches[i] for i in perm]
 
 
-def _snapshot(prompt: nn.Module, extra: nn.Module | None) -> tuple[dict, dict]:
-    """Copies of the prompt's (and ``extra``'s) state for early stopping."""
+def _snapshot(
+    prompt: nn.Module, extra: nn.Module | None, backbone_params: Sequence[tuple[str, nn.Parameter]]
+) -> tuple[dict, dict, dict]:
+    """Copies of the prompt's (``extra``'s, the trained backbone weights') state for
+    early stopping."""
 
     def copy(m: nn.Module | None) -> dict:
         return {} if m is None else {k: v.detach().clone() for k, v in m.state_dict().items()}
 
-    return copy(prompt), copy(extra)
+    return copy(prompt), copy(extra), {n: p.detach().clone() for n, p in backbone_params}
 
 
 def predict_scores(
@@ -143,6 +148,8 @@ def train_prompt(
     on_step: Callable[[int], None] | None = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
     extra: nn.Module | None = None,
+    backbone_params: Sequence[tuple[str, nn.Parameter]] = (),
+    aux_loss: Callable[[], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``prompt`` in place with cross-entropy over the class scores.
 
@@ -170,6 +177,13 @@ def train_prompt(
         More trainable parameters optimised with the prompt (e.g. a
         :class:`~pet_kit.cloze.LabelHead` the scorer uses); early stopping keeps its
         best state too.
+    backbone_params : sequence of (name, parameter)
+        Backbone weights to train too (LoRA adapters, or every weight for full tuning),
+        at ``config.backbone_learning_rate``; the caller sets ``requires_grad`` on them.
+        Early stopping keeps their best state.
+    aux_loss : callable, optional
+        Returns an auxiliary loss (PET's MLM loss) added to every micro-batch as
+        ``(1 - w) * task_loss + w * aux_loss()``, ``w = config.aux_loss_weight``.
 
     Returns
     -------
@@ -187,9 +201,14 @@ def train_prompt(
     params = [p for p in prompt.parameters() if p.requires_grad] if prompt.n_slots else []
     if extra is not None:
         params += [p for p in extra.parameters() if p.requires_grad]
-    if n == 0 or not params:
+    bb_params = [p for _, p in backbone_params]
+    if n == 0 or not (params or bb_params):
         return result
-    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": params, "lr": config.learning_rate}] if params else []
+    if bb_params:
+        groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
+    optim = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+    aux_w = float(config.aux_loss_weight) if aux_loss is not None else 0.0
     soft = np.ndim(y) == 2
     loss_fn = nn.CrossEntropyLoss()
     temp = float(config.temperature)
@@ -243,7 +262,10 @@ def train_prompt(
                 for chunk in group:
                     slots = prompt()
                     scores = scorer.class_scores([examples[i] for i in chunk], slots)
-                    loss = loss_of(scores.float(), y_t[chunk]) * (len(chunk) / count)
+                    loss = loss_of(scores.float(), y_t[chunk])
+                    if aux_w > 0:
+                        loss = (1 - aux_w) * loss + aux_w * aux_loss()
+                    loss = loss * (len(chunk) / count)
                     loss.backward()
                     epoch_loss += loss.item() * count
                     seen += len(chunk)
@@ -268,7 +290,7 @@ def train_prompt(
                 result.val_accuracy.append(acc)
                 if acc > best_acc:
                     best_acc, bad_epochs = acc, 0
-                    best_state = _snapshot(prompt, extra)
+                    best_state = _snapshot(prompt, extra, backbone_params)
                     result.best_epoch = epoch
                 else:
                     bad_epochs += 1
@@ -290,6 +312,9 @@ def train_prompt(
         prompt.load_state_dict(best_state[0])
         if extra is not None:
             extra.load_state_dict(best_state[1])
+        with torch.no_grad():
+            for name, param in backbone_params:
+                param.copy_(best_state[2][name])
     result.steps = step
     result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
     result.interrupted = interrupted

@@ -103,3 +103,23 @@ def test_edited_prior_is_refused(make_clf, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SavedPromptError, match="calibration_prior"):
         PromptClassifier.load(tmp_path / "p")
+
+
+def test_calibrate_after_fit_equals_calibration_during_fit(make_clf, toy_data):
+    X, y = toy_data
+    during = make_clf(calibration="unlabeled").fit(X, y, X_unlabeled=X[:5])
+    after = make_clf().fit(X, y)
+    raw = after.predict_proba(X)
+    after.calibrate(X[:5])
+    np.testing.assert_allclose(after.calibration_prior_, during.calibration_prior_, atol=1e-7)
+    np.testing.assert_allclose(after.predict_proba(X), during.predict_proba(X), atol=1e-6)
+    # calibrating again starts from the raw probabilities, not the calibrated ones
+    after.calibrate(X[:5])
+    np.testing.assert_allclose(after.calibration_prior_, during.calibration_prior_, atol=1e-7)
+    assert not np.allclose(after.predict_proba(X), raw)
+    cf = make_clf(calibration="content_free").fit(None)
+    np.testing.assert_allclose(
+        make_clf().fit(None).calibrate().calibration_prior_, cf.calibration_prior_, atol=1e-7
+    )
+    with pytest.raises(InputError, match="X_unlabeled"):
+        make_clf().fit(None).calibrate(method="unlabeled")
