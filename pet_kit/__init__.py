@@ -24,6 +24,7 @@ from .errors import (
 from .estimator import PromptClassifier
 from .pattern import Pattern, parse_pattern
 from .pvp import PVP, load_pvp, load_pvps, load_verbalizer
+from .student import LinearStudent
 from .verbalizer import Verbalizer
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -34,6 +35,7 @@ __all__ = [
     "BackboneMismatchError",
     "ConfigError",
     "InputError",
+    "LinearStudent",
     "Pattern",
     "PatternError",
     "PetKitError",

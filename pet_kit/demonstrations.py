@@ -69,7 +69,9 @@ def render_demo(pvp: PVP, record: dict[str, str], word: str, tokenizer: Any, bud
     return " ".join("".join(out).split())
 
 
-def embed_texts(backbone: Any, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+def embed_texts(
+    backbone: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 128
+) -> np.ndarray:
     """L2-normalised mean-pooled last hidden states of the backbone's encoder."""
     model, tok = backbone.model, backbone.tokenizer
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -81,7 +83,7 @@ def embed_texts(backbone: Any, texts: Sequence[str], batch_size: int = 32) -> np
                 [texts[i] for i in idx],
                 padding=True,
                 truncation=True,
-                max_length=128,
+                max_length=max_length,
                 return_tensors="pt",
             ).to(backbone.device)
             hidden = model.base_model(

@@ -24,13 +24,14 @@ from .estimator import PromptClassifier
 from .inputs import is_real_number, to_label_indices
 from .persist import atomic_folder
 from .pvp import PVP, load_pvps
+from .student import STUDENT_KIND, LinearStudent
 
 __all__ = ["PromptEnsemble"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("mean", "wmean")
-DISTILL = (None, "prompt")
+DISTILL = (None, "prompt", "linear")
 _FORMAT = "pet_kit.ensemble"
 _FORMAT_VERSION = 1
 _META = "ensemble.json"
@@ -88,14 +89,19 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         with each member weighted by its accuracy on the training data *before*
         training (after training every member fits the few training examples, so that
         accuracy tells the PVPs apart).
-    distill : {None, "prompt"}, default=None
-        With ``"prompt"`` and ``fit(..., X_unlabeled=...)``: the ensemble labels the
-        unlabeled texts with soft labels and one student prompt (``student_pvp``) is
-        trained on them plus the labelled data; predictions then come from the
-        student alone, and :meth:`save` writes only it (a prompt folder that
-        :meth:`PromptClassifier.load` reads).
+    distill : {None, "prompt", "linear"}, default=None
+        With ``fit(..., X_unlabeled=...)``: the ensemble labels the unlabeled texts with
+        soft labels and one student is trained on them plus the labelled data;
+        predictions then come from the student alone, and :meth:`save` writes only it.
+        ``"prompt"``: a student prompt (``student_pvp``, the members' settings; a prompt
+        folder that :meth:`PromptClassifier.load` reads). ``"linear"``: a
+        :class:`~pet_kit.LinearStudent` (softmax regression on the frozen encoder's
+        sentence embeddings; :meth:`LinearStudent.load` reads it).
     student_pvp : PVP reference, optional
         The student's PVP; default: the first member's.
+    student_params : dict, optional
+        ``distill="prompt"``: parameters of the student that differ from the members'
+        (e.g. ``{"max_steps": 250}``: the student sees many more texts than a member).
     ipet_generations : int, default=0
         iPET: after the first training, this many generations in which every member is
         retrained on the labelled data plus unlabeled texts (``fit(..., X_unlabeled=...)``)
@@ -116,7 +122,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
     weights_ : ndarray
         The members' weights (sum to 1).
     classes_ : ndarray
-    student_ : PromptClassifier or None
+    student_ : PromptClassifier, LinearStudent or None
         The distilled student, when ``distill`` is set.
     generations_ : list of list of int
         Per generation, each member's training-set size (labelled; then labelled +
@@ -131,6 +137,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         weighting: str = "mean",
         distill: str | None = None,
         student_pvp: Any = None,
+        student_params: dict[str, Any] | None = None,
         ipet_generations: int = 0,
         ipet_scale: float = 5.0,
         temperature: float = 2.0,
@@ -141,6 +148,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.weighting = weighting
         self.distill = distill
         self.student_pvp = student_pvp
+        self.student_params = student_params
         self.ipet_generations = ipet_generations
         self.ipet_scale = ipet_scale
         self.temperature = temperature
@@ -167,6 +175,11 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         d = self.ipet_scale
         if not is_real_number(d) or not d >= 1:
             raise InputError(f"ipet_scale must be a number >= 1, got {d!r}")
+        if self.student_params is not None and not isinstance(self.student_params, dict):
+            raise InputError(
+                f"student_params must be None or a dict of PromptClassifier parameters, got"
+                f" {self.student_params!r}"
+            )
         if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
             raise InputError(
                 f"estimator must be a PromptClassifier (the members' settings), got"
@@ -238,8 +251,31 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.generations_ = [[len(X) if X is not None else 0] * len(members)]
         for gen in range(1, int(self.ipet_generations) + 1):
             self._ipet_generation(gen, X, y, X_unlabeled, seeds)
-        if self.distill == "prompt":
-            self.student_ = self._distil(refs, X, y, X_unlabeled, int(seeds[-1]))
+        self._student_seed = int(seeds[-1])
+        if self.distill is not None:
+            self.distil(X, y, X_unlabeled)
+        return self
+
+    def distil(self, X: Any, y: Any, X_unlabeled: Any) -> PromptEnsemble:
+        """(Re)train the student from the fitted members, as ``distill`` says.
+
+        ``fit`` calls it; call it again after ``set_params(distill=...)`` to try another
+        student without retraining the members. ``X, y`` must be ``fit``'s labelled data.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "estimators_")
+        self._check_params()
+        if self.distill is None:
+            self.student_ = None
+            return self
+        if X_unlabeled is None or len(X_unlabeled) == 0:
+            raise InputError(f"distill={self.distill!r} needs unlabeled texts (X_unlabeled)")
+        refs = _pvp_list(self.pvps)
+        seed = getattr(self, "_student_seed", 0)
+        self.student_ = self._distil(refs, X, y, X_unlabeled, seed)
         return self
 
     def _ipet_generation(
@@ -282,7 +318,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
 
     def _distil(
         self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int
-    ) -> PromptClassifier:
+    ) -> PromptClassifier | LinearStudent:
         soft = _temperature_scale(self.ensemble_proba(X_unlabeled), float(self.temperature))
         texts = list(X_unlabeled)
         targets = soft
@@ -290,9 +326,23 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             onehot = np.eye(len(self.classes_))[to_label_indices(y, self.classes_.tolist(), len(X))]
             texts = list(X) + texts
             targets = np.vstack([onehot, soft])
+        if self.distill == "linear":
+            base = self._base()
+            log.info("distilling into a linear classifier on %d texts", len(texts))
+            return LinearStudent(
+                model=base.model,
+                tokenizer=base.tokenizer,
+                classes=list(self.classes_),
+                temperature=float(self.temperature),
+                max_length=int(base.max_length),
+                device=base.device,
+            ).fit(texts, targets)
         student_ref = self.student_pvp if self.student_pvp is not None else refs[0]
         student = self._base().set_params(
-            pvp=student_ref, random_state=seed, temperature=float(self.temperature)
+            pvp=student_ref,
+            random_state=seed,
+            temperature=float(self.temperature),
+            **(self.student_params or {}),
         )
         log.info("distilling into one prompt on %d texts", len(texts))
         return student.fit(texts, targets)
@@ -359,11 +409,11 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         folder = Path(path).expanduser()
         meta_path = folder / _META
         if not meta_path.is_file():
-            hint = (
-                " It is a single prompt (a distilled student?): use PromptClassifier.load"
-                if (folder / "prompt.json").is_file()
-                else ""
-            )
+            hint = ""
+            if (folder / "prompt.json").is_file():
+                kind = json.loads((folder / "prompt.json").read_text(encoding="utf-8")).get("kind")
+                loader = "LinearStudent" if kind == STUDENT_KIND else "PromptClassifier"
+                hint = f" It is a single distilled student: use {loader}.load"
             raise SavedPromptError(f"{folder}: no {_META}; not an ensemble folder.{hint}")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -8,7 +8,13 @@ from conftest import SENTIMENT_PVP, tiny_clf
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from pet_kit import InputError, PromptClassifier, PromptEnsemble, SavedPromptError
+from pet_kit import (
+    InputError,
+    LinearStudent,
+    PromptClassifier,
+    PromptEnsemble,
+    SavedPromptError,
+)
 
 WORDS = SENTIMENT_PVP["verbalizer"]
 PVPS = [
@@ -134,7 +140,7 @@ def test_mismatched_labels_are_refused(tiny_dir, toy_data):
     "params, match",
     [
         ({"weighting": "median"}, "weighting"),
-        ({"distill": "linear"}, "distill"),
+        ({"distill": "svm"}, "distill"),
         ({"temperature": -1}, "temperature"),
         ({"pvps": None}, "needs pvps"),
         ({"estimator": "PromptClassifier"}, "estimator"),
@@ -235,3 +241,50 @@ def test_ipet_needs_unlabeled_texts(ensemble, toy_data):
         ensemble(ipet_generations=1).fit(*toy_data)
     with pytest.raises(InputError, match="ipet_scale"):
         ensemble(ipet_generations=1, ipet_scale=0.5).fit(*toy_data, X_unlabeled=UNLABELED)
+
+
+# ------------------------------------------------------------ linear student
+def test_linear_student_fits_the_ensembles_soft_labels(ensemble, toy_data, tmp_path):
+    X, y = toy_data
+    ens = ensemble(distill="linear", temperature=1.0).fit(X, y, X_unlabeled=UNLABELED)
+    student = ens.student_
+    assert isinstance(student, LinearStudent)
+    assert student.coef_.shape == (2, 32) and list(student.classes_) == list(ens.classes_)
+    np.testing.assert_allclose(ens.predict_proba(X), student.predict_proba(X))
+    # it learned the labelled data (the texts it saw with one-hot targets)
+    assert student.score(X, y) >= 0.9
+    path = ens.save(tmp_path / "lin")
+    loaded = LinearStudent.load(path)
+    np.testing.assert_allclose(loaded.predict_proba(X), student.predict_proba(X), atol=1e-6)
+    assert sum(f.stat().st_size for f in path.iterdir()) < 4_000
+    with pytest.raises(SavedPromptError, match=r"LinearStudent\.load"):
+        PromptClassifier.load(path)
+    with pytest.raises(SavedPromptError, match=r"LinearStudent\.load"):
+        PromptEnsemble.load(path)
+
+
+def test_linear_student_soft_targets_are_matched(tiny_dir, toy_data):
+    """Fitted on constant soft labels (and no L2) it predicts those probabilities."""
+    X, _ = toy_data
+    target = np.tile([0.3, 0.7], (len(X), 1))
+    student = LinearStudent(model=str(tiny_dir), classes=["a", "b"], l2=0.0).fit(X, target)
+    np.testing.assert_allclose(student.predict_proba(X), target, atol=5e-3)
+    with pytest.raises(InputError, match="classes"):
+        LinearStudent(model=str(tiny_dir)).fit(X, target)
+
+
+def test_distil_again_with_another_student_reuses_the_members(ensemble, toy_data, monkeypatch):
+    X, y = toy_data
+    ens = ensemble(distill="prompt", student_params={"max_steps": 3}).fit(
+        X, y, X_unlabeled=UNLABELED
+    )
+    assert ens.student_.history_["steps"] == 3
+    members = list(ens.estimators_)
+    calls = []
+    monkeypatch.setattr(
+        PromptClassifier, "fit", lambda self, *a, **k: calls.append(1) or self
+    )  # no member may be retrained
+    ens.set_params(distill="linear").distil(X, y, UNLABELED)
+    assert isinstance(ens.student_, LinearStudent) and ens.estimators_ == members and not calls
+    ens.set_params(distill=None).distil(X, y, UNLABELED)
+    assert ens.student_ is None
