@@ -12,6 +12,22 @@ head; the peers use the same encoder):
 ``linear_probe_st`` reference only: the linear probe on the *original* all-MiniLM-L6-v2
                   sentence encoder (before pet_kit retrained its last two layers for MLM).
 
+The PET family (issue 6), all on the task template's soft patterns:
+
+``zero_shot_calibrated``  zero_shot with content-free calibration;
+``pet_kit_members``   mean accuracy of the ensemble's single members (one PVP each);
+``pet_kit_calibrated``  the first member, calibrated on --n-unlabeled train texts;
+``pet_kit_ensemble``  the members combined (PET's wmean);
+``pet_kit_distill``   the ensemble distilled into one prompt on the unlabeled texts;
+``pet_kit_distill_linear``  ... into a linear classifier on the frozen encoder;
+``pet_kit_demos``     one LM-BFF demonstration per class (most similar), 2x max length;
+``pet_kit_head``      tuning="prompt+head" (soft verbalizer);
+``pet_kit_lora``      tuning="lora" (rank 8 adapters on query/value);
+``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts.
+
+The five ensemble rows come from one run (the same members); their ``seconds`` are the
+members' training and scoring, plus the student's training for the distilled rows.
+
 Every (task, K, seed) uses ``pet_kit.datasets.sample_k_shot(train, K, seed)`` and the fixed
 test subset ``load_task(task, "test", max_size=--test-size)``. Results are appended to a
 JSON file as they finish (a rerun skips what is there), then a table of mean ± std over
@@ -50,12 +66,26 @@ METHODS = (
     "linear_probe_st",
     # the PET family (issue 6)
     "zero_shot_calibrated",
+    "pet_kit_members",
     "pet_kit_calibrated",
     "pet_kit_ensemble",
     "pet_kit_distill",
+    "pet_kit_distill_linear",
     "pet_kit_demos",
     "pet_kit_head",
+    "pet_kit_lora",
+    "pet_kit_full",
 )
+# One run of the ensemble gives several rows (the same trained members, seeds and splits).
+ENSEMBLE_ROWS = (
+    "pet_kit_members",
+    "pet_kit_calibrated",
+    "pet_kit_ensemble",
+    "pet_kit_distill",
+    "pet_kit_distill_linear",
+)
+#: Optimizer steps of the distilled student prompt (it sees the unlabeled texts too).
+STUDENT_STEPS = 250
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
 
 log = logging.getLogger("few_shot")
@@ -191,33 +221,52 @@ def run_zero_shot_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: i
     return clf.fit(None).score(test["text"], test["label"])
 
 
-def run_pet_kit_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed, calibration="unlabeled")
-    clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
-    return clf.score(test["text"], test["label"])
-
-
-def _ensemble(ctx: dict[str, Any], train: Any, seed: int, distill: bool) -> Any:
+def run_ensemble_rows(
+    ctx: dict[str, Any], train: Any, test: Any, seed: int
+) -> dict[str, tuple[float, float]]:
+    """The five ensemble rows from one set of members: {method: (accuracy, seconds)}."""
     from pet_kit import PromptClassifier, PromptEnsemble
 
+    t0 = time.perf_counter()
     base = PromptClassifier(max_length=ctx["max_length"], verbose=0, **ctx["pet_params"])
     ens = PromptEnsemble(
         pvps=ctx["soft_all"],
         estimator=base,
         weighting="wmean",
-        distill="prompt" if distill else None,
+        student_params={"max_steps": STUDENT_STEPS},
         random_state=seed,
-    )
-    unlabeled = _unlabeled(ctx, seed) if distill else None
-    return ens.fit(train["text"], train["label"], X_unlabeled=unlabeled)
+    ).fit(train["text"], train["label"])
+    y_true = test["label"].to_numpy()
+    probas = [m.predict_proba(test["text"]) for m in ens.estimators_]
+    members = float(np.mean([(ens.classes_[p.argmax(1)] == y_true).mean() for p in probas]))
+    combined = np.tensordot(ens.weights_, np.stack(probas), axes=1)
+    t_members = time.perf_counter() - t0
+    out = {
+        "pet_kit_members": (members, t_members),
+        "pet_kit_ensemble": (float((ens.classes_[combined.argmax(1)] == y_true).mean()), t_members),
+    }
+    unlabeled = _unlabeled(ctx, seed)
+    for method, kind in (("pet_kit_distill", "prompt"), ("pet_kit_distill_linear", "linear")):
+        t1 = time.perf_counter()
+        ens.set_params(distill=kind).distil(train["text"], train["label"], unlabeled)
+        acc = ens.score(test["text"], test["label"])
+        out[method] = (acc, t_members + time.perf_counter() - t1)
+    t1 = time.perf_counter()  # last: calibrating changes the member the students learnt from
+    first = ens.estimators_[0].calibrate(unlabeled)
+    acc = first.score(test["text"], test["label"])
+    out["pet_kit_calibrated"] = (acc, t_members + time.perf_counter() - t1)
+    return out
 
 
-def run_pet_kit_ensemble(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    return _ensemble(ctx, train, seed, distill=False).score(test["text"], test["label"])
+def run_pet_kit_lora(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="lora")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
-def run_pet_kit_distill(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    return _ensemble(ctx, train, seed, distill=True).score(test["text"], test["label"])
+def run_pet_kit_full(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="full")
+    clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
+    return clf.score(test["text"], test["label"])
 
 
 def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
@@ -318,11 +367,11 @@ RUNNERS = {
     "linear_probe": run_linear_probe,
     "setfit": run_setfit,
     "zero_shot_calibrated": run_zero_shot_calibrated,
-    "pet_kit_calibrated": run_pet_kit_calibrated,
-    "pet_kit_ensemble": run_pet_kit_ensemble,
-    "pet_kit_distill": run_pet_kit_distill,
+    **dict.fromkeys(ENSEMBLE_ROWS, run_ensemble_rows),
     "pet_kit_demos": run_pet_kit_demos,
     "pet_kit_head": run_pet_kit_head,
+    "pet_kit_lora": run_pet_kit_lora,
+    "pet_kit_full": run_pet_kit_full,
 }
 
 
@@ -543,6 +592,8 @@ def main(argv: list[str] | None = None) -> None:
                     t0 = time.perf_counter()
                     try:
                         acc = RUNNERS[method](ctx, train, test, seed)
+                        secs = time.perf_counter() - t0
+                        results = acc if isinstance(acc, dict) else {method: (acc, secs)}
                     except Exception as exc:  # a peer library failing must not stop the rest
                         log.exception("%s %s K=%d seed=%d failed", task, method, k, seed)
                         data.setdefault("failures", []).append(
@@ -555,21 +606,23 @@ def main(argv: list[str] | None = None) -> None:
                             }
                         )
                         break
-                    secs = time.perf_counter() - t0
-                    log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, method, k, seed, acc, secs)
-                    data["runs"].append(
-                        {
-                            "task": task,
-                            "method": method,
-                            "k": k,
-                            "seed": seed,
-                            "accuracy": acc,
-                            "seconds": secs,
-                            "n_test": len(test),
-                            "threads": torch.get_num_threads(),
-                        }
-                    )
-                    done.add(key)
+                    for name, (acc, secs) in results.items():
+                        if (task, name, k, seed) in done:
+                            continue
+                        log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, name, k, seed, acc, secs)
+                        data["runs"].append(
+                            {
+                                "task": task,
+                                "method": name,
+                                "k": k,
+                                "seed": seed,
+                                "accuracy": acc,
+                                "seconds": secs,
+                                "n_test": len(test),
+                                "threads": torch.get_num_threads(),
+                            }
+                        )
+                        done.add((task, name, k, seed))
                     write_json(out, data)
     report(data, out)
 
