@@ -17,6 +17,9 @@
     :func:`pet_kit.streaming.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
+``pet-kit serve PROMPTS [PROMPTS...]``
+    Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.server`): a folder of
+    prompt folders (task = sub-folder name) or prompt folders (task = folder name).
 
 Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
 Ctrl-C. Ctrl-C during ``pet-kit train`` first saves the prompt trained so far to the
@@ -365,7 +368,52 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _add_predict_options(s)
         s.set_defaults(func=func)
+    sv = sub.add_parser("serve", help="serve saved prompts over HTTP (one backbone)")
+    sv.add_argument("prompts", nargs="+", help="prompt folders, or folders of prompt folders")
+    sv.add_argument("--model", help="the shared backbone (default: the prompts' own)")
+    sv.add_argument("--device", help="cpu, cuda, ...")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-texts", type=int, default=256, help="texts per request")
+    sv.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text")
+    sv.add_argument("--max-body-bytes", type=int, default=2_000_000, help="request body size")
+    sv.add_argument("--threads", type=int, help="CPU threads for torch")
+    sv.set_defaults(func=cmd_serve)
     return p
+
+
+def build_bank(paths: Sequence[str], model: str | None = None, device: str | None = None) -> Any:
+    """A PromptBank from prompt folders and/or folders of prompt folders."""
+    from .bank import PromptBank
+
+    bank = PromptBank(model, device=device)
+    for ref in paths:
+        path = Path(ref).expanduser()
+        if (path / "prompt.json").is_file():
+            bank.add(path.name, path)
+        else:
+            bank.add_folder(path)
+    return bank
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``pet-kit serve``."""
+    from .server import serve
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    bank = build_bank(args.prompts, args.model, args.device)
+    serve(
+        bank,
+        host=args.host,
+        port=args.port,
+        max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,37 +106,45 @@ class ClozeScorer:
         rows_b = torch.arange(n, device=am.device).unsqueeze(1)
         if self.head is not None:
             hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
-            h = self.head.transform(hidden[rows_b, pos])  # (B, L, H)
-            soft = None
-            if self.label_head is not None:
-                w, b = self.label_head.rows(gi.index)
-                soft = h @ w.T.to(h.dtype) + b.to(h.dtype)
-            if self.normalise:
-                full = h @ self.head.weight.T
-                if self.head.bias is not None:
-                    full = full + self.head.bias
-                if soft is not None:  # the label rows are the trainable copies
-                    full = full.index_copy(-1, gi.rows, soft)
-                logits = full[..., gi.rows]
-                lse = full.logsumexp(-1, keepdim=True)
-            elif soft is not None:
-                logits = soft
-            else:
-                logits = h @ self.head.weight[gi.rows].T
-                if self.head.bias is not None:
-                    logits = logits + self.head.bias[gi.rows]
-        else:
-            full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
-            logits = full[..., gi.rows]
-            lse = full.logsumexp(-1, keepdim=True) if self.normalise else None
+            return self.words_from_hidden(hidden[rows_b, pos], gi)
+        full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
+        logits = full[..., gi.rows]
         if self.normalise:
-            logits = logits - lse
+            logits = logits - full.logsumexp(-1, keepdim=True)
+        return self._pick(logits, gi)
+
+    def words_from_hidden(self, hidden: torch.Tensor, gi: _GroupIndex) -> torch.Tensor:
+        """Word scores ``(B, W_g)`` from the encoder's hidden states at the group's mask
+        positions, ``(B, L, H)`` (fast path only: ``self.head`` is set)."""
+        h = self.head.transform(hidden)  # (B, L, H)
+        soft = None
+        if self.label_head is not None:
+            w, b = self.label_head.rows(gi.index)
+            soft = h @ w.T.to(h.dtype) + b.to(h.dtype)
+        if self.normalise:
+            full = h @ self.head.weight.T
+            if self.head.bias is not None:
+                full = full + self.head.bias
+            if soft is not None:  # the label rows are the trainable copies
+                full = full.index_copy(-1, gi.rows, soft)
+            logits = full[..., gi.rows] - full.logsumexp(-1, keepdim=True)
+        elif soft is not None:
+            logits = soft
+        else:
+            logits = h @ self.head.weight[gi.rows].T
+            if self.head.bias is not None:
+                logits = logits + self.head.bias[gi.rows]
+        return self._pick(logits, gi)
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, gi: _GroupIndex) -> torch.Tensor:
         # logits: (B, L, U); pick, for word w and position j, row inverse[w, j]
         pos_idx = torch.arange(gi.length, device=logits.device)
         picked = logits[:, pos_idx.unsqueeze(0), gi.inverse]  # (B, W, L)
         return picked.mean(-1)
 
-    def _aggregate(self, words: torch.Tensor) -> torch.Tensor:
+    def aggregate_words(self, words: torch.Tensor) -> torch.Tensor:
+        """Class scores ``(B, n_labels)`` from word scores in verbalizer group order."""
         if self.aggregate == "mean":
             return words @ self.mean_matrix
         out = []
@@ -184,4 +192,4 @@ class ClozeScorer:
 
     def class_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """Class scores ``(B, n_labels)`` (logits; softmax gives probabilities)."""
-        return self._aggregate(self.word_scores(batch, slots))
+        return self.aggregate_words(self.word_scores(batch, slots))

@@ -1076,6 +1076,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 int(self.eval_batch_size),
                 verbose=int(self.verbose) - 1,
             )
+        return self._calibrated(scores)
+
+    def _calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """Raw class scores with ``calibration_prior_`` divided out (if there is one)."""
         prior = getattr(self, "calibration_prior_", None)
         if prior is not None and len(scores):
             logp = torch.log_softmax(torch.from_numpy(scores).double(), dim=1)
