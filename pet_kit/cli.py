@@ -17,6 +17,9 @@
     :func:`pet_kit.streaming.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
+``pet-kit label-words PATTERN DATA --output verbalizers/auto.yaml``
+    Propose label words per class from labelled examples (:mod:`pet_kit.label_search`)
+    and write them as a verbalizer YAML file to edit.
 ``pet-kit serve PROMPTS [PROMPTS...]``
     Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.server`): a folder of
     prompt folders (task = sub-folder name) or prompt folders (task = folder name).
@@ -368,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _add_predict_options(s)
         s.set_defaults(func=func)
+    lw = sub.add_parser("label-words", help="propose label words from labelled examples")
+    lw.add_argument("pattern", help="pattern with [MASK], or a template/PVP YAML (path#name)")
+    lw.add_argument("data", help="CSV/TSV/JSONL with the text field(s) and a label column")
+    lw.add_argument("--output", help="write the verbalizer YAML here (default: print it)")
+    lw.add_argument("--n-words", type=int, default=3, help="words per class (default 3)")
+    lw.add_argument("--n-candidates", type=int, default=100)
+    lw.add_argument("--label-column", default="label")
+    lw.add_argument("--model", help="backbone (default: the embedded one)")
+    lw.add_argument("--device", help="cpu, cuda, ...")
+    lw.set_defaults(func=cmd_label_words)
+
     sv = sub.add_parser("serve", help="serve saved prompts over HTTP (one backbone)")
     sv.add_argument("prompts", nargs="+", help="prompt folders, or folders of prompt folders")
     sv.add_argument("--model", help="the shared backbone (default: the prompts' own)")
@@ -394,6 +408,31 @@ def build_bank(paths: Sequence[str], model: str | None = None, device: str | Non
         else:
             bank.add_folder(path)
     return bank
+
+
+def cmd_label_words(args: argparse.Namespace) -> int:
+    """``pet-kit label-words``."""
+    from .label_search import search_label_words, write_verbalizer
+    from .tables import read_table
+
+    df = read_table(args.data)
+    X, y = _features(df, args.label_column)
+    words = search_label_words(
+        args.pattern,
+        X,
+        list(y),
+        model=args.model,
+        n_words=args.n_words,
+        n_candidates=args.n_candidates,
+        device=args.device,
+    )
+    for label, picks in words.items():
+        print(f"{label}: " + ", ".join(f"{w} ({s:+.2f})" for w, s in picks))
+    if args.output:
+        note = f"pattern: {args.pattern}\ndata: {args.data} ({len(df)} examples)"
+        path = write_verbalizer(words, args.output, name=Path(args.output).stem, note=note)
+        print(f"verbalizer written to {path}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -180,6 +180,22 @@ class ClozeScorer:
             )
         return LabelHead(weights, biases).to(self.device)
 
+    def mask_logprobs(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """Log-probabilities over the whole vocabulary at the (first) mask, ``(B, V)``."""
+        tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, 1).items()}
+        emb = self._embed(tensors, slots)
+        am = tensors["attention_mask"]
+        rows = torch.arange(len(batch), device=am.device)
+        if self.head is not None:
+            hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
+            logits = self.head.transform(hidden[rows, tensors["mask_pos"]]) @ self.head.weight.T
+            if self.head.bias is not None:
+                logits = logits + self.head.bias
+        else:
+            logits = self.model(inputs_embeds=emb, attention_mask=am).logits
+            logits = logits[rows, tensors["mask_pos"]]
+        return torch.log_softmax(logits.float(), dim=-1)
+
     def word_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """Per-label-word scores ``(B, n_words)`` in verbalizer group order."""
         parts = []
