@@ -20,6 +20,10 @@
 ``pet-kit label-words PATTERN DATA --output verbalizers/auto.yaml``
     Propose label words per class from labelled examples (:mod:`pet_kit.label_search`)
     and write them as a verbalizer YAML file to edit.
+``pet-kit explain PROMPT_DIR [--text TEXT] [--png REPORT.png]``
+    Each soft slot's nearest words, norm and drift from its initialisation; with
+    ``--text``, the label-word scores and the effect of removing each slot
+    (:mod:`pet_kit.explain`); ``--png`` saves both as a picture.
 ``pet-kit serve PROMPTS [PROMPTS...]``
     Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.server`): a folder of
     prompt folders (task = sub-folder name) or prompt folders (task = folder name).
@@ -371,6 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _add_predict_options(s)
         s.set_defaults(func=func)
+    ex = sub.add_parser("explain", help="look inside a saved soft prompt")
+    ex.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
+    ex.add_argument("--text", help="also explain the prediction for this text")
+    ex.add_argument("--png", help="save a report picture here")
+    ex.add_argument("--top-k", type=int, default=5, help="nearest words per slot (default 5)")
+    ex.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
+    ex.add_argument("--device", help="cpu, cuda, ...")
+    ex.set_defaults(func=cmd_explain)
+
     lw = sub.add_parser("label-words", help="propose label words from labelled examples")
     lw.add_argument("pattern", help="pattern with [MASK], or a template/PVP YAML (path#name)")
     lw.add_argument("data", help="CSV/TSV/JSONL with the text field(s) and a label column")
@@ -408,6 +421,35 @@ def build_bank(paths: Sequence[str], model: str | None = None, device: str | Non
         else:
             bank.add_folder(path)
     return bank
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``pet-kit explain``."""
+    from .explain import explain_prediction, explain_slots, save_report
+
+    clf = _load_prompt(args)
+    table = explain_slots(clf, top_k=args.top_k)
+    print(f"{'slot':>4} {'norm':>7} {'moved':>7} {'cos0':>6}  nearest words")
+    for row in table.itertuples():
+        words = ", ".join(f"{w} ({c:.2f})" for w, c in row.nearest)
+        drift = f"{row.l2_to_init:>7.3f} {row.cos_to_init:>6.2f}"
+        print(f"{row.slot:>4} {row.norm:>7.3f} {drift}  {words}")
+    if len(table):
+        print(f"(median word-embedding norm: {table['embedding_norm'].iloc[0]:.3f})")
+    if args.text is not None:
+        info = explain_prediction(clf, args.text)
+        probs = ", ".join(f"{k}: {v:.3f}" for k, v in info["probabilities"].items())
+        print(f"prediction: {info['label']}  ({probs})")
+        for label, word, score in info["word_scores"]:
+            print(f"  {label!s:>12} {word:<16} {score:+.3f}")
+        for a in info["ablation"]:
+            print(
+                f"  without slot {a['slot']}: p({info['label']}) = {a['probability']:.3f}"
+                f" ({a['change']:+.3f})"
+            )
+    if args.png:
+        print(f"report written to {save_report(clf, args.png, text=args.text)}")
+    return 0
 
 
 def cmd_label_words(args: argparse.Namespace) -> int:

@@ -145,10 +145,13 @@ def _prompt_tensors(
     label_head: nn.Module | None,
     prior: np.ndarray | None,
     delta: dict[str, torch.Tensor] | None = None,
+    slots_init: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """What a prompt folder's tensor file holds."""
     with torch.no_grad():
         tensors = {"slots": prompt().detach().float()}
+    if slots_init is not None:
+        tensors["slots_init"] = slots_init.detach().float()
     if label_head is not None:
         for key, value in label_head.state_dict().items():
             tensors[LABEL_HEAD_PREFIX + key] = value.detach().float()
@@ -372,6 +375,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     prompt_ : SoftPrompt
         The trained slot vectors (``prompt_()`` returns them).
     n_slots_ : int
+    prompt_init_ : Tensor or None
+        The slot vectors before training (saved with the prompt; used by
+        :mod:`pet_kit.explain` to show how far each slot moved).
     calibration_prior_ : ndarray or None
         With ``calibration``: the class prior divided out of predictions.
     label_head_ : LabelHead or None
@@ -752,6 +758,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             backbone, encoder, scorer = runtime
         if prompt is None:
             prompt = self._new_prompt(backbone, encoder, generator)
+        with torch.no_grad():
+            slots_init = prompt().detach().float().cpu().clone()  # for explain: drift
         label_head = None
         if self.tuning == "prompt+head":
             label_head = scorer.make_label_head()
@@ -813,7 +821,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         },
                         pool,
                     )
-                    tensors = _prompt_tensors(prompt, label_head, None, self._delta(backbone))
+                    tensors = _prompt_tensors(
+                        prompt, label_head, None, self._delta(backbone), slots_init
+                    )
                     write_prompt_dir(self.checkpoint_dir, tensors, meta)
                     log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
 
@@ -862,6 +872,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.backbone_name_ = backbone.name
         self.backbone_fingerprint_ = backbone.fingerprint
         self.prompt_ = prompt
+        self.prompt_init_ = slots_init
         self.history_ = history
         if trained and self.checkpoint_dir is not None:
             path = self.save(self.checkpoint_dir)
@@ -1187,6 +1198,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             getattr(self, "label_head_", None),
             getattr(self, "calibration_prior_", None),
             getattr(self, "backbone_delta_", None),
+            getattr(self, "prompt_init_", None),
         )
         return write_prompt_dir(path, tensors, meta)
 
@@ -1340,6 +1352,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.backbone_fingerprint_ = backbone.fingerprint
         prompt = SoftPrompt(slots.to(torch.float32))
         est.prompt_ = prompt.to(backbone.device).eval()
+        init = tensors.get("slots_init")
+        ok = init is not None and init.shape == slots.shape and bool(torch.isfinite(init).all())
+        est.prompt_init_ = init.float() if ok else None
         est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
         est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
         est.label_head_ = None
