@@ -173,6 +173,7 @@ class PromptBank:
         _, encoder, scorer = clf._runtime()
         return (
             scorer.head is not None
+            and scorer.deep is None
             and clf.tuning in ("prompt", "prompt+head")
             and encoder.demos is None
             and len(scorer.groups) == 1

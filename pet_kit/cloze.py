@@ -8,7 +8,9 @@ model's full forward pass; both give the same numbers (tested).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,6 +74,7 @@ class ClozeScorer:
         groups = encoder.verbalizer.groups
         self.groups = [_GroupIndex(g, self.device, i) for i, g in enumerate(groups)]
         self.label_head: LabelHead | None = None
+        self.deep: Any = None  # a pet_kit.deep.DeepPrompt, when the prompt has one
         self.normalise = len(groups) > 1
         labels = torch.tensor(
             [li for g in groups for li in g.label_index], dtype=torch.long, device=self.device
@@ -95,6 +98,12 @@ class ClozeScorer:
             emb = torch.where(is_soft, soft, emb)
         return emb
 
+    def _layers(self, batch: dict[str, torch.Tensor]) -> contextlib.AbstractContextManager:
+        """The deep prompt's layer hooks for this batch (nothing without one)."""
+        if self.deep is None:
+            return contextlib.nullcontext()
+        return self.deep.attached(self.model, batch["soft_index"])
+
     def _group_scores(
         self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
     ) -> torch.Tensor:
@@ -104,10 +113,13 @@ class ClozeScorer:
         n = batch["mask_pos"].shape[0]
         pos = batch["mask_pos"].unsqueeze(1) + torch.arange(gi.length, device=am.device)
         rows_b = torch.arange(n, device=am.device).unsqueeze(1)
+        with self._layers(batch):
+            if self.head is not None:
+                hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
+            else:
+                full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
         if self.head is not None:
-            hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
             return self.words_from_hidden(hidden[rows_b, pos], gi)
-        full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
         logits = full[..., gi.rows]
         if self.normalise:
             logits = logits - full.logsumexp(-1, keepdim=True)
@@ -186,13 +198,16 @@ class ClozeScorer:
         emb = self._embed(tensors, slots)
         am = tensors["attention_mask"]
         rows = torch.arange(len(batch), device=am.device)
+        with self._layers(tensors):
+            if self.head is not None:
+                hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
+            else:
+                logits = self.model(inputs_embeds=emb, attention_mask=am).logits
         if self.head is not None:
-            hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
             logits = self.head.transform(hidden[rows, tensors["mask_pos"]]) @ self.head.weight.T
             if self.head.bias is not None:
                 logits = logits + self.head.bias
         else:
-            logits = self.model(inputs_embeds=emb, attention_mask=am).logits
             logits = logits[rows, tensors["mask_pos"]]
         return torch.log_softmax(logits.float(), dim=-1)
 

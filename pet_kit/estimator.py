@@ -23,6 +23,7 @@ from torch import nn
 from ._version import __version__
 from .backbone import Backbone, frozen, load_backbone
 from .cloze import ClozeScorer
+from .deep import DEEP_ENCODERS, DeepPrompt, initial_states, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, Demonstrations, DemoPool, with_demo_field
 from .demonstrations import MODES as DEMO_MODES
 from .encoding import ClozeEncoder, Encoded
@@ -146,10 +147,13 @@ def _prompt_tensors(
     prior: np.ndarray | None,
     delta: dict[str, torch.Tensor] | None = None,
     slots_init: torch.Tensor | None = None,
+    deep: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """What a prompt folder's tensor file holds."""
     with torch.no_grad():
         tensors = {"slots": prompt().detach().float()}
+        if deep is not None:
+            tensors["deep_states"] = deep.states().detach().float().contiguous()
     if slots_init is not None:
         tensors["slots_init"] = slots_init.detach().float()
     if label_head is not None:
@@ -321,6 +325,16 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         whole model (as large as the backbone). The shared backbone (and a model object
         you passed) is never changed in any mode; LoRA / full copies cost one model's
         memory per estimator. Dropout stays off in every mode.
+    deep_prompt : int, default=0
+        Deep prompt length ``P`` (P-tuning v2 / prefix tuning in hidden-state form,
+        :mod:`pet_kit.deep`): ``P`` soft slots in front of the pattern whose states are
+        also trainable at the input of every layer (``(layers - 1) x P x hidden`` more
+        numbers, saved with the prompt); they start from the states those positions
+        naturally get. 0: input-layer slots only. BERT, RoBERTa, XLM-R, DistilBERT, ALBERT,
+        ELECTRA.
+    deep_prompt_encoder : {None, "mlp"}, default=None
+        Reparameterise the deep states by a residual MLP while training (only the final
+        states are kept).
     backbone_learning_rate : float, optional
         AdamW learning rate of the backbone weights in ``"lora"`` / ``"full"`` mode
         (``learning_rate`` stays the prompt's). ``None``: 5e-4 for LoRA, 3e-5 for full.
@@ -382,6 +396,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         With ``calibration``: the class prior divided out of predictions.
     label_head_ : LabelHead or None
         With ``tuning="prompt+head"``: the trained label-word rows.
+    deep_prompt_ : DeepPrompt or None
+        With ``deep_prompt``: the trained per-layer states.
     backbone_delta_ : dict of str to Tensor, or None
         With ``tuning="lora"`` / ``"full"``: the trained backbone weights (the LoRA
         adapters, or every weight), by parameter name.
@@ -421,6 +437,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_every: int | None = None,
         group_by_length: bool | str = "auto",
         tuning: str = "prompt",
+        deep_prompt: int = 0,
+        deep_prompt_encoder: str | None = None,
         backbone_learning_rate: float | None = None,
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
@@ -456,6 +474,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.group_by_length = group_by_length
         self.tuning = tuning
+        self.deep_prompt = deep_prompt
+        self.deep_prompt_encoder = deep_prompt_encoder
         self.backbone_learning_rate = backbone_learning_rate
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
@@ -525,6 +545,14 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.tuning not in TUNINGS:
             raise InputError(f"tuning must be one of {TUNINGS}, got {self.tuning!r}")
+        d = self.deep_prompt
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise InputError(f"deep_prompt must be an integer >= 0 (slots), got {d!r}")
+        if self.deep_prompt_encoder not in DEEP_ENCODERS:
+            raise InputError(
+                f"deep_prompt_encoder must be one of {DEEP_ENCODERS}, got"
+                f" {self.deep_prompt_encoder!r}"
+            )
         blr = self.backbone_learning_rate
         if blr is not None and (not is_real_number(blr) or not blr > 0):
             raise InputError(f"backbone_learning_rate must be None or a number > 0, got {blr!r}")
@@ -604,6 +632,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 runtime = self._tuned_runtime(runtime, delta)
             self._set_runtime(runtime)
             self._scorer.label_head = getattr(self, "label_head_", None)
+            self._scorer.deep = getattr(self, "deep_prompt_", None)
         return self._backbone, self._encoder, self._scorer
 
     def _set_runtime(self, runtime: tuple[Backbone, ClozeEncoder, ClozeScorer]) -> None:
@@ -617,11 +646,15 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         if limit is not None and max_length > limit:
             log.info("max_length %d capped to the backbone's limit %d", max_length, limit)
             max_length = limit
+        compiled = pvp
+        if self.deep_prompt:
+            layer_hooks_spec(backbone.model)  # refuses unknown architectures early
+            compiled = with_deep_prefix(pvp, int(self.deep_prompt))
         if not self.demonstrations:
-            encoder = ClozeEncoder(pvp, backbone.tokenizer, max_length)
+            encoder = ClozeEncoder(compiled, backbone.tokenizer, max_length)
             encoder.demos = None
             return backbone, encoder, ClozeScorer(backbone, encoder)
-        encoder = ClozeEncoder(with_demo_field(pvp), backbone.tokenizer, max_length)
+        encoder = ClozeEncoder(with_demo_field(compiled), backbone.tokenizer, max_length)
         n_labels = len(encoder.labels)
         budget = self.demo_max_tokens
         if budget is None:  # share what the pattern leaves: input + one text per class
@@ -767,6 +800,22 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             if warm and previous is not None:
                 label_head.load_state_dict(previous.state_dict())
         scorer.label_head = label_head
+        deep = None
+        if self.deep_prompt:
+            previous = getattr(self, "deep_prompt_", None) if warm else None
+            if previous is not None:
+                init = previous.states().detach()
+            else:  # the states the deep positions naturally get, in context
+                probe = (
+                    examples[0]
+                    if examples
+                    else encoder.encode([dict.fromkeys(self._user_fields(encoder), "N/A")])[0]
+                )
+                init = initial_states(scorer, probe, prompt().detach(), int(self.deep_prompt))
+            deep = DeepPrompt(init, encoder=self.deep_prompt_encoder).to(backbone.device)
+        scorer.deep = deep
+        trainable = [m for m in (label_head, deep) if m is not None]
+        extra = trainable[0] if len(trainable) == 1 else (nn.ModuleList(trainable) or None)
         classes = _labels_array(list(encoder.labels))
         history: dict[str, Any] = {
             "steps": 0,
@@ -822,7 +871,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         pool,
                     )
                     tensors = _prompt_tensors(
-                        prompt, label_head, None, self._delta(backbone), slots_init
+                        prompt, label_head, None, self._delta(backbone), slots_init, deep
                     )
                     write_prompt_dir(self.checkpoint_dir, tensors, meta)
                     log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
@@ -850,7 +899,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                         generator,
                         validation=validation,
                         on_checkpoint=on_checkpoint,
-                        extra=label_head,
+                        extra=extra,
                         backbone_params=named,
                         aux_loss=aux_loss,
                     )
@@ -865,6 +914,11 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_prior_ = prior
         self.demo_pool_ = pool
         self.label_head_ = label_head
+        self.deep_prompt_ = None
+        if deep is not None:  # the final states (a P-tuning MLP folded in)
+            with torch.no_grad():
+                self.deep_prompt_ = DeepPrompt(deep.states().detach()).eval()
+            scorer.deep = self.deep_prompt_
         self.backbone_delta_ = self._delta(backbone)
         self.pvp_ = pvp
         self.classes_ = classes
@@ -1199,6 +1253,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             getattr(self, "calibration_prior_", None),
             getattr(self, "backbone_delta_", None),
             getattr(self, "prompt_init_", None),
+            getattr(self, "deep_prompt_", None),
         )
         return write_prompt_dir(path, tensors, meta)
 
@@ -1357,6 +1412,18 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.prompt_init_ = init.float() if ok else None
         est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
         est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
+        est.deep_prompt_ = None
+        if est.deep_prompt:
+            states = tensors.get("deep_states")
+            n_layers = layer_hooks_spec(backbone.model)[1]
+            want = (n_layers - 1, int(est.deep_prompt), emb_dim)
+            if states is None or tuple(states.shape) != want or not torch.isfinite(states).all():
+                raise SavedPromptError(
+                    f"{tensor_file}: params.deep_prompt is {est.deep_prompt} but 'deep_states'"
+                    f" is missing, damaged or not of shape {want}; save the prompt again"
+                )
+            est.deep_prompt_ = DeepPrompt(states.float()).to(backbone.device).eval()
+        runtime[2].deep = est.deep_prompt_
         est.label_head_ = None
         est.backbone_delta_ = est._delta(backbone)
         if est.tuning == "prompt+head":

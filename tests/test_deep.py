@@ -1,0 +1,89 @@
+"""Deep prompts: trainable states at every layer's input, hooks only while pet_kit runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SENTIMENT_PVP, build_model
+
+from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit.deep import layer_hooks_spec
+
+
+def _hooks(model):
+    modules, _ = layer_hooks_spec(model)
+    return sum(len(m._forward_pre_hooks) for m in modules)
+
+
+def test_trains_saves_loads_and_leaves_no_hooks(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    clf = make_clf(deep_prompt=3, epochs=5).fit(X, y)
+    model = clf._runtime()[0].model
+    assert clf.n_slots_ == 5  # 3 deep + the pattern's 2
+    assert tuple(clf.deep_prompt_.states().shape) == (1, 3, 32)  # (layers - 1, P, hidden)
+    assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
+    proba = clf.predict_proba(X)
+    assert _hooks(model) == 0 and all(not p.requires_grad for p in model.parameters())
+    clf.save(tmp_path / "p")
+    loaded = PromptClassifier.load(tmp_path / "p")
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-6)
+    assert loaded.pvp_.pattern.text == clf.pvp_.pattern.text  # the prefix is not saved twice
+
+
+def test_every_layer_state_is_used(make_clf, toy_data):
+    X, y = toy_data
+    clf = make_clf(deep_prompt=2, epochs=2).fit(X, y)
+    before = clf.predict_proba(X)
+    with torch.no_grad():
+        clf.deep_prompt_.raw[0] += 5.0  # the states at layer 1's input
+    assert not np.allclose(clf.predict_proba(X), before, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "distilbert", "albert", "electra"])
+def test_other_architectures(tiny_tokenizer, toy_data, arch):
+    X, y = toy_data
+    model = build_model(len(tiny_tokenizer), arch=arch)
+    clf = PromptClassifier(
+        pvp=SENTIMENT_PVP,
+        model=model,
+        tokenizer=tiny_tokenizer,
+        deep_prompt=2,
+        epochs=2,
+        batch_size=4,
+        random_state=0,
+        verbose=0,
+    ).fit(X, y)
+    before = clf.predict_proba(X)
+    with torch.no_grad():  # the last layer's input (ALBERT: its shared layer's last call)
+        clf.deep_prompt_.raw[-1] += 5.0
+    assert not np.allclose(clf.predict_proba(X), before, atol=1e-4)
+    assert _hooks(model) == 0
+
+
+def test_mlp_reparameterisation_is_folded_into_the_saved_states(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    clf = make_clf(deep_prompt=2, deep_prompt_encoder="mlp", epochs=3).fit(X, y)
+    assert clf.deep_prompt_.mlp is None
+    clf.save(tmp_path / "p")
+    np.testing.assert_allclose(
+        PromptClassifier.load(tmp_path / "p").predict_proba(X), clf.predict_proba(X), atol=1e-6
+    )
+
+
+def test_errors(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="deep_prompt"):
+            make_clf(deep_prompt=bad).fit(X, y)
+    with pytest.raises(InputError, match="deep_prompt_encoder"):
+        make_clf(deep_prompt=2, deep_prompt_encoder="lstm").fit(X, y)
+    make_clf(epochs=1).fit(X, y).save(tmp_path / "plain")
+    import json
+
+    meta_file = tmp_path / "plain" / "prompt.json"
+    meta = json.loads(meta_file.read_text())
+    meta["params"]["deep_prompt"] = 2
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(SavedPromptError, match=r"deep_states|slot tensor"):
+        PromptClassifier.load(tmp_path / "plain")
