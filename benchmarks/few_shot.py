@@ -23,7 +23,9 @@ The PET family (issue 6), all on the task template's soft patterns:
 ``pet_kit_demos``     one LM-BFF demonstration per class (most similar), 2x max length;
 ``pet_kit_head``      tuning="prompt+head" (soft verbalizer);
 ``pet_kit_lora``      tuning="lora" (rank 8 adapters on query/value);
-``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts.
+``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts;
+``pet_kit_deep``      the pet_kit row's pattern plus a deep prompt (deep_prompt=4: trainable
+                  states for 4 prefix slots at every layer's input).
 
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
@@ -75,6 +77,8 @@ METHODS = (
     "pet_kit_head",
     "pet_kit_lora",
     "pet_kit_full",
+    # prompt mechanics (issue 7)
+    "pet_kit_deep",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).
 ENSEMBLE_ROWS = (
@@ -86,6 +90,8 @@ ENSEMBLE_ROWS = (
 )
 #: Optimizer steps of the distilled student prompt (it sees the unlabeled texts too).
 STUDENT_STEPS = 250
+#: Deep prompt length of the pet_kit_deep row.
+DEEP_PROMPT = 4
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
 
 log = logging.getLogger("few_shot")
@@ -263,6 +269,11 @@ def run_pet_kit_lora(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> f
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
+def run_pet_kit_deep(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, deep_prompt=DEEP_PROMPT)
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
 def run_pet_kit_full(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     clf = _soft_clf(ctx, seed, tuning="full")
     clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
@@ -372,6 +383,7 @@ RUNNERS = {
     "pet_kit_head": run_pet_kit_head,
     "pet_kit_lora": run_pet_kit_lora,
     "pet_kit_full": run_pet_kit_full,
+    "pet_kit_deep": run_pet_kit_deep,
 }
 
 
