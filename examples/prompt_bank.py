@@ -1,0 +1,58 @@
+"""One backbone, many tasks: train two small prompts, serve them from one PromptBank.
+
+Trains a Rotten Tomatoes sentiment prompt and a BBC News topic prompt (K per class),
+saves both, loads them into a PromptBank (the default backbone is loaded once), routes
+texts by task, and classifies a mixed batch in one encoder pass per batch. The same
+folder can be served over HTTP: ``pet-kit serve prompts/bank``.
+``python examples/prompt_bank.py --k 8``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pet_kit import PromptClassifier
+from pet_kit.bank import PromptBank
+from pet_kit.datasets import load_task, sample_k_shot
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = {
+    "sentiment": ("rotten_tomatoes", "templates/rotten_tomatoes.yaml#soft"),
+    "topic": ("bbc_news", "templates/bbc_news.yaml#soft"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", default=str(REPO / "prompts" / "bank"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    for name, (task, pvp) in TASKS.items():
+        train = sample_k_shot(load_task(task, "train"), k=args.k, seed=0)
+        clf = PromptClassifier(
+            pvp=str(REPO / pvp), epochs=args.epochs, max_length=128, random_state=0, verbose=0
+        )
+        clf.fit(train["text"], train["label"]).save(Path(args.out) / name)
+        print(f"trained and saved {name!r} ({task}, K={args.k})")
+
+    bank = PromptBank.from_folder(args.out)
+    for name, info in bank.tasks.items():
+        print(f"{name}: classes {info['classes']}, pattern {info['pattern']!r}")
+    texts = [
+        "A gorgeous, moving film.",
+        "Shares fell sharply after the profit warning.",
+        "A tedious, overlong mess.",
+        "The striker scored twice in the final.",
+    ]
+    tasks = ["sentiment", "topic", "sentiment", "topic"]
+    for text, task, label in zip(texts, tasks, bank.predict_mixed(texts, tasks), strict=True):
+        print(f"[{task}] {text!r} -> {label}")
+
+
+if __name__ == "__main__":
+    main()
