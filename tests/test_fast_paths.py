@@ -74,7 +74,9 @@ def test_prompt_encoder_runs_once_per_training_micro_batch(make_clf, toy_data, m
     calls = _spy_batches(monkeypatch)
     make_clf(prompt_encoder="lstm", epochs=2, batch_size=4, gradient_accumulation_steps=2).fit(X, y)
     train_calls = [c for c in calls if not c["inference"]]
-    assert train_calls and count["n"] == len(train_calls)
+    # one call per training micro-batch, plus one at the start recording the initial
+    # vectors (prompt_init_, for pet_kit.explain)
+    assert train_calls and count["n"] == len(train_calls) + 1
     # the backbone never requires grad while training: only the prompt does
     assert not any(c["backbone_grads"] for c in train_calls)
 
