@@ -487,7 +487,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     tasks = list(summary)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    cmap = plt.get_cmap("tab20")
+    colors = {m: cmap(i % 20) for i, m in enumerate(METHODS)}
     for ax, task in zip(axes[0], tasks, strict=True):
         for method in METHODS:
             cells = summary[task].get(method)
