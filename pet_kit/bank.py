@@ -8,6 +8,10 @@ slots, the encoder runs once over all of them, and each task's label-word rows a
 off the hidden states at its mask. Prompts for which that is not possible (multi-token
 label words, demonstrations, LoRA / full tuning, architectures without the fast head)
 are run per task instead, with the same results.
+
+A bank is not meant for concurrent predictions from several threads (deep prompts
+attach temporary hooks to the shared backbone during a pass): serialise calls, as
+``pet-kit serve`` does.
 """
 
 from __future__ import annotations

@@ -15,12 +15,15 @@ Limits: request bodies over ``max_body_bytes`` get 413 before they are read (a P
 needs a ``Content-Length``: 411 without);
 more than ``max_texts`` texts or a text over ``max_text_chars`` characters get 413 too.
 Unknown tasks give 404, malformed requests 422, with a JSON ``{"detail": message}``.
+Predictions run one request at a time (a lock): the shared backbone is used by one
+forward pass at a time, and torch already uses every core for it.
 Install with ``pip install 'pet_kit[serve]'``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -72,6 +75,10 @@ def create_app(
     fastapi = _fastapi()
     from fastapi.responses import JSONResponse
 
+    # FastAPI runs handlers in a thread pool; one prediction at a time keeps the shared
+    # backbone's temporary state (deep-prompt hooks, eval flags) private to one request
+    lock = threading.Lock()
+
     app = fastapi.FastAPI(title="pet_kit", description="Cloze-prompt classifiers on one backbone")
 
     def error(status: int, message: str) -> JSONResponse:
@@ -115,7 +122,8 @@ def create_app(
             known = ", ".join(sorted(bank.tasks)) or "none"
             return error(404, f"unknown task {unknown[0]!r}; the server has: {known}")
         try:
-            probas = bank.predict_mixed_proba(texts, names)
+            with lock:
+                probas = bank.predict_mixed_proba(texts, names)
         except PetKitError as exc:
             return error(422, str(exc))
         labels = bank.predict_mixed_labels(probas, names)
