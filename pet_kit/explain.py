@@ -149,8 +149,14 @@ def explain_prediction(clf: Any, text: Any) -> dict[str, Any]:
 
 
 def save_report(clf: Any, path: str | os.PathLike[str], text: Any = None, top_k: int = 3) -> Path:
-    """A PNG: slot norms and drift (with nearest words); with ``text``, the ablation."""
-    import matplotlib
+    """A PNG: slot norms and drift (with nearest words); with ``text``, the ablation.
+
+    Needs matplotlib (``pip install 'pet_kit[plot]'``).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("the PNG report needs matplotlib: pip install 'pet_kit[plot]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

