@@ -93,6 +93,10 @@ STUDENT_STEPS = 250
 #: Deep prompt length of the pet_kit_deep row.
 DEEP_PROMPT = 4
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
+#: The peers comparison (few_shot.md) and the PET family / prompt mechanics rows
+#: (few_shot_pet.md, with the pet_kit row for reference).
+PEER_METHODS = METHODS[: METHODS.index("zero_shot_calibrated")]
+PET_METHODS = ("zero_shot", "pet_kit", *METHODS[METHODS.index("zero_shot_calibrated") :])
 
 log = logging.getLogger("few_shot")
 
@@ -441,7 +445,9 @@ def threads_note(data: dict[str, Any]) -> str:
     )
 
 
-def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
+def markdown(
+    summary: dict[str, Any], data: dict[str, Any], methods: tuple[str, ...] = METHODS
+) -> str:
     """The summary as Markdown tables (mean ± std over seeds; s = mean seconds per run)."""
     m = data.get("machine", {})
     lines = [
@@ -451,8 +457,10 @@ def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
         " Accuracy on the fixed test subset, mean ± std over seeds (n = seeds when fewer"
         " than 5); s = mean wall seconds per run (fit + predict).",
     ]
-    for task, methods in summary.items():
-        ks = sorted({k for cells in methods.values() for k in cells})
+    for task, by_method in summary.items():
+        if not any(by_method.get(m) for m in methods if m not in ("zero_shot", "pet_kit")):
+            continue
+        ks = sorted({k for cells in by_method.values() for k in cells})
         n_test = next((r["n_test"] for r in data["runs"] if r["task"] == task), "?")
         lines += [
             "",
@@ -461,8 +469,8 @@ def markdown(summary: dict[str, Any], data: dict[str, Any]) -> str:
             "| method | " + " | ".join(f"K={k}" for k in ks) + " | s/run |",
             "| --- |" + " --- |" * (len(ks) + 1),
         ]
-        for method in METHODS:
-            cells = methods.get(method)
+        for method in methods:
+            cells = by_method.get(method)
             if not cells:
                 continue
             row = []
@@ -646,7 +654,9 @@ def report(data: dict[str, Any], out: Path) -> None:
     data["summary"] = summary
     write_json(out, data)
     print(table(summary))
-    out.with_suffix(".md").write_text(markdown(summary, data), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(summary, data, PEER_METHODS), encoding="utf-8")
+    pet = out.with_name(out.stem + "_pet.md")
+    pet.write_text(markdown(summary, data, PET_METHODS), encoding="utf-8")
     try:
         plot(summary, out.with_suffix(".png"))
     except ImportError:
