@@ -487,18 +487,19 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict[str, Any], path: Path) -> None:
+def plot(summary: dict[str, Any], path: Path, methods: tuple[str, ...] = METHODS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(summary)
+    extra = [m for m in methods if m not in ("zero_shot", "pet_kit")]
+    tasks = [t for t in summary if any(summary[t].get(m) for m in extra)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     cmap = plt.get_cmap("tab20")
     colors = {m: cmap(i % 20) for i, m in enumerate(METHODS)}
     for ax, task in zip(axes[0], tasks, strict=True):
-        for method in METHODS:
+        for method in methods:
             cells = summary[task].get(method)
             if not cells:
                 continue
@@ -515,9 +516,11 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("K (labelled examples per class)")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------ main
@@ -658,7 +661,8 @@ def report(data: dict[str, Any], out: Path) -> None:
     pet = out.with_name(out.stem + "_pet.md")
     pet.write_text(markdown(summary, data, PET_METHODS), encoding="utf-8")
     try:
-        plot(summary, out.with_suffix(".png"))
+        plot(summary, out.with_suffix(".png"), PEER_METHODS)
+        plot(summary, out.with_name(out.stem + "_pet.png"), PET_METHODS)
     except ImportError:
         log.warning("matplotlib is not installed: no plot")
 
