@@ -211,13 +211,29 @@ class ClozeScorer:
             logits = logits[rows, tensors["mask_pos"]]
         return torch.log_softmax(logits.float(), dim=-1)
 
-    def word_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
-        """Per-label-word scores ``(B, n_words)`` in verbalizer group order."""
+    def word_scores(
+        self, batch: Sequence[Encoded], slots: torch.Tensor | None, drop_slot: int | None = None
+    ) -> torch.Tensor:
+        """Per-label-word scores ``(B, n_words)`` in verbalizer group order.
+
+        ``drop_slot`` (one example only): score it with that soft slot's position removed
+        from the input (``pet_kit.explain``'s ablation).
+        """
+        if drop_slot is not None and len(batch) != 1:
+            raise ValueError("drop_slot scores one example at a time")
         parts = []
         for gi in self.groups:
-            tensors = {
-                k: v.to(self.device) for k, v in self.encoder.collate(batch, gi.length).items()
-            }
+            tensors = self.encoder.collate(batch, gi.length)
+            if drop_slot is not None:
+                keep = tensors["soft_index"][0] != drop_slot
+                before_mask = int((~keep[: int(tensors["mask_pos"][0])]).sum())
+                tensors = {
+                    "input_ids": tensors["input_ids"][:, keep],
+                    "attention_mask": tensors["attention_mask"][:, keep],
+                    "soft_index": tensors["soft_index"][:, keep],
+                    "mask_pos": tensors["mask_pos"] - before_mask,
+                }
+            tensors = {k: v.to(self.device) for k, v in tensors.items()}
             parts.append(self._group_scores(tensors, gi, slots))
         return torch.cat(parts, dim=1)
 

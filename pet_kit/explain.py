@@ -74,25 +74,10 @@ def explain_slots(clf: Any, top_k: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scores(clf: Any, example: Any, drop: int | None) -> torch.Tensor:
-    """Class scores of one encoded example, optionally with slot ``drop`` removed."""
-    _, encoder, scorer = clf._runtime()
-    slots = clf._slots()
-    parts = []
-    for gi in scorer.groups:
-        t = encoder.collate([example], gi.length)
-        if drop is not None:
-            keep = t["soft_index"][0] != drop
-            before_mask = int((~keep[: int(t["mask_pos"][0])]).sum())
-            t = {
-                "input_ids": t["input_ids"][:, keep],
-                "attention_mask": t["attention_mask"][:, keep],
-                "soft_index": t["soft_index"][:, keep],
-                "mask_pos": t["mask_pos"] - before_mask,
-            }
-        t = {k: v.to(scorer.device) for k, v in t.items()}
-        parts.append(scorer._group_scores(t, gi, slots))
-    words = torch.cat(parts, dim=1)
+def _scores(clf: Any, example: Any, drop: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word and class scores of one encoded example, optionally with slot ``drop`` removed."""
+    scorer = clf._runtime()[2]
+    words = scorer.word_scores([example], clf._slots(), drop_slot=drop)
     return words[0], scorer.aggregate_words(words)[0]
 
 
