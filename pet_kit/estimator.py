@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import logging
 import os
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,11 +21,19 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._version import __version__
+from .artefact import (
+    loaded_deep_states,
+    loaded_delta,
+    loaded_label_head,
+    loaded_pool,
+    loaded_prior,
+    loaded_slots,
+    prompt_tensors,
+)
 from .backbone import Backbone, frozen, load_backbone
 from .cloze import ClozeScorer
-from .deep import DEEP_ENCODERS, DeepPrompt, initial_states, layer_hooks_spec, with_deep_prefix
+from .deep import DeepPrompt, initial_states, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, Demonstrations, DemoPool, with_demo_field
-from .demonstrations import MODES as DEMO_MODES
 from .encoding import ClozeEncoder, Encoded
 from .errors import (
     BackboneError,
@@ -34,16 +42,16 @@ from .errors import (
     PetKitError,
     SavedPromptError,
 )
-from .inputs import check_positive_int, is_real_number, to_label_indices, to_records
+from .inputs import check_positive_int, to_label_indices, to_records
+from .params import CALIBRATIONS, check_classifier_params
 from .persist import read_prompt_dir, write_prompt_dir
-from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS, SoftPrompt, initial_vectors
+from .prompt import SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
 from .threads import torch_threads
 from .training import TrainConfig, TrainingInterrupted, TrainResult, predict_scores, train_prompt
 from .tuning import (
     BACKBONE_TUNINGS,
     DEFAULT_BACKBONE_LR,
-    TUNINGS,
     backbone_delta,
     mlm_loss_fn,
     trainable_backbone_params,
@@ -59,7 +67,6 @@ log = logging.getLogger(__name__)
 _OBJECT_PARAMS = ("pvp", "model", "tokenizer")
 # Recorded in prompt.json for information but not restored by load(): machine-specific.
 _NOT_RESTORED = ("device", "n_threads")
-CALIBRATIONS = (None, "content_free", "unlabeled")
 
 
 def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
@@ -80,23 +87,6 @@ def _labels_array(labels: list[Hashable]) -> np.ndarray:
 
 def _to_json_label(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _check_device(device: Any) -> None:
-    """Refuse a device torch does not know, or CUDA on a machine without it."""
-    if device is None or device == "auto":
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(
-            f"device {device!r} is not a torch device; use None (automatic), 'cpu' or 'cuda'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device={device!r} but CUDA is not available on this machine; use device='cpu'"
-            " or None (automatic)"
-        )
 
 
 def _encoder_kind(prompt: SoftPrompt) -> str | None:
@@ -137,96 +127,20 @@ def _soft_labels(y: Any, labels: list[Hashable], n: int) -> np.ndarray | None:
     return (arr / arr.sum(1, keepdims=True)).astype(np.float32)
 
 
-LABEL_HEAD_PREFIX = "label_head."
-BACKBONE_PREFIX = "backbone."
+@dataclasses.dataclass
+class _FitState:
+    """What one ``fit`` call trains, kept together for checkpoints and the fitted
+    attributes."""
 
-
-def _prompt_tensors(
-    prompt: SoftPrompt,
-    label_head: nn.Module | None,
-    prior: np.ndarray | None,
-    delta: dict[str, torch.Tensor] | None = None,
-    slots_init: torch.Tensor | None = None,
-    deep: nn.Module | None = None,
-) -> dict[str, torch.Tensor]:
-    """What a prompt folder's tensor file holds."""
-    with torch.no_grad():
-        tensors = {"slots": prompt().detach().float()}
-        if deep is not None:
-            tensors["deep_states"] = deep.states().detach().float().contiguous()
-    if slots_init is not None:
-        tensors["slots_init"] = slots_init.detach().float()
-    if label_head is not None:
-        for key, value in label_head.state_dict().items():
-            tensors[LABEL_HEAD_PREFIX + key] = value.detach().float()
-    for key, value in (delta or {}).items():
-        tensors[BACKBONE_PREFIX + key] = value.detach().float().contiguous().clone()
-    if prior is not None:
-        tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
-    return tensors
-
-
-def _loaded_label_head(
-    scorer: ClozeScorer, tensors: dict[str, torch.Tensor], tensor_file: str
-) -> nn.Module:
-    """The saved soft verbalizer, checked against the scorer's label rows."""
-    head = scorer.make_label_head()
-    cut = len(LABEL_HEAD_PREFIX)
-    state = {k[cut:]: v for k, v in tensors.items() if k.startswith(LABEL_HEAD_PREFIX)}
-    expected = head.state_dict()
-    shapes_ok = set(state) == set(expected) and all(
-        tuple(state[k].shape) == tuple(expected[k].shape) for k in expected
-    )
-    if not shapes_ok or not all(bool(torch.isfinite(v).all()) for v in state.values()):
-        raise SavedPromptError(
-            f"{tensor_file}: tuning is 'prompt+head' but the label-head tensors are missing,"
-            f" damaged or of the wrong shape (expected {sorted(expected)}); save the prompt"
-            " again"
-        )
-    head.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    return head.eval()
-
-
-def _loaded_pool(
-    meta: dict[str, Any], mode: str | None, n_classes: int, where: str
-) -> DemoPool | None:
-    """The saved demonstration pool, checked (``None`` without demonstrations)."""
-    data = meta.get("demonstrations")
-    if mode is None:
-        return None
-    try:
-        pool = DemoPool.from_dict(data)
-        ok = bool(len(pool.labels)) and 0 <= pool.labels.min() and pool.labels.max() < n_classes
-    except (TypeError, ValueError, KeyError, AttributeError):
-        ok = False
-    if not ok:
-        raise SavedPromptError(
-            f"{where}: params.demonstrations is {mode!r} but the file has no valid"
-            " 'demonstrations' pool (records + labels); the file was edited. Save the prompt"
-            " again"
-        )
-    return pool
-
-
-def _loaded_prior(
-    tensors: dict[str, torch.Tensor], n_classes: int, tensor_file: str
-) -> np.ndarray | None:
-    """The saved calibration prior, checked (``None`` when the prompt has none)."""
-    prior = tensors.get("calibration_prior")
-    if prior is None:
-        return None
-    ok = (
-        prior.is_floating_point()
-        and tuple(prior.shape) == (n_classes,)
-        and bool(torch.isfinite(prior).all())
-        and bool((prior > 0).all())
-    )
-    if not ok:
-        raise SavedPromptError(
-            f"{tensor_file}: 'calibration_prior' must hold {n_classes} positive finite"
-            f" numbers, got {prior.dtype} with shape {tuple(prior.shape)}; the file was edited"
-        )
-    return prior.double().numpy()
+    pvp: PVP
+    runtime: tuple[Backbone, ClozeEncoder, ClozeScorer]
+    prompt: SoftPrompt
+    slots_init: torch.Tensor
+    label_head: nn.Module | None
+    deep: DeepPrompt | None
+    pool: DemoPool | None
+    classes: np.ndarray
+    warm: bool
 
 
 class PromptClassifier(ClassifierMixin, BaseEstimator):
@@ -503,112 +417,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- internals
     def _check_params(self) -> None:
-        for name in (
-            "max_length",
-            "batch_size",
-            "eval_batch_size",
-            "gradient_accumulation_steps",
-            "n_iter_no_change",
-        ):
-            check_positive_int(name, getattr(self, name))
-        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 0:
-            raise InputError(f"epochs must be an integer >= 0, got {self.epochs!r}")
-        if self.max_steps is not None and (
-            not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 0
-        ):
-            raise InputError(f"max_steps must be None or an integer >= 0, got {self.max_steps!r}")
-        if not is_real_number(self.learning_rate) or not self.learning_rate > 0:
-            raise InputError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
-        if not is_real_number(self.temperature) or not self.temperature > 0:
-            raise InputError(f"temperature must be a number > 0, got {self.temperature!r}")
-        if not is_real_number(self.weight_decay) or not self.weight_decay >= 0:
-            raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if self.prompt_init not in INIT_STRATEGIES:
-            raise InputError(
-                f"prompt_init must be one of {INIT_STRATEGIES}, got {self.prompt_init!r}"
-            )
-        if self.prompt_encoder not in PROMPT_ENCODERS:
-            raise InputError(
-                f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {self.prompt_encoder!r}"
-            )
-        if not is_real_number(self.validation_fraction) or not 0.0 < self.validation_fraction < 1.0:
-            raise InputError(
-                f"validation_fraction must be a number in (0, 1), got {self.validation_fraction!r}"
-            )
-        if not isinstance(self.verbose, (int, np.integer)):
-            raise InputError(f"verbose must be an integer, got {self.verbose!r}")
-        if not (
-            isinstance(self.group_by_length, (bool, np.bool_)) or self.group_by_length == "auto"
-        ):
-            raise InputError(
-                f"group_by_length must be True, False or 'auto', got {self.group_by_length!r}"
-            )
-        if self.tuning not in TUNINGS:
-            raise InputError(f"tuning must be one of {TUNINGS}, got {self.tuning!r}")
-        d = self.deep_prompt
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
-            raise InputError(f"deep_prompt must be an integer >= 0 (slots), got {d!r}")
-        if self.deep_prompt_encoder not in DEEP_ENCODERS:
-            raise InputError(
-                f"deep_prompt_encoder must be one of {DEEP_ENCODERS}, got"
-                f" {self.deep_prompt_encoder!r}"
-            )
-        blr = self.backbone_learning_rate
-        if blr is not None and (not is_real_number(blr) or not blr > 0):
-            raise InputError(f"backbone_learning_rate must be None or a number > 0, got {blr!r}")
-        check_positive_int("lora_rank", self.lora_rank)
-        if not is_real_number(self.lora_alpha) or not self.lora_alpha > 0:
-            raise InputError(f"lora_alpha must be a number > 0, got {self.lora_alpha!r}")
-        w = self.mlm_loss_weight
-        if not is_real_number(w) or not 0 <= w < 1:
-            raise InputError(f"mlm_loss_weight must be a number in [0, 1), got {w!r}")
-        if self.demonstrations not in DEMO_MODES:
-            raise InputError(
-                f"demonstrations must be one of {DEMO_MODES}, got {self.demonstrations!r}"
-            )
-        if self.demo_max_tokens is not None:
-            check_positive_int("demo_max_tokens", self.demo_max_tokens)
-        if self.calibration not in CALIBRATIONS:
-            raise InputError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        texts = self.calibration_texts
-        if texts is not None and (
-            isinstance(texts, (str, bytes))
-            or not hasattr(texts, "__len__")
-            or len(texts) == 0
-            or not all(isinstance(t, str) for t in texts)
-        ):
-            raise InputError(
-                f"calibration_texts must be None or a non-empty list of strings, got {texts!r}"
-            )
-        for name in ("early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        try:
-            check_random_state(self.random_state)
-        except ValueError:
-            raise InputError(
-                f"random_state must be None, an integer or a numpy RandomState, got"
-                f" {self.random_state!r}"
-            ) from None
-        _check_device(self.device)
-        if self.checkpoint_dir is not None and not isinstance(
-            self.checkpoint_dir, (str, os.PathLike)
-        ):
-            raise InputError(
-                f"checkpoint_dir must be a folder path or None, got {self.checkpoint_dir!r}"
-            )
-        if self.checkpoint_every is not None:
-            check_positive_int("checkpoint_every", self.checkpoint_every)
-            if self.checkpoint_dir is None:
-                raise InputError(
-                    f"checkpoint_every={self.checkpoint_every} needs checkpoint_dir: set"
-                    " checkpoint_dir to the folder the checkpoints go to"
-                )
-        if self.gradient_accumulation_steps > self.batch_size:
-            raise InputError(
-                "gradient_accumulation_steps cannot exceed batch_size"
-                f" ({self.gradient_accumulation_steps} > {self.batch_size})"
-            )
+        check_classifier_params(self)
 
     def _load_pvp(self) -> PVP:
         if self.pvp is None:
@@ -778,17 +587,69 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X: Any, y: Any, X_unlabeled: Any = None) -> PromptClassifier:
         pvp = self._load_pvp()
         runtime = self._build_runtime(pvp)
-        backbone, encoder, scorer = runtime
-        examples, y_idx, targets, pool = self._training_data(X, y, encoder)
+        examples, y_idx, targets, pool = self._training_data(X, y, runtime[1])
         rs = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
-        prompt = self._warm_prompt(pvp, backbone, generator) if self.warm_start else None
+        state = self._fit_state(pvp, runtime, examples, pool, generator)
+        encoder = state.runtime[1]
+        history: dict[str, Any] = {
+            "steps": 0,
+            "train_loss": [],
+            "zero_shot": True,
+            "interrupted": False,
+            "warm_started": state.warm,
+        }
+        interrupt: TrainingInterrupted | None = None
+        trained = False
+        if examples is None:
+            log.info("no training data: zero-shot classifier")
+        elif (
+            encoder.n_slots == 0
+            and state.label_head is None
+            and self.tuning not in BACKBONE_TUNINGS
+        ):
+            log.info("the pattern has no soft slots: zero-shot, nothing to train")
+        else:
+            train_ex, train_y, validation = self._split_validation(examples, y_idx, targets, rs)
+            mlm_texts = X_unlabeled if X_unlabeled is not None else X
+            try:
+                result = self._train(state, train_ex, train_y, validation, generator, mlm_texts)
+            except TrainingInterrupted as exc:
+                interrupt, result = exc, exc.result
+            history = {**result.as_dict(), "zero_shot": False, "warm_started": state.warm}
+            trained = True
+        prior = self._calibration_prior(state.runtime, state.prompt, X, X_unlabeled, pool)
+        # fitted attributes are set only once everything above succeeded (or was
+        # interrupted with a usable prompt)
+        self._set_fitted(state, prior, history)
+        if trained and self.checkpoint_dir is not None:
+            path = self.save(self.checkpoint_dir)
+            log.info("final checkpoint written to %s", path)
+        if interrupt is not None:
+            log.warning(
+                "fit interrupted after %d step(s): the estimator holds the prompt so far",
+                history["steps"],
+            )
+            raise interrupt
+        return self
+
+    def _fit_state(
+        self,
+        pvp: PVP,
+        runtime: tuple[Backbone, ClozeEncoder, ClozeScorer],
+        examples: list[Encoded] | None,
+        pool: DemoPool | None,
+        generator: torch.Generator,
+    ) -> _FitState:
+        """The modules this fit trains: prompt, and the label head / deep prompt / private
+        backbone copy its parameters ask for (continued from the fitted ones on a warm
+        start)."""
+        prompt = self._warm_prompt(pvp, runtime[0], generator) if self.warm_start else None
         warm = prompt is not None
-        tunes_backbone = self.tuning in BACKBONE_TUNINGS
-        if tunes_backbone:  # a private copy: the shared backbone is never changed
+        if self.tuning in BACKBONE_TUNINGS:  # a private copy: the shared one never changes
             previous = getattr(self, "backbone_delta_", None) if warm else None
             runtime = self._tuned_runtime(runtime, previous)
-            backbone, encoder, scorer = runtime
+        backbone, encoder, scorer = runtime
         if prompt is None:
             prompt = self._new_prompt(backbone, encoder, generator)
         with torch.no_grad():
@@ -814,130 +675,137 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 init = initial_states(scorer, probe, prompt().detach(), int(self.deep_prompt))
             deep = DeepPrompt(init, encoder=self.deep_prompt_encoder).to(backbone.device)
         scorer.deep = deep
-        trainable = [m for m in (label_head, deep) if m is not None]
+        return _FitState(
+            pvp=pvp,
+            runtime=runtime,
+            prompt=prompt,
+            slots_init=slots_init,
+            label_head=label_head,
+            deep=deep,
+            pool=pool,
+            classes=_labels_array(list(encoder.labels)),
+            warm=warm,
+        )
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            epochs=int(self.epochs),
+            max_steps=self.max_steps,
+            batch_size=int(self.batch_size),
+            gradient_accumulation_steps=int(self.gradient_accumulation_steps),
+            n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
+            verbose=int(self.verbose),
+            checkpoint_every=self.checkpoint_every,
+            temperature=float(self.temperature),
+            backbone_learning_rate=float(
+                self.backbone_learning_rate or DEFAULT_BACKBONE_LR.get(self.tuning, 1e-4)
+            ),
+            aux_loss_weight=float(self.mlm_loss_weight) if self.tuning == "full" else 0.0,
+            group_by_length=(
+                "auto" if self.group_by_length == "auto" else bool(self.group_by_length)
+            ),
+        )
+
+    def _train(
+        self,
+        state: _FitState,
+        train_ex: list[Encoded],
+        train_y: np.ndarray,
+        validation: tuple[list[Encoded], np.ndarray] | None,
+        generator: torch.Generator,
+        mlm_texts: Any,
+    ) -> TrainResult:
+        """Run the training loop on ``state``'s modules (the backbone stays frozen except
+        for the LoRA / full-tuning copy's own weights)."""
+        backbone, encoder, scorer = state.runtime
+        config = self._train_config()
+        trainable = [m for m in (state.label_head, state.deep) if m is not None]
         extra = trainable[0] if len(trainable) == 1 else (nn.ModuleList(trainable) or None)
-        classes = _labels_array(list(encoder.labels))
-        history: dict[str, Any] = {
-            "steps": 0,
-            "train_loss": [],
-            "zero_shot": True,
-            "interrupted": False,
-            "warm_started": warm,
-        }
-        interrupt: TrainingInterrupted | None = None
-        trained = False
-        if examples is None:
-            log.info("no training data: zero-shot classifier")
-        elif encoder.n_slots == 0 and label_head is None and not tunes_backbone:
-            log.info("the pattern has no soft slots: zero-shot, nothing to train")
-        else:
-            train_ex, train_y, validation = self._split_validation(examples, y_idx, targets, rs)
-            config = TrainConfig(
-                learning_rate=float(self.learning_rate),
-                weight_decay=float(self.weight_decay),
-                epochs=int(self.epochs),
-                max_steps=self.max_steps,
-                batch_size=int(self.batch_size),
-                gradient_accumulation_steps=int(self.gradient_accumulation_steps),
-                n_iter_no_change=int(self.n_iter_no_change) if self.early_stopping else None,
-                verbose=int(self.verbose),
-                checkpoint_every=self.checkpoint_every,
-                temperature=float(self.temperature),
-                backbone_learning_rate=float(
-                    self.backbone_learning_rate or DEFAULT_BACKBONE_LR.get(self.tuning, 1e-4)
-                ),
-                aux_loss_weight=float(self.mlm_loss_weight) if self.tuning == "full" else 0.0,
-                group_by_length=(
-                    "auto" if self.group_by_length == "auto" else bool(self.group_by_length)
-                ),
+        named: list[tuple[str, nn.Parameter]] = []
+        aux_loss = None
+        if self.tuning in BACKBONE_TUNINGS:
+            named = trainable_backbone_params(backbone.model, self.tuning)
+            if config.aux_loss_weight > 0:  # PET's auxiliary MLM loss on the texts
+                records = to_records(mlm_texts, self._user_fields(encoder))
+                texts = [" ".join(r.values()) for r in records]
+                aux_loss = mlm_loss_fn(
+                    backbone, texts, int(self.batch_size), int(self.max_length), generator
+                )
+        with frozen(backbone.model), training_params(named):
+            return train_prompt(
+                scorer,
+                state.prompt,
+                train_ex,
+                train_y,
+                config,
+                generator,
+                validation=validation,
+                on_checkpoint=self._checkpoint_writer(state),
+                extra=extra,
+                backbone_params=named,
+                aux_loss=aux_loss,
             )
-            on_checkpoint = None
-            if self.checkpoint_dir is not None:
 
-                def on_checkpoint(step: int, result: TrainResult) -> None:
-                    meta = self._meta(
-                        pvp,
-                        classes,
-                        encoder.n_slots,
-                        backbone.name,
-                        backbone.fingerprint,
-                        backbone,
-                        {
-                            **result.as_dict(),
-                            "zero_shot": False,
-                            "warm_started": warm,
-                            "checkpoint": True,
-                        },
-                        pool,
-                    )
-                    tensors = _prompt_tensors(
-                        prompt, label_head, None, self._delta(backbone), slots_init, deep
-                    )
-                    write_prompt_dir(self.checkpoint_dir, tensors, meta)
-                    log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
+    def _checkpoint_writer(self, state: _FitState) -> Callable[[int, TrainResult], None] | None:
+        """The ``on_checkpoint`` callback writing ``state`` to ``checkpoint_dir``."""
+        if self.checkpoint_dir is None:
+            return None
+        backbone, encoder, _ = state.runtime
 
-            named: list[tuple[str, nn.Parameter]] = []
-            aux_loss = None
-            if tunes_backbone:
-                named = trainable_backbone_params(backbone.model, self.tuning)
-                if config.aux_loss_weight > 0:
-                    source = X_unlabeled if X_unlabeled is not None else X
-                    texts = [
-                        " ".join(r.values()) for r in to_records(source, self._user_fields(encoder))
-                    ]
-                    aux_loss = mlm_loss_fn(
-                        backbone, texts, int(self.batch_size), int(self.max_length), generator
-                    )
-            try:
-                with frozen(backbone.model), training_params(named):
-                    result = train_prompt(
-                        scorer,
-                        prompt,
-                        train_ex,
-                        train_y,
-                        config,
-                        generator,
-                        validation=validation,
-                        on_checkpoint=on_checkpoint,
-                        extra=extra,
-                        backbone_params=named,
-                        aux_loss=aux_loss,
-                    )
-            except TrainingInterrupted as exc:
-                interrupt, result = exc, exc.result
-            history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
-            trained = True
-        prior = self._calibration_prior(runtime, prompt, X, X_unlabeled, pool)
-        # fitted attributes are set only once everything above succeeded (or was
-        # interrupted with a usable prompt)
-        self._set_runtime(runtime)
+        def on_checkpoint(step: int, result: TrainResult) -> None:
+            history = {
+                **result.as_dict(),
+                "zero_shot": False,
+                "warm_started": state.warm,
+                "checkpoint": True,
+            }
+            meta = self._meta(
+                state.pvp,
+                state.classes,
+                encoder.n_slots,
+                backbone.name,
+                backbone.fingerprint,
+                backbone,
+                history,
+                state.pool,
+            )
+            tensors = prompt_tensors(
+                state.prompt,
+                state.label_head,
+                None,
+                self._delta(backbone),
+                state.slots_init,
+                state.deep,
+            )
+            write_prompt_dir(self.checkpoint_dir, tensors, meta)
+            log.info("checkpoint at step %d written to %s", step, self.checkpoint_dir)
+
+        return on_checkpoint
+
+    def _set_fitted(
+        self, state: _FitState, prior: np.ndarray | None, history: dict[str, Any]
+    ) -> None:
+        backbone, encoder, scorer = state.runtime
+        self._set_runtime(state.runtime)
         self.calibration_prior_ = prior
-        self.demo_pool_ = pool
-        self.label_head_ = label_head
+        self.demo_pool_ = state.pool
+        self.label_head_ = state.label_head
         self.deep_prompt_ = None
-        if deep is not None:  # the final states (a P-tuning MLP folded in)
+        if state.deep is not None:  # the final states (a P-tuning MLP folded in)
             with torch.no_grad():
-                self.deep_prompt_ = DeepPrompt(deep.states().detach()).eval()
+                self.deep_prompt_ = DeepPrompt(state.deep.states().detach()).eval()
             scorer.deep = self.deep_prompt_
         self.backbone_delta_ = self._delta(backbone)
-        self.pvp_ = pvp
-        self.classes_ = classes
+        self.pvp_ = state.pvp
+        self.classes_ = state.classes
         self.n_slots_ = encoder.n_slots
         self.backbone_name_ = backbone.name
         self.backbone_fingerprint_ = backbone.fingerprint
-        self.prompt_ = prompt
-        self.prompt_init_ = slots_init
+        self.prompt_ = state.prompt
+        self.prompt_init_ = state.slots_init
         self.history_ = history
-        if trained and self.checkpoint_dir is not None:
-            path = self.save(self.checkpoint_dir)
-            log.info("final checkpoint written to %s", path)
-        if interrupt is not None:
-            log.warning(
-                "fit interrupted after %d step(s): the estimator holds the prompt so far",
-                history["steps"],
-            )
-            raise interrupt
-        return self
 
     def _calibration_prior(
         self,
@@ -1247,7 +1115,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             self.history_,
             getattr(self, "demo_pool_", None),
         )
-        tensors = _prompt_tensors(
+        tensors = prompt_tensors(
             self.prompt_,
             getattr(self, "label_head_", None),
             getattr(self, "calibration_prior_", None),
@@ -1316,22 +1184,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 f"{where}: incomplete or invalid prompt metadata ({type(exc).__name__}: {exc});"
                 " the file was edited or damaged. Save the prompt again"
             ) from None
-        slots = tensors.get("slots")
-        if slots is None:
-            raise SavedPromptError(
-                f"{tensor_file}: no 'slots' tensor (it has {sorted(tensors)}); the file does not"
-                " belong to this prompt folder"
-            )
-        if not slots.is_floating_point() or slots.ndim != 2:
-            raise SavedPromptError(
-                f"{tensor_file}: 'slots' must be a 2-D floating-point tensor, got"
-                f" {slots.dtype} with shape {tuple(slots.shape)}; the file was edited"
-            )
-        if not bool(torch.isfinite(slots).all()):
-            raise SavedPromptError(
-                f"{tensor_file}: 'slots' holds NaN or infinite values; the prompt is damaged"
-                " (or was saved from a diverged training run). Retrain or restore it"
-            )
+        slots = loaded_slots(tensors, tensor_file)
         from_record = model is None
         if from_record and recorded.get("name") != DEFAULT_MODEL_NAME:
             model = recorded.get("name")
@@ -1364,13 +1217,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             ) from None
         backbone, encoder, _ = runtime
         if est.tuning in BACKBONE_TUNINGS:
-            cut = len(BACKBONE_PREFIX)
-            delta = {k[cut:]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
-            if not delta:
-                raise SavedPromptError(
-                    f"{tensor_file}: params.tuning is {est.tuning!r} but the file holds no"
-                    " backbone weights; the file was edited. Save the prompt again"
-                )
+            delta = loaded_delta(tensors, est.tuning, tensor_file)
             if backbone.fingerprint == recorded.get("fingerprint"):
                 runtime = est._tuned_runtime(runtime, delta, tensor_file)
                 backbone, encoder, _ = runtime
@@ -1410,24 +1257,19 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         init = tensors.get("slots_init")
         ok = init is not None and init.shape == slots.shape and bool(torch.isfinite(init).all())
         est.prompt_init_ = init.float() if ok else None
-        est.calibration_prior_ = _loaded_prior(tensors, len(classes), tensor_file)
-        est.demo_pool_ = _loaded_pool(meta, est.demonstrations, len(classes), where)
+        est.calibration_prior_ = loaded_prior(tensors, len(classes), tensor_file)
+        est.demo_pool_ = loaded_pool(meta, est.demonstrations, len(classes), where)
         est.deep_prompt_ = None
         if est.deep_prompt:
-            states = tensors.get("deep_states")
             n_layers = layer_hooks_spec(backbone.model)[1]
-            want = (n_layers - 1, int(est.deep_prompt), emb_dim)
-            if states is None or tuple(states.shape) != want or not torch.isfinite(states).all():
-                raise SavedPromptError(
-                    f"{tensor_file}: params.deep_prompt is {est.deep_prompt} but 'deep_states'"
-                    f" is missing, damaged or not of shape {want}; save the prompt again"
-                )
-            est.deep_prompt_ = DeepPrompt(states.float()).to(backbone.device).eval()
+            shape = (n_layers - 1, int(est.deep_prompt), emb_dim)
+            states = loaded_deep_states(tensors, shape, int(est.deep_prompt), tensor_file)
+            est.deep_prompt_ = DeepPrompt(states).to(backbone.device).eval()
         runtime[2].deep = est.deep_prompt_
         est.label_head_ = None
         est.backbone_delta_ = est._delta(backbone)
         if est.tuning == "prompt+head":
-            est.label_head_ = _loaded_label_head(runtime[2], tensors, tensor_file)
+            est.label_head_ = loaded_label_head(runtime[2], tensors, tensor_file)
         runtime[2].label_head = est.label_head_
         history = meta.get("history")
         est.history_ = history if isinstance(history, dict) else {}

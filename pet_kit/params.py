@@ -1,0 +1,149 @@
+"""Validation of :class:`~pet_kit.PromptClassifier`'s hyper-parameters.
+
+scikit-learn estimators only store their parameters in ``__init__``; ``fit`` (and
+``load``) check them here, so a bad value fails with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from .deep import DEEP_ENCODERS
+from .demonstrations import MODES as DEMO_MODES
+from .errors import InputError
+from .inputs import check_positive_int, is_real_number
+from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS
+from .tuning import TUNINGS
+
+__all__ = ["CALIBRATIONS", "check_classifier_params", "check_device"]
+
+CALIBRATIONS = (None, "content_free", "unlabeled")
+
+
+def check_device(device: Any) -> None:
+    """Refuse a device torch does not know, or CUDA on a machine without it."""
+    if device is None or device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {device!r} is not a torch device; use None (automatic), 'cpu' or 'cuda'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device={device!r} but CUDA is not available on this machine; use device='cpu'"
+            " or None (automatic)"
+        )
+
+
+def check_classifier_params(est: Any) -> None:
+    """Raise :class:`~pet_kit.errors.InputError` for the first invalid parameter of ``est``.
+
+    Parameters
+    ----------
+    est : PromptClassifier
+        The estimator whose ``get_params()`` values are checked.
+    """
+    for name in (
+        "max_length",
+        "batch_size",
+        "eval_batch_size",
+        "gradient_accumulation_steps",
+        "n_iter_no_change",
+    ):
+        check_positive_int(name, getattr(est, name))
+    if not isinstance(est.epochs, (int, np.integer)) or est.epochs < 0:
+        raise InputError(f"epochs must be an integer >= 0, got {est.epochs!r}")
+    if est.max_steps is not None and (
+        not isinstance(est.max_steps, (int, np.integer)) or est.max_steps < 0
+    ):
+        raise InputError(f"max_steps must be None or an integer >= 0, got {est.max_steps!r}")
+    if not is_real_number(est.learning_rate) or not est.learning_rate > 0:
+        raise InputError(f"learning_rate must be a number > 0, got {est.learning_rate!r}")
+    if not is_real_number(est.temperature) or not est.temperature > 0:
+        raise InputError(f"temperature must be a number > 0, got {est.temperature!r}")
+    if not is_real_number(est.weight_decay) or not est.weight_decay >= 0:
+        raise InputError(f"weight_decay must be a number >= 0, got {est.weight_decay!r}")
+    if est.prompt_init not in INIT_STRATEGIES:
+        raise InputError(f"prompt_init must be one of {INIT_STRATEGIES}, got {est.prompt_init!r}")
+    if est.prompt_encoder not in PROMPT_ENCODERS:
+        raise InputError(
+            f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {est.prompt_encoder!r}"
+        )
+    if not is_real_number(est.validation_fraction) or not 0.0 < est.validation_fraction < 1.0:
+        raise InputError(
+            f"validation_fraction must be a number in (0, 1), got {est.validation_fraction!r}"
+        )
+    if not isinstance(est.verbose, (int, np.integer)):
+        raise InputError(f"verbose must be an integer, got {est.verbose!r}")
+    if not (isinstance(est.group_by_length, (bool, np.bool_)) or est.group_by_length == "auto"):
+        raise InputError(
+            f"group_by_length must be True, False or 'auto', got {est.group_by_length!r}"
+        )
+    if est.tuning not in TUNINGS:
+        raise InputError(f"tuning must be one of {TUNINGS}, got {est.tuning!r}")
+    d = est.deep_prompt
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+        raise InputError(f"deep_prompt must be an integer >= 0 (slots), got {d!r}")
+    if est.deep_prompt_encoder not in DEEP_ENCODERS:
+        raise InputError(
+            f"deep_prompt_encoder must be one of {DEEP_ENCODERS}, got {est.deep_prompt_encoder!r}"
+        )
+    blr = est.backbone_learning_rate
+    if blr is not None and (not is_real_number(blr) or not blr > 0):
+        raise InputError(f"backbone_learning_rate must be None or a number > 0, got {blr!r}")
+    check_positive_int("lora_rank", est.lora_rank)
+    if not is_real_number(est.lora_alpha) or not est.lora_alpha > 0:
+        raise InputError(f"lora_alpha must be a number > 0, got {est.lora_alpha!r}")
+    w = est.mlm_loss_weight
+    if not is_real_number(w) or not 0 <= w < 1:
+        raise InputError(f"mlm_loss_weight must be a number in [0, 1), got {w!r}")
+    if est.demonstrations not in DEMO_MODES:
+        raise InputError(f"demonstrations must be one of {DEMO_MODES}, got {est.demonstrations!r}")
+    if est.demo_max_tokens is not None:
+        check_positive_int("demo_max_tokens", est.demo_max_tokens)
+    if est.calibration not in CALIBRATIONS:
+        raise InputError(f"calibration must be one of {CALIBRATIONS}, got {est.calibration!r}")
+    texts = est.calibration_texts
+    if texts is not None and (
+        isinstance(texts, (str, bytes))
+        or not hasattr(texts, "__len__")
+        or len(texts) == 0
+        or not all(isinstance(t, str) for t in texts)
+    ):
+        raise InputError(
+            f"calibration_texts must be None or a non-empty list of strings, got {texts!r}"
+        )
+    for name in ("early_stopping", "warm_start"):
+        if not isinstance(getattr(est, name), (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    try:
+        check_random_state(est.random_state)
+    except ValueError:
+        raise InputError(
+            f"random_state must be None, an integer or a numpy RandomState, got"
+            f" {est.random_state!r}"
+        ) from None
+    check_device(est.device)
+    if est.checkpoint_dir is not None and not isinstance(est.checkpoint_dir, (str, os.PathLike)):
+        raise InputError(
+            f"checkpoint_dir must be a folder path or None, got {est.checkpoint_dir!r}"
+        )
+    if est.checkpoint_every is not None:
+        check_positive_int("checkpoint_every", est.checkpoint_every)
+        if est.checkpoint_dir is None:
+            raise InputError(
+                f"checkpoint_every={est.checkpoint_every} needs checkpoint_dir: set"
+                " checkpoint_dir to the folder the checkpoints go to"
+            )
+    if est.gradient_accumulation_steps > est.batch_size:
+        raise InputError(
+            "gradient_accumulation_steps cannot exceed batch_size"
+            f" ({est.gradient_accumulation_steps} > {est.batch_size})"
+        )
