@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._version import __version__
-from .backbone import frozen, load_backbone
+from .backbone import Backbone, frozen, load_backbone
 from .demonstrations import embed_texts
 from .errors import BackboneMismatchError, InputError, SavedPromptError
 from .inputs import is_real_number, to_label_indices
@@ -96,8 +96,11 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        backbone = load_backbone(self.model, self.tokenizer, self.device)
+    def _backbone(self) -> Backbone:
+        return load_backbone(self.model, self.tokenizer, self.device)  # cached per process
+
+    def _embed(self, texts: list[str], backbone: Backbone | None = None) -> torch.Tensor:
+        backbone = backbone if backbone is not None else self._backbone()
         with frozen(backbone.model):
             emb = embed_texts(backbone, texts, max_length=int(self.max_length))
         return torch.from_numpy(emb)
@@ -109,6 +112,8 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
                 raise InputError(f"{name} must be a number > 0 (l2: >= 0), got {v!r}")
         texts = _texts(X)
+        if len(texts) == 0:
+            raise InputError("X is empty; the student needs training texts")
         y_arr = np.asarray(y, dtype=object if np.ndim(y) == 1 else None)
         if np.ndim(y_arr) == 2:
             if self.classes is None:
@@ -124,9 +129,8 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             classes = list(self.classes) if self.classes is not None else sorted(set(y_arr))
             idx = to_label_indices(y_arr, classes, len(texts))
             target = torch.eye(len(classes))[torch.as_tensor(idx)]
-        if len(texts) == 0:
-            raise InputError("X is empty; the student needs training texts")
-        emb = self._embed(texts)
+        backbone = self._backbone()
+        emb = self._embed(texts, backbone)
         temp = float(self.temperature)
         linear = torch.nn.Linear(emb.shape[1], len(classes))
         torch.nn.init.zeros_(linear.weight)
@@ -142,7 +146,6 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             return loss
 
         optim.step(closure)
-        backbone = load_backbone(self.model, self.tokenizer, self.device)
         self.classes_ = np.asarray(classes)
         self.coef_ = linear.weight.detach().numpy().copy()
         self.intercept_ = linear.bias.detach().numpy().copy()

@@ -273,6 +273,29 @@ def test_linear_student_soft_targets_are_matched(tiny_dir, toy_data):
         LinearStudent(model=str(tiny_dir)).fit(X, target)
 
 
+@pytest.mark.parametrize(
+    ("X", "params", "match"),
+    [
+        ([], {}, "X is empty"),
+        (["good", "bad"], {"temperature": 0}, "temperature must be a number > 0"),
+        (["good", "bad"], {"l2": -1.0}, "l2"),
+    ],
+)
+def test_linear_student_refuses_bad_input(tiny_dir, X, params, match):
+    with pytest.raises(InputError, match=match):
+        LinearStudent(model=str(tiny_dir), **params).fit(X, ["a", "b"][: len(X)])
+
+
+def test_linear_student_records_its_backbone(tiny_dir, toy_data):
+    from pet_kit.backbone import load_backbone
+
+    X, y = toy_data
+    student = LinearStudent(model=str(tiny_dir)).fit(X, y)
+    backbone = load_backbone(str(tiny_dir), None, None)
+    assert student.backbone_fingerprint_ == backbone.fingerprint
+    assert student.backbone_name_ == backbone.name
+
+
 def test_distil_again_with_another_student_reuses_the_members(ensemble, toy_data, monkeypatch):
     X, y = toy_data
     ens = ensemble(distill="prompt", student_params={"max_steps": 3}).fit(
