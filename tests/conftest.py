@@ -190,6 +190,12 @@ def tiny_clf(model_dir, **kw):
     return PromptClassifier(**params)
 
 
+def arch_clf(arch: str, tokenizer, **kw):
+    """:func:`tiny_clf` on a fresh tiny model of architecture ``arch`` (an object)."""
+    model = build_model(len(tokenizer), arch=arch)
+    return tiny_clf(None, model=model, tokenizer=tokenizer, **kw)
+
+
 @pytest.fixture()
 def make_clf(tiny_dir):
     def make(**kw):

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import SENTIMENT_PVP, build_model
+from conftest import arch_clf
 
 from pet_kit import InputError, PromptClassifier, SavedPromptError
 
@@ -140,17 +140,7 @@ def test_a_lora_prompt_with_another_rank_or_edited_weights_is_refused(make_clf, 
 @pytest.mark.parametrize("arch", ["roberta", "distilbert", "albert", "electra"])
 def test_lora_on_other_architectures(tiny_tokenizer, toy_data, arch):
     X, y = toy_data
-    model = build_model(len(tiny_tokenizer), arch=arch)
-    clf = PromptClassifier(
-        pvp=SENTIMENT_PVP,
-        model=model,
-        tokenizer=tiny_tokenizer,
-        tuning="lora",
-        epochs=2,
-        batch_size=4,
-        random_state=0,
-        verbose=0,
-    ).fit(X, y)
+    clf = arch_clf(arch, tiny_tokenizer, tuning="lora", epochs=2).fit(X, y)
     assert clf.backbone_delta_ and all(".lora_" in k for k in clf.backbone_delta_)
     assert clf.predict_proba(X).shape == (len(X), 2)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import build_model
+from conftest import arch_clf, build_model
 
-from pet_kit import PromptClassifier, load_pvp
+from pet_kit import load_pvp
 from pet_kit.backbone import Backbone, frozen, head_parts
 from pet_kit.cloze import ClozeScorer
 from pet_kit.encoding import ClozeEncoder
@@ -153,13 +153,6 @@ def test_max_length_is_capped_to_the_model(make_clf, toy_data):
 def test_estimator_on_other_architectures(tiny_tokenizer, toy_data):
     X, y = toy_data
     for arch in ("roberta", "distilbert", "albert", "electra"):
-        model = build_model(len(tiny_tokenizer), arch=arch)
-        clf = PromptClassifier(
-            pvp={"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": VERB},
-            model=model,
-            tokenizer=tiny_tokenizer,
-            epochs=2,
-            verbose=0,
-            random_state=0,
-        )
+        pvp = {"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": VERB}
+        clf = arch_clf(arch, tiny_tokenizer, pvp=pvp, epochs=2)
         assert clf.fit(X, y).predict_proba(X).shape == (len(X), 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SENTIMENT_PVP, build_model
+from conftest import arch_clf
 
 from pet_kit import InputError, PromptClassifier, SavedPromptError
 from pet_kit.deep import layer_hooks_spec
@@ -43,22 +43,12 @@ def test_every_layer_state_is_used(make_clf, toy_data):
 @pytest.mark.parametrize("arch", ["roberta", "distilbert", "albert", "electra"])
 def test_other_architectures(tiny_tokenizer, toy_data, arch):
     X, y = toy_data
-    model = build_model(len(tiny_tokenizer), arch=arch)
-    clf = PromptClassifier(
-        pvp=SENTIMENT_PVP,
-        model=model,
-        tokenizer=tiny_tokenizer,
-        deep_prompt=2,
-        epochs=2,
-        batch_size=4,
-        random_state=0,
-        verbose=0,
-    ).fit(X, y)
+    clf = arch_clf(arch, tiny_tokenizer, deep_prompt=2, epochs=2).fit(X, y)
     before = clf.predict_proba(X)
     with torch.no_grad():  # the last layer's input (ALBERT: its shared layer's last call)
         clf.deep_prompt_.raw[-1] += 5.0
     assert not np.allclose(clf.predict_proba(X), before, atol=1e-4)
-    assert _hooks(model) == 0
+    assert _hooks(clf.model) == 0
 
 
 def test_mlp_reparameterisation_is_folded_into_the_saved_states(make_clf, toy_data, tmp_path):
