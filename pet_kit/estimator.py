@@ -688,6 +688,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _train_config(self) -> TrainConfig:
+        """The training loop's settings from the estimator's parameters."""
         return TrainConfig(
             learning_rate=float(self.learning_rate),
             weight_decay=float(self.weight_decay),
@@ -787,6 +788,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     def _set_fitted(
         self, state: _FitState, prior: np.ndarray | None, history: dict[str, Any]
     ) -> None:
+        """Set the fitted attributes (only after training succeeded or was interrupted)."""
         backbone, encoder, scorer = state.runtime
         self._set_runtime(state.runtime)
         self.calibration_prior_ = prior
