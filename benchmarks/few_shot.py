@@ -495,6 +495,9 @@ def plot(summary: dict[str, Any], path: Path, methods: tuple[str, ...] = METHODS
 
     extra = [m for m in methods if m not in ("zero_shot", "pet_kit")]
     tasks = [t for t in summary if any(summary[t].get(m) for m in extra)]
+    if not tasks:  # e.g. a run of peer rows only: nothing for the PET-family plot
+        log.info("no results for %s: %s not drawn", ", ".join(extra), path.name)
+        return
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     cmap = plt.get_cmap("tab20")
     colors = {m: cmap(i % 20) for i, m in enumerate(METHODS)}
