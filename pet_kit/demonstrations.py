@@ -45,7 +45,7 @@ def with_demo_field(pvp: PVP) -> PVP:
 
 def _cut(text: str, tokenizer: Any, budget: int) -> str:
     """``text`` cut at the end to at most ``budget`` tokens (on the original string)."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     if len(enc["input_ids"]) <= budget:
         return text
     if budget <= 0:

@@ -184,11 +184,13 @@ class ClozeEncoder:
         """Tokenize many texts at once; very long texts are cut first (then checked)."""
         cap = max(self.max_length, 1) * _CHARS_PER_TOKEN_CAP
         cut = [_cut_at_space(t, cap) for t in texts]
-        ids = self.tokenizer(cut, add_special_tokens=False)["input_ids"]
+        # verbose=False: pet_kit truncates these ids itself (below), so the tokenizer's
+        # "longer than the specified maximum ... indexing errors" warning would be false
+        ids = self.tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"]
         for i, (t, c) in enumerate(zip(texts, cut, strict=True)):
             if len(t) > len(c) and len(ids[i]) < self.max_length:
                 # whitespace-heavy text: the cut lost tokens that might have fit
-                ids[i] = self.tokenizer(t, add_special_tokens=False)["input_ids"]
+                ids[i] = self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]
         return ids
 
     def encode(self, records: Sequence[dict[str, str]]) -> list[Encoded]:

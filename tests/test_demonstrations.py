@@ -39,6 +39,17 @@ def test_cut_keeps_the_first_tokens_of_the_original_text(tiny_tokenizer):
     assert _cut(text, tiny_tokenizer, 100) == text
 
 
+def test_cut_raises_no_false_tokenizer_warning(tmp_path, capfd):
+    from conftest import build_tokenizer
+
+    tok = build_tokenizer(tmp_path)  # fresh: the tokenizer warns once per instance
+    tok.model_max_length = 4
+    assert _cut("a great movie and a good fun film", tok, 3) == "a great movie"
+    assert "longer than the specified maximum" not in capfd.readouterr().err
+    tok("a great movie and a good fun film")
+    assert "longer than the specified maximum" in capfd.readouterr().err
+
+
 def test_a_pattern_that_has_the_field_already_is_refused():
     pvp = load_pvp({"pattern": "{demonstrations} [MASK].", "verbalizer": {"a": ["x"], "b": ["y"]}})
     with pytest.raises(InputError, match="rename that field"):
