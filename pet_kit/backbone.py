@@ -181,21 +181,41 @@ def fingerprint(model: nn.Module) -> str:
     return "sha256:" + h.hexdigest()[:32]
 
 
+#: Models inside :func:`frozen`: id -> [users, the model, saved modes, saved grad flags].
+_FROZEN: dict[int, list[Any]] = {}
+_FROZEN_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily put ``model`` in eval mode with all gradients off; restore after."""
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
+    """Temporarily put ``model`` in eval mode with all gradients off; restore after.
+
+    Re-entrant and thread-safe: the first user (in any thread) saves the flags, the last
+    one to leave restores them, so overlapping uses (nested, or predictions in several
+    threads) neither unfreeze the model under another user nor leave it frozen.
+    """
+    key = id(model)
+    with _FROZEN_LOCK:
+        entry = _FROZEN.get(key)
+        if entry is None:
+            modes = [(m, m.training) for m in model.modules()]
+            grads = [(p, p.requires_grad) for p in model.parameters()]
+            entry = _FROZEN[key] = [0, model, modes, grads]
+            model.eval()
+            for p, _ in grads:
+                p.requires_grad_(False)
+        entry[0] += 1
     try:
         yield model
     finally:
-        for m, was in modes:
-            m.training = was
-        for p, was in grads:
-            p.requires_grad_(was)
+        with _FROZEN_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _FROZEN[key]
+                for m, was in entry[2]:
+                    m.training = was
+                for p, was in entry[3]:
+                    p.requires_grad_(was)
 
 
 def _head_missing(model: nn.Module, missing: list[str]) -> list[str]:

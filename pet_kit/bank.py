@@ -9,9 +9,10 @@ off the hidden states at its mask. Prompts for which that is not possible (multi
 label words, demonstrations, LoRA / full tuning, architectures without the fast head)
 are run per task instead, with the same results.
 
-A bank is not meant for concurrent predictions from several threads (deep prompts
-attach temporary hooks to the shared backbone during a pass): serialise calls, as
-``pet-kit serve`` does.
+Several threads may predict at once: freezing the shared backbone is reference-counted
+and a deep prompt's layer hooks act only in the thread that runs it. On CPU this gives
+no more throughput than serial calls (torch already uses every core per pass), which is
+why ``pet-kit serve`` runs one request at a time.
 """
 
 from __future__ import annotations

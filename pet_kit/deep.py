@@ -12,12 +12,14 @@ Optionally the states are reparameterised by a residual MLP during training.
 Layers are found per architecture (BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA: ``encoder.
 layer``; DistilBERT: ``transformer.layer``; ALBERT: its shared layer, called once per
 layer). The replacement is done by forward pre-hooks that exist only during a pet_kit
-forward pass, so the shared backbone is unchanged for everyone else.
+forward pass and act only in the thread that attached them, so the shared backbone is
+unchanged for everyone else, including other threads running it at the same time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,15 +101,23 @@ class DeepPrompt(nn.Module):
 
     @contextlib.contextmanager
     def attached(self, model: nn.Module, soft_index: torch.Tensor) -> Iterator[None]:
-        """Hooks that replace the deep positions' states before layers 1..L-1."""
+        """Hooks that replace the deep positions' states before layers 1..L-1.
+
+        The hooks are registered on the shared backbone's layers but act only on forward
+        passes of the calling thread: another thread using the same backbone meanwhile
+        (another task's prompt, a bank, a server worker) sees the plain model.
+        """
         modules, n_layers = layer_hooks_spec(model)
         states = self.states()
         is_deep = (soft_index >= 0) & (soft_index < self.length)
         where = is_deep.unsqueeze(-1)
         idx = soft_index.clamp(min=0, max=self.length - 1)
         calls = {"n": 0}
+        owner = threading.get_ident()
 
         def hook(_module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            if threading.get_ident() != owner:
+                return None
             layer = calls["n"] % n_layers
             calls["n"] += 1
             if layer == 0:

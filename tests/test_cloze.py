@@ -145,6 +145,51 @@ def test_frozen_restores_flags(tiny_model):
     assert tiny_model.training and all(p.requires_grad for p in tiny_model.parameters())
 
 
+def _is_frozen(model) -> bool:
+    return not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def _is_restored(model) -> bool:
+    return model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_frozen_overlapping_in_two_threads_keeps_and_restores_flags(tiny_model):
+    """Thread A leaves while B still predicts: B's model stays frozen, and once both
+    have left the caller's flags are back (not B's snapshot of A's frozen state)."""
+    import threading
+
+    tiny_model.train()
+    a_in, a_leave, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with frozen(tiny_model):
+            a_in.set()
+            a_leave.wait(30)
+        a_out.set()
+
+    thread = threading.Thread(target=a)
+    thread.start()
+    assert a_in.wait(30)
+    with frozen(tiny_model):
+        a_leave.set()
+        assert a_out.wait(30)
+        assert _is_frozen(tiny_model)  # A left, B is still inside
+    thread.join(30)
+    assert _is_restored(tiny_model)
+
+
+def test_frozen_nested_restores_only_at_the_outermost_exit(tiny_model):
+    tiny_model.train()
+    with frozen(tiny_model):
+        with frozen(tiny_model):
+            assert _is_frozen(tiny_model)
+        assert _is_frozen(tiny_model)
+    assert _is_restored(tiny_model)
+    with pytest.raises(RuntimeError), frozen(tiny_model):
+        raise RuntimeError("boom")
+    assert _is_restored(tiny_model)
+
+
 def test_max_length_is_capped_to_the_model(make_clf, toy_data):
     clf = make_clf(max_length=100_000).fit(*toy_data)
     assert clf._runtime()[1].max_length == 128

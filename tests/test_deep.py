@@ -77,3 +77,54 @@ def test_errors(make_clf, toy_data, tmp_path):
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(SavedPromptError, match=r"deep_states|slot tensor"):
         PromptClassifier.load(tmp_path / "plain")
+
+
+def test_hooks_act_only_in_the_thread_that_attached_them(tiny_model):
+    """Another thread running the shared backbone meanwhile sees the plain model."""
+    import threading
+
+    from pet_kit.deep import DeepPrompt
+
+    model = tiny_model.eval()
+    ids = torch.tensor([[2, 10, 11, 12, 13, 14, 3]])
+    with torch.no_grad():
+        plain = model.base_model(input_ids=ids)[0]
+    n_layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+    deep = DeepPrompt(torch.full((n_layers - 1, 2, hidden), 3.0))
+    soft_index = torch.tensor([[-1, 0, 1, -1, -1, -1, -1]])
+    attached, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with deep.attached(model, soft_index):
+            attached.set()
+            release.wait(30)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    try:
+        assert attached.wait(30)
+        assert _hooks(model) > 0  # the other thread's hooks are registered ...
+        with torch.no_grad():
+            during = model.base_model(input_ids=ids)[0]
+        torch.testing.assert_close(during, plain)  # ... but do not touch this thread's pass
+        with deep.attached(model, soft_index), torch.no_grad():  # this thread's own do
+            assert not torch.allclose(model.base_model(input_ids=ids)[0], plain, atol=1e-4)
+    finally:
+        release.set()
+        other.join(30)
+    assert _hooks(model) == 0
+
+
+def test_concurrent_deep_and_plain_predictions_match_sequential(make_clf, toy_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = toy_data
+    deep = make_clf(deep_prompt=2, epochs=2).fit(X, y)
+    plain = make_clf(epochs=2).fit(X, y)
+    assert deep._runtime()[0].model is plain._runtime()[0].model  # one shared backbone
+    want = {"deep": deep.predict_proba(X), "plain": plain.predict_proba(X)}
+    jobs = [("deep", deep), ("plain", plain)] * 8
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: (job[0], job[1].predict_proba(X)), jobs))
+    for name, proba in got:
+        np.testing.assert_allclose(proba, want[name], atol=1e-5)
