@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,31 @@ def build_tokenizer(folder: Path):
     vocab = _write_vocab(folder / "vocab.txt")
     tokens = vocab.read_text(encoding="utf-8").split()
     return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+
+
+@contextlib.contextmanager
+def transformers_warnings() -> Iterator[list[str]]:
+    """Collect the messages that ``transformers`` loggers emit at WARNING and above.
+
+    A handler on the library's root logger, with its level set to WARNING for the block:
+    independent of stderr capture (transformers' own stream handler may hold a stream
+    replaced since) and of other tests or benchmarks that quieten transformers.
+    """
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("transformers")
+    handler, level = _Collect(logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def build_model(vocab_size: int, seed: int = 0, arch: str = "bert"):
