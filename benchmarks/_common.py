@@ -21,7 +21,15 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def device_name() -> str:
+    """Where pet_kit's default ``device=None`` runs in this process: ``cpu`` or ``cuda (GPU)``."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
 
 
 def write_json(path: Path, data: Any) -> None:
