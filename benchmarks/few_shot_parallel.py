@@ -2,7 +2,7 @@
 
 A cell is one (task, method, K) with the seeds that the results file still lacks. Each
 cell runs as its own ``few_shot.py`` process (one torch thread, its own results file in
-``--work-dir``), longest cells first, at most ``--workers`` at a time: on a many-core
+``--work-dir``), longest cells first (``--order``), at most ``--workers`` at a time: on a many-core
 machine, or a GPU that several small-model processes share, this finishes the table in a
 fraction of the serial time. At ``--deadline`` seconds the workers still running are
 stopped (every seed a worker finished is already in its file) and all the workers' runs
@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--deadline", type=float, default=None, help="seconds; then stop and merge")
+    p.add_argument(
+        "--order",
+        choices=("longest", "shortest"),
+        default="longest",
+        help="longest cells first (shortest total time) or shortest first (most cells"
+        " complete before a deadline)",
+    )
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
     p.add_argument("--work-dir", default=str(RESULTS / "parallel"))
     args = p.parse_args(argv)
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = sorted(
         missing_cells(results, args.tasks, args.methods, args.ks, args.seeds),
         key=cost,
-        reverse=True,
+        reverse=args.order == "longest",
     )
     log.info("%d cells to run with %d workers", len(cells), args.workers)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
