@@ -57,3 +57,45 @@ def test_report_with_pet_rows_draws_both_plots(few_shot, tmp_path):
     assert (tmp_path / "fs_pet.png").stat().st_size > 0
     pet = (tmp_path / "fs_pet.md").read_text()
     assert "| pet_kit_lora | 0.700 ± 0.063 |" in pet
+
+
+def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, tmp_path):
+    mine = {"runs": _runs("pet_kit", [0.5, 0.6]), "machine": {"platform": "cpu-box"}}
+    theirs = tmp_path / "worker.json"
+    gpu = {"platform": "gpu-box", "cpu_count": 16, "torch": "2.x", "cuda": "H200"}
+    other_runs = [{**r, "device": "cuda (H200)"} for r in _runs("pet_kit", [0.9, 0.9, 0.7])]
+    theirs.write_text(
+        json.dumps({"runs": other_runs, "invocations": [{"config": {}, "machine": gpu}]})
+    )
+    assert few_shot.merge(mine, [theirs]) == 1  # seeds 0 and 1 were there: the first wins
+    assert [r["accuracy"] for r in mine["runs"]] == [0.5, 0.6, 0.7]
+    assert mine["invocations"][0]["merged_from"] == "worker.json"
+    assert "GPU H200" in few_shot.machines_note(mine)
+    assert few_shot.devices_note(mine) == "toy cpu + cuda (H200)"
+    assert few_shot.merge(mine, [theirs]) == 0  # merging twice adds nothing
+
+
+@pytest.fixture()
+def parallel(few_shot, monkeypatch):
+    module = importlib.import_module("few_shot_parallel")
+    yield module
+    sys.modules.pop("few_shot_parallel", None)
+
+
+def test_missing_cells_count_an_ensemble_seed_done_only_with_all_its_rows(parallel):
+    runs = _runs("zero_shot_calibrated", [0.5], k=0)
+    for row in parallel.ENSEMBLE_ROWS:
+        runs += _runs(row, [0.9, 0.9])  # seeds 0 and 1 complete
+    runs += _runs("pet_kit_ensemble", [0.9, 0.9, 0.9])[2:]  # seed 2: one row only
+    cells = parallel.missing_cells(
+        {"runs": runs},
+        ["toy"],
+        ["zero_shot_calibrated", "pet_kit_ensemble", "pet_kit_lora"],
+        [8],
+        [0, 1, 2, 3],
+    )
+    assert cells == [
+        ("toy", "pet_kit_ensemble", 8, [2, 3]),
+        ("toy", "pet_kit_lora", 8, [0, 1, 2, 3]),
+    ]
+    assert parallel.cost(cells[0]) > parallel.cost(cells[1])  # the ensemble trains 3 members
