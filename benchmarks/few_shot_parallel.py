@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=None, help="seconds; then stop and merge")
     p.add_argument(
         "--order",
-        choices=("longest", "shortest"),
+        choices=("longest", "shortest", "tasks"),
         default="longest",
-        help="longest cells first (shortest total time) or shortest first (most cells"
-        " complete before a deadline)",
+        help="longest cells first (shortest total time), shortest first (most cells"
+        " complete before a deadline), or tasks in --tasks order, shortest first in each",
     )
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
     p.add_argument("--work-dir", default=str(RESULTS / "parallel"))
@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     # what earlier (stopped) workers finished counts as done too
     for f in sorted(work.glob("cell_*.json")):
         results.setdefault("runs", []).extend(json.loads(f.read_text())["runs"])
-    cells = sorted(
-        missing_cells(results, args.tasks, args.methods, args.ks, args.seeds),
-        key=cost,
-        reverse=args.order == "longest",
-    )
+    cells = missing_cells(results, args.tasks, args.methods, args.ks, args.seeds)
+    if args.order == "tasks":
+        cells.sort(key=lambda c: (args.tasks.index(c[0]), cost(c)))
+    else:
+        cells.sort(key=cost, reverse=args.order == "longest")
     log.info("%d cells to run with %d workers", len(cells), args.workers)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
