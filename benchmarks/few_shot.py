@@ -482,24 +482,28 @@ def merge(data: dict[str, Any], paths: list[Path]) -> int:
     Returns the number of runs added.
     """
     done = {(r["task"], r["method"], r["k"], r["seed"]) for r in data["runs"]}
+    invocations = data.setdefault("invocations", [])
+    known = {json.dumps(i, sort_keys=True) for i in invocations}
     added = 0
     for path in paths:
         other = json.loads(Path(path).read_text())
         for inv in other.get("invocations", []):
-            data.setdefault("invocations", []).append(
-                {
-                    **inv,
-                    "machine": inv.get("machine", other.get("machine")),
-                    "merged_from": Path(path).name,
-                }
-            )
+            inv = {
+                **inv,
+                "machine": inv.get("machine", other.get("machine")),
+                "merged_from": Path(path).name,
+            }
+            if json.dumps(inv, sort_keys=True) not in known:  # merging again adds nothing
+                invocations.append(inv)
+                known.add(json.dumps(inv, sort_keys=True))
         for r in other["runs"]:
             key = (r["task"], r["method"], r["k"], r["seed"])
             if key not in done:
                 data["runs"].append(r)
                 done.add(key)
                 added += 1
-        data.setdefault("failures", []).extend(other.get("failures", []))
+        failures = data.setdefault("failures", [])
+        failures.extend(f for f in other.get("failures", []) if f not in failures)
     if not data.get("failures"):
         data.pop("failures", None)
     return added

@@ -73,6 +73,7 @@ def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, tmp_path
     assert "GPU H200" in few_shot.machines_note(mine)
     assert few_shot.devices_note(mine) == "toy cpu + cuda (H200)"
     assert few_shot.merge(mine, [theirs]) == 0  # merging twice adds nothing
+    assert len(mine["invocations"]) == 1 and len(mine["runs"]) == 3
 
 
 @pytest.fixture()
