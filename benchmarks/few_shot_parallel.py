@@ -64,6 +64,13 @@ def missing_cells(
     return cells
 
 
+def split_seeds(
+    cells: list[tuple[str, str, int, list[int]]],
+) -> list[tuple[str, str, int, list[int]]]:
+    """One job per seed: a cell's seeds then run side by side instead of one after another."""
+    return [(task, method, k, [seed]) for task, method, k, seeds in cells for seed in seeds]
+
+
 def cost(cell: tuple[str, str, int, list[int]]) -> float:
     task, method, k, seeds = cell
     return COST.get(method, 10) * TASK_COST.get(task, 1.0) * max(k, 1) / 16 * len(seeds)
@@ -84,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         help="longest cells first (shortest total time), shortest first (most cells"
         " complete before a deadline), or tasks in --tasks order, shortest first in each",
     )
+    p.add_argument(
+        "--per-seed",
+        action="store_true",
+        help="run each seed as its own worker (more workers busy; each loads the model)",
+    )
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
     p.add_argument("--work-dir", default=str(RESULTS / "parallel"))
     args = p.parse_args(argv)
@@ -96,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     for f in sorted(work.glob("cell_*.json")):
         results.setdefault("runs", []).extend(json.loads(f.read_text())["runs"])
     cells = missing_cells(results, args.tasks, args.methods, args.ks, args.seeds)
+    if args.per_seed:
+        cells = split_seeds(cells)
     if args.order == "tasks":
         cells.sort(key=lambda c: (args.tasks.index(c[0]), cost(c)))
     else:
         cells.sort(key=cost, reverse=args.order == "longest")
-    log.info("%d cells to run with %d workers", len(cells), args.workers)
+    log.info("%d jobs to run with %d workers", len(cells), args.workers)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     running: list[tuple[subprocess.Popen, str]] = []
@@ -110,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         over = args.deadline is not None and time.monotonic() - t0 > args.deadline
         if over and not stopped:
             log.warning(
-                "deadline: stopping %d workers, %d cells not started", len(running), len(queue)
+                "deadline: stopping %d workers, %d jobs not started", len(running), len(queue)
             )
             for proc, _ in running:
                 proc.terminate()
             queue, stopped = [], True
         while queue and len(running) < args.workers:
             task, method, k, seeds = queue.pop(0)
-            name = f"cell_{task}_{method}_{k}"
+            name = f"cell_{task}_{method}_{k}" + (f"_s{seeds[0]}" if args.per_seed else "")
             cmd = [
                 sys.executable,
                 str(HERE / "few_shot.py"),
