@@ -411,6 +411,71 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dict[
     return {t: dict(m) for t, m in out.items()}
 
 
+def paired(rows: list[dict[str, Any]], base: str = "pet_kit") -> dict[str, dict[str, Any]]:
+    """Each row against ``base`` on the same task, K > 0 and seed (so the same split).
+
+    Returns ``{task: {method: {...}}}`` with the mean and std of the paired accuracy
+    differences, ``wins`` (pairs where the method beat ``base``) out of ``n``, and
+    ``std_smaller`` (K values whose std over seeds is below the base's) out of ``n_k``.
+    """
+    acc = {(r["task"], r["method"], r["k"], r["seed"]): r["accuracy"] for r in rows if r["k"] > 0}
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    for task, method in sorted({(t, m) for t, m, _, _ in acc if m != base}):
+        pairs: dict[int, list[float]] = defaultdict(list)
+        bases: dict[int, list[float]] = defaultdict(list)
+        for (t, m, k, seed), a in sorted(acc.items()):
+            if t == task and m == method and (task, base, k, seed) in acc:
+                pairs[k].append(a)
+                bases[k].append(acc[(task, base, k, seed)])
+        deltas = [a - b for k in pairs for a, b in zip(pairs[k], bases[k], strict=True)]
+        if not deltas:
+            continue
+        multi = [k for k in pairs if len(pairs[k]) > 1]
+        out[task][method] = {
+            "mean_delta": statistics.fmean(deltas),
+            "std_delta": statistics.pstdev(deltas) if len(deltas) > 1 else 0.0,
+            "wins": sum(d > 0 for d in deltas),
+            "n": len(deltas),
+            "std_smaller": sum(
+                statistics.pstdev(pairs[k]) < statistics.pstdev(bases[k]) for k in multi
+            ),
+            "n_k": len(multi),
+        }
+    return dict(out)
+
+
+def paired_markdown(pairs: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
+    """The paired comparison as one Markdown table (methods x tasks)."""
+    tasks = sorted(t for t in pairs if any(m in pairs[t] for m in methods))
+    shown = [m for m in methods if any(m in pairs[t] for t in tasks)]
+    if not shown:
+        return ""
+    lines = [
+        "",
+        "**Paired with pet_kit** (same task, K and seed, hence the same training split):"
+        " mean ± std of the accuracy difference over all (K > 0, seed) pairs; wins = pairs"
+        " where the row beat pet_kit; σ↓ = K values where the row's std over seeds is"
+        " below pet_kit's.",
+        "",
+        "| method | " + " | ".join(tasks) + " |",
+        "| --- |" + " --- |" * len(tasks),
+    ]
+    for method in shown:
+        cells = []
+        for task in tasks:
+            c = pairs[task].get(method)
+            if c is None:
+                cells.append("")
+                continue
+            delta = round(c["mean_delta"], 3) + 0.0  # no "-0.000"
+            cells.append(
+                f"{delta:+.3f} ± {c['std_delta']:.3f}, wins {c['wins']}/{c['n']},"
+                f" σ↓ {c['std_smaller']}/{c['n_k']}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table(summary: dict[str, Any]) -> str:
     lines = []
     max_seeds = max(
@@ -734,11 +799,16 @@ def report(data: dict[str, Any], out: Path) -> None:
     """Write the summary into the JSON, print the table, draw the plot."""
     summary = summarize(data["runs"])
     data["summary"] = summary
+    pairs = paired(data["runs"])
+    data["paired_with_pet_kit"] = pairs
     write_json(out, data)
     print(table(summary))
     out.with_suffix(".md").write_text(markdown(summary, data, PEER_METHODS), encoding="utf-8")
     pet = out.with_name(out.stem + "_pet.md")
-    pet.write_text(markdown(summary, data, PET_METHODS), encoding="utf-8")
+    pet_rows = tuple(m for m in PET_METHODS if m not in ("zero_shot", "pet_kit"))
+    pet.write_text(
+        markdown(summary, data, PET_METHODS) + paired_markdown(pairs, pet_rows), encoding="utf-8"
+    )
     try:
         plot(summary, out.with_suffix(".png"), PEER_METHODS)
         plot(summary, out.with_name(out.stem + "_pet.png"), PET_METHODS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -100,3 +101,34 @@ def test_missing_cells_count_an_ensemble_seed_done_only_with_all_its_rows(parall
         ("toy", "pet_kit_lora", 8, [0, 1, 2, 3]),
     ]
     assert parallel.cost(cells[0]) > parallel.cost(cells[1])  # the ensemble trains 3 members
+
+
+def test_split_seeds_gives_one_job_per_seed_ordered_by_cost(parallel):
+    cells = [("toy", "pet_kit_ensemble", 8, [2, 3]), ("toy", "pet_kit_lora", 16, [0])]
+    jobs = parallel.split_seeds(cells)
+    assert jobs == [
+        ("toy", "pet_kit_ensemble", 8, [2]),
+        ("toy", "pet_kit_ensemble", 8, [3]),
+        ("toy", "pet_kit_lora", 16, [0]),
+    ]
+    assert parallel.cost(jobs[0]) == parallel.cost(cells[0]) / 2
+
+
+def test_paired_compares_the_same_seed_and_k_only(few_shot):
+    runs = _runs("pet_kit", [0.5, 0.6, 0.7]) + _runs("pet_kit", [0.8, 0.8], k=16)
+    runs += _runs("pet_kit_lora", [0.6, 0.6, 0.6, 0.9])  # seed 3 has no pet_kit pair
+    runs += _runs("pet_kit_lora", [0.9, 0.7], k=16)
+    runs += _runs("zero_shot_calibrated", [0.9], k=0)  # K = 0: nothing to pair with
+    pairs = few_shot.paired(runs)
+    lora = pairs["toy"]["pet_kit_lora"]
+    deltas = [0.1, 0.0, -0.1, 0.1, -0.1]
+    assert lora["n"] == 5 and lora["wins"] == 2
+    assert lora["mean_delta"] == pytest.approx(sum(deltas) / 5)
+    assert lora["std_delta"] == pytest.approx(statistics.pstdev(deltas))
+    # K=8: std 0 < pet_kit's; K=16: 0.1 > 0
+    assert (lora["std_smaller"], lora["n_k"]) == (1, 2)
+    assert "zero_shot_calibrated" not in pairs["toy"]
+    text = few_shot.paired_markdown(pairs, ("pet_kit_lora", "pet_kit_full"))
+    assert "| pet_kit_lora | +0.000 ± 0.089, wins 2/5, σ↓ 1/2 |" in text
+    assert "pet_kit_full" not in text  # no runs: no row
+    assert few_shot.paired_markdown(pairs, ("pet_kit_full",)) == ""
