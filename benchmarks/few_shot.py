@@ -558,9 +558,10 @@ def merge(data: dict[str, Any], paths: list[Path]) -> int:
                 "machine": inv.get("machine", other.get("machine")),
                 "merged_from": Path(path).name,
             }
-            if json.dumps(inv, sort_keys=True) not in known:  # merging again adds nothing
+            text = json.dumps(inv, sort_keys=True)
+            if text not in known:  # merging again adds nothing
                 invocations.append(inv)
-                known.add(json.dumps(inv, sort_keys=True))
+                known.add(text)
         for r in other["runs"]:
             key = (r["task"], r["method"], r["k"], r["seed"])
             if key not in done:
@@ -714,9 +715,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     done = {(r["task"], r["method"], r["k"], r["seed"]) for r in data["runs"]}
     config = {k: v for k, v in vars(args).items() if k not in ("out", "report_only", "merge")}
-    data["machine"] = machine()
+    data["machine"] = here = machine()
     data.setdefault("invocations", []).append(
-        {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "config": config, "machine": machine()}
+        {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "config": config, "machine": here}
     )
     encoder = Encoder(args.max_length) if set(args.methods) - {"zero_shot", "pet_kit"} else None
 
