@@ -33,7 +33,8 @@ members' training and scoring, plus the student's training for the distilled row
 Every (task, K, seed) uses ``pet_kit.datasets.sample_k_shot(train, K, seed)`` and the fixed
 test subset ``load_task(task, "test", max_size=--test-size)``. Results are appended to a
 JSON file as they finish (a rerun skips what is there), then a table of mean ± std over
-seeds and a plot of accuracy vs K are written.
+seeds and a plot of accuracy vs K are written, and for the PET rows a paired comparison
+with ``pet_kit`` (the same task, K and seed: mean ± std of the difference, wins).
 
 Example::
 

@@ -103,7 +103,7 @@ def test_missing_cells_count_an_ensemble_seed_done_only_with_all_its_rows(parall
     assert parallel.cost(cells[0]) > parallel.cost(cells[1])  # the ensemble trains 3 members
 
 
-def test_split_seeds_gives_one_job_per_seed_ordered_by_cost(parallel):
+def test_split_seeds_gives_one_job_per_seed(parallel):
     cells = [("toy", "pet_kit_ensemble", 8, [2, 3]), ("toy", "pet_kit_lora", 16, [0])]
     jobs = parallel.split_seeds(cells)
     assert jobs == [
