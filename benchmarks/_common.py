@@ -21,15 +21,28 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": gpu_name(),
     }
+
+
+def gpu_name() -> str | None:
+    """The name of the GPU that torch would use, or None without one."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def device_name() -> str:
     """Where pet_kit's default ``device=None`` runs in this process: ``cpu`` or ``cuda (GPU)``."""
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return "cpu"
+    gpu = gpu_name()
+    return f"cuda ({gpu})" if gpu else "cpu"
+
+
+def markdown_table(header: list[str], rows: list[list[str]], rule: str = " --- ") -> list[str]:
+    """A Markdown table's lines: ``header``, a rule of ``rule`` per column, the ``rows``."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([rule] * len(header)) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import device_name, machine, write_json
+from _common import device_name, machine, markdown_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -420,25 +420,26 @@ def paired(rows: list[dict[str, Any]], base: str = "pet_kit") -> dict[str, dict[
     ``std_smaller`` (K values whose std over seeds is below the base's) out of ``n_k``.
     """
     acc = {(r["task"], r["method"], r["k"], r["seed"]): r["accuracy"] for r in rows if r["k"] > 0}
+    # (task, method) -> K -> [(the method's accuracy, the base's), ...] in seed order
+    grouped: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for (task, method, k, seed), a in sorted(acc.items()):
+        b = acc.get((task, base, k, seed))
+        if method != base and b is not None:
+            grouped[(task, method)][k].append((a, b))
     out: dict[str, dict[str, Any]] = defaultdict(dict)
-    for task, method in sorted({(t, m) for t, m, _, _ in acc if m != base}):
-        pairs: dict[int, list[float]] = defaultdict(list)
-        bases: dict[int, list[float]] = defaultdict(list)
-        for (t, m, k, seed), a in sorted(acc.items()):
-            if t == task and m == method and (task, base, k, seed) in acc:
-                pairs[k].append(a)
-                bases[k].append(acc[(task, base, k, seed)])
-        deltas = [a - b for k in pairs for a, b in zip(pairs[k], bases[k], strict=True)]
-        if not deltas:
-            continue
-        multi = [k for k in pairs if len(pairs[k]) > 1]
+    for (task, method), by_k in grouped.items():
+        deltas = [a - b for pairs in by_k.values() for a, b in pairs]
+        multi = [pairs for pairs in by_k.values() if len(pairs) > 1]
         out[task][method] = {
             "mean_delta": statistics.fmean(deltas),
             "std_delta": statistics.pstdev(deltas) if len(deltas) > 1 else 0.0,
             "wins": sum(d > 0 for d in deltas),
             "n": len(deltas),
             "std_smaller": sum(
-                statistics.pstdev(pairs[k]) < statistics.pstdev(bases[k]) for k in multi
+                statistics.pstdev([a for a, _ in pairs]) < statistics.pstdev([b for _, b in pairs])
+                for pairs in multi
             ),
             "n_k": len(multi),
         }
@@ -458,11 +459,10 @@ def paired_markdown(pairs: dict[str, dict[str, Any]], methods: tuple[str, ...]) 
         " where the row beat pet_kit; σ↓ = K values where the row's std over seeds is"
         " below pet_kit's.",
         "",
-        "| method | " + " | ".join(tasks) + " |",
-        "| --- |" + " --- |" * len(tasks),
     ]
+    rows = []
     for method in shown:
-        cells = []
+        cells = [method]
         for task in tasks:
             c = pairs[task].get(method)
             if c is None:
@@ -473,8 +473,8 @@ def paired_markdown(pairs: dict[str, dict[str, Any]], methods: tuple[str, ...]) 
                 f"{delta:+.3f} ± {c['std_delta']:.3f}, wins {c['wins']}/{c['n']},"
                 f" σ↓ {c['std_smaller']}/{c['n_k']}"
             )
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return "\n".join(lines + markdown_table(["method", *tasks], rows)) + "\n"
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -597,14 +597,13 @@ def markdown(
             "",
             f"**{task}** ({n_test} test examples)",
             "",
-            "| method | " + " | ".join(f"K={k}" for k in ks) + " | s/run |",
-            "| --- |" + " --- |" * (len(ks) + 1),
         ]
+        rows = []
         for method in methods:
             cells = by_method.get(method)
             if not cells:
                 continue
-            row = []
+            row = [method]
             for k in ks:
                 c = cells.get(k)
                 if c is None:
@@ -614,7 +613,8 @@ def markdown(
                 n = f" (n={c['n_seeds']})" if few else ""
                 row.append(f"{c['mean']:.3f} ± {c['std']:.3f}{n}")
             secs = statistics.fmean(c["seconds_mean"] for c in cells.values())
-            lines.append(f"| {method} | " + " | ".join(row) + f" | {secs:.1f} |")
+            rows.append([*row, f"{secs:.1f}"])
+        lines += markdown_table(["method", *(f"K={k}" for k in ks), "s/run"], rows)
     return "\n".join(lines) + "\n"
 
 

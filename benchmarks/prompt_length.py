@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import machine, write_json
+from _common import machine, markdown_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -119,15 +119,15 @@ def report(data: dict, out: Path) -> None:
         f"{cfg.get('task')} K={cfg.get('k')}, test {cfg.get('test_size')}, max_length"
         f" {cfg.get('max_length')}; mean ± std over seeds {cfg.get('seeds')}",
         "",
-        "| slots | " + " | ".join(positions) + " |",
-        "|---:|" + "---:|" * len(positions),
     ]
+    rows = []
     for n in lengths:
-        row = []
+        row = [str(n)]
         for p in positions:
             s = summary.get(f"{p}:{n}")
             row.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "")
-        lines.append(f"| {n} | " + " | ".join(row) + " |")
+        rows.append(row)
+    lines += markdown_table(["slots", *positions], rows, rule="---:")
     text = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
