@@ -115,19 +115,23 @@ class DeepPrompt(nn.Module):
         calls = {"n": 0}
         owner = threading.get_ident()
 
-        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        def hook(_module: nn.Module, args: tuple, kwargs: dict | None = None) -> Any:
+            # torch registers a with_kwargs hook in two dict writes (and removes it in two):
+            # a forward pass in another thread in between calls it without ``kwargs``
             if threading.get_ident() != owner:
                 return None
             layer = calls["n"] % n_layers
             calls["n"] += 1
             if layer == 0:
                 return None
-            if args:
+            if args or kwargs is None:
                 hs = args[0]
             else:
                 key = next(k for k in ("hidden_states", "x", "hidden_state") if k in kwargs)
                 hs = kwargs[key]
             new = torch.where(where, states[layer - 1][idx].to(hs.dtype), hs)
+            if kwargs is None:  # called as a plain pre-hook: return the new args only
+                return (new, *args[1:])
             if args:
                 return (new, *args[1:]), kwargs
             return args, {**kwargs, key: new}

@@ -128,3 +128,27 @@ def test_concurrent_deep_and_plain_predictions_match_sequential(make_clf, toy_da
         got = list(pool.map(lambda job: (job[0], job[1].predict_proba(X)), jobs))
     for name, proba in got:
         np.testing.assert_allclose(proba, want[name], atol=1e-5)
+
+
+def test_hook_seen_half_registered_by_another_thread_is_a_no_op(make_clf, toy_data):
+    # torch adds a with_kwargs pre-hook in two dict writes (and removes it in two); a
+    # forward pass in another thread in between calls the hook without kwargs
+    import threading
+
+    X, y = toy_data
+    deep = make_clf(deep_prompt=2, epochs=1).fit(X, y)
+    model = deep._runtime()[0].model
+    modules, _ = layer_hooks_spec(model)
+    soft_index = torch.full((1, 4), -1, dtype=torch.long)
+    hs = torch.zeros(1, 4, 32)
+    seen: list[object] = []
+    with deep.deep_prompt_.attached(model, soft_index):
+        hook = next(iter(modules[1]._forward_pre_hooks.values()))
+        other = threading.Thread(target=lambda: seen.append(hook(modules[1], (hs,))))
+        other.start()
+        other.join()
+        # the owner thread, called plainly: layer 0 is left alone, layer 1 gets new args only
+        assert hook(modules[0], (hs,)) is None
+        new = hook(modules[1], (hs,))
+        assert isinstance(new, tuple) and len(new) == 1 and new[0].shape == hs.shape
+    assert seen == [None]
