@@ -162,7 +162,9 @@ def fingerprint(model: nn.Module) -> str:
 
     Two checkpoints of the same architecture and vocabulary but different weights get
     different fingerprints, so a prompt trained for one is not silently used on the
-    other.
+    other. A model written by :func:`pet_kit.adapt.adapt` (which usually leaves the
+    embeddings as they were) records a digest of its trained weights in its config
+    (``pet_kit_adapted``), which enters the fingerprint too.
     """
     cfg = model.config
     keys = (
@@ -175,6 +177,9 @@ def fingerprint(model: nn.Module) -> str:
         "n_layers",
     )
     ident = {k: getattr(cfg, k, None) for k in keys}
+    adapted = getattr(cfg, "pet_kit_adapted", None)
+    if adapted:  # pet_kit.adapt trained weights beyond the embeddings: a backbone of its own
+        ident["pet_kit_adapted"] = str(adapted)
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
     emb = model.get_input_embeddings().weight.detach().to("cpu", torch.float32).contiguous()
     h.update(emb.numpy().tobytes())
