@@ -28,6 +28,7 @@ __all__ = [
     "loaded_pool",
     "loaded_prior",
     "loaded_slots",
+    "loaded_slots_init",
     "prompt_tensors",
 ]
 
@@ -142,6 +143,28 @@ def loaded_slots(tensors: dict[str, torch.Tensor], tensor_file: str) -> torch.Te
             " (or was saved from a diverged training run). Retrain or restore it"
         )
     return slots
+
+
+def loaded_slots_init(
+    tensors: dict[str, torch.Tensor], slots: torch.Tensor, tensor_file: str
+) -> torch.Tensor | None:
+    """The saved initial slot vectors (``None`` when the file has none), checked like
+    ``slots``: finite, floating-point and of the same shape."""
+    init = tensors.get("slots_init")
+    if init is None:
+        return None
+    if not init.is_floating_point() or tuple(init.shape) != tuple(slots.shape):
+        raise SavedPromptError(
+            f"{tensor_file}: 'slots_init' must be a floating-point tensor shaped like 'slots'"
+            f" {tuple(slots.shape)}, got {init.dtype} with shape {tuple(init.shape)}; the file"
+            " was edited. Restore it from the original save"
+        )
+    if not bool(torch.isfinite(init).all()):
+        raise SavedPromptError(
+            f"{tensor_file}: 'slots_init' holds NaN or infinite values; the prompt is damaged."
+            " Restore it from the original save, or retrain"
+        )
+    return init.float()
 
 
 def loaded_deep_states(
