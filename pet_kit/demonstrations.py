@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .encoding import plain_text_ids, special_frame, tokenize_plain
 from .errors import InputError
 from .pattern import Field, Literal, Mask, Soft, parse_pattern
 from .pvp import PVP
@@ -44,8 +45,12 @@ def with_demo_field(pvp: PVP) -> PVP:
 
 
 def _cut(text: str, tokenizer: Any, budget: int) -> str:
-    """``text`` cut at the end to at most ``budget`` tokens (on the original string)."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    """``text`` cut at the end to at most ``budget`` tokens (on the original string).
+
+    Tokens are counted as the encoder counts them: special-token strings in ``text``
+    (``[MASK]``, ``</s>``...) as plain text.
+    """
+    enc = tokenize_plain(tokenizer, text, return_offsets_mapping=True)
     if len(enc["input_ids"]) <= budget:
         return text
     if budget <= 0:
@@ -72,24 +77,36 @@ def render_demo(pvp: PVP, record: dict[str, str], word: str, tokenizer: Any, bud
 def embed_texts(
     backbone: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 128
 ) -> np.ndarray:
-    """L2-normalised mean-pooled last hidden states of the backbone's encoder."""
+    """L2-normalised mean-pooled last hidden states of the backbone's encoder.
+
+    The texts are tokenized as plain text (:func:`pet_kit.encoding.plain_text_ids`: a
+    ``[MASK]`` in a text is its characters, not the mask token), framed by the
+    tokenizer's special tokens, cut to ``max_length`` and padded on the right.
+    """
     model, tok = backbone.model, backbone.tokenizer
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    prefix, suffix = special_frame(tok) or ((), ())
+    room = max(max_length - len(prefix) - len(suffix), 1)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            batch = tok(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(backbone.device)
+            rows = [
+                [*prefix, *ids[:room], *suffix]
+                for ids in plain_text_ids(tok, [texts[i] for i in idx])
+            ]
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                input_ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+                attention[j, : len(r)] = 1
             hidden = model.base_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                input_ids=input_ids.to(backbone.device),
+                attention_mask=attention.to(backbone.device),
             )[0]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mask = attention.to(backbone.device).unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             out[idx] = torch.nn.functional.normalize(pooled.float(), dim=1).cpu().numpy()
     return out

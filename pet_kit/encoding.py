@@ -4,29 +4,187 @@ Truncation only ever shortens *shortenable text fields* (longest first, cut at t
 end); pattern literals, the mask position(s) and soft slots are never cut. A pattern
 whose fixed part alone does not fit ``max_length`` is rejected when it is compiled,
 not at predict time. Batches are padded dynamically (to the longest in the batch).
+
+Text that comes from the user (fields, demonstrations, calibration texts) is tokenized
+as *plain text* (:func:`plain_text_ids`): a ``[MASK]``, ``[SEP]``, ``<s>`` or ``</s>``
+written in a text is read as its ordinary characters (``[``, ``mask``, ``]``), never as
+the tokenizer's special token. Pattern literals are tokenized as written.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import string
+import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .errors import InputError, PatternError
+from .inputs import check_text
 from .pattern import Field, Literal, Mask, Soft
 from .pvp import PVP
 from .verbalizer import CompiledVerbalizer
 
-__all__ = ["ClozeEncoder", "Encoded"]
+__all__ = [
+    "ClozeEncoder",
+    "Encoded",
+    "OwnText",
+    "plain_text_ids",
+    "special_frame",
+    "tokenize_plain",
+]
 
 log = logging.getLogger(__name__)
+
+
+class OwnText(str):
+    """A text pet_kit itself supplies (the content-free calibration input ``[MASK]``), in
+    which special-token strings keep their meaning. Text from users never does: it is
+    always read as plain characters."""
+
 
 _FINAL_PUNCT = string.punctuation + "。！？，、；：…"
 # Characters per token we tokenize before cutting very long texts (see _tokenize).
 _CHARS_PER_TOKEN_CAP = 32
+# Serialises pet_kit's switching of a fast tokenizer's ``encode_special_tokens`` flag.
+_PLAIN_LOCK = threading.Lock()
+# A special-token string cut into ordinary pieces: "[MASK]" -> "[", "MASK", "]".
+_SUB_PIECE = re.compile(r"[^\W_]+|[^\w\s]|_|\s+")
+
+
+def tokenize_plain(tokenizer: Any, texts: str | list[str], **kwargs: Any) -> Any:
+    """Call ``tokenizer`` on ``texts`` with special-token strings read as plain text.
+
+    ``split_special_tokens=True`` where the tokenizer accepts it (slow tokenizers; fast
+    ones from transformers 4.42); fast tokenizers of older versions get their backend's
+    ``encode_special_tokens`` flag set for the call instead. The backend flag is restored
+    afterwards, so other calls of the same tokenizer are unaffected. Some slow tokenizers
+    accept the argument but still keep special tokens whole: check the ids (as
+    :func:`plain_text_ids` does) where it matters.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+    texts : str or list of str
+    **kwargs
+        Passed to the tokenizer (default ``add_special_tokens=False, verbose=False``).
+
+    Returns
+    -------
+    transformers.BatchEncoding
+    """
+    kwargs = {"add_special_tokens": False, "verbose": False, **kwargs}
+    backend = getattr(tokenizer, "_tokenizer", None)
+    before = getattr(backend, "encode_special_tokens", None)
+    with _PLAIN_LOCK:
+        try:
+            try:
+                return tokenizer(texts, split_special_tokens=True, **kwargs)
+            except TypeError as exc:  # fast tokenizers of transformers < 4.42
+                if "split_special_tokens" not in str(exc):
+                    raise
+            if before is not None:
+                backend.encode_special_tokens = True
+            return tokenizer(texts, **kwargs)
+        finally:
+            if before is not None and backend.encode_special_tokens != before:
+                backend.encode_special_tokens = before
+
+
+def _forbidden_ids(tokenizer: Any) -> set[int]:
+    """Special ids that plain text must never produce (the unknown token may)."""
+    ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    ids.discard(getattr(tokenizer, "unk_token_id", None))
+    return ids
+
+
+def plain_text_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids (no special tokens added) of user texts, read as plain text.
+
+    A special-token string in a text (``[MASK]``, ``[SEP]``, ``<s>``, ``</s>``,
+    ``<pad>``...) gives its ordinary pieces (``[``, ``mask``, ``]``), never the special
+    id: the ids returned never hold a special id other than the unknown token's.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+    texts : sequence of str
+
+    Returns
+    -------
+    list of list of int
+
+    Raises
+    ------
+    InputError
+        A text holds a special token that this tokenizer cannot read as plain text
+        (a tokenizer whose special token is an ordinary word); the message names it.
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    ids = [list(row) for row in tokenize_plain(tokenizer, texts)["input_ids"]]
+    forbidden = _forbidden_ids(tokenizer)
+    for i, row in enumerate(ids):
+        if forbidden.intersection(row):
+            ids[i] = _piecewise_ids(tokenizer, texts[i], forbidden, i)
+    return ids
+
+
+def _piecewise_ids(tokenizer: Any, text: str, forbidden: set[int], index: int) -> list[int]:
+    """Ids of ``text`` with each special-token string tokenized as separate ordinary pieces.
+
+    The fallback for tokenizers that keep special tokens whole even when asked to split
+    them (e.g. slow BERT tokenizers of transformers 4.x).
+    """
+    specials = sorted(
+        {s for s in getattr(tokenizer, "all_special_tokens", ()) if s}, key=len, reverse=True
+    )
+    pieces: list[str] = []
+    pos = 0
+    if specials:
+        for m in re.finditer("|".join(map(re.escape, specials)), text):
+            head = text[pos : m.start()]
+            stripped = head.rstrip()
+            pieces.append(stripped)
+            subs = _SUB_PIECE.findall(m.group())
+            subs[0] = head[len(stripped) :] + subs[0]  # keep the space before it
+            pieces.extend(subs)
+            pos = m.end()
+    pieces.append(text[pos:])
+    pieces = [p for p in pieces if p]
+    out: list[int] = []
+    rows = tokenizer(pieces, add_special_tokens=False, verbose=False)["input_ids"] if pieces else []
+    for row in rows:
+        out.extend(row)
+    bad = sorted(forbidden.intersection(out))
+    if bad:
+        names = tokenizer.convert_ids_to_tokens(bad)
+        raise InputError(
+            f"example {index}: its text contains {names}, which this tokenizer reads only as"
+            " special token(s), never as plain text; remove or reword them in the text"
+        )
+    return out
+
+
+def special_frame(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Special ids the tokenizer puts before/after a single sequence (``None``: unknown).
+
+    Found by encoding the mask token with ``add_special_tokens=True`` and locating it.
+    """
+    probe = getattr(tokenizer, "mask_token_id", None)
+    mask = getattr(tokenizer, "mask_token", None)
+    if probe is None or not mask:
+        return None
+    built = list(tokenizer(mask, add_special_tokens=True)["input_ids"])
+    if built.count(probe) != 1:
+        return None
+    i = built.index(probe)
+    return tuple(built[:i]), tuple(built[i + 1 :])
 
 
 @dataclass(frozen=True)
@@ -152,18 +310,17 @@ class ClozeEncoder:
 
     def _special_frame(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Special tokens the tokenizer puts before/after a single sequence."""
-        probe = self.mask_id
-        built = list(
-            self.tokenizer(self.tokenizer.mask_token, add_special_tokens=True)["input_ids"]
-        )
-        if built.count(probe) != 1:
+        frame = special_frame(self.tokenizer)
+        if frame is None:
+            built = list(
+                self.tokenizer(self.tokenizer.mask_token, add_special_tokens=True)["input_ids"]
+            )
             raise PatternError(
                 "cannot locate the tokenizer's special-token frame around its mask token"
                 f" (got {built}); use a standard masked-LM tokenizer",
                 source=self.pvp.source,
             )
-        i = built.index(probe)
-        return tuple(built[:i]), tuple(built[i + 1 :])
+        return frame
 
     @property
     def labels(self) -> tuple[Hashable, ...]:
@@ -181,16 +338,17 @@ class ClozeEncoder:
         return text
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Tokenize many texts at once; very long texts are cut first (then checked)."""
+        """Tokenize many texts at once, as plain text (:func:`plain_text_ids`); very
+        long texts are cut first (then checked)."""
         cap = max(self.max_length, 1) * _CHARS_PER_TOKEN_CAP
         cut = [_cut_at_space(t, cap) for t in texts]
-        # verbose=False: pet_kit truncates these ids itself (below), so the tokenizer's
-        # "longer than the specified maximum ... indexing errors" warning would be false
-        ids = self.tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"]
+        # verbose=False (in plain_text_ids): pet_kit truncates these ids itself (below), so
+        # the tokenizer's "longer than the specified maximum" warning would be false
+        ids = plain_text_ids(self.tokenizer, cut)
         for i, (t, c) in enumerate(zip(texts, cut, strict=True)):
             if len(t) > len(c) and len(ids[i]) < self.max_length:
                 # whitespace-heavy text: the cut lost tokens that might have fit
-                ids[i] = self.tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]
+                ids[i] = plain_text_ids(self.tokenizer, [t])[0]
         return ids
 
     def encode(self, records: Sequence[dict[str, str]]) -> list[Encoded]:
@@ -199,14 +357,16 @@ class ClozeEncoder:
         Raises
         ------
         InputError
-            A record lacks a field, or a non-shortenable field alone is too long.
+            A record lacks a field, a field is not a usable text (see
+            :func:`pet_kit.inputs.check_text`), or a non-shortenable field alone is too
+            long.
         """
         n = len(records)
         per_part: list[list[list[int]]] = []
         for part in self.parts:
             if part.kind != "field":
                 continue
-            texts = []
+            texts, own = [], []
             for i, rec in enumerate(records):
                 try:
                     value = rec[part.field]
@@ -215,9 +375,16 @@ class ClozeEncoder:
                         f"example {i} has no field {part.field!r} used by the pattern"
                         f" {self.pvp.pattern.text!r} (it has: {sorted(rec)})"
                     ) from None
+                own.append(isinstance(value, OwnText))
+                # texts that did not come through to_records (calibration texts...)
+                # get the same check
+                value = check_text(value, f"example {i} field {part.field!r}")
                 text = self._field_text(value, part.field)
                 texts.append((" " + text) if part.space_before and text else text)
-            per_part.append(self._tokenize(texts) if n else [])
+            ids = self._tokenize(texts) if n else []
+            for i in (i for i, mine in enumerate(own) if mine):
+                ids[i] = list(self.tokenizer(texts[i], add_special_tokens=False)["input_ids"])
+            per_part.append(ids)
         shortenable = [
             self.pvp.field_options(p.field).shortenable for p in self.parts if p.kind == "field"
         ]

@@ -28,13 +28,14 @@ from .artefact import (
     loaded_pool,
     loaded_prior,
     loaded_slots,
+    loaded_slots_init,
     prompt_tensors,
 )
 from .backbone import Backbone, frozen, load_backbone
 from .cloze import ClozeScorer
 from .deep import DeepPrompt, initial_states, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, Demonstrations, DemoPool, with_demo_field
-from .encoding import ClozeEncoder, Encoded
+from .encoding import ClozeEncoder, Encoded, OwnText
 from .errors import (
     BackboneError,
     BackboneMismatchError,
@@ -44,7 +45,7 @@ from .errors import (
 )
 from .inputs import check_positive_int, to_label_indices, to_records
 from .params import CALIBRATIONS, check_classifier_params
-from .persist import read_prompt_dir, write_prompt_dir
+from .persist import check_save_target, read_prompt_dir, write_prompt_dir
 from .prompt import SoftPrompt, initial_vectors
 from .pvp import PVP, load_pvp
 from .threads import torch_threads
@@ -167,7 +168,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Maximum tokens per input; only shortenable text fields are ever cut.
     learning_rate : float, default=3e-2
         AdamW learning rate for the prompt vectors (chosen on a dev split carved from the
-        Rotten Tomatoes train split: ``benchmarks/results/tune_pet_kit.json``).
+        Rotten Tomatoes train split: ``benchmarks/results/tune_pet_kit.json``). Like every
+        float parameter, it must be finite; a rate so high that training produces NaN
+        or inf stops ``fit`` with :class:`~pet_kit.errors.TrainingDivergedError`.
     epochs : int, default=20
         Passes over the training data (ignored when ``max_steps`` is set).
     max_steps : int, optional
@@ -579,12 +582,26 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             ``history_["interrupted"] = True`` (and, with ``checkpoint_dir``, that
             prompt was written there), so it can be used, saved or trained further
             with ``warm_start=True``.
+        InputError
+            A parameter is invalid, e.g. a float parameter that is not finite
+            (``learning_rate=inf``); nothing was loaded or trained.
+        TrainingDivergedError
+            The training loss or a trained value became NaN or infinite (usually a
+            learning rate that is too high; the message names the step, the loss, the
+            learning rates and the fix). The estimator is left exactly as it was before
+            this call: unfitted if it was, else still holding its previous fit (so a
+            ``warm_start`` run can be retried with a lower learning rate). No non-finite
+            prompt is ever kept or written: ``checkpoint_dir`` holds at most the last
+            checkpoint written before the divergence, which was checked finite. Under
+            ``GridSearchCV`` the grid point gets ``error_score`` (the error is a
+            ``ValueError``).
         """
         self._check_params()
         with self._threads():
             return self._fit(X, y, X_unlabeled)
 
     def _fit(self, X: Any, y: Any, X_unlabeled: Any = None) -> PromptClassifier:
+        self._check_checkpoint_dir()
         pvp = self._load_pvp()
         runtime = self._build_runtime(pvp)
         examples, y_idx, targets, pool = self._training_data(X, y, runtime[1])
@@ -749,6 +766,19 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
                 aux_loss=aux_loss,
             )
 
+    def _check_checkpoint_dir(self) -> None:
+        """Refuse an unusable ``checkpoint_dir`` before anything is loaded or trained
+        (a file, an unwritable folder, a folder of other files; see
+        :func:`~pet_kit.persist.check_save_target`)."""
+        if self.checkpoint_dir is None:
+            return
+        try:
+            check_save_target(self.checkpoint_dir)
+        except SavedPromptError as exc:
+            raise SavedPromptError(
+                f"checkpoint_dir cannot hold checkpoints, nothing was trained: {exc}"
+            ) from None
+
     def _checkpoint_writer(self, state: _FitState) -> Callable[[int, TrainResult], None] | None:
         """The ``on_checkpoint`` callback writing ``state`` to ``checkpoint_dir``."""
         if self.checkpoint_dir is None:
@@ -829,7 +859,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         if mode == "content_free":
             texts = self.calibration_texts
             if texts is None:
-                texts = ["N/A", "", backbone.tokenizer.mask_token or "N/A"]
+                # the mask token itself, as in Zhao et al. (2021): pet_kit's own text
+                mask = backbone.tokenizer.mask_token
+                texts = ["N/A", "", OwnText(mask) if mask else "N/A"]
             fields = self._user_fields(encoder)
             records = [dict.fromkeys(fields, t) for t in texts]
             examples = self._encode_records(records, encoder, pool)
@@ -1097,13 +1129,22 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         path : str or PathLike
-            The folder; an existing prompt folder is replaced, any other existing
-            non-empty folder is refused.
+            The folder: new, empty, or a prompt folder, whose two prompt files are
+            replaced (each atomically, ``prompt.json`` last) while any other file there
+            is kept. A ``prompt.json`` that is not pet_kit's, or a non-empty folder
+            without one, is refused. Concurrent saves to one folder wait for each other.
 
         Returns
         -------
         Path
             The folder written.
+
+        Raises
+        ------
+        SavedPromptError
+            The path cannot be written (a parent that is a file, an unwritable folder, a
+            NUL byte, another program's files), a tensor is NaN or infinite, or the
+            write failed (the folder then still holds the previous prompt).
         """
         check_is_fitted(self, "classes_")
         backbone = self._runtime()[0]
@@ -1256,9 +1297,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         est.backbone_fingerprint_ = backbone.fingerprint
         prompt = SoftPrompt(slots.to(torch.float32))
         est.prompt_ = prompt.to(backbone.device).eval()
-        init = tensors.get("slots_init")
-        ok = init is not None and init.shape == slots.shape and bool(torch.isfinite(init).all())
-        est.prompt_init_ = init.float() if ok else None
+        est.prompt_init_ = loaded_slots_init(tensors, slots, tensor_file)
         est.calibration_prior_ = loaded_prior(tensors, len(classes), tensor_file)
         est.demo_pool_ = loaded_pool(meta, est.demonstrations, len(classes), where)
         est.deep_prompt_ = None

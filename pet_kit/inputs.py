@@ -8,7 +8,10 @@ fields first appear in the pattern), or a list of dicts.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +19,13 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_positive_int", "is_real_number", "to_label_indices", "to_records"]
+__all__ = ["check_positive_int", "check_text", "is_real_number", "to_label_indices", "to_records"]
+
+log = logging.getLogger(__name__)
+
+# A lone UTF-16 surrogate: what os.fsdecode / errors="surrogateescape" make of bytes that
+# are not UTF-8; no tokenizer (and no UTF-8 writer) accepts it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def is_real_number(value: Any) -> bool:
@@ -53,8 +62,26 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
+def check_text(value: Any, where: str) -> str:
+    """``value`` as a text to tokenize, or :class:`InputError` naming ``where``.
+
+    NUL characters become spaces. Refused: bytes, missing values (None, NaN), non-str
+    values, and lone surrogates (undecodable bytes smuggled in by ``surrogateescape``).
+    """
+    return _check_text(value, where)
+
+
 def _check_text(value: Any, where: str) -> str:
     if isinstance(value, str):
+        bad = _SURROGATE.search(value)
+        if bad is not None:
+            raise InputError(
+                f"{where} has a lone surrogate {bad.group()!r} at character {bad.start()}"
+                " (bytes that are not UTF-8, decoded with errors='surrogateescape', e.g. by"
+                " os.fsdecode); decode the original bytes with errors='replace' (or fix the"
+                " file's encoding to UTF-8), e.g. text.encode('utf-8', 'surrogateescape')"
+                ".decode('utf-8', 'replace')"
+            )
         if "\x00" in value:
             value = value.replace("\x00", " ")
         return value
@@ -98,10 +125,22 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
     fields = list(fields)
     cols = _columns_of(X)
     if cols is not None:
+        repeated = sorted(c for c, n in Counter(cols).items() if n > 1)
+        if repeated:
+            raise InputError(
+                f"X has several columns named {repeated} (its columns are {cols}), so it is"
+                " ambiguous which one holds the text; rename or drop the extra column(s),"
+                " e.g. X.loc[:, ~X.columns.duplicated()]"
+            )
         missing = [f for f in fields if f not in cols]
         if missing:
             if len(fields) == 1 and len(cols) == 1:
-                data = {fields[0]: list(X[cols[0]])}
+                log.info(
+                    "X has one column, %r: it is read as the pattern's field %r",
+                    cols[0],
+                    fields[0],
+                )
+                data = {fields[0]: list(X[X.columns[0]] if hasattr(X, "columns") else X[cols[0]])}
             else:
                 raise InputError(
                     f"X has no column(s) {missing} used by the pattern; its columns are {cols}."

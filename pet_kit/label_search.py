@@ -175,7 +175,11 @@ def write_verbalizer(
     name: str = "auto",
     note: str = "",
 ) -> Path:
-    """Write proposed label words as a verbalizer YAML file (atomically)."""
+    """Write proposed label words as a verbalizer YAML file (atomically).
+
+    A temporary file is written, then renamed onto ``path``: a symbolic link at ``path``
+    is replaced by the new file, never written through.
+    """
     target = Path(path).expanduser()
     labels = {
         (k.item() if isinstance(k, np.generic) else k): [
@@ -191,6 +195,7 @@ def write_verbalizer(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)  # a left-over (or planted link) is not written through
     tmp.write_text(header + body, encoding="utf-8")
     os.replace(tmp, target)
     return target

@@ -17,16 +17,60 @@ A pattern is a string such as ``"[SOFT*2] Review: {text} It was [MASK]."``:
     Slots that share vectors: every occurrence of ``#name`` uses the same vectors.
 
 Everything else is literal text, tokenized as written.
+
+A pattern longer than :data:`MAX_PATTERN_CHARS` characters (overridable with the
+environment variable ``PET_KIT_MAX_PATTERN_CHARS``) is refused before it is parsed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from .errors import PatternError
 
-__all__ = ["Field", "Literal", "Mask", "Pattern", "Segment", "Soft", "parse_pattern"]
+__all__ = [
+    "MAX_PATTERN_CHARS",
+    "Field",
+    "Literal",
+    "Mask",
+    "Pattern",
+    "Segment",
+    "Soft",
+    "max_pattern_chars",
+    "parse_pattern",
+]
+
+#: Longest pattern (characters) parsed; the environment variable
+#: ``PET_KIT_MAX_PATTERN_CHARS`` overrides it. A prompt is a sentence or two, and every
+#: literal token costs sequence length on every example.
+MAX_PATTERN_CHARS = 10_000
+_MAX_PATTERN_CHARS_ENV = "PET_KIT_MAX_PATTERN_CHARS"
+
+
+def max_pattern_chars() -> int:
+    """The pattern length limit: ``$PET_KIT_MAX_PATTERN_CHARS`` or :data:`MAX_PATTERN_CHARS`.
+
+    Raises
+    ------
+    PatternError
+        The environment variable is set but not a positive integer.
+    """
+    raw = os.environ.get(_MAX_PATTERN_CHARS_ENV)
+    if raw is None or not raw.strip():
+        return MAX_PATTERN_CHARS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise PatternError(
+            f"{_MAX_PATTERN_CHARS_ENV}={raw!r} is not a positive integer (a number of"
+            f" characters); set it to e.g. {10 * MAX_PATTERN_CHARS} or unset it",
+            source=_MAX_PATTERN_CHARS_ENV,
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -134,7 +178,8 @@ def parse_pattern(text: str, *, source: str | None = None, key: str | None = Non
     ------
     PatternError
         No ``[MASK]`` or more than one, unbalanced braces, a bad field name, a
-        malformed ``[SOFT...]`` slot, no text field at all.
+        malformed ``[SOFT...]`` slot, no text field at all, longer than
+        :func:`max_pattern_chars` characters.
     """
 
     def fail(problem: str) -> PatternError:
@@ -142,6 +187,16 @@ def parse_pattern(text: str, *, source: str | None = None, key: str | None = Non
 
     if not isinstance(text, str) or not text.strip():
         raise fail("the pattern is empty; write e.g. '{text} It was [MASK].'")
+    limit = max_pattern_chars()
+    if len(text) > limit:
+        raise PatternError(
+            f"the pattern is {len(text)} characters long, over the limit of {limit} (it"
+            f" starts {text[:40]!r}); a prompt is a sentence or two: check that this is"
+            f" the pattern you meant, or raise the limit with the environment variable"
+            f" {_MAX_PATTERN_CHARS_ENV}",
+            source=source,
+            key=key,
+        )
     segments: list[Segment] = []
     buf: list[str] = []
     pos = 0

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError
 from .pattern import Pattern, parse_pattern
 from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, validate
@@ -128,8 +130,9 @@ def _verbalizer_from_source(
         and "labels" not in data
         and not meta_keys & {str(k) for k in data}
     )
-    spec = validate(VerbalizerSpec, src, "verbalizer", base=loc, wrap="labels" if bare else None)
     label_loc = loc if bare else (*loc, "labels")
+    _check_label_keys(src, label_loc)
+    spec = validate(VerbalizerSpec, src, "verbalizer", base=loc, wrap="labels" if bare else None)
     labels = {k: tuple(w.strip() for w in v) for k, v in spec.labels.items()}
     for key in labels:
         if isinstance(key, bool):
@@ -160,6 +163,54 @@ def _verbalizer_from_source(
         key = exc.key or ""
         tail = [key[len(vkey) + 1 :]] if key.startswith(vkey + ".") else []
         raise src.error(exc.problem, (*label_loc, *tail), type(exc)) from None
+
+
+# Unquoted label keys that YAML 1.1 reads as booleans although they look like words.
+_WORDY_BOOLEANS = frozenset({"yes", "no", "on", "off"})
+
+
+def _node_at(src: YamlSource, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """The node at key path ``loc`` in ``src``'s node tree (``None``: not found)."""
+    node = src.node
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if str(k.value) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            return None
+    return node
+
+
+def _check_label_keys(src: YamlSource, label_loc: tuple[Any, ...]) -> None:
+    """Refuse label keys that YAML reads as something else than they look like.
+
+    An unquoted ``yes:``/``no:``/``on:``/``off:`` is the boolean True/False, not the word
+    (refused like unquoted ``yes``/``no`` label words; ``true:``/``false:`` are taken as
+    the booleans they spell). ``~:``, ``null:`` or an empty key is null, which is no label.
+    """
+    node = _node_at(src, label_loc)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.style is not None:
+            continue  # quoted keys are strings
+        spelled = str(key_node.value)
+        if key_node.tag == "tag:yaml.org,2002:bool" and spelled.lower() in _WORDY_BOOLEANS:
+            read = spelled.lower() in ("yes", "on")
+            problem = (
+                f"label '{spelled}' is read by YAML as the boolean {read}, not the word (so y"
+                f' would have to contain {read}); quote it ("{spelled}":) to use the word as'
+                f" the label, or write {str(read).lower()}: if you mean a boolean label"
+            )
+        elif key_node.tag == "tag:yaml.org,2002:null":
+            problem = (
+                f"label '{spelled}' is read by YAML as null (no value), which cannot be a"
+                f' label; quote it ("{spelled}":) or name the label'
+            )
+        else:
+            continue
+        raise src.error(problem, (*label_loc, spelled))
 
 
 def load_verbalizer(

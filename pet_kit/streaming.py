@@ -22,6 +22,14 @@ Sharding
 
 Row numbers in messages are 0-based data rows (a CSV/TSV header is not a row; for
 TXT files, blank lines are not rows), the same numbers as the ``row`` column.
+
+Symbolic links
+    pet_kit never writes *through* a symbolic link. An output path that is a link is
+    treated as an existing output: it is refused unless ``overwrite=True`` (or
+    ``resume=False``), and then the link itself is replaced by a new regular file (its
+    target is left unchanged). Resuming into an output that has become a link is
+    refused. The progress file and merged outputs are written to a temporary file and
+    renamed onto their path, which likewise replaces a link instead of following it.
 """
 
 from __future__ import annotations
@@ -46,7 +54,13 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .inputs import check_positive_int
 from .persist import fsync_dir
-from .tables import check_input_path, check_output_path, iter_table_chunks, table_records
+from .tables import (
+    check_input_path,
+    check_output_path,
+    iter_table_chunks,
+    read_columns,
+    table_records,
+)
 
 __all__ = [
     "ROW_COLUMN",
@@ -123,9 +137,12 @@ def check_predict_job(
     num_shards: int = 1,
     shard_index: int = 0,
 ) -> tuple[Path, Path | None]:
-    """Validate a prediction job's arguments without reading the input.
+    """Validate a prediction job's arguments, reading only the start of the input.
 
     Called by :func:`predict_file`; call it yourself to fail fast before loading a model.
+    The input's header (CSV/TSV) or first record (JSON Lines) is checked as
+    :func:`pet_kit.tables.read_table` checks it; the output must be a file path whose
+    folder can be created (not a folder, not under a file).
 
     Returns
     -------
@@ -135,8 +152,9 @@ def check_predict_job(
     Raises
     ------
     InputError
-        Bad chunk size or sharding, unknown file types, missing input, output equal to
-        the input.
+        Bad chunk size or sharding, unknown file types, missing input, a mis-split or
+        ambiguous input header, output equal to the input, an output (or its progress
+        file) that is a folder or lies under a file.
     """
     check_positive_int("chunk_size", chunk_size)
     check_positive_int("num_shards", num_shards)
@@ -150,12 +168,75 @@ def check_predict_job(
             f" got {shard_index!r}"
         )
     inp = check_input_path(input_path)
+    read_columns(inp)  # a mis-split or ambiguous header fails here, before a model loads
     if output_path is None:
         return inp, None
     out = check_output_path(output_path)
     if out.exists() and out.resolve() == inp.resolve():
         raise InputError(f"{out}: the output is the input file; choose another output path")
+    check_output_target(out)
+    if progress_path(out).is_dir():
+        raise InputError(
+            f"{progress_path(out)}: the progress file's path is a folder; remove that folder"
+            " or choose another output path"
+        )
     return inp, out
+
+
+def check_output_target(out: Path) -> None:
+    """Raise :class:`InputError` unless ``out`` can be written as a file.
+
+    ``out`` must not be a folder (or a link to one), and its nearest existing ancestor
+    must be a folder (so that the missing folders can be created).
+    """
+    if out.is_dir():
+        raise InputError(
+            f"{out}: is a folder, not a file; give the output file's path, e.g."
+            f" {out / ('predictions' + (out.suffix or '.csv'))}"
+        )
+    parent = out.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(
+            f"{out}: cannot create the output's folder because {parent} is a file; choose"
+            " another output path"
+        )
+
+
+def _open_no_follow(path: Path, *, append: bool) -> Any:
+    """Open ``path`` for binary writing without ever following a symbolic link.
+
+    ``append``: open the existing file for reading and writing (no truncation); else
+    create or truncate it.
+    """
+    flags = os.O_RDWR if append else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    link = (
+        f"{path}: the interrupted run's output is now a symbolic link; pet_kit never writes"
+        " through links. Pass resume=False (--no-resume) to start over, replacing the link"
+        " by a new file (its target is left unchanged), or remove the link"
+    )
+    if path.is_symlink():  # O_NOFOLLOW is missing on some platforms: check as well
+        raise InputError(link)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if path.is_symlink():  # made between the check and the open
+            raise InputError(link) from None
+        raise InputError(f"{path}: cannot open the output for writing ({exc.strerror})") from None
+    return os.fdopen(fd, "r+b" if append else "wb")
+
+
+def _non_empty(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def _fresh_temp(path: Path) -> Any:
+    """Create ``path`` (a temporary file) anew for text writing, never through a link."""
+    path.unlink(missing_ok=True)  # a left-over from a crash, or a planted link
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o666), "w", encoding="utf-8", newline="")
 
 
 # -------------------------------------------------------------- prediction
@@ -369,7 +450,7 @@ def _write_sidecar(path: Path, state: dict[str, Any]) -> None:
     """Replace the sidecar atomically (temp file, fsync, rename, fsync the folder)."""
     state = {**state, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with _fresh_temp(tmp) as fh:
         json.dump(state, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
         fh.flush()
@@ -452,7 +533,10 @@ def predict_file(
         (a finished run or another file) is refused unless ``overwrite``. ``False``:
         start over, replacing the output and any sidecar.
     overwrite : bool
-        With ``resume=True``, replace an existing output that has no sidecar.
+        With ``resume=True``, replace an existing output that has no sidecar. An output
+        path that is a symbolic link counts as an existing output; replacing it replaces
+        the link itself by a new file and leaves the link's target unchanged (pet_kit
+        never writes through a link, see the module docstring).
     progress : bool
         Show a tqdm progress bar (unit: texts) on stderr.
     num_shards, shard_index : int
@@ -469,7 +553,8 @@ def predict_file(
     InputError
         Bad arguments or input; an output that exists without a sidecar (and
         ``overwrite=False``); a sidecar of a different job or that does not match the
-        output. Prediction errors name the input rows.
+        output; an interrupted run's output that has become a symbolic link. Prediction
+        errors name the input rows.
     """
     inp, out = check_predict_job(
         input_path,
@@ -488,13 +573,17 @@ def predict_file(
     state: dict[str, Any] | None = None
     if resume and sidecar.exists():
         state = _read_sidecar(sidecar, job, out)
-    elif resume and not overwrite and out.exists() and out.stat().st_size > 0:
+    elif resume and not overwrite and (out.is_symlink() or _non_empty(out)):
+        link = f" (a symbolic link to {os.readlink(out)})" if out.is_symlink() else ""
         raise InputError(
-            f"{out} already exists and has no progress file ({sidecar.name}), so it is a"
-            " finished run's output or another file; refusing to overwrite it. Pass"
+            f"{out} already exists{link} and has no progress file ({sidecar.name}), so it is"
+            " a finished run's output or another file; refusing to overwrite it. Pass"
             " overwrite=True (--overwrite) to replace it, or choose another output path"
         )
     resumed = state is not None
+    if state is None and out.is_symlink():
+        log.info("%s: replacing the symbolic link by a new file (its target is unchanged)", out)
+        out.unlink()
     if state is None:
         state = {
             "format": _SIDECAR_FORMAT,
@@ -527,11 +616,11 @@ def predict_file(
         disable=not progress,
         dynamic_ncols=True,
     )
-    mode = "r+b" if resumed and out.exists() else "wb"
+    append = resumed and (out.exists() or out.is_symlink())
     rows_read = 0
     index = -1
     try:
-        with out.open(mode) as fh:
+        with _open_no_follow(out, append=append) as fh:
             fh.truncate(int(state["output_bytes"]))
             fh.seek(int(state["output_bytes"]))
             for index, chunk in enumerate(iter_table_chunks(inp, chunk_size)):
@@ -663,7 +752,8 @@ def merge_shards(
             )
         if p.resolve() == out.resolve():
             raise InputError(f"{out}: the merged output cannot be one of the shards")
-    if out.exists() and not overwrite:
+    check_output_target(out)
+    if (out.exists() or out.is_symlink()) and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True to replace it")
     formatter = _TableFormatter(out.suffix)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -678,7 +768,7 @@ def merge_shards(
 
     streams = [_shard_records(p, chunk_size) for p in paths]
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        with _fresh_temp(tmp) as fh:
             for row, rec in heapq.merge(*streams, key=lambda item: item[0]):
                 if row != expected:
                     what = "repeated" if row < expected else f"missing (next found: {row})"

@@ -3,13 +3,25 @@
 Used by the CLI; plain-text files hold one example per line in a ``text`` column.
 :func:`iter_table_chunks` reads the same formats lazily, a fixed number of rows at a
 time, for files too large to hold in memory.
+
+Tables whose columns would be read wrongly without a word are refused (``InputError``):
+a CSV/TSV header naming a column twice (pandas would rename the second ``text.1`` and
+read the first), a JSON Lines record with a key twice (JSON keeps the last value), a
+``.csv`` whose header is one column that looks like names separated by ``;``, a tab or
+``|`` (the whole line, label included, would be read as the text; likewise a ``.tsv``
+separated by commas), and an empty (0-byte) CSV/TSV file.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
+import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,18 +29,31 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["iter_table_chunks", "read_table", "table_records", "write_table"]
+__all__ = ["iter_table_chunks", "read_columns", "read_table", "table_records", "write_table"]
+
+log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl")
+
+
+def _read_jsonl(p: Path) -> pd.DataFrame:
+    text = p.read_text(encoding="utf-8")
+    _check_json_keys(text.splitlines(), p, 1)
+    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+
 
 _READERS = {
     ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
     ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False),
-    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".jsonl": _read_jsonl,
     ".txt": lambda p: pd.DataFrame(
         {"text": [ln for ln in Path(p).read_text(encoding="utf-8").splitlines() if ln.strip()]}
     ),
 }
+_SEPARATORS = {".csv": ",", ".tsv": "\t"}
+_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
+# A column name as people write them: an identifier, maybe quoted, maybe with spaces around.
+_NAME = re.compile(r"""\s*(["']?)[^\W\d][\w.\- ]*\1\s*\Z""")
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -37,14 +62,156 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     InputError
-        Unknown extension, missing file, or a file that cannot be parsed.
+        Unknown extension, missing or empty file, a file that cannot be parsed, or
+        columns that would be read wrongly (see the module docstring).
     """
     p = check_input_path(path)
+    _check_header(p)
     reader = _READERS[p.suffix.lower()]
     try:
         return reader(p)
+    except UnicodeEncodeError:  # a str column cannot hold a lone surrogate
+        raise InputError(_surrogate_problem(p)) from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InputError(f"{p}: cannot parse as {p.suffix} ({exc})") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_problem(p: Path) -> str:
+    """The message for a JSON Lines file with an escaped lone surrogate (``\\udc80``)."""
+    where = ""
+    with p.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            if "\\u" in line and _SURROGATE.search(
+                json.dumps(_loads_or_none(line), ensure_ascii=False)
+            ):
+                where = f" (line {n})"
+                break
+    return (
+        f"{p}: a value{where} holds a lone surrogate (an escape such as \\udc80: bytes that"
+        " are not UTF-8, decoded with errors='surrogateescape' before the file was"
+        " written), which is not text; write the file again from texts decoded with"
+        " errors='replace'"
+    )
+
+
+def _loads_or_none(line: str) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def read_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a table file, read from its start only.
+
+    CSV/TSV: the header; JSON Lines: the keys of the first record; TXT: ``["text"]``.
+    Checked as :func:`read_table` checks them.
+    """
+    p = check_input_path(path)
+    header = _check_header(p)
+    if header is not None:
+        return header
+    if p.suffix.lower() == ".txt":
+        return ["text"]
+    with p.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                _check_json_keys([line], p, n)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return []
+                return [str(k) for k in record] if isinstance(record, dict) else []
+    return []
+
+
+def _check_header(p: Path) -> list[str] | None:
+    """Refuse an empty CSV/TSV file, and a header with a repeated or mis-split name.
+
+    Returns the CSV/TSV header's column names (``None`` for other formats, whose empty
+    files simply have no rows).
+    """
+    suffix = p.suffix.lower()
+    sep = _SEPARATORS.get(suffix)
+    if sep is None:
+        return None
+    if p.stat().st_size == 0:
+        raise InputError(
+            f"{p}: the file is empty (not even a header); a {suffix} file needs a header"
+            " line naming its columns, then one row per example"
+        )
+    with p.open("rb") as fh:
+        raw = fh.readline(1 << 20)
+    try:
+        line = raw.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None  # reported by the reader
+    names = next(csv.reader([line], delimiter=sep), [])
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"{p}: the header {line!r} names the column(s) {repeated} more than once;"
+            " only one would be read (pandas renames the others 'name.1'). Rename or"
+            " drop the extra column(s)"
+        )
+    if len(names) == 1:
+        for other in (",", ";", "\t", "|"):
+            parts = names[0].split(other)
+            if other == sep or len(parts) < 2 or not all(_NAME.match(part) for part in parts):
+                continue
+            if suffix == ".csv":
+                fix = (
+                    "Rename it to .tsv, or save it with commas as the separator"
+                    if other == "\t"
+                    else "Save it with commas as the separator (e.g. pandas"
+                    " df.to_csv(path, index=False)), or with tabs as a .tsv file"
+                )
+            else:
+                fix = (
+                    "Rename it to .csv"
+                    if other == ","
+                    else "Save it with tabs as the separator, or with commas as a .csv file"
+                )
+            raise InputError(
+                f"{p}: the header {line!r} is read as a single column, but it looks like the"
+                f" columns {parts} separated by {_SEPARATOR_NAMES[other]}; a {suffix} file is"
+                f" separated by {_SEPARATOR_NAMES[sep]}, so each whole line (labels included)"
+                f" would be read as one text. {fix}"
+            )
+    return names
+
+
+def _check_json_keys(lines: list[str], p: Path, first_line: int) -> None:
+    """Refuse a JSON Lines record that has a key twice (JSON would keep the last value)."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in items]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise _RepeatedKeys(repeated)
+        return dict(items)
+
+    for n, line in enumerate(lines, first_line):
+        if not line.strip() or line.count(":") < 2:
+            continue  # blank, or too few keys to repeat one
+        try:
+            json.loads(line, object_pairs_hook=pairs)
+        except _RepeatedKeys as exc:
+            raise InputError(
+                f"{p}:{n}: the record has the key(s) {exc.keys} more than once; JSON keeps"
+                " only the last value. Remove or rename the repeated key(s)"
+            ) from None
+        except ValueError:
+            continue  # not valid JSON: reported by the reader
+
+
+class _RepeatedKeys(Exception):
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.keys = keys
 
 
 def check_input_path(path: str | os.PathLike[str]) -> Path:
@@ -87,8 +254,18 @@ def _raw_chunks(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         ) as reader:
             yield from reader
     elif suffix == ".jsonl":
-        with pd.read_json(p, lines=True, dtype=False, chunksize=chunk_size) as reader:
-            yield from reader
+        # chunks of raw lines, parsed as pandas' own chunked JSON reader parses them, after
+        # the repeated-key check
+        with p.open(encoding="utf-8") as fh:
+            first = 1
+            while True:
+                lines = list(itertools.islice(fh, chunk_size))
+                if not lines:
+                    break
+                _check_json_keys(lines, p, first)
+                first += len(lines)
+                if any(line.strip() for line in lines):
+                    yield pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
     else:  # .txt: one example per non-blank line, read line by line
         lines: list[str] = []
         with p.open(encoding="utf-8") as fh:
@@ -135,6 +312,7 @@ def iter_table_chunks(path: str | os.PathLike[str], chunk_size: int) -> Iterator
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     p = check_input_path(path)
+    _check_header(p)
     return _rechunk(p, chunk_size)
 
 
@@ -149,6 +327,10 @@ def _rechunk(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 frame = next(raw)
             except StopIteration:
                 break
+            except InputError:
+                raise
+            except UnicodeEncodeError:  # a str column cannot hold a lone surrogate
+                raise InputError(_surrogate_problem(p)) from None
             except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
                 read = rows + n_pending
                 where = f" after data row {read - 1} (0-based)" if read else ""
@@ -187,10 +369,15 @@ def _is_nan(value: object) -> bool:
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write ``df`` as CSV/TSV/JSONL depending on the extension (atomically)."""
+    """Write ``df`` as CSV/TSV/JSONL depending on the extension (atomically).
+
+    A temporary file is written, then renamed onto ``path``: a symbolic link at ``path``
+    is replaced by the new file, never written through (its target is left unchanged).
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     tmp = p.with_name(f".{p.name}.tmp")
+    tmp.unlink(missing_ok=True)  # a left-over (or planted link) is not written through
     if suffix == ".csv":
         df.to_csv(tmp, index=False)
     elif suffix == ".tsv":

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone
+from .encoding import tokenize_plain
 from .errors import InputError, SavedPromptError
 
 __all__ = [
@@ -205,7 +206,11 @@ def mlm_loss_fn(
         )
     tok = backbone.tokenizer
     collator = DataCollatorForLanguageModeling(tok, mlm_probability=mlm_probability)
-    encoded = [tok(t, truncation=True, max_length=max_length) for t in texts]
+    # user texts: special-token strings in them are plain characters, never [MASK]/[SEP]
+    encoded = [
+        tokenize_plain(tok, t, add_special_tokens=True, truncation=True, max_length=max_length)
+        for t in texts
+    ]
 
     def loss() -> torch.Tensor:
         idx = torch.randint(len(encoded), (min(batch_size, len(encoded)),), generator=generator)

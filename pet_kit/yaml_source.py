@@ -5,10 +5,17 @@ them. :func:`read_yaml` composes the node tree once (safe loader only: no Python
 object construction, ever), builds the data from it, and keeps the tree so that
 :meth:`YamlSource.line_of` can map a key path such as ``("patterns", 0, "pattern")``
 back to a 1-based line.
+
+Before anything is parsed, a file's size is checked against :data:`MAX_YAML_BYTES`
+(specifications are a few KB; parsing tens of MB takes minutes). Keys that YAML would
+silently merge are refused: the same key written twice, and keys spelled differently
+that read as the same value (``1:``, ``1.0:``, ``0x1:``, ``+1:`` are all the number 1;
+``yes:`` and ``true:`` are True, which Python treats as 1 too).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +25,56 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "YamlSource", "parse_yaml_text", "read_yaml"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_YAML_BYTES",
+    "YamlSource",
+    "max_yaml_bytes",
+    "parse_yaml_text",
+    "read_yaml",
+]
 
 #: Largest number of values a document may expand to (aliases counted expanded).
 MAX_NODES = 100_000
 #: Deepest nesting of mappings/sequences accepted.
 MAX_DEPTH = 64
+#: Largest YAML file (bytes) read; the environment variable ``PET_KIT_MAX_YAML_BYTES``
+#: overrides it. Specifications are a few KB: a larger file is most likely the wrong file.
+MAX_YAML_BYTES = 1 << 20
+_MAX_YAML_BYTES_ENV = "PET_KIT_MAX_YAML_BYTES"
+
+
+def max_yaml_bytes() -> int:
+    """The YAML size limit in bytes: ``$PET_KIT_MAX_YAML_BYTES`` or :data:`MAX_YAML_BYTES`.
+
+    Raises
+    ------
+    ConfigError
+        The environment variable is set but not a positive integer.
+    """
+    raw = os.environ.get(_MAX_YAML_BYTES_ENV)
+    if raw is None or not raw.strip():
+        return MAX_YAML_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"{_MAX_YAML_BYTES_ENV}={raw!r} is not a positive integer (a size in bytes);"
+            f" set it to e.g. {4 * MAX_YAML_BYTES} or unset it",
+            source=_MAX_YAML_BYTES_ENV,
+        )
+    return value
+
+
+def _too_large(size: int, limit: int, unit: str) -> str:
+    return (
+        f"the YAML is {size} {unit}, over the limit of {limit} {unit} for a specification"
+        " (PVP and verbalizer files are a few KB); check that this is the right file, or"
+        f" raise the limit with the environment variable {_MAX_YAML_BYTES_ENV}"
+    )
 
 
 @dataclass(frozen=True)
@@ -174,9 +225,15 @@ def _check_graph(root: yaml.Node | None, name: str) -> None:
 
 
 def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
-    """YAML lets a later duplicate key silently win; a strict spec refuses it."""
+    """YAML lets a later duplicate key silently win; a strict spec refuses it.
+
+    Besides the same spelling twice, keys that are spelled differently but read as the
+    same value are refused (``1:``, ``1.0:`` and ``0x1:`` are all 1; ``yes:`` is True,
+    and Python's ``True == 1``), in every mapping of the document.
+    """
     stack = [node] if node is not None else []
     visited: set[int] = set()
+    constructor = yaml.constructor.SafeConstructor()
     while stack:
         current = stack.pop()
         if id(current) in visited:
@@ -184,6 +241,7 @@ def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
         visited.add(id(current))
         if isinstance(current, yaml.MappingNode):
             seen: dict[str, int] = {}
+            values: dict[Any, yaml.ScalarNode] = {}
             for key_node, value_node in current.value:
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
@@ -196,9 +254,42 @@ def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
                         key=key,
                     )
                 seen[key] = line
+                if isinstance(key_node, yaml.ScalarNode):
+                    _reject_same_value(constructor, key_node, values, name)
                 stack.append(value_node)
         elif isinstance(current, yaml.SequenceNode):
             stack.extend(current.value)
+
+
+def _reject_same_value(
+    constructor: yaml.constructor.SafeConstructor,
+    key_node: yaml.ScalarNode,
+    values: dict[Any, yaml.ScalarNode],
+    name: str,
+) -> None:
+    """Refuse ``key_node`` if an earlier key of its mapping reads as an equal value."""
+    try:
+        value = constructor.construct_object(key_node)
+        other = values.setdefault(value, key_node)
+    except (yaml.YAMLError, TypeError):  # merge keys (<<), unhashable values
+        return
+    if other is key_node:
+        return
+
+    def shown(node: yaml.ScalarNode) -> str:
+        read = constructor.construct_object(node)
+        return f"'{node.value}' (line {node.start_mark.line + 1}, read as {read!r})"
+
+    first, second = str(other.value), str(key_node.value)
+    raise ConfigError(
+        f"keys {shown(other)} and {shown(key_node)} are the same key once read (Python"
+        " treats equal numbers, and True/False and 1/0, as one key), so YAML would"
+        f' silently keep only the last one; quote them as distinct strings ("{first}": and'
+        f' "{second}":) or remove one',
+        source=name,
+        line=key_node.start_mark.line + 1,
+        key=second,
+    )
 
 
 def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
@@ -217,15 +308,24 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
     Raises
     ------
     ConfigError
-        If the file is missing, unreadable, not UTF-8, or not valid YAML.
+        If the file is missing, unreadable, larger than :func:`max_yaml_bytes` (checked
+        before it is read), not UTF-8, not valid YAML, or has keys YAML would merge.
     """
     p = Path(path)
     name = str(path)
     if not p.is_file():
         hint = " (it is a folder)" if p.is_dir() else ""
         raise ConfigError(f"file not found{hint}; check the path", source=name)
+    limit = max_yaml_bytes()
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > limit:
+            raise ConfigError(_too_large(size, limit, "bytes"), source=name)
+        with p.open("rb") as fh:
+            raw = fh.read(limit + 1)  # the file may have grown since the stat
+        if len(raw) > limit:
+            raise ConfigError(_too_large(len(raw), limit, "bytes"), source=name)
+        text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read()
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
@@ -237,5 +337,9 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
 
 
 def parse_yaml_text(text: str, name: str = "<string>") -> YamlSource:
-    """Parse YAML given as a string (same rules as :func:`read_yaml`)."""
+    """Parse YAML given as a string (same rules as :func:`read_yaml`; the size limit
+    counts characters)."""
+    limit = max_yaml_bytes()
+    if len(text) > limit:
+        raise ConfigError(_too_large(len(text), limit, "characters"), source=name)
     return _parse(text, name)

@@ -106,3 +106,23 @@ def test_roberta_fast_path_and_training(bpe_tokenizer):
     clf.fit(POS + NEG, ["positive"] * len(POS) + ["negative"] * len(NEG))
     assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
     assert np.isfinite(clf.predict_proba(["great"])).all()
+
+
+def test_special_token_strings_in_text_are_plain_text(bpe_tokenizer):
+    """<s>, </s>, <mask>, <pad>, <unk> typed in a text are its characters, byte for byte."""
+    pvp = load_pvp({"pattern": "Review: {text} It was [MASK].", "verbalizer": VERB})
+    enc = ClozeEncoder(pvp, bpe_tokenizer, max_length=64)
+    texts = ["<mask> great </s><s> movie <pad>", "<s>", "a <unk> film </s>", "great<mask>"]
+    special = set(bpe_tokenizer.all_special_ids)
+    for text, e in zip(texts, enc.encode([{"text": t} for t in texts]), strict=True):
+        (field,) = e.fields
+        assert not special & set(field), text
+        decoded = bpe_tokenizer.decode(list(field), clean_up_tokenization_spaces=False)
+        assert decoded == " " + text
+    # pattern literals keep their special tokens (the pattern author wrote them)
+    lit = ClozeEncoder(
+        load_pvp({"pattern": "<s> {text} [MASK].", "verbalizer": VERB}),
+        bpe_tokenizer,
+        max_length=64,
+    )
+    assert bpe_tokenizer.bos_token_id in lit.parts[0].ids

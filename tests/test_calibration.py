@@ -29,10 +29,18 @@ def test_calibrated_probabilities_divide_out_the_prior(make_clf, toy_data):
     assert (clf.predict(X) == clf.classes_[expected.argmax(1)]).all()
 
 
-def test_default_content_free_texts_include_the_mask_token(make_clf, tiny_tokenizer):
+def test_default_content_free_texts_include_the_real_mask_token(make_clf, tiny_tokenizer):
+    from pet_kit.encoding import OwnText
+
     clf = make_clf(calibration="content_free").fit(None)
-    raw = _raw(make_clf(), ["N/A", "", tiny_tokenizer.mask_token])
+    encoder = clf._runtime()[1]
+    mask, mask_id = tiny_tokenizer.mask_token, tiny_tokenizer.mask_token_id
+    assert encoder.encode([{"text": OwnText(mask)}])[0].fields == ((mask_id,),)
+    assert mask_id not in encoder.encode([{"text": mask}])[0].fields[0]  # user text: plain
+    raw = _raw(make_clf(), ["N/A", "", OwnText(mask)])
     np.testing.assert_allclose(clf.calibration_prior_, raw.mean(0), atol=1e-6)
+    plain = _raw(make_clf(), ["N/A", "", mask])
+    assert not np.allclose(clf.calibration_prior_, plain.mean(0), atol=1e-6)
 
 
 def test_unlabeled_calibration_of_a_constant_input_gives_uniform_probabilities(make_clf):

@@ -258,3 +258,20 @@ def test_error_carries_source_and_key():
     assert err.key == "patterns.0.pattern"
     assert str(err).startswith("my.yaml: patterns.0.pattern: ")
     assert "'{text}'" in str(err)  # the pattern itself is quoted
+
+
+def test_a_huge_pattern_is_refused_before_parsing(monkeypatch):
+    import time
+
+    text = "{text} It was [MASK]." + " and so on" * 1_000_000  # 10 MB
+    start = time.perf_counter()
+    with pytest.raises(PatternError) as info:
+        parse_pattern(text, source="p.yaml", key="pattern")
+    assert time.perf_counter() - start < 0.5
+    msg = str(info.value)
+    assert msg.startswith("p.yaml: pattern: the pattern is 10000021 characters long")
+    assert "over the limit of 10000" in msg and "PET_KIT_MAX_PATTERN_CHARS" in msg
+    assert len(msg) < 500  # the pattern itself is not repeated in the message
+    parse_pattern("{text} [MASK]" + "x" * 9_987)  # 10 000 characters: fine
+    monkeypatch.setenv("PET_KIT_MAX_PATTERN_CHARS", "20000000")
+    assert parse_pattern(text).fields == ("text",)

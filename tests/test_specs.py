@@ -247,12 +247,12 @@ def test_pvp_file_with_pattern_from_template(tpl):
         "sub/p.yaml",
         """\
         pattern: ../tpl.yaml#soft
-        verbalizer: {yes: ["yes"], no: ["no"]}
+        verbalizer: {"yes": ["yes"], "no": ["no"]}
         """,
     )
     pvp = load_pvp(path)
     assert pvp.pattern.text == "[SOFT*2] {text} [SOFT:it was] [MASK]."
-    assert set(pvp.verbalizer.labels) == {True, False}  # unquoted keys are YAML booleans
+    assert set(pvp.verbalizer.labels) == {"yes", "no"}
 
 
 def test_hash_on_a_pvp_file(tmp_path):
@@ -879,3 +879,79 @@ def test_duplicate_yaml_keys_rejected(tmp_path):
         'pattern: "{text} It was [MASK]."\npattern: "[MASK] {text}"\nverbalizer: verb.yaml\n',
     )
     config_error(path)
+
+
+# ------------------------------------------------- label keys that YAML merges or misreads
+@pytest.mark.parametrize(
+    ("labels", "first", "second"),
+    [
+        ("1: [great]\n  1.0: [good]\n  0x1: [bad]", "'1' (line 2, read as 1)", "'1.0' (line 3"),
+        ("pos: [great]\n  1: [good]\n  true: [bad]", "'1' (line 3", "'true' (line 4"),
+        ("0: [great]\n  false: [good]\n  pos: [bad]", "'0' (line 2", "'false' (line 3"),
+        ("+1: [great]\n  01: [good]", "'+1' (line 2", "'01' (line 3"),
+        ("1: [great]\n  yes: [good]", "'1' (line 2", "'yes' (line 3, read as True)"),
+    ],
+)
+def test_label_keys_that_read_as_the_same_value_are_refused(tmp_path, labels, first, second):
+    path = write(tmp_path, "v.yaml", f"labels:\n  {labels}\n  neg: [terrible]\n")
+    err = config_error(path, loader=load_verbalizer)
+    assert first in str(err) and second in str(err), str(err)
+    assert "the same key once read" in str(err) and "quote them as distinct strings" in str(err)
+    located(err, path, int(second.split("line ")[1].split(",")[0].rstrip(")")))
+
+
+def test_colliding_keys_are_refused_by_pet_kit_validate_look_alikes_are_not(tmp_path, capsys):
+    from pet_kit.cli import main
+
+    path = write(
+        tmp_path,
+        "p.yaml",
+        'pattern: "{text} It was [MASK]."\nverbalizer:\n  1: [great]\n  1.0: [bad]\n',
+    )
+    assert main(["validate", str(path)]) == 1
+    assert "p.yaml:4: 1.0: keys '1' (line 3, read as 1) and '1.0'" in capsys.readouterr().out
+    # quoted keys are strings; YAML 1.1 reads 0o1 as the string "0o1", not as 1
+    path = write(tmp_path, "v.yaml", 'labels:\n  "1": [great]\n  "1.0": [good]\n  0o1: [bad]\n')
+    assert set(load_verbalizer(path).labels) == {"1", "1.0", "0o1"}
+    path = write(tmp_path, "b.yaml", "labels:\n  true: [great]\n  false: [bad]\n")
+    assert set(load_verbalizer(path).labels) == {True, False}  # spelled as booleans
+
+
+@pytest.mark.parametrize(
+    ("key", "needle"),
+    [
+        ("yes", "label 'yes' is read by YAML as the boolean True"),
+        ("No", "label 'No' is read by YAML as the boolean False"),
+        ("on", "label 'on' is read by YAML as the boolean True"),
+        ("~", "label '~' is read by YAML as null"),
+        ("null", "label 'null' is read by YAML as null"),
+    ],
+)
+def test_unquoted_yes_no_and_null_label_keys_are_refused(tmp_path, key, needle):
+    path = write(tmp_path, "v.yaml", f"labels:\n  pos: [great]\n  {key}: [bad]\n")
+    err = config_error(path, loader=load_verbalizer)
+    assert needle in str(err) and f'quote it ("{key}":)' in str(err), str(err)
+    located(err, path, 3)
+    # the same in a PVP's bare labels mapping
+    pvp = write(
+        tmp_path, "p.yaml", f'pattern: "{{text}} [MASK]"\nverbalizer: {{{key}: [bad], x: [y]}}'
+    )
+    assert needle in str(config_error(pvp))
+
+
+# ------------------------------------------------------------------------- size limits
+def test_a_huge_yaml_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import time
+
+    path = write(tmp_path, "big.yaml", VERBALIZER + "# padding\n" * 600_000)  # 6 MB
+    start = time.perf_counter()
+    err = config_error(path, loader=load_verbalizer)
+    assert time.perf_counter() - start < 0.5
+    assert f"the YAML is {path.stat().st_size} bytes, over the limit of 1048576" in str(err)
+    assert "PET_KIT_MAX_YAML_BYTES" in str(err)
+    monkeypatch.setenv("PET_KIT_MAX_YAML_BYTES", str(8 << 20))
+    assert set(load_verbalizer(path).labels) == {"positive", "negative"}
+    monkeypatch.setenv("PET_KIT_MAX_YAML_BYTES", "lots")
+    assert "PET_KIT_MAX_YAML_BYTES='lots' is not a positive integer" in str(
+        config_error(path, loader=load_verbalizer, names="PET_KIT_MAX_YAML_BYTES")
+    )

@@ -516,3 +516,90 @@ def test_jsonl_output_writes_missing_values_as_null(tmp_path):
     write_table(df, tmp_path / "out.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert rows == [{"text": "a", "note": "x"}, {"text": "b", "note": None}]
+
+
+# ------------------------------------------------- outputs that are folders or links
+@pytest.mark.parametrize(
+    ("setup", "output", "message"),
+    [
+        ("folder", "out.csv", "out.csv: is a folder, not a file"),
+        ("file", "in.csv/out.csv", "cannot create the output's folder because in.csv is a file"),
+        ("sidecar", "out.csv", "out.csv.progress.json: the progress file's path is a folder"),
+        ("semicolons", "out.csv", "separated by semicolons"),
+        ("dup", "out.csv", "names the column(s) ['text'] more than once"),
+    ],
+)
+def test_cli_output_and_input_problems_exit_1_before_loading(
+    tmp_path, monkeypatch, capsys, setup, output, message
+):
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path, "csv")
+    if setup == "folder":
+        (tmp_path / "out.csv").mkdir()
+    elif setup == "sidecar":
+        (tmp_path / "out.csv.progress.json").mkdir()
+    elif setup == "semicolons":
+        (tmp_path / "in.csv").write_text("text;label\na great film;pos\n", encoding="utf-8")
+    elif setup == "dup":
+        (tmp_path / "in.csv").write_text("text,text\na,b\n", encoding="utf-8")
+    assert main(["predict", str(tmp_path / "no-prompt"), "in.csv", "--output", output]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "no such prompt folder" not in err, err
+
+
+def _link_to_precious(tmp_path, name="out.csv", dangling=False):
+    target = tmp_path / "precious.txt"
+    if not dangling:
+        target.write_text("keep me\n", encoding="utf-8")
+    link = tmp_path / name
+    link.symlink_to(target)
+    return link, target
+
+
+def test_overwrite_replaces_a_symlinked_output_never_its_target(tmp_path, clf):
+    path = write_input(tmp_path, "csv")
+    out, target = _link_to_precious(tmp_path)
+    with pytest.raises(InputError, match=r"already exists \(a symbolic link to .*precious.txt\)"):
+        predict_file(clf, path, out, progress=False)
+    result = predict_file(clf, path, out, overwrite=True, progress=False)
+    assert result.rows_written == N
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    assert not out.is_symlink()
+    assert_same_predictions(read_output(out), reference(clf, read_table(path)))
+
+
+def test_a_dangling_symlink_output_is_not_followed(tmp_path, clf):
+    path = write_input(tmp_path, "csv")
+    out, target = _link_to_precious(tmp_path, dangling=True)
+    with pytest.raises(InputError, match="already exists"):
+        predict_file(clf, path, out, progress=False)
+    assert not target.exists()
+    predict_file(clf, path, out, resume=False, progress=False)
+    assert not target.exists() and not out.is_symlink() and out.stat().st_size > 0
+
+
+def test_resuming_into_an_output_that_became_a_link_is_refused(tmp_path, clf, monkeypatch):
+    path, out = crashed_run(tmp_path, clf, monkeypatch)
+    target = tmp_path / "moved.csv"  # the partial output moved away, a link left behind
+    out.rename(target)
+    out.symlink_to(target)
+    before = target.read_bytes()
+    with pytest.raises(InputError, match="is now a symbolic link; pet_kit never writes through"):
+        predict_file(clf, path, out, chunk_size=3, progress=False)
+    assert target.read_bytes() == before
+
+
+def test_planted_temp_links_are_not_followed(tmp_path, clf):
+    path = write_input(tmp_path, "csv")
+    out = tmp_path / "out.csv"
+    _, target = _link_to_precious(tmp_path, "out.csv.progress.json.tmp")
+    predict_file(clf, path, out, chunk_size=7, progress=False)
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    shards = [shard_path(out, k, 2) for k in range(2)]
+    for k, shard in enumerate(shards):
+        predict_file(clf, path, shard, chunk_size=7, num_shards=2, shard_index=k, progress=False)
+    (tmp_path / "merged.csv").symlink_to(target)
+    (tmp_path / ".merged.csv.tmp").symlink_to(target)
+    merge_shards(shards, tmp_path / "merged.csv", overwrite=True)
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    assert (tmp_path / "merged.csv").read_bytes() == out.read_bytes()
