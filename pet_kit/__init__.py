@@ -19,6 +19,7 @@ from .errors import (
     PatternError,
     PetKitError,
     SavedPromptError,
+    TrainingDivergedError,
     VerbalizerError,
 )
 from .estimator import PromptClassifier
@@ -42,6 +43,7 @@ __all__ = [
     "PromptClassifier",
     "PromptEnsemble",
     "SavedPromptError",
+    "TrainingDivergedError",
     "Verbalizer",
     "VerbalizerError",
     "__version__",

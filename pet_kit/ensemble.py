@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,20 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .errors import InputError, SavedPromptError
+from .errors import InputError, SavedPromptError, TrainingDivergedError
 from .estimator import PromptClassifier
 from .inputs import is_real_number, to_label_indices
-from .persist import atomic_folder
+from .persist import (
+    ENSEMBLE_FILE,
+    ENSEMBLE_FORMAT,
+    META_FILE,
+    json_file_digest,
+    read_json_file,
+    remove_pet_kit_folder,
+    restore_moved_aside,
+    save_folder,
+    write_file_atomically,
+)
 from .pvp import PVP, load_pvps
 from .student import STUDENT_KIND, LinearStudent
 
@@ -32,9 +44,12 @@ log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("mean", "wmean")
 DISTILL = (None, "prompt", "linear")
-_FORMAT = "pet_kit.ensemble"
+_FORMAT = ENSEMBLE_FORMAT
 _FORMAT_VERSION = 1
-_META = "ensemble.json"
+_META = ENSEMBLE_FILE
+_MEMBER = re.compile(r"member_\d+")
+_MEMBER_TEMP = re.compile(r"\.member_\d+\.tmp-[0-9a-f]{8}")
+_LOAD_TRIES = 3
 
 
 def _pvp_list(pvps: Any) -> list[Any]:
@@ -167,14 +182,14 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         if self.distill not in DISTILL:
             raise InputError(f"distill must be one of {DISTILL}, got {self.distill!r}")
         t = self.temperature
-        if not is_real_number(t) or not t > 0:
-            raise InputError(f"temperature must be a number > 0, got {t!r}")
+        if not is_real_number(t) or not 0 < t < math.inf:
+            raise InputError(f"temperature must be a finite number > 0, got {t!r}")
         g = self.ipet_generations
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
             raise InputError(f"ipet_generations must be an integer >= 0, got {g!r}")
         d = self.ipet_scale
-        if not is_real_number(d) or not d >= 1:
-            raise InputError(f"ipet_scale must be a number >= 1, got {d!r}")
+        if not is_real_number(d) or not 1 <= d < math.inf:
+            raise InputError(f"ipet_scale must be a finite number >= 1, got {d!r}")
         if self.student_params is not None and not isinstance(self.student_params, dict):
             raise InputError(
                 f"student_params must be None or a dict of PromptClassifier parameters, got"
@@ -237,7 +252,10 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         for i, member in enumerate(members):
             if self.weighting == "wmean" and X is not None:
                 weights.append(clone(member).fit(None).score(X, y))
-            member.fit(X, y)
+            try:
+                member.fit(X, y)
+            except TrainingDivergedError as exc:
+                raise exc.within(f"ensemble member {i + 1} of {len(members)}") from None
             log.info("member %d/%d (%s) trained", i + 1, len(members), member.pvp_.name)
         classes = members[0].classes_
         if weights and sum(weights) > 0:
@@ -303,7 +321,10 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             texts = list(X) + [texts_u[k] for k in chosen]
             labels = list(self.classes_[y_idx]) + [self.classes_[pred[k]] for k in chosen]
             seed = int((int(seeds[i]) + 7919 * gen) % (2**31 - 1))
-            retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
+            try:
+                retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
+            except TrainingDivergedError as exc:
+                raise exc.within(f"iPET generation {gen}, member {i + 1}") from None
             log.info(
                 "iPET generation %d: member %d retrained on %d labelled + %d pseudo-labelled",
                 gen,
@@ -345,7 +366,10 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             **(self.student_params or {}),
         )
         log.info("distilling into one prompt on %d texts", len(texts))
-        return student.fit(texts, targets)
+        try:
+            return student.fit(texts, targets)
+        except TrainingDivergedError as exc:
+            raise exc.within("the distilled student prompt") from None
 
     def ensemble_proba(self, X: Any) -> np.ndarray:
         """The members' combined probabilities (also when a student was distilled)."""
@@ -375,58 +399,98 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------- save and load
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save the ensemble to folder ``path`` atomically.
+        """Save the ensemble to folder ``path`` without ever losing a file.
 
         Distilled: only the student, as a prompt folder (:meth:`PromptClassifier.load`
-        reads it). Otherwise ``ensemble.json`` (weights, classes) and one prompt folder
-        per member (``member_0`` ...); :meth:`load` reads it.
+        reads it). Otherwise ``ensemble.json`` (weights, the members' folders and the
+        SHA-256 of each member's ``prompt.json``) and one prompt folder per member
+        (``member_<i>``); :meth:`load` reads it.
+
+        Over an existing ensemble folder, the new members are written to folders the old
+        ``ensemble.json`` does not name, then ``ensemble.json`` is replaced in one step
+        (the commit point), and only then are the old members removed: at every instant
+        the folder loads as the old or the new ensemble. Other files there are kept; a
+        folder that is not an ensemble folder (nor empty) is refused.
         """
         check_is_fitted(self, "estimators_")
         if self.student_ is not None:
             return self.student_.save(path)
-        with atomic_folder(path, _META, "pet_kit ensemble folder") as tmp:
-            names = []
-            for i, member in enumerate(self.estimators_):
-                names.append(f"member_{i}")
-                member.save(tmp / names[-1])
-            meta = {
-                "format": _FORMAT,
-                "format_version": _FORMAT_VERSION,
-                "members": names,
-                "weights": self.weights_.tolist(),
-                "weighting": self.weighting,
-            }
-            (tmp / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        target = Path(path).expanduser().absolute()
-        return target
+        return save_folder(path, _META, "pet_kit ensemble folder", self._write_folder)
+
+    def _write_folder(self, folder: Path, fresh: bool) -> None:
+        """Write the members and then ``ensemble.json`` into ``folder`` (under the save
+        lock; see :func:`pet_kit.persist.save_folder`)."""
+        old = [] if fresh else _named_members(folder)
+        if not fresh:
+            _remove_stray_members(folder, keep=old)
+        names = _free_member_names(folder, len(self.estimators_))
+        for name, member in zip(names, self.estimators_, strict=True):
+            member.save(folder / name)
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "members": names,
+            "weights": self.weights_.tolist(),
+            "weighting": self.weighting,
+            "checksums": {n: json_file_digest(folder / n / META_FILE) for n in names},
+        }
+        write_file_atomically(folder / _META, (json.dumps(meta, indent=2) + "\n").encode())
+        for name in old:
+            if name not in names:
+                remove_pet_kit_folder(folder / name)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], model: Any = None, *, device: str | None = None
     ) -> PromptEnsemble:
         """Load an ensemble folder written by :meth:`save` (not a distilled student:
-        load that with :meth:`PromptClassifier.load`)."""
+        load that with :meth:`PromptClassifier.load`).
+
+        Each member's ``prompt.json`` must match the checksum ``ensemble.json`` records
+        for it (folders saved by pet_kit 0.1.0 record none). A save that replaces the
+        ensemble meanwhile makes the load start again (up to 3 times).
+        """
         folder = Path(path).expanduser()
+        restore_moved_aside(folder, _META)
+        tries, before = 1, _digest_or_none(folder / _META)
+        while True:
+            try:
+                return cls._load_once(folder, model, device)
+            except SavedPromptError:
+                after = _digest_or_none(folder / _META)
+                if tries >= _LOAD_TRIES or before is None or after == before:
+                    raise
+                log.info("%s was saved again while loading; loading it again", folder)
+                tries, before = tries + 1, after
+
+    @classmethod
+    def _load_once(cls, folder: Path, model: Any, device: str | None) -> PromptEnsemble:
+        """One attempt of :meth:`load`."""
         meta_path = folder / _META
         if not meta_path.is_file():
-            hint = ""
-            if (folder / "prompt.json").is_file():
-                kind = json.loads((folder / "prompt.json").read_text(encoding="utf-8")).get("kind")
-                loader = "LinearStudent" if kind == STUDENT_KIND else "PromptClassifier"
-                hint = f" It is a single distilled student: use {loader}.load"
-            raise SavedPromptError(f"{folder}: no {_META}; not an ensemble folder.{hint}")
+            raise SavedPromptError(
+                f"{folder}: no {_META}; not an ensemble folder.{_student_hint(folder)}"
+            )
+        meta = read_json_file(meta_path)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("format") != _FORMAT:
                 raise ValueError("no format marker")
             if meta.get("format_version") != _FORMAT_VERSION:
                 raise ValueError(f"unsupported format_version {meta.get('format_version')!r}")
             names = [str(n) for n in meta["members"]]
             weights = np.asarray(meta["weights"], dtype=np.float64)
+            checksums = dict(meta.get("checksums") or {})
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from None
+        bad = [n for n in names if not _MEMBER.fullmatch(n)]
+        if not names or bad:
+            raise SavedPromptError(
+                f"{meta_path}: members must be folder names member_<i>, got {bad or names};"
+                " the file was edited. Save the ensemble again"
+            )
         if len(weights) != len(names) or not np.isfinite(weights).all() or (weights < 0).any():
             raise SavedPromptError(f"{meta_path}: weights do not match the members")
+        _check_member_checksums(folder, checksums)
         members = [PromptClassifier.load(folder / n, model=model, device=device) for n in names]
         classes = members[0].classes_
         est = cls(pvps=[m.pvp_ for m in members], estimator=None, weighting=meta["weighting"])
@@ -435,3 +499,69 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         est.classes_ = classes
         est.student_ = None
         return est
+
+
+# ------------------------------------------------------------------ folder helpers
+def _named_members(folder: Path) -> list[str]:
+    """The member folders the existing ``ensemble.json`` names (none if unreadable)."""
+    try:
+        members = read_json_file(folder / _META).get("members")
+    except (SavedPromptError, AttributeError):
+        return []
+    if not isinstance(members, list):
+        return []
+    return [str(n) for n in members if _MEMBER.fullmatch(str(n))]
+
+
+def _remove_stray_members(folder: Path, keep: list[str]) -> None:
+    """Remove member folders no ``ensemble.json`` names (left by an interrupted save),
+    when they hold only pet_kit's files."""
+    for entry in os.scandir(folder):
+        stray = _MEMBER.fullmatch(entry.name) and entry.name not in keep
+        if (stray or _MEMBER_TEMP.fullmatch(entry.name)) and entry.is_dir(follow_symlinks=False):
+            if remove_pet_kit_folder(Path(entry.path)):
+                log.info("removed %s, left by an interrupted save", entry.path)
+
+
+def _free_member_names(folder: Path, n: int) -> list[str]:
+    """``n`` names ``member_<i>`` (smallest ``i`` first) that nothing in ``folder`` uses."""
+    names: list[str] = []
+    i = 0
+    while len(names) < n:
+        if not os.path.lexists(folder / f"member_{i}"):
+            names.append(f"member_{i}")
+        i += 1
+    return names
+
+
+def _digest_or_none(path: Path) -> str | None:
+    try:
+        return json_file_digest(path)
+    except SavedPromptError:
+        return None
+
+
+def _check_member_checksums(folder: Path, checksums: dict[str, Any]) -> None:
+    """Each member's ``prompt.json`` must be the one ``ensemble.json`` recorded."""
+    for name, expected in checksums.items():
+        if not _MEMBER.fullmatch(str(name)):
+            continue
+        actual = _digest_or_none(folder / name / META_FILE)
+        if actual is not None and actual != expected:
+            raise SavedPromptError(
+                f"{folder / name / META_FILE}: checksum mismatch with {folder / _META} (the"
+                " member was replaced or edited after the ensemble was saved); restore it,"
+                " or save the ensemble again"
+            )
+
+
+def _student_hint(folder: Path) -> str:
+    """Which loader a folder holding a single prompt needs (or ``""``)."""
+    if not (folder / META_FILE).is_file():
+        return ""
+    try:
+        kind = read_json_file(folder / META_FILE).get("kind")
+    except (SavedPromptError, AttributeError):
+        return ""
+    loader = "LinearStudent" if kind == STUDENT_KIND else "PromptClassifier"
+    return f" It is a single distilled student: use {loader}.load"

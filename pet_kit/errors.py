@@ -69,3 +69,63 @@ class SavedPromptError(PetKitError):
 
 class InputError(PetKitError):
     """``X`` or ``y`` passed to an estimator is unusable."""
+
+
+class TrainingDivergedError(PetKitError):
+    """Training produced a non-finite loss or non-finite trained parameters.
+
+    Raised by :func:`~pet_kit.training.train_prompt` (and so by every ``fit`` that
+    trains) as soon as it happens, after the trained parameters were reset to their
+    last finite state. The usual cause is a learning rate that is too high.
+
+    Parameters
+    ----------
+    message : str
+        What happened, at which step, and how to fix it.
+    step : int
+        The optimizer step whose update made the loss or the parameters non-finite
+        (0: they were non-finite before any update).
+    loss : float
+        The training loss that was found non-finite (or the last finite one when the
+        parameters became non-finite first).
+    learning_rates : dict of str to float
+        The learning rate(s) in use, by parameter name (``learning_rate``,
+        ``backbone_learning_rate``).
+    result : object, optional
+        The training loop's :class:`~pet_kit.training.TrainResult` so far.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: int = 0,
+        loss: float = float("nan"),
+        learning_rates: dict[str, float] | None = None,
+        result: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+        self.learning_rates = dict(learning_rates or {})
+        self.result = result
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # picklable with its fields (GridSearchCV(n_jobs=...) sends errors between processes)
+        fields = {"step": self.step, "loss": self.loss, "learning_rates": self.learning_rates}
+        return (_diverged, (str(self), fields))
+
+    def within(self, where: str) -> TrainingDivergedError:
+        """The same error, its message prefixed by ``where`` (e.g. an ensemble member)."""
+        return TrainingDivergedError(
+            f"{where}: {self}",
+            step=self.step,
+            loss=self.loss,
+            learning_rates=self.learning_rates,
+            result=self.result,
+        )
+
+
+def _diverged(message: str, fields: dict[str, object]) -> TrainingDivergedError:
+    """Unpickle a :class:`TrainingDivergedError` (its ``result`` is not carried)."""
+    return TrainingDivergedError(message, **fields)  # type: ignore[arg-type]

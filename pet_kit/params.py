@@ -1,12 +1,17 @@
 """Validation of :class:`~pet_kit.PromptClassifier`'s hyper-parameters.
 
 scikit-learn estimators only store their parameters in ``__init__``; ``fit`` (and
-``load``) check them here, so a bad value fails with a message naming it.
+``load``) check them here, so a bad value fails with a message naming it. Every float
+parameter must be finite: ``inf`` and ``nan`` (and numbers too large for a float, such
+as ``1e999999`` read from a file) are refused before anything is loaded or trained.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +21,7 @@ from sklearn.utils import check_random_state
 from .deep import DEEP_ENCODERS
 from .demonstrations import MODES as DEMO_MODES
 from .errors import InputError
-from .inputs import check_positive_int, is_real_number
+from .inputs import check_positive_int
 from .prompt import INIT_STRATEGIES, PROMPT_ENCODERS
 from .tuning import TUNINGS
 
@@ -42,6 +47,39 @@ def check_device(device: Any) -> None:
         )
 
 
+def _check_float(est: Any, name: str, ok: Callable[[float], bool], what: str) -> None:
+    """Raise :class:`InputError` unless ``est.<name>`` is a finite real number with ``ok``.
+
+    ``what`` describes the valid range (``"> 0"``); a non-finite value's message suggests
+    the estimator's default.
+    """
+    value = getattr(est, name)
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+        value, (bool, np.bool_)
+    ):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (text, not a number: YAML reads 1e-3 as text; write 1.0e-3 or 0.001)"
+            except ValueError:
+                pass
+        raise InputError(f"{name} must be a number {what}, got {value!r}{hint}")
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int too large for a float
+        as_float = math.inf
+    if not math.isfinite(as_float):
+        known = inspect.signature(type(est)).parameters.get(name)
+        default = "" if known is None else f" (the default is {known.default!r})"
+        raise InputError(
+            f"{name}={as_float!r} is not a finite number; {name} must be a finite number"
+            f" {what}{default}"
+        )
+    if not ok(as_float):
+        raise InputError(f"{name} must be a number {what}, got {value!r}")
+
+
 def check_classifier_params(est: Any) -> None:
     """Raise :class:`~pet_kit.errors.InputError` for the first invalid parameter of ``est``.
 
@@ -64,22 +102,16 @@ def check_classifier_params(est: Any) -> None:
         not isinstance(est.max_steps, (int, np.integer)) or est.max_steps < 0
     ):
         raise InputError(f"max_steps must be None or an integer >= 0, got {est.max_steps!r}")
-    if not is_real_number(est.learning_rate) or not est.learning_rate > 0:
-        raise InputError(f"learning_rate must be a number > 0, got {est.learning_rate!r}")
-    if not is_real_number(est.temperature) or not est.temperature > 0:
-        raise InputError(f"temperature must be a number > 0, got {est.temperature!r}")
-    if not is_real_number(est.weight_decay) or not est.weight_decay >= 0:
-        raise InputError(f"weight_decay must be a number >= 0, got {est.weight_decay!r}")
+    _check_float(est, "learning_rate", lambda v: v > 0, "> 0")
+    _check_float(est, "temperature", lambda v: v > 0, "> 0")
+    _check_float(est, "weight_decay", lambda v: v >= 0, ">= 0")
     if est.prompt_init not in INIT_STRATEGIES:
         raise InputError(f"prompt_init must be one of {INIT_STRATEGIES}, got {est.prompt_init!r}")
     if est.prompt_encoder not in PROMPT_ENCODERS:
         raise InputError(
             f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {est.prompt_encoder!r}"
         )
-    if not is_real_number(est.validation_fraction) or not 0.0 < est.validation_fraction < 1.0:
-        raise InputError(
-            f"validation_fraction must be a number in (0, 1), got {est.validation_fraction!r}"
-        )
+    _check_float(est, "validation_fraction", lambda v: 0 < v < 1, "in (0, 1)")
     if not isinstance(est.verbose, (int, np.integer)):
         raise InputError(f"verbose must be an integer, got {est.verbose!r}")
     if not (isinstance(est.group_by_length, (bool, np.bool_)) or est.group_by_length == "auto"):
@@ -95,15 +127,11 @@ def check_classifier_params(est: Any) -> None:
         raise InputError(
             f"deep_prompt_encoder must be one of {DEEP_ENCODERS}, got {est.deep_prompt_encoder!r}"
         )
-    blr = est.backbone_learning_rate
-    if blr is not None and (not is_real_number(blr) or not blr > 0):
-        raise InputError(f"backbone_learning_rate must be None or a number > 0, got {blr!r}")
+    if est.backbone_learning_rate is not None:
+        _check_float(est, "backbone_learning_rate", lambda v: v > 0, "> 0 (or None)")
     check_positive_int("lora_rank", est.lora_rank)
-    if not is_real_number(est.lora_alpha) or not est.lora_alpha > 0:
-        raise InputError(f"lora_alpha must be a number > 0, got {est.lora_alpha!r}")
-    w = est.mlm_loss_weight
-    if not is_real_number(w) or not 0 <= w < 1:
-        raise InputError(f"mlm_loss_weight must be a number in [0, 1), got {w!r}")
+    _check_float(est, "lora_alpha", lambda v: v > 0, "> 0")
+    _check_float(est, "mlm_loss_weight", lambda v: 0 <= v < 1, "in [0, 1)")
     if est.demonstrations not in DEMO_MODES:
         raise InputError(f"demonstrations must be one of {DEMO_MODES}, got {est.demonstrations!r}")
     if est.demo_max_tokens is not None:

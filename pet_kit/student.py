@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._version import __version__
 from .backbone import Backbone, frozen, load_backbone
 from .demonstrations import embed_texts
-from .errors import BackboneMismatchError, InputError, SavedPromptError
+from .errors import BackboneMismatchError, InputError, SavedPromptError, TrainingDivergedError
 from .inputs import is_real_number, to_label_indices
 from .persist import read_prompt_dir, write_prompt_dir
 
@@ -111,6 +111,8 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             v = getattr(self, name)
             if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
                 raise InputError(f"{name} must be a number > 0 (l2: >= 0), got {v!r}")
+            if not isinstance(v, (int, np.integer)) and not np.isfinite(v):
+                raise InputError(f"{name}={v!r} is not finite; {name} must be a finite number")
         texts = _texts(X)
         if len(texts) == 0:
             raise InputError("X is empty; the student needs training texts")
@@ -145,7 +147,23 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             loss.backward()
             return loss
 
-        optim.step(closure)
+        try:
+            optim.step(closure)
+            weights = torch.cat([linear.weight.detach().ravel(), linear.bias.detach()])
+            diverged = not bool(torch.isfinite(weights).all())
+        except RuntimeError as exc:  # e.g. temperature**2 overflowing float32
+            if "overflow" not in str(exc):
+                raise
+            diverged = True
+        if diverged:
+            raise TrainingDivergedError(
+                f"LinearStudent training diverged: its loss or weights became NaN or inf"
+                f" (temperature={temp:g}, l2={float(self.l2):g}); use a temperature near 1"
+                " and a smaller l2 (e.g. the defaults)",
+                step=0,
+                loss=float("nan"),
+                learning_rates={},
+            )
         self.classes_ = np.asarray(classes)
         self.coef_ = linear.weight.detach().numpy().copy()
         self.intercept_ = linear.bias.detach().numpy().copy()

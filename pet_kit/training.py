@@ -2,6 +2,13 @@
 
 Only the prompt's parameters are given to the optimizer; the backbone runs with
 ``requires_grad=False`` so no weight gradients or optimizer state exist for it.
+
+Divergence: before every optimizer step the loop checks, in one device-to-host
+transfer, that the step's loss and every trained value are finite; before a checkpoint
+or validation and at the end it checks the latest update too (the validation scores, or
+the loss of one probe micro-batch). A non-finite result stops training with
+:class:`~pet_kit.errors.TrainingDivergedError` after the trained tensors were reset to
+the last state that passed the check.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -18,9 +26,17 @@ from tqdm.auto import tqdm
 
 from .cloze import ClozeScorer
 from .encoding import Encoded
+from .errors import TrainingDivergedError
 from .prompt import SoftPrompt
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "predict_scores", "train_prompt"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
+    "predict_scores",
+    "train_prompt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +132,101 @@ def _snapshot(
     return copy(prompt), copy(extra), {n: p.detach().clone() for n, p in backbone_params}
 
 
+#: Trained backbone weights up to this many numbers (LoRA adapters) are copied after
+#: every optimizer step that passed the finiteness check, so divergence goes back one
+#: step; larger ones (full tuning) are copied, to CPU memory, only at checked epoch ends
+#: (and before training), and divergence goes back to the last such copy.
+STEP_SNAPSHOT_LIMIT = 4_000_000
+
+
+class _LastFinite:
+    """The trained tensors' last state that passed the finiteness check.
+
+    Parameters
+    ----------
+    named : sequence of (name, tensor)
+        Every trained tensor, named for messages.
+    per_step : bool
+        Copy the state at every check (small tensors, on their device) or only at
+        epoch ends (large ones, to CPU memory).
+    """
+
+    def __init__(self, named: Sequence[tuple[str, torch.Tensor]], per_step: bool) -> None:
+        self.named = list(named)
+        self.per_step = per_step
+        with torch.no_grad():
+            self.saved = [
+                t.detach().clone() if per_step else t.detach().to("cpu", copy=True)
+                for _, t in self.named
+            ]
+        self.step = 0  # the step the saved copy is from
+        self.checked = -1  # the step whose state last passed the check (-1: none)
+
+    def finite(self) -> torch.Tensor:
+        """A 0-d bool tensor on the device (no synchronisation): all values finite."""
+        flags = [torch.isfinite(t).all() for _, t in self.named]
+        return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool)
+
+    def first_non_finite(self) -> str | None:
+        """The name of the first trained tensor holding NaN or inf (``None``: none)."""
+        for name, t in self.named:
+            if not bool(torch.isfinite(t).all()):
+                return name
+        return None
+
+    def keep(self, step: int, *, epoch_end: bool = False) -> None:
+        """Record that the current state (after ``step`` steps) passed the check."""
+        self.checked = step
+        if self.per_step or epoch_end:
+            with torch.no_grad():
+                for copy, (_, t) in zip(self.saved, self.named, strict=True):
+                    copy.copy_(t)
+            self.step = step
+
+    def restore(self) -> int:
+        """Put the saved state back; returns the step it is from."""
+        with torch.no_grad():
+            for copy, (_, t) in zip(self.saved, self.named, strict=True):
+                t.copy_(copy)
+        return self.step
+
+
+def _diverged_message(
+    step: int,
+    cause: str,
+    rates: dict[str, float],
+    lower: Sequence[str],
+    restored: int,
+    weight_decay: float,
+    temperature: float | None,
+) -> str:
+    """The :class:`TrainingDivergedError` message: what, where, and the fix.
+
+    ``lower`` names the learning rates to lower (keys of ``rates``); ``temperature`` is
+    given for soft-label training.
+    """
+    shown = ", ".join(f"{k}={v:g}" for k, v in rates.items())
+    if step == 0:
+        scaled = f", temperature={temperature:g}" if temperature is not None else ""
+        return (
+            f"training diverged before any update ({shown}{scaled}): {cause}. The learning"
+            " rate is not the cause: check the backbone's weights for NaN or inf"
+            + (" and the temperature" if temperature is not None else "")
+        )
+    fix = " and ".join(f"{k} (e.g. 10x, to {rates[k] / 10:g})" for k in lower)
+    top = max(rates.values())
+    if weight_decay * top >= 1:  # AdamW scales the values by (1 - lr * weight_decay)
+        fix = (
+            f"weight_decay (weight_decay * learning rate = {weight_decay * top:g} >= 1"
+            f" overshoots at every step; keep it well below 1) or {fix}"
+        )
+    return (
+        f"training diverged at optimizer step {step} ({shown}): {cause}. The trained"
+        f" parameters were reset to their last finite state (after step {restored}) and no"
+        f" non-finite checkpoint was written. Lower {fix}, and fit again"
+    )
+
+
 def predict_scores(
     scorer: ClozeScorer,
     examples: Sequence[Encoded],
@@ -195,18 +306,37 @@ def train_prompt(
         On ``KeyboardInterrupt``: the prompt is first set to the best state so far
         (early stopping) or left at the last completed optimizer step, and the
         exception carries the result so far.
+    TrainingDivergedError
+        The loss or a trained value became NaN or infinite. Checked once per optimizer
+        step (before it: the step's loss and the values the previous step produced),
+        and for the latest step before each checkpoint, validation and the return (the
+        validation scores or one probe micro-batch's loss). The trained tensors
+        (``prompt``, ``extra``, ``backbone_params``) are first reset to the last state
+        that passed the check: the one before the diverging step, or, for trained
+        backbone weights over :data:`STEP_SNAPSHOT_LIMIT` numbers (full tuning), the
+        last checked epoch end (or the start). ``on_checkpoint`` only ever sees
+        checked states. The exception carries the step, the loss, the learning rates
+        and the result so far.
     """
     result = TrainResult()
     n = len(examples)
-    params = [p for p in prompt.parameters() if p.requires_grad] if prompt.n_slots else []
+    named: list[tuple[str, torch.Tensor]] = []
+    if prompt.n_slots:
+        named += [(f"prompt.{k}", p) for k, p in prompt.named_parameters() if p.requires_grad]
     if extra is not None:
-        params += [p for p in extra.parameters() if p.requires_grad]
+        kind = type(extra).__name__
+        named += [(f"{kind}.{k}", p) for k, p in extra.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     bb_params = [p for _, p in backbone_params]
     if n == 0 or not (params or bb_params):
         return result
     groups = [{"params": params, "lr": config.learning_rate}] if params else []
+    rates = {"learning_rate": float(config.learning_rate)} if params else {}
     if bb_params:
         groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
+        rates["backbone_learning_rate"] = float(config.backbone_learning_rate)
+    large = sum(p.numel() for p in bb_params) > STEP_SNAPSHOT_LIMIT
+    guard = _LastFinite(named + list(backbone_params), per_step=not large)
     optim = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     aux_w = float(config.aux_loss_weight) if aux_loss is not None else 0.0
     soft = np.ndim(y) == 2
@@ -232,12 +362,61 @@ def train_prompt(
     epoch = 0
     every = config.checkpoint_every
     interrupted = False
+    probe = list(range(min(n, micro)))  # the examples checking the latest update
     prompt.train()
+
+    last_loss = [math.nan]  # the last finite training loss (for messages)
+
+    def diverge(cause: str, loss: float, lower: Sequence[str]) -> NoReturn:
+        restored = guard.restore()
+        prompt.eval()
+        bar.close()
+        result.steps = restored
+        result.epochs = restored / steps_per_epoch if steps_per_epoch else 0.0
+        if step and math.isfinite(last_loss[0]):
+            cause += f" (the last finite training loss was {last_loss[0]:.4g})"
+        message = _diverged_message(
+            step, cause, rates, lower, restored, config.weight_decay, temp if soft else None
+        )
+        log.error("%s", message)
+        raise TrainingDivergedError(
+            message, step=step, loss=loss, learning_rates=rates, result=result
+        )
+
+    backbone_names = {name for name, _ in backbone_params}
+
+    def check(loss: torch.Tensor, what: str, epoch_end: bool = False) -> float:
+        """Check ``loss`` (``what``, of the current state: after ``step`` steps) and every
+        trained value, in one device-to-host transfer; returns the loss."""
+        flag = guard.finite()
+        value, ok = torch.stack([loss.detach().float().to(flag.device), flag.float()]).tolist()
+        after = "after that step" if step else "before any update"
+        if not ok:
+            name = guard.first_non_finite() or "a trained tensor"
+            rate = "backbone_learning_rate" if name in backbone_names else "learning_rate"
+            diverge(f"{name} holds NaN or inf {after}", value, [rate])
+        if not math.isfinite(value):
+            diverge(f"{what} is {value} {after}", value, list(rates))
+        guard.keep(step, epoch_end=epoch_end)
+        return value
+
+    def check_latest(epoch_end: bool = False) -> None:
+        """Check the state after the latest step (unless checked) on the probe batch."""
+        if guard.checked == step:
+            if epoch_end and not guard.per_step:
+                guard.keep(step, epoch_end=True)
+            return
+        with torch.no_grad():
+            scores = scorer.class_scores([examples[i] for i in probe], prompt()).float()
+            loss = loss_of(scores, y_t[probe])
+            loss = torch.where(torch.isfinite(scores).all(), loss, math.nan)
+            check(loss, "the training loss", epoch_end)
 
     def checkpoint() -> None:
         result.steps = step
         result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
         if on_checkpoint is not None:
+            check_latest()  # a checkpoint only ever holds a checked state
             with torch.no_grad():
                 on_checkpoint(step, result)
 
@@ -259,6 +438,7 @@ def train_prompt(
                 group = _batches(batch, micro)
                 count = sum(len(c) for c in group)
                 optim.zero_grad(set_to_none=True)
+                step_loss = torch.zeros((), device=y_t.device)
                 for chunk in group:
                     slots = prompt()
                     scores = scorer.class_scores([examples[i] for i in chunk], slots)
@@ -267,8 +447,11 @@ def train_prompt(
                         loss = (1 - aux_w) * loss + aux_w * aux_loss()
                     loss = loss * (len(chunk) / count)
                     loss.backward()
-                    epoch_loss += loss.item() * count
+                    step_loss += loss.detach().float()
                     seen += len(chunk)
+                # the one sync of the step: its loss and the previous update's values
+                last_loss[0] = check(step_loss, "the training loss")
+                epoch_loss += last_loss[0] * count
                 optim.step()
                 step += 1
                 bar.update(1)
@@ -285,7 +468,14 @@ def train_prompt(
             if validation is not None:
                 with torch.no_grad():
                     slots = prompt()
-                pred = predict_scores(scorer, validation[0], slots).argmax(1)
+                val_scores = predict_scores(scorer, validation[0], slots)
+                val_loss = torch.tensor(math.nan)  # checks the latest update
+                if np.isfinite(val_scores).all():
+                    val_loss = nn.functional.cross_entropy(
+                        torch.from_numpy(val_scores), torch.as_tensor(validation[1])
+                    )
+                check(val_loss, "the validation loss", epoch_end=True)
+                pred = val_scores.argmax(1)
                 acc = float((pred == validation[1]).mean())
                 result.val_accuracy.append(acc)
                 if acc > best_acc:
@@ -298,6 +488,8 @@ def train_prompt(
                         config.n_iter_no_change is not None
                         and bad_epochs >= config.n_iter_no_change
                     )
+            elif not guard.per_step:
+                check_latest(epoch_end=True)
             if every is None:
                 checkpoint()
             if stop:
@@ -306,6 +498,8 @@ def train_prompt(
     except KeyboardInterrupt:
         interrupted = True
         log.warning("training interrupted after %d optimizer step(s)", step)
+    if best_state is None:  # the best state passed the check when it was kept
+        check_latest()
     bar.close()
     prompt.eval()
     if best_state is not None:

@@ -142,6 +142,8 @@ def test_mismatched_labels_are_refused(tiny_dir, toy_data):
         ({"weighting": "median"}, "weighting"),
         ({"distill": "svm"}, "distill"),
         ({"temperature": -1}, "temperature"),
+        ({"temperature": float("inf")}, "temperature must be a finite number"),
+        ({"ipet_scale": float("inf")}, "ipet_scale must be a finite number"),
         ({"pvps": None}, "needs pvps"),
         ({"estimator": "PromptClassifier"}, "estimator"),
     ],

@@ -6,7 +6,10 @@ training step k + 1 (so exactly k optimizer steps completed), where a real one l
 
 from __future__ import annotations
 
+import errno
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +237,114 @@ def test_cli_ctrl_c_before_training_saves_nothing(tmp_path, tiny_dir, capsys, mo
     assert main(["train", str(cfg)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------- pet-kit train: never lose the prompt
+def _no_backbone(monkeypatch) -> None:
+    import pet_kit.estimator as estimator_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the backbone was loaded")
+
+    monkeypatch.setattr(estimator_module, "load_backbone", refuse)
+
+
+def test_cli_train_checks_the_output_before_loading_anything(
+    tmp_path, tiny_dir, capsys, monkeypatch
+):
+    cfg = _train_config(tmp_path, tiny_dir)
+    (tmp_path / "a_file").write_text("not a folder")
+    _no_backbone(monkeypatch)
+    assert main(["train", str(cfg), "--output", str(tmp_path / "a_file" / "prompt")]) == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'a_file'} is a file, not a folder" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf", "1.0e+999999"])
+def test_cli_train_refuses_a_non_finite_param_before_loading_anything(
+    tmp_path, tiny_dir, capsys, monkeypatch, value
+):
+    cfg = _train_config(tmp_path, tiny_dir)
+    cfg.write_text(cfg.read_text().replace("epochs: 10,", f"learning_rate: {value}, epochs: 10,"))
+    _no_backbone(monkeypatch)
+    assert main(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"{cfg}: params: learning_rate=" in err and "is not a finite number" in err
+    assert "must be a finite number > 0 (the default is 0.03)" in err
+
+
+def test_cli_train_checks_labels_before_scoring(tmp_path, tiny_dir, capsys):
+    cfg = _train_config(tmp_path, tiny_dir)
+    pd.DataFrame({"text": ["so so"], "label": ["neutral"]}).to_csv(
+        tmp_path / "train.csv", mode="a", header=False, index=False
+    )
+    pd.DataFrame({"text": POS[:2] + NEG[:2], "label": ["pos"] * 2 + ["neg"] * 2}).to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    cfg.write_text(
+        cfg.read_text().replace("{train: train.csv}", "{train: train.csv, eval: test.csv}")
+    )
+    assert main(["train", str(cfg)]) == 1
+    captured = capsys.readouterr()
+    assert "untrained accuracy" not in captured.out
+    assert "error: training data (train.csv): y has label(s) 'neutral'" in captured.err
+
+
+def _failing_save(monkeypatch, target: Path) -> None:
+    """Saving to ``target`` fails as on a full disk; other saves work."""
+    real = PromptClassifier.save
+
+    def save(self, path):
+        if Path(path) == target:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(self, path)
+
+    monkeypatch.setattr(PromptClassifier, "save", save)
+
+
+def _rescued(err: str, tmp: Path) -> Path:
+    found = re.search(r"The prompt was saved to (\S+) instead", err)
+    assert found, err
+    rescue = Path(found.group(1))
+    assert rescue.parent == tmp and rescue.name.startswith("pet_kit-rescued-")
+    assert f"mv {rescue} " in err
+    return rescue
+
+
+def test_cli_train_rescues_the_prompt_when_the_save_fails(tmp_path, tiny_dir, capsys, monkeypatch):
+    cfg = _train_config(tmp_path, tiny_dir)
+    out = tmp_path / "out" / "prompt"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    _failing_save(monkeypatch, out)
+    assert main(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"could not save the trained prompt to {out}: OSError: [Errno 28]" in err
+    rescued = PromptClassifier.load(_rescued(err, tmp))
+    assert rescued.history_["steps"] == 40 and not rescued.history_["interrupted"]
+    assert not out.exists()
+
+
+def test_cli_ctrl_c_rescues_the_prompt_when_the_save_fails(tmp_path, tiny_dir, capsys, monkeypatch):
+    cfg = _train_config(tmp_path, tiny_dir)
+    out = tmp_path / "out" / "prompt"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    _failing_save(monkeypatch, out)
+    interrupt_after(monkeypatch, 2)
+    assert main(["train", str(cfg)]) == 1
+    monkeypatch.undo()
+    rescued = PromptClassifier.load(_rescued(capsys.readouterr().err, tmp))
+    assert rescued.history_["interrupted"] is True and rescued.history_["steps"] == 2
+
+
+def test_cli_train_explains_an_exponent_yaml_reads_as_text(tmp_path, tiny_dir, capsys):
+    cfg = _train_config(tmp_path, tiny_dir)
+    cfg.write_text(cfg.read_text().replace("epochs: 10,", "learning_rate: 1e-3, epochs: 10,"))
+    assert main(["train", str(cfg)]) == 1
+    assert "got '1e-3' (text, not a number: YAML reads 1e-3 as text; write 1.0e-3" in (
+        capsys.readouterr().err
+    )

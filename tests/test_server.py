@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -74,6 +75,15 @@ def test_health_and_tasks(server):
     assert body["tasks"]["topic"]["classes"] == ["book", "film", "music"]
 
 
+def test_tasks_do_not_reveal_where_the_prompts_are(server):
+    url, bank = server
+    with urllib.request.urlopen(url + "/tasks", timeout=30) as resp:
+        raw = resp.read().decode()
+    folder = bank.tasks["topic"]["source"]  # Python callers still get it
+    assert folder.endswith("topic") and "served" in folder
+    assert "source" not in raw and "served" not in raw
+
+
 def test_predict_one_task_and_a_mixed_batch(server):
     url, bank = server
     texts = ["a great movie", "i hate this book"]
@@ -106,15 +116,22 @@ def test_predict_one_task_and_a_mixed_batch(server):
         ({"task": "topic", "texts": ["x" * 201]}, 413, "at most 200"),
         ({"texts": ["x"]}, 422, "'task' is required"),
         ({"task": "topic", "texts": ["x"], "items": []}, 422, "either"),
-        ({"task": "topic", "texts": "x"}, 422, ""),
-        ({"task": "topic", "text": ["x"]}, 422, ""),
+        ({"task": "topic", "texts": "x"}, 422, "texts: Input should be a valid list (got str)"),
+        ({"task": "topic", "text": ["x"]}, 422, "invalid request: text: unknown field"),
+        (
+            {"task": "topic", "texts": [3]},
+            422,
+            "texts[0]: Input should be a valid string (got int)",
+        ),
+        ({"items": [{"task": "topic"}]}, 422, "items[0].text: required field is missing"),
     ],
 )
 def test_clean_errors(server, body, status, match):
     url, _ = server
     got, detail = call(url, "/predict", body)
     assert got == status
-    assert match in json.dumps(detail)
+    assert list(detail) == ["detail"] and isinstance(detail["detail"], str)
+    assert match in detail["detail"]
 
 
 def test_size_limits_and_bad_json(server):
@@ -128,3 +145,84 @@ def test_size_limits_and_bad_json(server):
 def test_cli_has_serve():
     args = build_parser().parse_args(["serve", "prompts", "--port", "9001"])
     assert args.port == 9001 and args.func.__name__ == "cmd_serve"
+
+
+# ------------------------------------------- every error is {"detail": "<message>"}
+@pytest.fixture(scope="module")
+def client(server):
+    """The same bank behind FastAPI's TestClient (raw bodies, exceptions surface)."""
+    from fastapi.testclient import TestClient
+
+    from pet_kit.server import create_app
+
+    _, bank = server
+    return TestClient(create_app(bank, max_texts=5, max_text_chars=200, max_body_bytes=60_000))
+
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b'{"task": "topic", "texts": ["x"], "probabilities": NaN}', "NaN is not a JSON number"),
+        (b'{"task": "topic", "texts": ["x"], "probabilities": Infinity}', "Infinity is not a"),
+        (b'{"task": "topic", "texts": ["x"], "probabilities": -Infinity}', "-Infinity is not"),
+        (b'{"task": "topic", "texts": ["x"], "probabilities": 1e999999}', "1e999999 is too large"),
+        (b'{"task": NaN, "texts": ["x"]}', "NaN is not a JSON number"),
+        (b'{"task": "topic", "texts": ["\\udc80"]}', "texts[0]: holds a lone UTF-16 surrogate"),
+        (b'{"task": "\\ud800", "texts": ["x"]}', "task: holds a lone UTF-16 surrogate"),
+        (b'{"items": [{"task": "topic", "text": "a\\udfffb"}]}', "items[0].text: holds a lone"),
+        (b"[" * 20_000 + b"]" * 20_000, "nested too deeply to parse"),
+        (b'{"a": ' * 5_000 + b"1" + b"}" * 5_000, "nested too deeply to parse"),
+        (b'{"task": "topic", "texts": ["x"], "probabilities": ' + b"7" * 5000 + b"}", "digits"),
+        (b'{"task": "topic", "texts": [1.5]}', "texts[0]: Input should be a valid string"),
+        (b"{not json", "not valid JSON: Expecting property name enclosed in double quotes"),
+        (b"\xff\xfe\x00", "the request body is not valid JSON"),
+        (b"[]", "the body: Input should be a valid dictionary"),
+        (b"", "the request body is empty"),
+    ],
+)
+def test_raw_bodies_get_one_json_message(client, raw, match):
+    resp = client.post("/predict", content=raw, headers=JSON)
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/json"
+    body = resp.json()
+    assert list(body) == ["detail"] and isinstance(body["detail"], str)
+    assert match in body["detail"]
+
+
+def test_a_body_without_json_content_type_says_so(client):
+    resp = client.post("/predict", content=b'{"task": "topic", "texts": ["x"]}')
+    assert resp.status_code == 422
+    assert "Content-Type: application/json" in resp.json()["detail"]
+
+
+def test_unexpected_errors_are_json_500_and_logged(client, server, monkeypatch, caplog):
+    _, bank = server
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/secret/path/of/the/server")
+
+    monkeypatch.setattr(bank, "predict_mixed_proba", broken)
+    with caplog.at_level(logging.ERROR, logger="pet_kit.server"):
+        resp = client.post("/predict", json={"task": "topic", "texts": ["x"]})
+    assert resp.status_code == 500
+    assert resp.json() == {"detail": "internal error: RuntimeError; see the server log"}
+    logged = [r for r in caplog.records if r.name == "pet_kit.server"]
+    assert logged and logged[0].exc_info is not None
+    assert "/secret/path/of/the/server" in caplog.text
+
+
+def test_pet_kit_errors_are_422_with_their_message(client, server, monkeypatch):
+    from pet_kit import InputError
+
+    _, bank = server
+
+    def refuse(*args, **kwargs):
+        raise InputError("X[0] is not usable \udc80; fix it")
+
+    monkeypatch.setattr(bank, "predict_mixed_proba", refuse)
+    resp = client.post("/predict", json={"task": "topic", "texts": ["x"]})
+    assert resp.status_code == 422
+    assert resp.json() == {"detail": "X[0] is not usable \\udc80; fix it"}
