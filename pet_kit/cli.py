@@ -27,10 +27,19 @@
 ``pet-kit serve PROMPTS [PROMPTS...]``
     Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.server`): a folder of
     prompt folders (task = sub-folder name) or prompt folders (task = folder name).
+``pet-kit adapt TEXTS --output MODEL_DIR``
+    Continue the MLM training of a backbone on unlabeled texts (a .txt file, one text
+    per line, or the ``--text-column`` of a CSV/TSV/JSONL file; labels are never read)
+    and write a new model folder (:mod:`pet_kit.adapt`). Budgeted by ``--max-steps`` and
+    ``--max-minutes``; running the same command again continues an unfinished run.
 
 Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
 Ctrl-C. Ctrl-C during ``pet-kit train`` first saves the prompt trained so far to the
-output folder (the best one so far with early stopping).
+output folder (the best one so far with early stopping). ``pet-kit train`` checks that
+the output folder can be written before it loads anything; if saving still fails after
+training (disk full, ...), the prompt goes to a fresh ``pet_kit-rescued-*`` folder in
+the system's temporary folder, stderr says where and how to move it, and the exit
+status is 1.
 """
 
 from __future__ import annotations
@@ -148,7 +157,55 @@ def _features(df: Any, label_column: str) -> Any:
     return df.drop(columns=[label_column]), df[label_column].tolist()
 
 
+def _check_labels(y: Any, labels: list[Any], where: str) -> None:
+    """Refuse labels the PVP does not define before anything is scored or trained."""
+    from .errors import InputError
+    from .inputs import to_label_indices
+
+    try:
+        to_label_indices(y, labels, len(y))
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _save_or_rescue(clf: Any, out: Path) -> bool:
+    """Save the trained prompt to ``out``; ``True`` when it went there.
+
+    If that fails (disk full, the folder became unwritable or was replaced during
+    training, ...), the prompt is saved to a fresh folder in the system's temporary
+    folder instead, and stderr says why, where it is and how to move it: ``False``.
+    Raises :class:`PetKitError` only when that fails too.
+    """
+    import shlex
+    import tempfile
+
+    try:
+        clf.save(out)
+        return True
+    except Exception as exc:  # any failure: the trained prompt must not be lost
+        first = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
+    try:
+        rescue = Path(tempfile.mkdtemp(prefix="pet_kit-rescued-"))
+        clf.save(rescue)
+    except Exception as exc:
+        raise PetKitError(
+            f"could not save the trained prompt to {out} ({first}), nor to a rescue folder"
+            f" in {tempfile.gettempdir()} ({exc}); the prompt is lost. Fix the output folder"
+            " (free disk space, permissions) and train again"
+        ) from None
+    aside = f" (first move the existing {out} aside)" if os.path.lexists(out) else ""
+    print(
+        f"error: could not save the trained prompt to {out}: {first}\n"
+        f"The prompt was saved to {rescue} instead. Once the problem is fixed, move it"
+        f" into place{aside}:\n  mv {shlex.quote(str(rescue))} {shlex.quote(str(out))}",
+        file=sys.stderr,
+    )
+    return False
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import persist
+    from .errors import InputError
     from .estimator import PromptClassifier
 
     cfg, base = _load_train_config(args.config)
@@ -164,12 +221,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if isinstance(params.get("checkpoint_dir"), str):
         params["checkpoint_dir"] = _resolve(base, params["checkpoint_dir"])
     clf = PromptClassifier(pvp=pvp, model=model, **params)
+    try:
+        clf._check_params()  # before the data, the backbone and training
+    except InputError as exc:
+        raise InputError(f"{args.config}: params: {exc}") from None
+    out = Path(args.output or _resolve(base, cfg.output))
+    persist.check_save_target(out)  # an unwritable output would lose the trained prompt
+    labels = list(clf._load_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
     X, y = _features(train, label)
-    out = Path(args.output or _resolve(base, cfg.output))
+    _check_labels(y, labels, f"training data ({cfg.data.train or cfg.data.task})")
     if test is not None:
         Xt, yt = _features(test, label)
+        _check_labels(yt, labels, f"eval data ({cfg.data.eval or cfg.data.task})")
         clf.fit(None)  # the prompt at its initialisation, before any training
         print(f"untrained accuracy on {len(yt)} eval examples: {clf.score(Xt, yt):.4f}")
     try:
@@ -178,7 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = getattr(clf, "history_", None) or {}
         if not history.get("interrupted"):
             raise  # interrupted before training started: nothing to save
-        clf.save(out)
+        if not _save_or_rescue(clf, out):
+            return 1
         print(
             f"interrupted after {history.get('steps', 0)} step(s): saved the prompt so far to"
             f" {out} (continue with warm_start=True after PromptClassifier.load)",
@@ -187,7 +253,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     if test is not None:
         print(f"trained accuracy on {len(yt)} eval examples:   {clf.score(Xt, yt):.4f}")
-    clf.save(out)
+    if not _save_or_rescue(clf, out):
+        return 1
     print(f"saved prompt to {out}")
     return 0
 
@@ -237,12 +304,40 @@ def _set_threads(clf: Any, n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _log_fields(clf: Any, columns: Sequence[str], source: str) -> None:
+    """Log (INFO) which columns of ``source`` the prompt's pattern fields are read from."""
+    from .demonstrations import DEMO_FIELD
+
+    pvp = getattr(clf, "pvp_", None)
+    if pvp is None:
+        return
+    fields = [f for f in pvp.pattern.fields if f != DEMO_FIELD]
+    columns = [str(c) for c in columns]
+    if len(fields) == 1 and len(columns) == 1 and fields[0] not in columns:
+        used = f"{fields[0]!r} from the only column {columns[0]!r}"
+    else:
+        used = ", ".join(f"{f!r}" + ("" if f in columns else " (missing)") for f in fields)
+    log.info("%s: pattern field(s) %s; the file's columns: %s", source, used, columns)
+
+
+def _write_new_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename): a symbolic link at
+    ``path`` is replaced, never written through."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .streaming import predict_file, predict_to_stream, progress_path
+    from .tables import read_columns
 
     _check_predict_args(args)
     clf = _load_prompt(args)
     _set_threads(clf, args.threads)
+    _log_fields(clf, read_columns(args.input), args.input)
     if not args.output:
         try:
             n = predict_to_stream(clf, args.input, sys.stdout, chunk_size=args.chunk_size)
@@ -282,11 +377,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import accuracy_score, classification_report, f1_score
 
+    from .errors import InputError
+    from .streaming import check_output_target
     from .tables import read_table
 
-    clf = _load_prompt(args)
+    if args.output:  # before the (slow) prompt and backbone load
+        check_output_target(Path(args.output))
     df = read_table(args.data)
+    if len(df) == 0:
+        raise InputError(
+            f"{args.data}: no rows (the file has only a header, or nothing); evaluate needs"
+            f" labelled examples: one row per example with the text field(s) and the"
+            f" {args.label_column!r} column"
+        )
     X, y = _features(df, args.label_column)
+    clf = _load_prompt(args)
+    _log_fields(clf, list(X.columns), args.data)
     from .inputs import to_label_indices
 
     pred = clf.predict(X)
@@ -300,7 +406,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(classification_report(y_true, pred, digits=4, zero_division=0))
     print(json.dumps(result))
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        _write_new_file(Path(args.output), json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -406,6 +512,27 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body-bytes", type=int, default=2_000_000, help="request body size")
     sv.add_argument("--threads", type=int, help="CPU threads for torch")
     sv.set_defaults(func=cmd_serve)
+
+    ad = sub.add_parser("adapt", help="adapt a backbone to unlabeled texts (continued MLM)")
+    ad.add_argument("texts", help=".txt (one text per line) or CSV/TSV/JSONL with a text column")
+    ad.add_argument("--output", required=True, help="the new model folder")
+    ad.add_argument("--model", help="the backbone to adapt (default: the embedded one)")
+    ad.add_argument("--text-column", default="text", help="the texts' column (default text)")
+    ad.add_argument(
+        "--train", default="top2", help="head, top<N> (last N layers + head) or all (default top2)"
+    )
+    ad.add_argument("--max-steps", type=int, default=1000, help="steps in all (default 1000)")
+    ad.add_argument("--max-minutes", type=float, help="time box of this run")
+    ad.add_argument("--batch-size", type=int, default=32)
+    ad.add_argument("--max-length", type=int, default=128, help="tokens per window")
+    ad.add_argument("--learning-rate", type=float, default=1e-4)
+    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--checkpoint-dir", help="default: .OUTPUT.adapt-checkpoint beside it")
+    ad.add_argument("--no-resume", dest="resume", action="store_false", help="start over")
+    ad.add_argument("--no-whole-word", dest="whole_word", action="store_false")
+    ad.add_argument("--threads", type=int, help="CPU threads for torch")
+    ad.add_argument("--device", help="cpu, cuda, ...")
+    ad.set_defaults(func=cmd_adapt)
     return p
 
 
@@ -493,6 +620,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_texts=args.max_texts,
         max_text_chars=args.max_text_chars,
         max_body_bytes=args.max_body_bytes,
+    )
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """``pet-kit adapt``."""
+    from .adapt import adapt
+
+    try:
+        result = adapt(
+            args.texts,
+            args.output,
+            model=args.model,
+            text_column=args.text_column,
+            train=args.train,
+            max_steps=args.max_steps,
+            max_minutes=args.max_minutes,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            learning_rate=args.learning_rate,
+            whole_word_masking=args.whole_word,
+            checkpoint_dir=args.checkpoint_dir,
+            resume=args.resume,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+        )
+    except KeyboardInterrupt:
+        print(
+            "interrupted; the state so far is saved: run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 130
+    before, after = result.heldout_before, result.heldout_after
+    if not result.complete:
+        print(
+            f"time box reached at step {result.steps} of {result.max_steps}; state saved in"
+            f" {result.checkpoint_dir}: run the same command again to continue"
+        )
+        return 0
+    print(
+        f"adapted model written to {result.path} ({result.steps} steps, {result.seconds:.0f} s);"
+        f" held-out MLM accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f},"
+        f" loss {before['loss']:.3f} -> {after['loss']:.3f}"
     )
     return 0
 

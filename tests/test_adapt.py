@@ -180,3 +180,19 @@ def test_estimator_runs_on_the_adapted_folder_like_any_model(tiny_dir, tmp_path)
     out = adapt(TEXTS, tmp_path / "a", model=str(tiny_dir), **FAST).path
     clf = PromptClassifier(pvp=SENTIMENT_PVP, model=str(out), device="cpu", verbose=0).fit(None)
     assert clf.predict_proba(["a great movie"]).shape == (1, 2)
+
+
+def test_cli_adapts_a_text_file_and_continues_after_a_time_box(tiny_dir, tmp_path, capsys):
+    from pet_kit.cli import main
+
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS), encoding="utf-8")
+    args = ["adapt", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "m")]
+    args += ["--model", str(tiny_dir), "--max-steps", "4", "--batch-size", "4"]
+    args += ["--max-length", "16"]
+    assert main([*args, "--max-minutes", "1e-9"]) == 0
+    assert "run the same command again" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "held-out MLM accuracy" in capsys.readouterr().out
+    assert (tmp_path / "m" / ADAPT_FILE).is_file()
+    assert main(args) == 1  # the output exists now: never overwritten
+    assert "already exists" in capsys.readouterr().err

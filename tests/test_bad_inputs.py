@@ -11,8 +11,11 @@ escape are pet_kit errors, ``ValueError`` and ``TypeError`` raised by pet_kit it
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +65,14 @@ X_BUILDERS: dict[str, Callable[[], Any]] = {
     "dict_of_columns": lambda: {"text": TOY_X},
     "a_set": lambda: set(TOY_X),
     "triples": lambda: [(x, x, x) for x in TOY_X],
+    "surrogate": lambda: ["a great film", "abc\udc80 (os.fsdecode of non-UTF-8 bytes)"],
+    "surrogate_toy": lambda: [*TOY_X[:-1], "\udcff" + TOY_X[-1]],
+    "frame_two_text_columns": lambda: pd.DataFrame(
+        [[x, "unrelated"] for x in TOY_X], columns=["text", "text"]
+    ),
+    "special_tokens_toy": lambda: [
+        f"[MASK] {x} [SEP]" if i % 3 == 0 else x for i, x in enumerate(TOY_X)
+    ],
 }
 
 Y_BUILDERS: dict[str, Callable[[], Any]] = {
@@ -140,11 +151,13 @@ class Ctx:
 
 @dataclass
 class Outcome:
-    """What an ok case produced: an estimator and the texts to check it on."""
+    """What an ok case produced: an estimator and the texts to check it on (or, for a
+    server request, the HTTP status and the response's text)."""
 
-    clf: PromptClassifier
+    clf: PromptClassifier | None
     X: Any
     proba: np.ndarray | None = None
+    http: tuple[int, str] | None = None
 
 
 def _pvp_of(case: dict[str, Any]) -> Any:
@@ -171,9 +184,27 @@ def _y_of(case: dict[str, Any], default: Any) -> Any:
     return default
 
 
+def _huge_yaml(work: Path) -> str:
+    path = work / "huge.yaml"
+    spec = yaml.safe_dump(SENTIMENT_PVP)
+    path.write_text(spec + "# padding\n" * 150_000, encoding="utf-8")  # 1.5 MB
+    return str(path)
+
+
+#: ``pvp_builder``: a PVP made in the case's folder (too large to keep in the corpus).
+PVP_BUILDERS: dict[str, Callable[[Path], Any]] = {
+    "huge_yaml": _huge_yaml,
+    "long_pattern": lambda work: {
+        "pattern": "[SOFT] {text} It was [MASK]." + " so" * 5_000,
+        "verbalizer": SENTIMENT_PVP["verbalizer"],
+    },
+}
+
+
 def run_fit(case: dict[str, Any], ctx: Ctx) -> Outcome:
     X, y = _x_of(case, TOY_X), _y_of(case, TOY_Y)
-    clf = ctx.make(pvp=_pvp_of(case), **case.get("params", {})).fit(X, y)
+    pvp = PVP_BUILDERS[case["pvp_builder"]](ctx.work) if "pvp_builder" in case else _pvp_of(case)
+    clf = ctx.make(pvp=pvp, **case.get("params", {})).fit(X, y)
     return Outcome(clf, X if X else TOY_X)
 
 
@@ -271,6 +302,232 @@ def run_model(case: dict[str, Any], ctx: Ctx) -> Outcome:
     return Outcome(clf, TOY_X)
 
 
+BODY_BUILDERS: dict[str, Callable[[], bytes]] = {
+    "nested_lists": lambda: b"[" * 20_000 + b"]" * 20_000,
+    "nested_objects": lambda: b'{"a": ' * 5_000 + b"1" + b"}" * 5_000,
+    "huge_integer": lambda: (
+        b'{"task": "sentiment", "texts": ["a"], "probabilities": ' + b"9" * 5_000 + b"}"
+    ),
+}
+_APPS: dict[Path, Any] = {}
+
+
+def run_server(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """``pet-kit serve``'s app over the pristine prompt (task ``sentiment``): send the
+    case's ``body`` (raw text, or ``body_builder``) to ``path`` (default POST /predict)."""
+    from fastapi.testclient import TestClient
+
+    from pet_kit.bank import PromptBank
+    from pet_kit.server import create_app
+
+    if ctx.pristine not in _APPS:
+        bank = PromptBank(str(ctx.tiny_dir), device="cpu")
+        bank.add("sentiment", ctx.pristine)
+        _APPS[ctx.pristine] = create_app(bank, max_body_bytes=100_000)
+    client = TestClient(_APPS[ctx.pristine])  # an exception escaping the app fails the case
+    path = case.get("path", "/predict")
+    if case.get("method", "POST") == "GET":
+        resp = client.get(path)
+    else:
+        body = BODY_BUILDERS[case["body_builder"]]() if "body_builder" in case else None
+        body = body if body is not None else case["body"].encode("utf-8")
+        resp = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert resp.headers["content-type"] == "application/json", resp.text[:300]
+    return Outcome(None, None, http=(resp.status_code, resp.text))
+
+
+def run_cli_train(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """``pet-kit train`` on the toy data (``y_builder`` for other labels) with the case's
+    ``params`` and ``output``; errors propagate as the CLI's ``main`` would print them."""
+    from pet_kit.cli import build_parser
+
+    labels = _y_of(case, TOY_Y)
+    pd.DataFrame({"text": TOY_X, "label": labels}).to_csv(ctx.work / "train.csv", index=False)
+    for name in case.get("make_files", []):
+        (ctx.work / name).write_text("not a folder", encoding="utf-8")
+    config = {
+        "pvp": SENTIMENT_PVP,
+        "model": str(ctx.tiny_dir),
+        "data": {"train": "train.csv"},
+        "params": {"epochs": 1, "batch_size": 4, "random_state": 0, "verbose": 0, "device": "cpu"}
+        | case.get("params", {}),
+        "output": case.get("output", "out/prompt"),
+    }
+    (ctx.work / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    args = build_parser().parse_args(["train", str(ctx.work / "train.yaml")])
+    assert args.func(args) == 0
+    return Outcome(PromptClassifier.load(ctx.work / config["output"], device="cpu"), TOY_X)
+
+
+def run_table(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """Read the corpus data ``file`` as the CLI does (``read_table``; with ``stream: true``
+    the chunked reader of ``pet-kit predict``, 2 rows a chunk) and predict it with the
+    toy-fitted estimator."""
+    from pet_kit.streaming import predict_to_stream
+    from pet_kit.tables import read_table
+
+    path = CORPUS / case["file"]
+    if case.get("stream"):
+        predict_to_stream(ctx.fitted, path, io.StringIO(), chunk_size=2)
+    df = read_table(path)
+    return Outcome(ctx.fitted, df, ctx.fitted.predict_proba(df))
+
+
+def _links_to_precious(work: Path) -> None:
+    target = work / "precious.txt"
+    target.write_text("keep me\n", encoding="utf-8")
+    for name in ("out.csv", "res.json"):
+        (work / name).symlink_to(target)
+
+
+#: ``setup``: what the case's folder holds before a ``cli`` case runs.
+SETUPS: dict[str, Callable[[Path], None]] = {
+    "output_folder": lambda work: (work / "out.csv").mkdir(),
+    "output_links": _links_to_precious,
+}
+
+
+def run_cli(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """``pet-kit ARGV`` as ``main`` runs it, but errors propagate instead of being printed.
+    In ``argv``, ``{prompt}`` is the toy prompt folder, ``{file}`` the case's corpus file
+    and ``{work}`` the case's folder (prepared by ``setup``). The command must exit 0."""
+    from pet_kit.cli import build_parser
+
+    if "setup" in case:
+        SETUPS[case["setup"]](ctx.work)
+    where = {"prompt": ctx.pristine, "file": CORPUS / case.get("file", ""), "work": ctx.work}
+    args = build_parser().parse_args([a.format(**where) for a in case["argv"]])
+    assert args.func(args) == 0
+    return Outcome(ctx.fitted, TOY_X)
+
+
+# ------------------------------------------------------ saving: never lose a file
+USER_FILES = {"notes.txt": b"my notes\n", "runs/log.csv": b"step,loss\n"}
+PET_KIT_FILES = (META_FILE, TENSOR_FILE)
+
+
+def _user_files(folder: Path) -> None:
+    for name, data in USER_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def _target_with(name: str, data: bytes) -> Callable[[Path, Ctx], None]:
+    """A builder: a folder holding the user's files and ``name`` (not pet_kit's)."""
+
+    def build(target: Path, ctx: Ctx) -> None:
+        _user_files(target)
+        (target / name).write_bytes(data)
+
+    return build
+
+
+def _target_symlinked_prompt_json(target: Path, ctx: Ctx) -> None:
+    shutil.copytree(ctx.pristine, target)
+    _user_files(target)
+    (ctx.work / "store").mkdir()
+    (target / META_FILE).rename(ctx.work / "store" / META_FILE)
+    (target / META_FILE).symlink_to(ctx.work / "store" / META_FILE)
+
+
+TARGET_BUILDERS: dict[str, Callable[[Path, Ctx], None]] = {
+    "prompt_with_user_files": lambda t, c: (shutil.copytree(c.pristine, t), _user_files(t)),
+    "user_files": lambda t, c: _user_files(t),
+    "foreign_prompt_json": _target_with(META_FILE, b'{"name": "my prompt notes"}'),
+    "prompt_json_not_json": _target_with(META_FILE, b"my prompt notes"),
+    "deep_prompt_json": _target_with(META_FILE, b"[" * 200_000 + b"]" * 200_000),
+    "foreign_tensor_file": _target_with(TENSOR_FILE, b"my tensors"),
+    "symlinked_prompt_json": _target_symlinked_prompt_json,
+    "a_file": lambda t, c: (c.work / "file.txt").write_bytes(b"a file"),
+}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def run_save(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """Save the fitted prompt to ``path`` (default ``target``, under the case's folder)
+    after the ``target`` builder prepared it (``tensor: nan``: a prompt with a NaN slot;
+    ``checkpoint: true``: fit with ``checkpoint_dir=path`` instead). Every file there
+    must be unchanged afterwards, except, on success, pet_kit's own two files."""
+    TARGET_BUILDERS[case.get("target", "a_file")](ctx.work / "target", ctx)
+    before = _snapshot(ctx.work)
+    path = ctx.work / case.get("path", "target")
+    try:
+        if case.get("checkpoint"):
+            ctx.make(checkpoint_dir=path).fit(TOY_X, TOY_Y)
+        clf = ctx.fitted
+        if case.get("tensor") == "nan":
+            clf = PromptClassifier.load(ctx.pristine, device="cpu")
+            with torch.no_grad():
+                next(clf.prompt_.parameters())[0, 0] = float("nan")
+        clf.save(path)
+    except BaseException:
+        assert _snapshot(ctx.work) == before, f"{case['id']}: a refused save changed files"
+        raise
+    ours = {f"target/{n}" for n in PET_KIT_FILES}
+    after = {k: v for k, v in _snapshot(ctx.work).items() if k not in ours}
+    assert after == {k: v for k, v in before.items() if k not in ours}, case["id"]
+    return Outcome(PromptClassifier.load(path, device="cpu"), TOY_X)
+
+
+def _sparse(path: Path, size: int = 20 * 2**30) -> None:
+    with path.open("r+b") as fh:
+        fh.truncate(size)
+
+
+def _drop_recorded_size(folder: Path) -> None:
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    meta["files"] = {TENSOR_FILE: meta["files"][TENSOR_FILE]}  # as pet_kit 0.1.0 wrote it
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _nan_slots_init(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / TENSOR_FILE))
+    tensors["slots_init"][0, 0] = float("nan")
+    save_file(tensors, str(folder / TENSOR_FILE))
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    meta["files"][TENSOR_FILE] = _sha256(folder / TENSOR_FILE)
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _interrupted_save(folder: Path) -> None:
+    """As a save killed between its two replacements leaves it: ``prompt.json`` does not
+    describe the tensor file, a complete temporary ``prompt.json`` does."""
+    shutil.copy(folder / META_FILE, folder / ".prompt.json.tmp-0123abcd")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    meta["files"] = {TENSOR_FILE: "0" * 64}
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+
+
+DAMAGE_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "sparse_tensor_20gb": lambda f: _sparse(f / TENSOR_FILE),
+    "sparse_tensor_20gb_no_size": lambda f: (_drop_recorded_size(f), _sparse(f / TENSOR_FILE)),
+    "sparse_json_20gb": lambda f: _sparse(f / META_FILE),
+    "deep_json": lambda f: (f / META_FILE).write_bytes(b"[" * 200_000 + b"]" * 200_000),
+    "nan_slots_init": _nan_slots_init,
+    "interrupted_save": _interrupted_save,
+    "moved_aside": lambda f: f.rename(f.with_name(".prompt.old-0123abcd")),
+}
+
+
+def run_damaged(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """Copy the saved prompt, apply the ``damage`` builder, ``PromptClassifier.load``;
+    the load must return or fail within ``within_s`` seconds (default 30)."""
+    folder = ctx.work / "prompt"
+    shutil.copytree(ctx.pristine, folder)
+    DAMAGE_BUILDERS[case["damage"]](folder)
+    start = time.perf_counter()
+    try:
+        return Outcome(PromptClassifier.load(folder, device="cpu"), TOY_X)
+    finally:
+        elapsed = time.perf_counter() - start
+        assert elapsed < case.get("within_s", 30), f"{case['id']}: took {elapsed:.1f} s"
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Ctx], Outcome]] = {
     "pvp": run_fit,
     "fit": run_fit,
@@ -279,7 +536,15 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Ctx], Outcome]] = {
     "unfitted": run_unfitted,
     "saved": run_saved,
     "model": run_model,
+    "save": run_save,
+    "damaged": run_damaged,
+    "table": run_table,
+    "cli": run_cli,
+    "server": run_server,
+    "cli_train": run_cli_train,
 }
+#: What a runner needs installed (the case is skipped without it).
+NEEDS = {"server": "fastapi"}
 
 
 # ------------------------------------------------------------------ ok-case checks
@@ -301,11 +566,48 @@ def _check_same_predictions(out: Outcome, ctx: Ctx) -> None:
     np.testing.assert_array_equal(out.clf.predict_proba(TOY_X), ctx.fitted.predict_proba(TOY_X))
 
 
+def _spaced(text: str) -> str:
+    """``[MASK]`` -> `` [ MASK ] ``: the ordinary pieces, as a BERT tokenizer splits them."""
+    return re.sub(r"\[(\w+)\]", r" [ \1 ] ", text)
+
+
+def _check_plain_special_tokens(out: Outcome, ctx: Ctx) -> None:
+    texts = out.X["text"].tolist() if hasattr(out.X, "columns") else list(out.X)
+    np.testing.assert_allclose(
+        out.clf.predict_proba(texts), out.clf.predict_proba([_spaced(t) for t in texts]), atol=1e-6
+    )
+
+
+def _check_fields_plain(out: Outcome, ctx: Ctx) -> None:
+    tok = out.clf._runtime()[0].tokenizer
+    special = set(tok.all_special_ids) - {tok.unk_token_id}
+    for e in out.clf._encode(out.X, out.clf._runtime()[1]):
+        assert not special & {i for field in e.fields for i in field}
+
+
+def _check_calibration_plain(out: Outcome, ctx: Ctx) -> None:
+    params = {k: v for k, v in out.clf.get_params().items() if k != "calibration_texts"}
+    texts = [_spaced(t) for t in out.clf.calibration_texts]
+    spaced = type(out.clf)(**params, calibration_texts=texts).fit(TOY_X, TOY_Y)
+    np.testing.assert_allclose(out.clf.calibration_prior_, spaced.calibration_prior_, atol=1e-6)
+
+
+def _check_link_target_unchanged(out: Outcome, ctx: Ctx) -> None:
+    assert (ctx.work / "precious.txt").read_text(encoding="utf-8") == "keep me\n"
+    assert any(
+        (ctx.work / n).exists() and not (ctx.work / n).is_symlink() for n in ("out.csv", "res.json")
+    ), "the output link was not replaced by a file"
+
+
 CHECKS: dict[str, Callable[[Outcome, Ctx], None]] = {
     "zero_shot": _check_zero_shot,
     "classes_0_1": _check_classes_0_1,
     "nul_as_space": _check_nul_as_space,
     "same_predictions": _check_same_predictions,
+    "plain_special_tokens": _check_plain_special_tokens,
+    "fields_plain": _check_fields_plain,
+    "calibration_plain": _check_calibration_plain,
+    "link_target_unchanged": _check_link_target_unchanged,
 }
 
 
@@ -329,7 +631,20 @@ def _exception_class(name: str) -> type[BaseException]:
         return NotFittedError
     if name in ("ValueError", "TypeError"):
         return {"ValueError": ValueError, "TypeError": TypeError}[name]
-    return getattr(pet_kit, name)
+    return getattr(pet_kit, name, None) or getattr(pet_kit.errors, name)
+
+
+def _check_http(case: dict[str, Any], out: Outcome, ctx: Ctx) -> None:
+    """A server case: the status, and an error is ``{"detail": "<message>"}`` holding the
+    case's ``detail``; nothing in the response gives away the server's folders."""
+    assert out.http is not None
+    status, text = out.http
+    assert status == case["status"], f"{case['id']}: HTTP {status}: {text[:300]}"
+    body = json.loads(text)
+    if status >= 400:
+        assert list(body) == ["detail"] and isinstance(body["detail"], str), text[:300]
+        assert case["detail"] in body["detail"], f"{case['id']}: detail was {body['detail']!r}"
+    assert str(ctx.pristine) not in text and str(ctx.work) not in text
 
 
 def _raised_by(exc: BaseException) -> Path:
@@ -365,6 +680,8 @@ def test_bad_input_case(case, ctx):
         pytest.skip("this machine has CUDA")
     kind, _, expected = case["expect"].partition(":")
     expected = expected.strip()
+    if case["run"] in NEEDS:
+        pytest.importorskip(NEEDS[case["run"]])
     try:
         outcome = RUNNERS[case["run"]](case, ctx)
     except BaseException as exc:
@@ -384,11 +701,14 @@ def test_bad_input_case(case, ctx):
         assert case["match"] in str(exc), f"{case['id']}: message was: {exc}"
     else:
         assert kind == "ok", f"{case['id']}: expected {case['expect']!r}, but nothing was raised"
-        clf = outcome.clf
-        proba = outcome.proba if outcome.proba is not None else clf.predict_proba(outcome.X)
-        assert proba.shape == (len(outcome.X), len(clf.classes_))
-        assert np.isfinite(proba).all()
-        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        if outcome.http is not None:
+            _check_http(case, outcome, ctx)
+        else:
+            clf = outcome.clf
+            proba = outcome.proba if outcome.proba is not None else clf.predict_proba(outcome.X)
+            assert proba.shape == (len(outcome.X), len(clf.classes_))
+            assert np.isfinite(proba).all()
+            np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
         if "check" in case:
             CHECKS[case["check"]](outcome, ctx)
     assert not (ctx.work / MARKER).exists(), f"{case['id']}: a payload was executed"

@@ -135,3 +135,58 @@ def test_console_script_entry_point():
     if not any(ep.name == "pet-kit" for ep in eps):
         pytest.skip("package not installed (pip install -e .)")
     assert next(ep for ep in eps if ep.name == "pet-kit").value == "pet_kit.cli:main"
+
+
+# ---------------------------------------------- evaluate/predict: rows, outputs, columns
+@pytest.fixture(scope="module")
+def saved_prompt(tiny_dir, tmp_path_factory):
+    from conftest import tiny_clf
+
+    return tiny_clf(tiny_dir).fit(None).save(tmp_path_factory.mktemp("p") / "prompt")
+
+
+def test_evaluate_on_a_header_only_file_says_no_rows(tmp_path, saved_prompt, capsys):
+    (tmp_path / "head.csv").write_text("text,label\n", encoding="utf-8")
+    assert main(["evaluate", str(saved_prompt), str(tmp_path / "head.csv")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'head.csv'}: no rows" in err and "'label' column" in err
+
+
+def test_evaluate_output_folder_fails_first_and_links_are_replaced(
+    tmp_path, saved_prompt, capsys, caplog
+):
+    data = tmp_path / "test.csv"
+    pd.DataFrame(
+        {"review": POS[:2] + NEG[:2], "label": ["positive"] * 2 + ["negative"] * 2}
+    ).to_csv(data, index=False)
+    (tmp_path / "res.json").mkdir()
+    args = ["evaluate", str(tmp_path / "no-prompt"), str(data), "--output"]
+    assert main([*args, str(tmp_path / "res.json")]) == 1
+    err = capsys.readouterr().err
+    assert "res.json: is a folder, not a file" in err and "no such prompt folder" not in err
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me", encoding="utf-8")
+    (tmp_path / "link.json").symlink_to(target)
+    with caplog.at_level("INFO", logger="pet_kit.cli"):
+        code = main(
+            ["evaluate", str(saved_prompt), str(data), "--output", str(tmp_path / "link.json")]
+        )
+    assert code == 0
+    assert target.read_text(encoding="utf-8") == "keep me"
+    assert json.loads((tmp_path / "link.json").read_text(encoding="utf-8"))["n"] == 4
+    assert "pattern field(s) 'text' from the only column 'review'" in caplog.text
+
+
+def test_predict_names_a_lone_surrogate_by_row(tmp_path, saved_prompt, capsys, caplog):
+    path = tmp_path / "in.jsonl"
+    # what json.dumps writes for text decoded with errors="surrogateescape"
+    path.write_text(
+        json.dumps({"text": "a great film"}) + "\n" + json.dumps({"text": "abc\udc80"}) + "\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level("INFO", logger="pet_kit.cli"):
+        assert main(["predict", str(saved_prompt), str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "lone surrogate" in err and "errors='replace'" in err
+    assert "line 2" in err or "row 1" in err  # pandas 3 fails on reading, older on predicting
+    assert "pattern field(s) 'text'; the file's columns: ['text']" in caplog.text
