@@ -159,29 +159,60 @@ def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
     return built[:i], built[i + 1 :]
 
 
-def _chunks(tokenizer: Any, texts: list[str], max_length: int) -> list[_Chunk]:
-    """Tokenize ``texts`` (as plain text: no special tokens from the text itself) and cut
-    each into windows of at most ``max_length`` tokens, framed like one sequence."""
+def _pieces(tokenizer: Any, texts: list[str], room: int) -> Iterator[tuple[list[int], list[int]]]:
+    """Each text's (token ids, word index per token) in windows of at most ``room`` tokens;
+    special-token strings in a text are plain characters, and ``[UNK]`` gets word -1."""
+    from .encoding import tokenize_plain
+
+    specials = set(tokenizer.all_special_ids)  # [UNK] from the text: nothing to learn
+    for first in range(0, len(texts), 10_000):  # bounded memory for large corpora
+        enc = tokenize_plain(tokenizer, texts[first : first + 10_000])
+        for i, ids in enumerate(enc["input_ids"]):
+            try:
+                words = [-1 if w is None else int(w) for w in enc.word_ids(i)]
+            except (ValueError, AttributeError):  # a slow tokenizer: a token is a word
+                words = list(range(len(ids)))
+            words = [-1 if t in specials else w for t, w in zip(ids, words, strict=True)]
+            for start in range(0, len(ids), room):
+                yield list(ids[start : start + room]), words[start : start + room]
+
+
+def _chunks(tokenizer: Any, texts: list[str], max_length: int, pack: bool = False) -> list[_Chunk]:
+    """Tokenize ``texts`` and cut each into windows of at most ``max_length`` tokens, framed
+    like one sequence. With ``pack``, consecutive windows share a sequence up to
+    ``max_length`` tokens, separated by the separator token (fewer, fuller sequences)."""
     prefix, suffix = _special_frame(tokenizer)
     room = max(1, max_length - len(prefix) - len(suffix))
-    try:
-        enc = tokenizer(texts, add_special_tokens=False, verbose=False, split_special_tokens=True)
-    except TypeError:  # a tokenizer without split_special_tokens
-        enc = tokenizer(texts, add_special_tokens=False, verbose=False)
-    specials = set(tokenizer.all_special_ids)  # [UNK] from the text: nothing to learn
-    out = []
-    for i, ids in enumerate(enc["input_ids"]):
-        try:
-            words = [-1 if w is None else int(w) for w in enc.word_ids(i)]
-        except (ValueError, AttributeError):  # a slow tokenizer: every token its own word
-            words = list(range(len(ids)))
-        words = [-1 if t in specials else w for t, w in zip(ids, words, strict=True)]
-        for start in range(0, len(ids), room):
-            piece = list(ids[start : start + room])
-            wpiece = words[start : start + room]
-            full = prefix + piece + suffix
-            word_row = [-1] * len(prefix) + wpiece + [-1] * len(suffix)
-            out.append(_Chunk(tuple(full), tuple(word_row)))
+    sep = [tokenizer.sep_token_id] if pack and tokenizer.sep_token_id is not None else []
+    out: list[_Chunk] = []
+    ids: list[int] = []
+    words: list[int] = []
+    offset = 0  # word indices of packed texts must not collide
+
+    def flush() -> None:
+        if ids:
+            full = prefix + ids + suffix
+            out.append(_Chunk(tuple(full), tuple([-1] * len(prefix) + words + [-1] * len(suffix))))
+        ids.clear()
+        words.clear()
+
+    for piece, wpiece in _pieces(tokenizer, texts, room):
+        if not piece:
+            continue
+        shifted = [w + offset if w >= 0 else -1 for w in wpiece]
+        offset = max([offset - 1, *shifted]) + 1
+        if not pack:
+            ids[:], words[:] = piece, shifted
+            flush()
+            continue
+        if ids and len(ids) + len(sep) + len(piece) > room:
+            flush()
+        if ids:
+            ids.extend(sep)
+            words.extend([-1] * len(sep))
+        ids.extend(piece)
+        words.extend(shifted)
+    flush()
     return out
 
 
@@ -344,6 +375,7 @@ class _Config:
     weight_decay: float
     mlm_probability: float
     whole_word_masking: bool
+    pack: bool
     seed: int
 
     def key(self) -> str:
@@ -575,6 +607,7 @@ def adapt(
     weight_decay: float = 0.01,
     mlm_probability: float = 0.15,
     whole_word_masking: bool = True,
+    pack: bool = False,
     heldout_fraction: float = 0.05,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 200,
@@ -615,6 +648,9 @@ def adapt(
         ``max_steps``) then decays linearly to 0 at ``max_steps``.
     mlm_probability : float
         Share of words (``whole_word_masking``) or tokens masked per window.
+    pack : bool
+        Pack several short texts into one window of ``max_length`` tokens (separated by
+        the separator token): fewer, fuller windows per step, for corpora of short units.
     heldout_fraction : float
         Share of the texts (at most 512) kept out of training to measure MLM loss and
         accuracy before and after.
@@ -696,6 +732,7 @@ def adapt(
         weight_decay=float(weight_decay),
         mlm_probability=float(mlm_probability),
         whole_word_masking=bool(whole_word_masking),
+        pack=bool(pack),
         seed=int(seed),
     )
     with _threads(threads):
@@ -720,8 +757,8 @@ def _run(
     on_step: Callable[[int, float], None] | None,
     dev: torch.device,
 ) -> AdaptResult:
-    train_chunks = _chunks(tokenizer, train_texts, cfg.max_length)
-    held_chunks = _chunks(tokenizer, held_texts, cfg.max_length)
+    train_chunks = _chunks(tokenizer, train_texts, cfg.max_length, cfg.pack)
+    held_chunks = _chunks(tokenizer, held_texts, cfg.max_length, cfg.pack)
     net.requires_grad_(False)
     params = _trainable(net, cfg.train, cfg.train_embeddings)
     for p in params.values():

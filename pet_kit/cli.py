@@ -530,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--checkpoint-dir", help="default: .OUTPUT.adapt-checkpoint beside it")
     ad.add_argument("--no-resume", dest="resume", action="store_false", help="start over")
     ad.add_argument("--no-whole-word", dest="whole_word", action="store_false")
+    ad.add_argument("--pack", action="store_true", help="pack short texts into full windows")
     ad.add_argument("--threads", type=int, help="CPU threads for torch")
     ad.add_argument("--device", help="cpu, cuda, ...")
     ad.set_defaults(func=cmd_adapt)
@@ -641,6 +642,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             learning_rate=args.learning_rate,
             whole_word_masking=args.whole_word,
+            pack=args.pack,
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,
             seed=args.seed,

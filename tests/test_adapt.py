@@ -196,3 +196,24 @@ def test_cli_adapts_a_text_file_and_continues_after_a_time_box(tiny_dir, tmp_pat
     assert (tmp_path / "m" / ADAPT_FILE).is_file()
     assert main(args) == 1  # the output exists now: never overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_packing_fills_windows_without_mixing_words(tiny_tokenizer):
+    from pet_kit.adapt import _chunks
+
+    texts = ["a great movie", "bad boring film", "i love this book", "awful acting"]
+    plain = _chunks(tiny_tokenizer, texts, 16)
+    packed = _chunks(tiny_tokenizer, texts, 16, pack=True)
+    assert len(packed) < len(plain) and all(len(c.ids) <= 16 for c in packed)
+    sep = tiny_tokenizer.sep_token_id
+    inner = [t for c in packed for t in c.ids[1:-1] if t != sep]
+    assert inner == [t for c in plain for t in c.ids[1:-1]]  # every token, in order
+    words = [w for c in packed for w in c.words if w >= 0]
+    n_words = sum(len({w for w in c.words if w >= 0}) for c in plain)
+    assert len(set(words)) == n_words  # one text's words never share an index with another's
+
+
+def test_packed_run_trains_and_records_the_setting(tiny_dir, tmp_path):
+    res = adapt(TEXTS, tmp_path / "p", model=str(tiny_dir), pack=True, **FAST)
+    info = json.loads((res.path / ADAPT_FILE).read_text("utf-8"))
+    assert info["settings"]["pack"] is True
