@@ -12,6 +12,15 @@ head; the peers use the same encoder):
 ``linear_probe_st`` reference only: the linear probe on the *original* all-MiniLM-L6-v2
                   sentence encoder (before pet_kit retrained its last two layers for MLM).
 
+Adapted rows: the same backbone after :func:`pet_kit.adapt.adapt` on the task's *train-split
+texts* (labels never read; the test texts never), once per task (``--adapt-steps`` packed
+windows, adapt's defaults otherwise), so the report says whose gain adapting is:
+
+``zero_shot_adapted``, ``pet_kit_adapted``, ``linear_probe_adapted``, ``setfit_adapted``
+                  the rows above on the adapted backbone / encoder. The adapting cost (steps,
+                  seconds, held-out MLM before/after) is recorded per task (``adapt`` in the
+                  JSON) and shown under the table.
+
 The PET family (issue 6), all on the task template's soft patterns:
 
 ``zero_shot_calibrated``  zero_shot with content-free calibration;
@@ -67,6 +76,11 @@ METHODS = (
     "linear_probe",
     "setfit",
     "linear_probe_st",
+    # the same rows on the backbone adapted to the task's unlabeled train texts
+    "zero_shot_adapted",
+    "pet_kit_adapted",
+    "linear_probe_adapted",
+    "setfit_adapted",
     # the PET family (issue 6)
     "zero_shot_calibrated",
     "pet_kit_members",
@@ -93,10 +107,15 @@ ENSEMBLE_ROWS = (
 STUDENT_STEPS = 250
 #: Deep prompt length of the pet_kit_deep row.
 DEEP_PROMPT = 4
-ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated")
+ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated", "zero_shot_adapted")
 #: Rows whose models this script keeps on the CPU (the rest follow pet_kit's default
 #: device: CUDA when available).
-CPU_ONLY = ("finetune", "linear_probe", "linear_probe_st")
+CPU_ONLY = ("finetune", "linear_probe", "linear_probe_st", "linear_probe_adapted")
+#: Rows that run at K = 0 too (an untrained soft prompt).
+WITH_K0 = ("pet_kit", "pet_kit_adapted")
+#: Continued MLM of the adapted rows (``max_steps`` from --adapt-steps).
+ADAPT_SETTINGS = {"batch_size": 32, "max_length": 128, "pack": True, "seed": 0}
+ADAPT_CACHE = Path("~/.cache/pet_kit/benchmark_adapted").expanduser()
 #: The peers comparison (few_shot.md) and the PET family / prompt mechanics rows
 #: (few_shot_pet.md, with the pet_kit row for reference).
 PEER_METHODS = METHODS[: METHODS.index("zero_shot_calibrated")]
@@ -378,7 +397,71 @@ def run_linear_probe_st(ctx: dict[str, Any], train: Any, test: Any, seed: int) -
     return run_linear_probe({**ctx, "encoder": ctx["encoder_st"]}, train, test, seed)
 
 
+def adapted_backbone(ctx: dict[str, Any]) -> str:
+    """The default backbone adapted to the task's train-split texts (built once, cached)."""
+    import hashlib
+
+    from pet_kit.adapt import ADAPT_FILE, adapt
+
+    if "adapted" in ctx:
+        return ctx["adapted"]
+    settings = {**ADAPT_SETTINGS, "max_steps": ctx["adapt_steps"]}
+    key = hashlib.sha256(json.dumps([ctx["task"], settings]).encode()).hexdigest()[:12]
+    path = ADAPT_CACHE / f"{ctx['task']}-{key}"
+    if not (path / ADAPT_FILE).is_file():
+        log.info("%s: adapting the backbone to the train texts (%s)", ctx["task"], settings)
+        adapt(ctx["train_texts"], path, model=None, verbose=0, **settings)
+    info = json.loads((path / ADAPT_FILE).read_text(encoding="utf-8"))
+    ctx["adapt_info"][ctx["task"]] = {
+        "settings": settings,
+        "steps": info["steps"],
+        "seconds": info["seconds"],
+        "device": info["device"],
+        "threads": info["threads"],
+        "train_texts": info["texts"]["train"],
+        "heldout_mlm_before": info["heldout_before"],
+        "heldout_mlm_after": info["heldout_after"],
+    }
+    ctx["adapted"] = str(path)
+    return ctx["adapted"]
+
+
+def _adapted_encoder(ctx: dict[str, Any]) -> Encoder:
+    if "encoder_adapted" not in ctx:
+        ctx["encoder_adapted"] = Encoder(ctx["max_length"], adapted_backbone(ctx))
+    return ctx["encoder_adapted"]
+
+
+def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    model = adapted_backbone(ctx)
+    clf = PromptClassifier(pvp=ctx["hard"], model=model, max_length=ctx["max_length"], verbose=0)
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def run_pet_kit_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, model=adapted_backbone(ctx))
+    if len(train):
+        clf.fit(train["text"], train["label"])
+    else:
+        clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def run_linear_probe_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return run_linear_probe({**ctx, "encoder": _adapted_encoder(ctx)}, train, test, seed)
+
+
+def run_setfit_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return run_setfit({**ctx, "encoder": _adapted_encoder(ctx)}, train, test, seed)
+
+
 RUNNERS = {
+    "zero_shot_adapted": run_zero_shot_adapted,
+    "pet_kit_adapted": run_pet_kit_adapted,
+    "linear_probe_adapted": run_linear_probe_adapted,
+    "setfit_adapted": run_setfit_adapted,
     "linear_probe_st": run_linear_probe_st,
     "zero_shot": run_zero_shot,
     "pet_kit": run_pet_kit,
@@ -615,6 +698,16 @@ def markdown(
             secs = statistics.fmean(c["seconds_mean"] for c in cells.values())
             rows.append([*row, f"{secs:.1f}"])
         lines += markdown_table(["method", *(f"K={k}" for k in ks), "s/run"], rows)
+        info = data.get("adapt", {}).get(task)
+        if info and any(m.endswith("_adapted") and by_method.get(m) for m in methods):
+            before, after = info["heldout_mlm_before"], info["heldout_mlm_after"]
+            lines += [
+                "",
+                f"Adapted rows: the backbone after {info['steps']} continued-MLM steps on the"
+                f" {info['train_texts']} train texts ({info['seconds'] / 60:.1f} min on"
+                f" {info['device']}, {info['threads']} thread(s)); held-out MLM accuracy"
+                f" {before['accuracy']:.3f} -> {after['accuracy']:.3f}.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -676,6 +769,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3e-2, help="pet_kit learning rate")
     p.add_argument("--ft-epochs", type=int, default=15, help="fine-tuning epochs")
     p.add_argument("--setfit-iters", type=int, default=5, help="SetFit num_iterations")
+    p.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=300,
+        help="continued-MLM steps of the adapted rows' backbone (32 packed 128-token windows)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--n-unlabeled",
@@ -738,9 +837,12 @@ def main(argv: list[str] | None = None) -> None:
             "ft_epochs": args.ft_epochs,
             "setfit_iters": args.setfit_iters,
             "pet_params": {"epochs": args.epochs, "learning_rate": args.lr},
+            "train_texts": train_all["text"].tolist(),
+            "adapt_steps": args.adapt_steps,
+            "adapt_info": data.setdefault("adapt", {}),
         }
         for method in args.methods:
-            if method == "setfit":
+            if method in ("setfit", "setfit_adapted"):
                 try:
                     import setfit  # noqa: F401
                 except ImportError:
@@ -749,7 +851,7 @@ def main(argv: list[str] | None = None) -> None:
             ks = (
                 [0]
                 if method in ZERO_SHOT_ONLY
-                else [k for k in args.ks if k > 0 or method == "pet_kit"]
+                else [k for k in args.ks if k > 0 or method in WITH_K0]
             )
             for k in ks:
                 seeds = [0] if method in ZERO_SHOT_ONLY else args.seeds

@@ -132,3 +132,29 @@ def test_paired_compares_the_same_seed_and_k_only(few_shot):
     assert "| pet_kit_lora | +0.000 ± 0.089, wins 2/5, σ↓ 1/2 |" in text
     assert "pet_kit_full" not in text  # no runs: no row
     assert few_shot.paired_markdown(pairs, ("pet_kit_full",)) == ""
+
+
+def test_adapted_rows_sit_with_the_peers_and_say_what_adapting_cost(few_shot, tmp_path):
+    runs = _runs("linear_probe", [0.6] * 5) + _runs("pet_kit_adapted", [0.7] * 5)
+    info = {
+        "steps": 300,
+        "seconds": 540.0,
+        "device": "cpu",
+        "threads": 1,
+        "train_texts": 9000,
+        "heldout_mlm_before": {"accuracy": 0.27},
+        "heldout_mlm_after": {"accuracy": 0.31},
+    }
+    data = {"runs": runs, "machine": {}, "invocations": [], "adapt": {"toy": info}}
+    few_shot.report(data, tmp_path / "fs.json")
+    peers = (tmp_path / "fs.md").read_text()
+    assert "| pet_kit_adapted | 0.700 ± 0.000 | 1.0 |" in peers
+    assert "300 continued-MLM steps on the 9000 train texts (9.0 min on cpu" in peers
+    assert "0.270 -> 0.310" in peers
+    assert "pet_kit_adapted" not in (tmp_path / "fs_pet.md").read_text()
+
+
+def test_adapted_rows_run_at_the_same_ks_as_their_plain_rows(few_shot):
+    assert few_shot.ZERO_SHOT_ONLY[-1] == "zero_shot_adapted"
+    assert "pet_kit_adapted" in few_shot.WITH_K0
+    assert set(few_shot.RUNNERS) == set(few_shot.METHODS)
