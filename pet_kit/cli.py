@@ -230,6 +230,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     labels = list(clf._load_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
+    if cfg.data.task is None and len(train) == 0:
+        raise InputError(
+            f"{cfg.data.train}: no rows (only a header, or nothing); pet-kit train needs"
+            " labelled examples, one row per example (for a zero-shot prompt, use"
+            " PromptClassifier(...).fit(None) and save it)"
+        )
     X, y = _features(train, label)
     _check_labels(y, labels, f"training data ({cfg.data.train or cfg.data.task})")
     if test is not None:

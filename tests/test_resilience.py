@@ -348,3 +348,11 @@ def test_cli_train_explains_an_exponent_yaml_reads_as_text(tmp_path, tiny_dir, c
     assert "got '1e-3' (text, not a number: YAML reads 1e-3 as text; write 1.0e-3" in (
         capsys.readouterr().err
     )
+
+
+def test_cli_train_on_a_header_only_file_is_an_error_not_zero_shot(tmp_path, tiny_dir, capsys):
+    cfg = _train_config(tmp_path, tiny_dir)
+    (tmp_path / "train.csv").write_text("text,label\n", encoding="utf-8")
+    assert main(["train", str(cfg)]) == 1
+    assert "train.csv: no rows" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
