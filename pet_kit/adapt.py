@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -49,6 +50,7 @@ from ._version import __version__
 from .backbone import fingerprint, head_parts
 from .deep import layer_hooks_spec
 from .errors import InputError
+from .persist import write_file_atomically
 
 __all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts"]
 
@@ -403,11 +405,10 @@ def _write_checkpoint(
             tensors[f"exp_avg.{name}"] = state["exp_avg"].detach().to("cpu").contiguous()
             tensors[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].detach().to("cpu").contiguous()
             adam_steps[name] = float(state["step"])
-    tag = uuid.uuid4().hex[:8]
-    tmp_tensors = folder / f".{_STATE_TENSORS}.tmp-{tag}"
-    save_file(tensors, str(tmp_tensors))
-    digest = hashlib.sha256(tmp_tensors.read_bytes()).hexdigest()
-    os.replace(tmp_tensors, folder / _STATE_TENSORS)
+    data = tensors_to_bytes(tensors)
+    digest = hashlib.sha256(data).hexdigest()
+    # fsynced temporary file + os.replace; the mode the umask gives; links replaced
+    write_file_atomically(folder / _STATE_TENSORS, data)
     meta = {
         "format": "pet_kit.adapt_checkpoint",
         "config_key": cfg.key(),
@@ -419,9 +420,7 @@ def _write_checkpoint(
         "heldout_before": before,
         "tensors_sha256": digest,
     }
-    tmp_json = folder / f".{_STATE_JSON}.tmp-{tag}"
-    tmp_json.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp_json, folder / _STATE_JSON)
+    write_file_atomically(folder / _STATE_JSON, (json.dumps(meta, indent=1) + "\n").encode())
 
 
 def _read_checkpoint(folder: Path, cfg: _Config) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

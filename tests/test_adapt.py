@@ -217,3 +217,21 @@ def test_packed_run_trains_and_records_the_setting(tiny_dir, tmp_path):
     res = adapt(TEXTS, tmp_path / "p", model=str(tiny_dir), pack=True, **FAST)
     info = json.loads((res.path / ADAPT_FILE).read_text("utf-8"))
     assert info["settings"]["pack"] is True
+
+
+def test_checkpoint_files_follow_the_umask(tiny_dir, tmp_path):
+    import os
+
+    def stop(step: int, loss: float) -> None:
+        raise KeyboardInterrupt
+
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            adapt(TEXTS, tmp_path / "a", model=str(tiny_dir), on_step=stop, **FAST)
+    finally:
+        os.umask(old)
+    ckpt = tmp_path / ".a.adapt-checkpoint"
+    for name in ("adapt_state.json", "adapt_state.safetensors"):
+        assert (ckpt / name).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in ckpt.iterdir()) == ["adapt_state.json", "adapt_state.safetensors"]
