@@ -860,6 +860,8 @@ def main(argv: list[str] | None = None) -> None:
                     if key in done:
                         continue
                     train = sample_k_shot(train_all, k, seed=seed)
+                    if method.endswith("_adapted"):  # once per task, recorded apart
+                        adapted_backbone(ctx)
                     t0 = time.perf_counter()
                     try:
                         acc = RUNNERS[method](ctx, train, test, seed)
