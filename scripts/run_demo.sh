@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# README command 1: set up (idempotent) and run the few-shot demo on Rotten Tomatoes with the
-# embedded default backbone. Extra arguments go to examples/quickstart.py.
+# README command 1: set up (idempotent) and run the few-shot demo (a new task from 8 examples
+# per class) on the embedded default backbone. Extra arguments go to examples/quickstart.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

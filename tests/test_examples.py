@@ -59,3 +59,22 @@ def test_example_runs(name, tmp_path):
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert expected in proc.stdout, proc.stdout[-2000:]
     assert "longer than the specified maximum" not in proc.stderr
+
+
+def test_readme_demo_shows_training_beat_the_untrained_prompt(tmp_path):
+    """README command 1's promise, at its default settings (a smaller test subset)."""
+    import re
+
+    demo = [sys.executable, str(REPO / "examples" / "quickstart.py")]
+    proc = subprocess.run(
+        [*demo, "--test-size", "200", "--out", str(tmp_path / "prompt")],
+        cwd=tmp_path,  # runs from any folder
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    before = float(re.search(r"accuracy before training \S+ \S+ \S+: ([0-9.]+)", proc.stdout)[1])
+    after = float(re.search(r"accuracy after training on \d+ examples: ([0-9.]+)", proc.stdout)[1])
+    assert after > before + 0.2, proc.stdout
