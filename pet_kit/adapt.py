@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -560,7 +562,7 @@ def _check_output(output: str | os.PathLike[str]) -> Path:
 
 
 def _write_output(
-    target: Path, model: nn.Module, tokenizer: Any, provenance: dict[str, Any]
+    target: Path, model: nn.Module, tokenizer: Any, provenance: dict[str, Any], ckpt: Path
 ) -> None:
     """Write the model folder next to ``target`` and rename it into place (atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -571,12 +573,17 @@ def _write_output(
         (tmp / ADAPT_FILE).write_text(
             json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)  # replaces an empty folder, never a non-empty one
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
+            raise InputError(
+                f"{target} appeared while adapting and is not empty; the adapted model was"
+                f" not written. Run again with another output path and checkpoint_dir={ckpt}"
+                " (the finished training is kept there)"
+            ) from exc
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
@@ -851,6 +858,7 @@ def _run(
         save_state()
         log.info("adapt: time box reached at step %d of %d; state in %s", step, cfg.max_steps, ckpt)
         return AdaptResult(None, step, cfg.max_steps, seconds, before, None, ckpt, losses)
+    save_state()  # the finished training, kept until the model folder is in place
     after = _evaluate(mlm, held_chunks, tokenizer, cfg, dev)
     for p in net.parameters():
         p.requires_grad_(False)
@@ -858,9 +866,7 @@ def _run(
     net.config.pet_kit_adapted = adapted_id
     provenance = _provenance(cfg, net, params, train_texts, held_texts, step, seconds)
     provenance.update(heldout_before=before, heldout_after=after, train_losses=losses)
-    _write_output(target, net.to("cpu"), tokenizer, provenance)
-    import shutil
-
+    _write_output(target, net.to("cpu"), tokenizer, provenance, ckpt)
     shutil.rmtree(ckpt, ignore_errors=True)
     log.info(
         "adapt: wrote %s (held-out MLM accuracy %.3f -> %.3f)",

@@ -235,3 +235,21 @@ def test_checkpoint_files_follow_the_umask(tiny_dir, tmp_path):
     for name in ("adapt_state.json", "adapt_state.safetensors"):
         assert (ckpt / name).stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in ckpt.iterdir()) == ["adapt_state.json", "adapt_state.safetensors"]
+
+
+def test_an_output_appearing_during_the_run_is_kept_and_the_training_too(tiny_dir, tmp_path):
+    out = tmp_path / "m"
+
+    def squat(step: int, loss: float) -> None:
+        if step == FAST["max_steps"]:
+            out.mkdir()
+            (out / "theirs.txt").write_text("keep", encoding="utf-8")
+
+    with pytest.raises(InputError, match="appeared while adapting"):
+        adapt(TEXTS, out, model=str(tiny_dir), on_step=squat, **FAST)
+    assert sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
+    ckpt = tmp_path / ".m.adapt-checkpoint"
+    assert json.loads((ckpt / "adapt_state.json").read_text("utf-8"))["step"] == FAST["max_steps"]
+    res = adapt(TEXTS, tmp_path / "m2", model=str(tiny_dir), checkpoint_dir=ckpt, **FAST)
+    assert res.complete and res.steps == FAST["max_steps"] and not ckpt.exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
