@@ -23,7 +23,6 @@ the step). The output folder is written once, atomically, when ``max_steps`` is 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import errno
@@ -53,6 +52,7 @@ from .backbone import fingerprint, head_parts
 from .deep import layer_hooks_spec
 from .errors import InputError
 from .persist import write_file_atomically
+from .threads import torch_threads
 
 __all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts"]
 
@@ -517,19 +517,6 @@ class AdaptResult:
 
 
 # ----------------------------------------------------------------------------- main
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _load_source(model: Any, device: str | None) -> tuple[nn.Module, Any, str]:
     """A private, trainable copy of the source masked LM (the caller's object untouched)."""
     from .backbone import default_device, load_backbone
@@ -741,7 +728,7 @@ def adapt(
         pack=bool(pack),
         seed=int(seed),
     )
-    with _threads(threads):
+    with torch_threads(threads):
         return _run(
             cfg, net, tokenizer, train_texts, held_texts, target, ckpt, resume,
             checkpoint_every, max_minutes, verbose, on_step, dev,
