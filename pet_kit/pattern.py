@@ -24,11 +24,11 @@ environment variable ``PET_KIT_MAX_PATTERN_CHARS``) is refused before it is pars
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
 from .errors import PatternError
+from .limits import env_limit
 
 __all__ = [
     "MAX_PATTERN_CHARS",
@@ -57,20 +57,15 @@ def max_pattern_chars() -> int:
     PatternError
         The environment variable is set but not a positive integer.
     """
-    raw = os.environ.get(_MAX_PATTERN_CHARS_ENV)
-    if raw is None or not raw.strip():
-        return MAX_PATTERN_CHARS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise PatternError(
+    return env_limit(
+        _MAX_PATTERN_CHARS_ENV,
+        MAX_PATTERN_CHARS,
+        lambda raw: PatternError(
             f"{_MAX_PATTERN_CHARS_ENV}={raw!r} is not a positive integer (a number of"
             f" characters); set it to e.g. {10 * MAX_PATTERN_CHARS} or unset it",
             source=_MAX_PATTERN_CHARS_ENV,
-        )
-    return value
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from safetensors.torch import save as _tensors_to_bytes
 
 from ._version import FORMAT_VERSION
 from .errors import SavedPromptError
+from .limits import env_limit
 
 try:
     import fcntl
@@ -131,19 +132,15 @@ class _NotJson(Exception):
 # ------------------------------------------------------------------------- limits
 def _limit(env: str, default: float, kind: type = int) -> Any:
     """The limit from environment variable ``env`` (``default`` when unset)."""
-    raw = os.environ.get(env)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not value > 0:
-        raise SavedPromptError(
+    return env_limit(
+        env,
+        default,
+        lambda raw: SavedPromptError(
             f"environment variable {env}={raw!r} is not a positive number; unset it or set"
             f" it to e.g. {default!r}"
-        )
-    return value
+        ),
+        kind,
+    )
 
 
 def _json_cap() -> int:

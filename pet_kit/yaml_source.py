@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .limits import env_limit
 
 __all__ = [
     "MAX_DEPTH",
@@ -53,20 +54,15 @@ def max_yaml_bytes() -> int:
     ConfigError
         The environment variable is set but not a positive integer.
     """
-    raw = os.environ.get(_MAX_YAML_BYTES_ENV)
-    if raw is None or not raw.strip():
-        return MAX_YAML_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(
+    return env_limit(
+        _MAX_YAML_BYTES_ENV,
+        MAX_YAML_BYTES,
+        lambda raw: ConfigError(
             f"{_MAX_YAML_BYTES_ENV}={raw!r} is not a positive integer (a size in bytes);"
             f" set it to e.g. {4 * MAX_YAML_BYTES} or unset it",
             source=_MAX_YAML_BYTES_ENV,
-        )
-    return value
+        ),
+    )
 
 
 def _too_large(size: int, limit: int, unit: str) -> str:
