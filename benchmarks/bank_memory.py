@@ -40,8 +40,8 @@ def child(mode: str, folder: str, n: int) -> None:
     from transformers import AutoModelForMaskedLM
 
     from pet_kit import PromptClassifier
-    from pet_kit.bank import PromptBank
-    from pet_kit.default_backbone import default_model_path
+    from pet_kit.model.default_backbone import default_model_path
+    from pet_kit.serving.bank import PromptBank
 
     base = _status_mib("VmRSS")
     names = [f"task_{i}" for i in range(n)]
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         child(args.child[0], args.child[1], args.n)
         return
     from pet_kit import PromptClassifier
-    from pet_kit.datasets import load_task, sample_k_shot
+    from pet_kit.io.datasets import load_task, sample_k_shot
 
     train = sample_k_shot(load_task("rotten_tomatoes", "train"), 8, seed=0)
     rows = {}

@@ -12,7 +12,7 @@ head; the peers use the same encoder):
 ``linear_probe_st`` reference only: the linear probe on the *original* all-MiniLM-L6-v2
                   sentence encoder (before pet_kit retrained its last two layers for MLM).
 
-Adapted rows: the same backbone after :func:`pet_kit.adapt.adapt` on the task's *train-split
+Adapted rows: the same backbone after :func:`pet_kit.train.adapt.adapt` on the task's *train-split
 texts* (labels never read; the test texts never), once per task (``--adapt-steps`` packed
 windows, adapt's defaults otherwise), so the report says whose gain adapting is:
 
@@ -39,7 +39,7 @@ The PET family (issue 6), all on the task template's soft patterns:
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
 
-Every (task, K, seed) uses ``pet_kit.datasets.sample_k_shot(train, K, seed)`` and the fixed
+Every (task, K, seed) uses ``pet_kit.io.datasets.sample_k_shot(train, K, seed)`` and the fixed
 test subset ``load_task(task, "test", max_size=--test-size)``. Results are appended to a
 JSON file as they finish (a rerun skips what is there), then a table of mean ± std over
 seeds and a plot of accuracy vs K are written, and for the PET rows a paired comparison
@@ -126,7 +126,7 @@ log = logging.getLogger("few_shot")
 
 # ----------------------------------------------------------------- data + setup
 def task_data(task: str, test_size: int) -> tuple[Any, Any]:
-    from pet_kit.datasets import load_task
+    from pet_kit.io.datasets import load_task
 
     return load_task(task, "train"), load_task(task, "test", max_size=test_size)
 
@@ -161,7 +161,7 @@ class Encoder:
     def __init__(self, max_length: int, path: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        from pet_kit.default_backbone import default_model_path
+        from pet_kit.model.default_backbone import default_model_path
 
         self.path = path or str(default_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -240,7 +240,7 @@ def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
 
 
 def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:
-    from pet_kit.datasets import unlabeled_texts
+    from pet_kit.io.datasets import unlabeled_texts
 
     return unlabeled_texts(ctx["task"], ctx["n_unlabeled"], seed=seed)
 
@@ -401,7 +401,7 @@ def adapted_backbone(ctx: dict[str, Any]) -> str:
     """The default backbone adapted to the task's train-split texts (built once, cached)."""
     import hashlib
 
-    from pet_kit.adapt import ADAPT_FILE, adapt
+    from pet_kit.train.adapt import ADAPT_FILE, adapt
 
     if "adapted" in ctx:
         return ctx["adapted"]
@@ -821,7 +821,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     encoder = Encoder(args.max_length) if set(args.methods) - {"zero_shot", "pet_kit"} else None
 
-    from pet_kit.datasets import sample_k_shot
+    from pet_kit.io.datasets import sample_k_shot
 
     for task in args.tasks:
         train_all, test = task_data(task, args.test_size)

@@ -2,7 +2,7 @@
 
 A forked child saves two different prompts alternately into one folder that also holds
 the user's own files; the parent kills it after a random delay, then checks what pet_kit's
-loader (:func:`pet_kit.persist.read_prompt_dir`, the file half of
+loader (:func:`pet_kit.io.prompt_folder.read_prompt_dir`, the file half of
 ``PromptClassifier.load``) sees: the prompt saved last (old) or the one being saved (new),
 tensors and metadata exactly, never a missing or damaged folder; that the user's files are
 unchanged; and that the next save (in the parent) leaves no hidden leftovers, neither in
@@ -32,7 +32,7 @@ import torch
 from _common import machine, markdown_table, write_json
 
 from pet_kit.errors import SavedPromptError
-from pet_kit.persist import META_FILE, TENSOR_FILE, read_prompt_dir, write_prompt_dir
+from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir, write_prompt_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -1,7 +1,7 @@
 """Automatic label words against the hand-written verbalizers (zero-shot, same pattern).
 
 For each task: the task template's default hard pattern; label words searched on K
-labelled train examples per class (``pet_kit.label_search``, 5 seeds), then zero-shot
+labelled train examples per class (``pet_kit.tools.label_search``, 5 seeds), then zero-shot
 accuracy on the fixed test subset with the searched words vs the shipped verbalizer.
 Writes ``benchmarks/results/label_words.{json,md}``.
 
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pet_kit import PromptClassifier, load_pvp
-    from pet_kit.datasets import load_task, sample_k_shot
-    from pet_kit.label_search import search_label_words
+    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.tools.label_search import search_label_words
 
     results = []
     for task in args.tasks:

@@ -38,7 +38,7 @@ TOP = 8
 
 def _padding_spy() -> tuple[dict[str, int], Any]:
     """Count real and padded tokens of the batches the scorer sees."""
-    from pet_kit.cloze import ClozeScorer
+    from pet_kit.model.scorer import ClozeScorer
 
     counts = {"real": 0, "padded": 0}
     real = ClozeScorer.class_scores
@@ -54,7 +54,7 @@ def _padding_spy() -> tuple[dict[str, int], Any]:
 
 
 def run_phase(name: str, fn: Any) -> dict[str, Any]:
-    from pet_kit.cloze import ClozeScorer
+    from pet_kit.model.scorer import ClozeScorer
 
     counts, real = _padding_spy()
     try:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.base import clone
 
     from pet_kit import PromptClassifier
-    from pet_kit.datasets import load_task
+    from pet_kit.io.datasets import load_task
 
     df = load_task("rotten_tomatoes", "train").sample(frac=1.0, random_state=0).head(args.n)
     X, y = df["text"].tolist(), df["label"].tolist()

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from pet_kit import PromptClassifier
-from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
 REPO = Path(__file__).resolve().parents[1]
 

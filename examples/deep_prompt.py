@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from pet_kit import PromptClassifier
-from pet_kit.datasets import load_task, sample_k_shot
+from pet_kit.io.datasets import load_task, sample_k_shot
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = str(REPO / "verbalizers" / "subjectivity.yaml")

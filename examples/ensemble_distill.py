@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pet_kit import PromptClassifier, PromptEnsemble
-from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = str(REPO / "verbalizers" / "rotten_tomatoes.yaml")

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from pet_kit import PromptClassifier, load_pvp
-from pet_kit.datasets import load_task, sample_k_shot
-from pet_kit.label_search import search_label_words, write_verbalizer
+from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.tools.label_search import search_label_words, write_verbalizer
 
 REPO = Path(__file__).resolve().parents[1]
 

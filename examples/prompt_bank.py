@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 
 from pet_kit import PromptClassifier
-from pet_kit.bank import PromptBank
-from pet_kit.datasets import load_task, sample_k_shot
+from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.serving.bank import PromptBank
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {

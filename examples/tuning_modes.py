@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pet_kit import PromptClassifier
-from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
 REPO = Path(__file__).resolve().parents[1]
 PVP = str(REPO / "templates" / "rotten_tomatoes.yaml#soft")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
-from .ensemble import PromptEnsemble
 from .errors import (
     BackboneError,
     BackboneMismatchError,
@@ -22,11 +21,12 @@ from .errors import (
     TrainingDivergedError,
     VerbalizerError,
 )
-from .estimator import PromptClassifier
-from .pattern import Pattern, parse_pattern
-from .pvp import PVP, load_pvp, load_pvps, load_verbalizer
-from .student import LinearStudent
-from .verbalizer import Verbalizer
+from .estimators.ensemble import PromptEnsemble
+from .estimators.prompt_classifier import PromptClassifier
+from .estimators.student import LinearStudent
+from .spec.pattern import Pattern, parse_pattern
+from .spec.pvp import PVP, load_pvp, load_pvps, load_verbalizer
+from .spec.verbalizer import Verbalizer
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

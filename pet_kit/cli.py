@@ -14,23 +14,23 @@
     where it stopped (``--no-resume`` starts over; ``--overwrite`` replaces a finished
     output). ``--num-shards N --shard-index K`` splits the file between N processes
     (e.g. one per GPU); each writes its own output with a ``row`` column, merged with
-    :func:`pet_kit.streaming.merge_shards`.
+    :func:`pet_kit.io.streaming.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
 ``pet-kit label-words PATTERN DATA --output verbalizers/auto.yaml``
-    Propose label words per class from labelled examples (:mod:`pet_kit.label_search`)
+    Propose label words per class from labelled examples (:mod:`pet_kit.tools.label_search`)
     and write them as a verbalizer YAML file to edit.
 ``pet-kit explain PROMPT_DIR [--text TEXT] [--png REPORT.png]``
     Each soft slot's nearest words, norm and drift from its initialisation; with
     ``--text``, the label-word scores and the effect of removing each slot
-    (:mod:`pet_kit.explain`); ``--png`` saves both as a picture.
+    (:mod:`pet_kit.tools.explain`); ``--png`` saves both as a picture.
 ``pet-kit serve PROMPTS [PROMPTS...]``
-    Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.server`): a folder of
+    Serve saved prompts over HTTP on one backbone (:mod:`pet_kit.serving.server`): a folder of
     prompt folders (task = sub-folder name) or prompt folders (task = folder name).
 ``pet-kit adapt TEXTS --output MODEL_DIR``
     Continue the MLM training of a backbone on unlabeled texts (a .txt file, one text
     per line, or the ``--text-column`` of a CSV/TSV/JSONL file; labels are never read)
-    and write a new model folder (:mod:`pet_kit.adapt`). Budgeted by ``--max-steps`` and
+    and write a new model folder (:mod:`pet_kit.train.adapt`). Budgeted by ``--max-steps`` and
     ``--max-minutes``; running the same command again continues an unfinished run.
 
 Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
@@ -55,7 +55,7 @@ from typing import Any
 
 from . import __version__
 from .errors import PetKitError
-from .yaml_source import read_yaml
+from .spec.yaml_source import read_yaml
 
 __all__ = ["main"]
 
@@ -79,8 +79,8 @@ def _resolve_model(base: Path, ref: str) -> str:
 
 # ------------------------------------------------------------------- validate
 def _validate_one(path: str, tokenizer: Any) -> str:
-    from .encoding import ClozeEncoder
-    from .pvp import load_pvps, load_verbalizer
+    from .model.encoding import ClozeEncoder
+    from .spec.pvp import load_pvps, load_verbalizer
 
     src = read_yaml(path.partition("#")[0])
     data = src.data if isinstance(src.data, dict) else {}
@@ -100,7 +100,7 @@ def _validate_one(path: str, tokenizer: Any) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     tokenizer = None
     if args.model is not None:
-        from .backbone import load_backbone
+        from .model.backbone import load_backbone
 
         tokenizer = load_backbone(
             None if args.model == "default" else args.model, device="cpu"
@@ -119,7 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- train
 def _load_train_config(path: str) -> tuple[Any, Path]:
-    from .schema import TrainFile, validate
+    from .spec.schema import TrainFile, validate
 
     src = read_yaml(path)
     return validate(TrainFile, src, "train config"), src.base_dir
@@ -127,10 +127,10 @@ def _load_train_config(path: str) -> tuple[Any, Path]:
 
 def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
     """Return (train_df, eval_df or None) for a DataSpec."""
-    from .tables import read_table
+    from .io.tables import read_table
 
     if spec.task is not None:
-        from . import datasets
+        from .io import datasets
 
         train = datasets.load_task(spec.task, "train")
         if spec.k is not None:
@@ -141,7 +141,7 @@ def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
         raise PetKitError("train config: data needs either 'task' or 'train' (a file path)")
     train = read_table(_resolve(base, spec.train))
     if spec.k is not None:
-        from .datasets import sample_k_shot
+        from .io.datasets import sample_k_shot
 
         train = sample_k_shot(train, spec.k, seed=spec.seed, label_col=spec.label_column)
     test = read_table(_resolve(base, spec.eval)) if spec.eval else None
@@ -160,7 +160,7 @@ def _features(df: Any, label_column: str) -> Any:
 def _check_labels(y: Any, labels: list[Any], where: str) -> None:
     """Refuse labels the PVP does not define before anything is scored or trained."""
     from .errors import InputError
-    from .inputs import to_label_indices
+    from .io.inputs import to_label_indices
 
     try:
         to_label_indices(y, labels, len(y))
@@ -204,9 +204,9 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import persist
     from .errors import InputError
-    from .estimator import PromptClassifier
+    from .estimators.prompt_classifier import PromptClassifier
+    from .io import prompt_folder as persist
 
     cfg, base = _load_train_config(args.config)
     pvp = _resolve(base, cfg.pvp) if isinstance(cfg.pvp, str) else cfg.pvp
@@ -267,14 +267,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------- predict/eval
 def _load_prompt(args: argparse.Namespace) -> Any:
-    from .estimator import PromptClassifier
+    from .estimators.prompt_classifier import PromptClassifier
 
     return PromptClassifier.load(args.prompt_dir, model=args.model, device=args.device)
 
 
 def _check_predict_args(args: argparse.Namespace) -> None:
     """Validate the predict options before the (slow) prompt and backbone load."""
-    from .streaming import check_predict_job
+    from .io.streaming import check_predict_job
 
     for flag, value in (
         ("--chunk-size", args.chunk_size),
@@ -312,7 +312,7 @@ def _set_threads(clf: Any, n: int | None) -> None:
 
 def _log_fields(clf: Any, columns: Sequence[str], source: str) -> None:
     """Log (INFO) which columns of ``source`` the prompt's pattern fields are read from."""
-    from .demonstrations import DEMO_FIELD
+    from .model.demonstrations import DEMO_FIELD
 
     pvp = getattr(clf, "pvp_", None)
     if pvp is None:
@@ -337,8 +337,8 @@ def _write_new_file(path: Path, text: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .streaming import predict_file, predict_to_stream, progress_path
-    from .tables import read_columns
+    from .io.streaming import predict_file, predict_to_stream, progress_path
+    from .io.tables import read_columns
 
     _check_predict_args(args)
     clf = _load_prompt(args)
@@ -384,8 +384,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import accuracy_score, classification_report, f1_score
 
     from .errors import InputError
-    from .streaming import check_output_target
-    from .tables import read_table
+    from .io.streaming import check_output_target
+    from .io.tables import read_table
 
     if args.output:  # before the (slow) prompt and backbone load
         check_output_target(Path(args.output))
@@ -399,7 +399,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     X, y = _features(df, args.label_column)
     clf = _load_prompt(args)
     _log_fields(clf, list(X.columns), args.data)
-    from .inputs import to_label_indices
+    from .io.inputs import to_label_indices
 
     pred = clf.predict(X)
     # labels read from text files are strings; map them onto classes_ ("1" -> 1)
@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_bank(paths: Sequence[str], model: str | None = None, device: str | None = None) -> Any:
     """A PromptBank from prompt folders and/or folders of prompt folders."""
-    from .bank import PromptBank
+    from .serving.bank import PromptBank
 
     bank = PromptBank(model, device=device)
     for ref in paths:
@@ -559,7 +559,7 @@ def build_bank(paths: Sequence[str], model: str | None = None, device: str | Non
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``pet-kit explain``."""
-    from .explain import explain_prediction, explain_slots, save_report
+    from .tools.explain import explain_prediction, explain_slots, save_report
 
     clf = _load_prompt(args)
     table = explain_slots(clf, top_k=args.top_k)
@@ -588,8 +588,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_label_words(args: argparse.Namespace) -> int:
     """``pet-kit label-words``."""
-    from .label_search import search_label_words, write_verbalizer
-    from .tables import read_table
+    from .io.tables import read_table
+    from .tools.label_search import search_label_words, write_verbalizer
 
     df = read_table(args.data)
     X, y = _features(df, args.label_column)
@@ -613,7 +613,7 @@ def cmd_label_words(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``pet-kit serve``."""
-    from .server import serve
+    from .serving.server import serve
 
     if args.threads:
         import torch
@@ -633,7 +633,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     """``pet-kit adapt``."""
-    from .adapt import adapt
+    from .train.adapt import adapt
 
     try:
         result = adapt(

@@ -74,7 +74,7 @@ class InputError(PetKitError):
 class TrainingDivergedError(PetKitError):
     """Training produced a non-finite loss or non-finite trained parameters.
 
-    Raised by :func:`~pet_kit.training.train_prompt` (and so by every ``fit`` that
+    Raised by :func:`~pet_kit.train.loop.train_prompt` (and so by every ``fit`` that
     trains) as soon as it happens, after the trained parameters were reset to their
     last finite state. The usual cause is a learning rate that is too high.
 
@@ -92,7 +92,7 @@ class TrainingDivergedError(PetKitError):
         The learning rate(s) in use, by parameter name (``learning_rate``,
         ``backbone_learning_rate``).
     result : object, optional
-        The training loop's :class:`~pet_kit.training.TrainResult` so far.
+        The training loop's :class:`~pet_kit.train.loop.TrainResult` so far.
     """
 
     def __init__(

@@ -339,7 +339,7 @@ def decontaminate(units: Sequence[str], index: NgramIndex) -> tuple[list[str], i
 
 def evaluation_texts() -> tuple[list[str], dict[str, dict[str, int]]]:
     """Every text of every pet_kit evaluation task, train and test (full rows, untruncated)."""
-    from pet_kit import datasets
+    from pet_kit.io import datasets
 
     texts: list[str] = []
     rows: dict[str, dict[str, int]] = {}

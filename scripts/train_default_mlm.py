@@ -2,7 +2,7 @@
 in time-boxed runs that resume, and measure what a new default must pass before it ships.
 
 The corpus comes from ``scripts/build_mlm_corpus.py`` (sources, licences and token counts:
-``docs/mlm_corpus.md``). Training is :func:`pet_kit.adapt.adapt` on the current default
+``docs/mlm_corpus.md``). Training is :func:`pet_kit.train.adapt.adapt` on the current default
 (``model=None``): the last two encoder layers and the MLM head, as shipped today, so a new
 default costs the package no more megabytes. Each ``train`` call works for at most
 ``--max-minutes`` and leaves a checkpoint; calling it again continues (bit-identically) until
@@ -65,7 +65,7 @@ def corpus_texts(corpus: Path, seed: int) -> tuple[list[str], dict[str, Any]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pet_kit.adapt import adapt
+    from pet_kit.train.adapt import adapt
 
     texts, _ = corpus_texts(args.corpus, args.seed)
     result = adapt(
@@ -123,8 +123,9 @@ def hard_pattern() -> str:
 
 def evaluate_one(model_ref: str | None) -> dict[str, Any]:
     """The gates for one backbone (``None``: the current default)."""
-    from pet_kit import PromptClassifier, datasets
-    from pet_kit.backbone import load_backbone
+    from pet_kit import PromptClassifier
+    from pet_kit.io import datasets
+    from pet_kit.model.backbone import load_backbone
 
     test = datasets.load_task("rotten_tomatoes", "test", max_size=1000)
     clf = PromptClassifier(pvp=hard_pattern(), model=model_ref, verbose=0)

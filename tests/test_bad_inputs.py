@@ -32,7 +32,7 @@ from sklearn.exceptions import NotFittedError
 
 import pet_kit
 from pet_kit import PetKitError, PromptClassifier
-from pet_kit.persist import META_FILE, TENSOR_FILE, _sha256
+from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE, _sha256
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES: list[dict[str, Any]] = yaml.safe_load((CORPUS / "manifest.yaml").read_text("utf-8"))["cases"]
@@ -317,8 +317,8 @@ def run_server(case: dict[str, Any], ctx: Ctx) -> Outcome:
     case's ``body`` (raw text, or ``body_builder``) to ``path`` (default POST /predict)."""
     from fastapi.testclient import TestClient
 
-    from pet_kit.bank import PromptBank
-    from pet_kit.server import create_app
+    from pet_kit.serving.bank import PromptBank
+    from pet_kit.serving.server import create_app
 
     if ctx.pristine not in _APPS:
         bank = PromptBank(str(ctx.tiny_dir), device="cpu")
@@ -363,8 +363,8 @@ def run_table(case: dict[str, Any], ctx: Ctx) -> Outcome:
     """Read the corpus data ``file`` as the CLI does (``read_table``; with ``stream: true``
     the chunked reader of ``pet-kit predict``, 2 rows a chunk) and predict it with the
     toy-fitted estimator."""
-    from pet_kit.streaming import predict_to_stream
-    from pet_kit.tables import read_table
+    from pet_kit.io.streaming import predict_to_stream
+    from pet_kit.io.tables import read_table
 
     path = CORPUS / case["file"]
     if case.get("stream"):

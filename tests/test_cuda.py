@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_clf
 
 from pet_kit import PromptClassifier, PromptEnsemble
-from pet_kit.student import LinearStudent
+from pet_kit.estimators.student import LinearStudent
 
 pytestmark = [
     pytest.mark.cuda,

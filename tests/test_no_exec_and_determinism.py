@@ -23,7 +23,7 @@ from conftest import NEG, POS, tiny_clf
 
 from pet_kit import ConfigError, PromptClassifier, SavedPromptError, load_pvp, load_verbalizer
 from pet_kit.cli import main
-from pet_kit.persist import META_FILE, TENSOR_FILE, _sha256
+from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE, _sha256
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 MARKER = "pet_kit_pwned_marker"

@@ -18,10 +18,10 @@ import pytest
 import torch
 from conftest import NEG, POS
 
-import pet_kit.estimator as estimator_module
+import pet_kit.estimators.prompt_classifier as estimator_module
 from pet_kit import InputError, PromptClassifier
 from pet_kit.cli import main
-from pet_kit.cloze import ClozeScorer
+from pet_kit.model.scorer import ClozeScorer
 
 
 def interrupt_after(monkeypatch, k: int) -> dict[str, int]:
@@ -241,7 +241,7 @@ def test_cli_ctrl_c_before_training_saves_nothing(tmp_path, tiny_dir, capsys, mo
 
 # --------------------------------------------- pet-kit train: never lose the prompt
 def _no_backbone(monkeypatch) -> None:
-    import pet_kit.estimator as estimator_module
+    import pet_kit.estimators.prompt_classifier as estimator_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the backbone was loaded")

@@ -1,0 +1,567 @@
+"""PET-style ensembles of pattern-verbalizer pairs, and distillation into one prompt.
+
+:class:`PromptEnsemble` trains one :class:`~pet_kit.PromptClassifier` per PVP and
+combines their class probabilities (uniformly, or weighted as in PET). Given unlabeled
+texts, the ensemble soft-labels them and a single student prompt is trained on those soft
+labels (knowledge distillation), so the final artefact is one small prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import InputError, SavedPromptError, TrainingDivergedError
+from ..io.inputs import is_real_number, to_label_indices
+from ..io.prompt_folder import (
+    ENSEMBLE_FILE,
+    ENSEMBLE_FORMAT,
+    META_FILE,
+    json_file_digest,
+    read_json_file,
+    remove_pet_kit_folder,
+    restore_moved_aside,
+    save_folder,
+    write_file_atomically,
+)
+from ..spec.pvp import PVP, load_pvps
+from .prompt_classifier import PromptClassifier
+from .student import STUDENT_KIND, LinearStudent
+
+__all__ = ["PromptEnsemble"]
+
+log = logging.getLogger(__name__)
+
+WEIGHTINGS = ("mean", "wmean")
+DISTILL = (None, "prompt", "linear")
+_FORMAT = ENSEMBLE_FORMAT
+_FORMAT_VERSION = 1
+_META = ENSEMBLE_FILE
+_MEMBER = re.compile(r"member_\d+")
+_MEMBER_TEMP = re.compile(r"\.member_\d+\.tmp-[0-9a-f]{8}")
+_LOAD_TRIES = 3
+
+
+def _pvp_list(pvps: Any) -> list[Any]:
+    """The ensemble's PVPs: every pattern of a template file, or the given list."""
+    if pvps is None:
+        raise InputError(
+            "PromptEnsemble needs pvps: a template YAML file listing several patterns, or a"
+            " list of PVPs (paths such as 'templates/x.yaml#name', dicts or PVP objects)"
+        )
+    if isinstance(pvps, (str, os.PathLike)):
+        ref = os.fspath(pvps)
+        if "#" in ref:
+            raise InputError(
+                f"pvps={ref!r} names one pattern; an ensemble needs several: pass the file"
+                " without '#name' (all its patterns) or a list"
+            )
+        return list(load_pvps(ref))
+    if isinstance(pvps, (dict, PVP)):
+        return [pvps]
+    try:
+        items = list(pvps)
+    except TypeError:
+        raise InputError(f"pvps must be a template file or a list of PVPs, got {pvps!r}") from None
+    if not items:
+        raise InputError("pvps is empty; give at least one PVP")
+    return items
+
+
+def _temperature_scale(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / T)``: soft labels at temperature ``T``."""
+    logp = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(1, keepdims=True)
+
+
+class PromptEnsemble(ClassifierMixin, BaseEstimator):
+    """Several PVPs, each with its own trained prompt, combined (PET).
+
+    Parameters
+    ----------
+    pvps : str, PathLike or list
+        A template YAML file (every pattern in it is a member) or a list of PVPs
+        (``"file.yaml#name"`` references, inline dicts or :class:`~pet_kit.PVP`
+        objects). All must share the same labels.
+    estimator : PromptClassifier, optional
+        The settings every member is trained with (cloned; its ``pvp`` is replaced by
+        each member's). Default: ``PromptClassifier()``. Nested parameters work with
+        scikit-learn tools: ``estimator__learning_rate``.
+    weighting : {"mean", "wmean"}, default="mean"
+        How member probabilities are combined: the plain mean, or PET's weighted mean
+        with each member weighted by its accuracy on the training data *before*
+        training (after training every member fits the few training examples, so that
+        accuracy tells the PVPs apart).
+    distill : {None, "prompt", "linear"}, default=None
+        With ``fit(..., X_unlabeled=...)``: the ensemble labels the unlabeled texts with
+        soft labels and one student is trained on them plus the labelled data;
+        predictions then come from the student alone, and :meth:`save` writes only it.
+        ``"prompt"``: a student prompt (``student_pvp``, the members' settings; a prompt
+        folder that :meth:`PromptClassifier.load` reads). ``"linear"``: a
+        :class:`~pet_kit.LinearStudent` (softmax regression on the frozen encoder's
+        sentence embeddings; :meth:`LinearStudent.load` reads it).
+    student_pvp : PVP reference, optional
+        The student's PVP; default: the first member's.
+    student_params : dict, optional
+        ``distill="prompt"``: parameters of the student that differ from the members'
+        (e.g. ``{"max_steps": 250}``: the student sees many more texts than a member).
+    ipet_generations : int, default=0
+        iPET: after the first training, this many generations in which every member is
+        retrained on the labelled data plus unlabeled texts (``fit(..., X_unlabeled=...)``)
+        labelled by the other members' weighted ensemble — per class the most confident
+        ``n * ipet_scale ** generation`` (``n`` = labelled examples per class).
+    ipet_scale : float, default=5.0
+        Growth factor of the pseudo-labelled set per generation (PET's ``d``).
+    temperature : float, default=2.0
+        Distillation temperature ``T``: soft labels are ``softmax(log p / T)`` and the
+        student's loss is ``T^2 * cross-entropy(soft, softmax(scores / T))``.
+    random_state : int, RandomState or None
+        Seeds each member (and the student) differently but reproducibly.
+
+    Attributes
+    ----------
+    estimators_ : list of PromptClassifier
+        The trained members.
+    weights_ : ndarray
+        The members' weights (sum to 1).
+    classes_ : ndarray
+    student_ : PromptClassifier, LinearStudent or None
+        The distilled student, when ``distill`` is set.
+    generations_ : list of list of int
+        Per generation, each member's training-set size (labelled; then labelled +
+        pseudo-labelled for each iPET generation).
+    """
+
+    def __init__(
+        self,
+        pvps: Any = None,
+        estimator: PromptClassifier | None = None,
+        *,
+        weighting: str = "mean",
+        distill: str | None = None,
+        student_pvp: Any = None,
+        student_params: dict[str, Any] | None = None,
+        ipet_generations: int = 0,
+        ipet_scale: float = 5.0,
+        temperature: float = 2.0,
+        random_state: Any = None,
+    ) -> None:
+        self.pvps = pvps
+        self.estimator = estimator
+        self.weighting = weighting
+        self.distill = distill
+        self.student_pvp = student_pvp
+        self.student_params = student_params
+        self.ipet_generations = ipet_generations
+        self.ipet_scale = ipet_scale
+        self.temperature = temperature
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    # ---------------------------------------------------------------- helpers
+    def _check_params(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.distill not in DISTILL:
+            raise InputError(f"distill must be one of {DISTILL}, got {self.distill!r}")
+        t = self.temperature
+        if not is_real_number(t) or not 0 < t < math.inf:
+            raise InputError(f"temperature must be a finite number > 0, got {t!r}")
+        g = self.ipet_generations
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
+            raise InputError(f"ipet_generations must be an integer >= 0, got {g!r}")
+        d = self.ipet_scale
+        if not is_real_number(d) or not 1 <= d < math.inf:
+            raise InputError(f"ipet_scale must be a finite number >= 1, got {d!r}")
+        if self.student_params is not None and not isinstance(self.student_params, dict):
+            raise InputError(
+                f"student_params must be None or a dict of PromptClassifier parameters, got"
+                f" {self.student_params!r}"
+            )
+        if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
+            raise InputError(
+                f"estimator must be a PromptClassifier (the members' settings), got"
+                f" {type(self.estimator).__name__}"
+            )
+
+    def _base(self) -> PromptClassifier:
+        return clone(self.estimator) if self.estimator is not None else PromptClassifier()
+
+    # -------------------------------------------------------------------- API
+    def fit(self, X: Any, y: Any = None, X_unlabeled: Any = None) -> PromptEnsemble:
+        """Train every member on ``(X, y)`` (and distil when asked).
+
+        Parameters
+        ----------
+        X : texts or None
+            Training texts (``None``: every member zero-shot).
+        y : array-like
+            Labels.
+        X_unlabeled : texts, optional
+            Unlabeled texts for distillation (``distill="prompt"``).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        refs = _pvp_list(self.pvps)
+        no_unlabeled = X_unlabeled is None or len(X_unlabeled) == 0
+        if self.ipet_generations and (no_unlabeled or X is None or len(X) == 0):
+            raise InputError(
+                f"ipet_generations={self.ipet_generations} needs labelled data and unlabeled"
+                " texts: fit(X, y, X_unlabeled=texts); or set ipet_generations=0"
+            )
+        if self.distill is not None and no_unlabeled:
+            raise InputError(
+                f"distill={self.distill!r} needs unlabeled texts: fit(X, y,"
+                " X_unlabeled=texts); or set distill=None"
+            )
+        rs = check_random_state(self.random_state)
+        seeds = rs.randint(2**31 - 1, size=len(refs) + 1)
+        members = [
+            self._base().set_params(pvp=ref, random_state=int(seeds[i]))
+            for i, ref in enumerate(refs)
+        ]
+        # every PVP is loaded (and its labels compared) before any member trains
+        labels = [list(m._load_pvp().verbalizer.labels) for m in members]
+        for i, lab in enumerate(labels[1:], start=1):
+            if lab != labels[0]:
+                raise InputError(
+                    f"every PVP of an ensemble must have the same labels; PVP {i} has"
+                    f" {lab}, PVP 0 has {labels[0]}"
+                )
+        weights = []
+        for i, member in enumerate(members):
+            if self.weighting == "wmean" and X is not None:
+                weights.append(clone(member).fit(None).score(X, y))
+            try:
+                member.fit(X, y)
+            except TrainingDivergedError as exc:
+                raise exc.within(f"ensemble member {i + 1} of {len(members)}") from None
+            log.info("member %d/%d (%s) trained", i + 1, len(members), member.pvp_.name)
+        classes = members[0].classes_
+        if weights and sum(weights) > 0:
+            w = np.asarray(weights, dtype=np.float64)
+        else:
+            w = np.ones(len(members))
+        self.estimators_ = members
+        self.weights_ = w / w.sum()
+        self.classes_ = classes
+        self.student_ = None
+        self.generations_ = [[len(X) if X is not None else 0] * len(members)]
+        for gen in range(1, int(self.ipet_generations) + 1):
+            self._ipet_generation(gen, X, y, X_unlabeled, seeds)
+        self._student_seed = int(seeds[-1])
+        if self.distill is not None:
+            self.distil(X, y, X_unlabeled)
+        return self
+
+    def distil(self, X: Any, y: Any, X_unlabeled: Any) -> PromptEnsemble:
+        """(Re)train the student from the fitted members, as ``distill`` says.
+
+        ``fit`` calls it; call it again after ``set_params(distill=...)`` to try another
+        student without retraining the members. ``X, y`` must be ``fit``'s labelled data.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "estimators_")
+        self._check_params()
+        if self.distill is None:
+            self.student_ = None
+            return self
+        if X_unlabeled is None or len(X_unlabeled) == 0:
+            raise InputError(f"distill={self.distill!r} needs unlabeled texts (X_unlabeled)")
+        refs = _pvp_list(self.pvps)
+        seed = getattr(self, "_student_seed", 0)
+        self.student_ = self._distil(refs, X, y, X_unlabeled, seed)
+        return self
+
+    def _ipet_generation(
+        self, gen: int, X: Any, y: Any, X_unlabeled: Any, seeds: np.ndarray
+    ) -> None:
+        """iPET: retrain every member on the labelled data plus unlabeled texts labelled
+        by the *other* members, ``ipet_scale ** gen`` times as many per class as the
+        labelled data has (the most confident ones, class-balanced)."""
+        texts_u = list(X_unlabeled)
+        y_idx = to_label_indices(y, self.classes_.tolist(), len(X))
+        per_class = max(1, round(len(y_idx) / len(self.classes_)))
+        want = round(per_class * float(self.ipet_scale) ** gen)
+        probas = [m.predict_proba(texts_u) for m in self.estimators_]
+        new_members, sizes = [], []
+        for i, member in enumerate(self.estimators_):
+            others = [j for j in range(len(probas)) if j != i] or [i]
+            w = self.weights_[others] / self.weights_[others].sum()
+            teacher = np.tensordot(w, np.stack([probas[j] for j in others]), axes=1)
+            pred, conf = teacher.argmax(1), teacher.max(1)
+            chosen: list[int] = []
+            for c in range(len(self.classes_)):
+                idx = np.flatnonzero(pred == c)
+                chosen += idx[np.argsort(-conf[idx], kind="stable")][:want].tolist()
+            chosen.sort()
+            texts = list(X) + [texts_u[k] for k in chosen]
+            labels = list(self.classes_[y_idx]) + [self.classes_[pred[k]] for k in chosen]
+            seed = int((int(seeds[i]) + 7919 * gen) % (2**31 - 1))
+            try:
+                retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
+            except TrainingDivergedError as exc:
+                raise exc.within(f"iPET generation {gen}, member {i + 1}") from None
+            log.info(
+                "iPET generation %d: member %d retrained on %d labelled + %d pseudo-labelled",
+                gen,
+                i,
+                len(X),
+                len(chosen),
+            )
+            new_members.append(retrained)
+            sizes.append(len(texts))
+        self.estimators_ = new_members
+        self.generations_.append(sizes)
+
+    def _distil(
+        self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int
+    ) -> PromptClassifier | LinearStudent:
+        soft = _temperature_scale(self.ensemble_proba(X_unlabeled), float(self.temperature))
+        texts = list(X_unlabeled)
+        targets = soft
+        if X is not None and len(X):
+            onehot = np.eye(len(self.classes_))[to_label_indices(y, self.classes_.tolist(), len(X))]
+            texts = list(X) + texts
+            targets = np.vstack([onehot, soft])
+        if self.distill == "linear":
+            base = self._base()
+            log.info("distilling into a linear classifier on %d texts", len(texts))
+            return LinearStudent(
+                model=base.model,
+                tokenizer=base.tokenizer,
+                classes=list(self.classes_),
+                temperature=float(self.temperature),
+                max_length=int(base.max_length),
+                device=base.device,
+            ).fit(texts, targets)
+        student_ref = self.student_pvp if self.student_pvp is not None else refs[0]
+        student = self._base().set_params(
+            pvp=student_ref,
+            random_state=seed,
+            temperature=float(self.temperature),
+            **(self.student_params or {}),
+        )
+        log.info("distilling into one prompt on %d texts", len(texts))
+        try:
+            return student.fit(texts, targets)
+        except TrainingDivergedError as exc:
+            raise exc.within("the distilled student prompt") from None
+
+    def ensemble_proba(self, X: Any) -> np.ndarray:
+        """The members' combined probabilities (also when a student was distilled)."""
+        check_is_fitted(self, "estimators_")
+        probas = [m.predict_proba(X) for m in self.estimators_]
+        return np.tensordot(self.weights_, np.stack(probas), axes=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (the student's when distilled); columns follow ``classes_``."""
+        check_is_fitted(self, "estimators_")
+        if self.student_ is not None:
+            return self.student_.predict_proba(X)
+        return self.ensemble_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)] if len(proba) else self.classes_[:0]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy; labels match ``classes_`` as in :meth:`PromptClassifier.score`."""
+        from sklearn.metrics import accuracy_score
+
+        pred = self.predict(X)
+        y_true = self.classes_[to_label_indices(y, self.classes_.tolist(), len(pred))]
+        return float(accuracy_score(y_true, pred, sample_weight=sample_weight))
+
+    # ----------------------------------------------------------- save and load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the ensemble to folder ``path`` without ever losing a file.
+
+        Distilled: only the student, as a prompt folder (:meth:`PromptClassifier.load`
+        reads it). Otherwise ``ensemble.json`` (weights, the members' folders and the
+        SHA-256 of each member's ``prompt.json``) and one prompt folder per member
+        (``member_<i>``); :meth:`load` reads it.
+
+        Over an existing ensemble folder, the new members are written to folders the old
+        ``ensemble.json`` does not name, then ``ensemble.json`` is replaced in one step
+        (the commit point), and only then are the old members removed: at every instant
+        the folder loads as the old or the new ensemble. Other files there are kept; a
+        folder that is not an ensemble folder (nor empty) is refused.
+        """
+        check_is_fitted(self, "estimators_")
+        if self.student_ is not None:
+            return self.student_.save(path)
+        return save_folder(path, _META, "pet_kit ensemble folder", self._write_folder)
+
+    def _write_folder(self, folder: Path, fresh: bool) -> None:
+        """Write the members and then ``ensemble.json`` into ``folder`` (under the save
+        lock; see :func:`pet_kit.io.prompt_folder.save_folder`)."""
+        old = [] if fresh else _named_members(folder)
+        if not fresh:
+            _remove_stray_members(folder, keep=old)
+        names = _free_member_names(folder, len(self.estimators_))
+        for name, member in zip(names, self.estimators_, strict=True):
+            member.save(folder / name)
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "members": names,
+            "weights": self.weights_.tolist(),
+            "weighting": self.weighting,
+            "checksums": {n: json_file_digest(folder / n / META_FILE) for n in names},
+        }
+        write_file_atomically(folder / _META, (json.dumps(meta, indent=2) + "\n").encode())
+        for name in old:
+            if name not in names:
+                remove_pet_kit_folder(folder / name)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], model: Any = None, *, device: str | None = None
+    ) -> PromptEnsemble:
+        """Load an ensemble folder written by :meth:`save` (not a distilled student:
+        load that with :meth:`PromptClassifier.load`).
+
+        Each member's ``prompt.json`` must match the checksum ``ensemble.json`` records
+        for it (folders saved by pet_kit 0.1.0 record none). A save that replaces the
+        ensemble meanwhile makes the load start again (up to 3 times).
+        """
+        folder = Path(path).expanduser()
+        restore_moved_aside(folder, _META)
+        tries, before = 1, _digest_or_none(folder / _META)
+        while True:
+            try:
+                return cls._load_once(folder, model, device)
+            except SavedPromptError:
+                after = _digest_or_none(folder / _META)
+                if tries >= _LOAD_TRIES or before is None or after == before:
+                    raise
+                log.info("%s was saved again while loading; loading it again", folder)
+                tries, before = tries + 1, after
+
+    @classmethod
+    def _load_once(cls, folder: Path, model: Any, device: str | None) -> PromptEnsemble:
+        """One attempt of :meth:`load`."""
+        meta_path = folder / _META
+        if not meta_path.is_file():
+            raise SavedPromptError(
+                f"{folder}: no {_META}; not an ensemble folder.{_student_hint(folder)}"
+            )
+        meta = read_json_file(meta_path)
+        try:
+            if meta.get("format") != _FORMAT:
+                raise ValueError("no format marker")
+            if meta.get("format_version") != _FORMAT_VERSION:
+                raise ValueError(f"unsupported format_version {meta.get('format_version')!r}")
+            names = [str(n) for n in meta["members"]]
+            weights = np.asarray(meta["weights"], dtype=np.float64)
+            checksums = dict(meta.get("checksums") or {})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from None
+        bad = [n for n in names if not _MEMBER.fullmatch(n)]
+        if not names or bad:
+            raise SavedPromptError(
+                f"{meta_path}: members must be folder names member_<i>, got {bad or names};"
+                " the file was edited. Save the ensemble again"
+            )
+        if len(weights) != len(names) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise SavedPromptError(f"{meta_path}: weights do not match the members")
+        _check_member_checksums(folder, checksums)
+        members = [PromptClassifier.load(folder / n, model=model, device=device) for n in names]
+        classes = members[0].classes_
+        est = cls(pvps=[m.pvp_ for m in members], estimator=None, weighting=meta["weighting"])
+        est.estimators_ = members
+        est.weights_ = weights / weights.sum()
+        est.classes_ = classes
+        est.student_ = None
+        return est
+
+
+# ------------------------------------------------------------------ folder helpers
+def _named_members(folder: Path) -> list[str]:
+    """The member folders the existing ``ensemble.json`` names (none if unreadable)."""
+    try:
+        members = read_json_file(folder / _META).get("members")
+    except (SavedPromptError, AttributeError):
+        return []
+    if not isinstance(members, list):
+        return []
+    return [str(n) for n in members if _MEMBER.fullmatch(str(n))]
+
+
+def _remove_stray_members(folder: Path, keep: list[str]) -> None:
+    """Remove member folders no ``ensemble.json`` names (left by an interrupted save),
+    when they hold only pet_kit's files."""
+    for entry in os.scandir(folder):
+        stray = _MEMBER.fullmatch(entry.name) and entry.name not in keep
+        if (stray or _MEMBER_TEMP.fullmatch(entry.name)) and entry.is_dir(follow_symlinks=False):
+            if remove_pet_kit_folder(Path(entry.path)):
+                log.info("removed %s, left by an interrupted save", entry.path)
+
+
+def _free_member_names(folder: Path, n: int) -> list[str]:
+    """``n`` names ``member_<i>`` (smallest ``i`` first) that nothing in ``folder`` uses."""
+    names: list[str] = []
+    i = 0
+    while len(names) < n:
+        if not os.path.lexists(folder / f"member_{i}"):
+            names.append(f"member_{i}")
+        i += 1
+    return names
+
+
+def _digest_or_none(path: Path) -> str | None:
+    try:
+        return json_file_digest(path)
+    except SavedPromptError:
+        return None
+
+
+def _check_member_checksums(folder: Path, checksums: dict[str, Any]) -> None:
+    """Each member's ``prompt.json`` must be the one ``ensemble.json`` recorded."""
+    for name, expected in checksums.items():
+        if not _MEMBER.fullmatch(str(name)):
+            continue
+        actual = _digest_or_none(folder / name / META_FILE)
+        if actual is not None and actual != expected:
+            raise SavedPromptError(
+                f"{folder / name / META_FILE}: checksum mismatch with {folder / _META} (the"
+                " member was replaced or edited after the ensemble was saved); restore it,"
+                " or save the ensemble again"
+            )
+
+
+def _student_hint(folder: Path) -> str:
+    """Which loader a folder holding a single prompt needs (or ``""``)."""
+    if not (folder / META_FILE).is_file():
+        return ""
+    try:
+        kind = read_json_file(folder / META_FILE).get("kind")
+    except (SavedPromptError, AttributeError):
+        return ""
+    loader = "LinearStudent" if kind == STUDENT_KIND else "PromptClassifier"
+    return f" It is a single distilled student: use {loader}.load"

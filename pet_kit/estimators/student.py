@@ -1,0 +1,246 @@
+"""A linear classifier on the frozen backbone's sentence embeddings: a distillation student.
+
+:class:`LinearStudent` embeds each text once (mean-pooled, L2-normalised last hidden
+states of the frozen encoder, no pattern) and fits a softmax-regression layer on hard
+labels or on soft labels at a temperature. It is the cheapest artefact pet_kit makes
+(``n_classes x hidden`` numbers) and predicts with one encoder pass per text and no MLM
+head. Saved as a folder in the prompt-folder format (safetensors + JSON, atomic).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .._version import __version__
+from ..errors import BackboneMismatchError, InputError, SavedPromptError, TrainingDivergedError
+from ..io.inputs import is_real_number, to_label_indices
+from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
+from ..model.backbone import Backbone, frozen, load_backbone
+from ..model.demonstrations import embed_texts
+
+__all__ = ["STUDENT_KIND", "LinearStudent"]
+
+log = logging.getLogger(__name__)
+
+STUDENT_KIND = "linear_student"
+
+
+def _texts(X: Any) -> list[str]:
+    if X is None or isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+        raise InputError(f"X must be a list of texts, got {type(X).__name__}")
+    texts = list(X)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InputError(f"X must hold strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return texts
+
+
+class LinearStudent(ClassifierMixin, BaseEstimator):
+    """Softmax regression on the frozen backbone's mean-pooled embeddings.
+
+    Parameters
+    ----------
+    model, tokenizer : optional
+        The backbone (as in :class:`~pet_kit.PromptClassifier`; default: the embedded
+        one). Only its encoder is used; it is never changed.
+    classes : sequence, optional
+        The label order; required when ``y`` is given as soft labels (columns in this
+        order), otherwise the sorted labels of ``y``.
+    temperature : float, default=1.0
+        Soft labels are fitted with ``T^2 * cross-entropy(y, softmax(z / T))``.
+    l2 : float, default=1e-3
+        L2 penalty on the weights.
+    max_length : int, default=128
+        Tokens per text embedded.
+    device : str, optional
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    coef_ : ndarray of shape (n_classes, hidden)
+    intercept_ : ndarray of shape (n_classes,)
+    backbone_name_, backbone_fingerprint_ : str
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        tokenizer: Any = None,
+        classes: Any = None,
+        temperature: float = 1.0,
+        l2: float = 1e-3,
+        max_length: int = 128,
+        device: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.classes = classes
+        self.temperature = temperature
+        self.l2 = l2
+        self.max_length = max_length
+        self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    def _backbone(self) -> Backbone:
+        return load_backbone(self.model, self.tokenizer, self.device)  # cached per process
+
+    def _embed(self, texts: list[str], backbone: Backbone | None = None) -> torch.Tensor:
+        backbone = backbone if backbone is not None else self._backbone()
+        with frozen(backbone.model):
+            emb = embed_texts(backbone, texts, max_length=int(self.max_length))
+        return torch.from_numpy(emb)
+
+    def fit(self, X: Any, y: Any) -> LinearStudent:
+        """Fit on texts ``X`` and labels (or soft labels of shape (n, n_classes)) ``y``."""
+        for name in ("temperature", "l2"):
+            v = getattr(self, name)
+            if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
+                raise InputError(f"{name} must be a number > 0 (l2: >= 0), got {v!r}")
+            if not isinstance(v, (int, np.integer)) and not np.isfinite(v):
+                raise InputError(f"{name}={v!r} is not finite; {name} must be a finite number")
+        texts = _texts(X)
+        if len(texts) == 0:
+            raise InputError("X is empty; the student needs training texts")
+        y_arr = np.asarray(y, dtype=object if np.ndim(y) == 1 else None)
+        if np.ndim(y_arr) == 2:
+            if self.classes is None:
+                raise InputError("soft labels y need classes=[...] (the column order)")
+            classes: list[Hashable] = list(self.classes)
+            if y_arr.shape != (len(texts), len(classes)):
+                raise InputError(
+                    f"soft labels y must have shape ({len(texts)}, {len(classes)}), got"
+                    f" {y_arr.shape}"
+                )
+            target = torch.as_tensor(np.asarray(y_arr, dtype=np.float32))
+        else:
+            classes = list(self.classes) if self.classes is not None else sorted(set(y_arr))
+            idx = to_label_indices(y_arr, classes, len(texts))
+            target = torch.eye(len(classes))[torch.as_tensor(idx)]
+        backbone = self._backbone()
+        emb = self._embed(texts, backbone)
+        temp = float(self.temperature)
+        linear = torch.nn.Linear(emb.shape[1], len(classes))
+        torch.nn.init.zeros_(linear.weight)
+        torch.nn.init.zeros_(linear.bias)
+        optim = torch.optim.LBFGS(linear.parameters(), max_iter=500, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optim.zero_grad()
+            logp = torch.log_softmax(linear(emb) / temp, dim=1)
+            loss = -(target * logp).sum(1).mean() * temp * temp
+            loss = loss + float(self.l2) * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        try:
+            optim.step(closure)
+            weights = torch.cat([linear.weight.detach().ravel(), linear.bias.detach()])
+            diverged = not bool(torch.isfinite(weights).all())
+        except RuntimeError as exc:  # e.g. temperature**2 overflowing float32
+            if "overflow" not in str(exc):
+                raise
+            diverged = True
+        if diverged:
+            raise TrainingDivergedError(
+                f"LinearStudent training diverged: its loss or weights became NaN or inf"
+                f" (temperature={temp:g}, l2={float(self.l2):g}); use a temperature near 1"
+                " and a smaller l2 (e.g. the defaults)",
+                step=0,
+                loss=float("nan"),
+                learning_rates={},
+            )
+        self.classes_ = np.asarray(classes)
+        self.coef_ = linear.weight.detach().numpy().copy()
+        self.intercept_ = linear.bias.detach().numpy().copy()
+        self.backbone_name_ = backbone.name
+        self.backbone_fingerprint_ = backbone.fingerprint
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits, shape (n, n_classes)."""
+        check_is_fitted(self, "coef_")
+        emb = self._embed(_texts(X)).numpy()
+        return emb @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities; columns follow ``classes_``."""
+        return torch.softmax(torch.from_numpy(self.decision_function(X)).double(), 1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels."""
+        return self.classes_[self.decision_function(X).argmax(1)]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save atomically to folder ``path`` (safetensors + JSON)."""
+        check_is_fitted(self, "coef_")
+        meta = {
+            "kind": STUDENT_KIND,
+            "pet_kit_version": __version__,
+            "classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes_],
+            "params": {
+                "temperature": float(self.temperature),
+                "l2": float(self.l2),
+                "max_length": int(self.max_length),
+            },
+            "backbone": {"name": self.backbone_name_, "fingerprint": self.backbone_fingerprint_},
+        }
+        tensors = {
+            "weight": torch.from_numpy(self.coef_),
+            "bias": torch.from_numpy(self.intercept_),
+        }
+        return write_prompt_dir(path, tensors, meta)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], model: Any = None, *, device: str | None = None
+    ) -> LinearStudent:
+        """Load a student saved by :meth:`save` (on the backbone it was trained on)."""
+        from ..model.default_backbone import DEFAULT_MODEL_NAME
+
+        tensors, meta = read_prompt_dir(path)
+        if meta.get("kind") != STUDENT_KIND:
+            raise SavedPromptError(
+                f"{path}: not a linear-student folder (a prompt? use PromptClassifier.load)"
+            )
+        try:
+            recorded = dict(meta["backbone"])
+            classes = list(meta["classes"])
+            params = dict(meta["params"])
+            weight, bias = tensors["weight"], tensors["bias"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SavedPromptError(f"{path}: incomplete student files ({exc})") from None
+        if tuple(weight.shape)[:1] != (len(classes),) or tuple(bias.shape) != (len(classes),):
+            raise SavedPromptError(f"{path}: weights do not match the {len(classes)} classes")
+        if model is None and recorded.get("name") != DEFAULT_MODEL_NAME:
+            model = recorded.get("name")
+        est = cls(model=model, device=device, **params)
+        backbone = load_backbone(model, None, device)
+        if backbone.fingerprint != recorded.get("fingerprint"):
+            raise BackboneMismatchError(
+                f"{path}: this student was trained on backbone {recorded.get('name')!r}"
+                f" ({recorded.get('fingerprint')}), not {backbone.name!r}"
+                f" ({backbone.fingerprint}); load it with model=<the original backbone>"
+            )
+        if weight.shape[1] != backbone.model.config.hidden_size:
+            raise SavedPromptError(f"{path}: weight width does not match the backbone")
+        est.classes_ = np.asarray(classes)
+        est.coef_ = weight.float().numpy()
+        est.intercept_ = bias.float().numpy()
+        est.backbone_name_ = backbone.name
+        est.backbone_fingerprint_ = backbone.fingerprint
+        return est

@@ -1,0 +1,255 @@
+"""Normalising ``X`` and ``y`` given to the estimators.
+
+``X`` may be a list/tuple of str, a 1-D numpy array or pandas Series of str (for
+patterns with one field), a pandas DataFrame or ``datasets.Dataset`` (columns named
+like the pattern's fields), a 2-D array / list of tuples (columns in the order the
+fields first appear in the pattern), or a list of dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["check_positive_int", "check_text", "is_real_number", "to_label_indices", "to_records"]
+
+log = logging.getLogger(__name__)
+
+# A lone UTF-16 surrogate: what os.fsdecode / errors="surrogateescape" make of bytes that
+# are not UTF-8; no tokenizer (and no UTF-8 writer) accepts it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_real_number(value: Any) -> bool:
+    """A real number (not a bool, not NaN)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and not math.isnan(value)
+    )
+
+
+def check_positive_int(name: str, value: Any, *, none_ok: bool = False) -> None:
+    """Raise :class:`InputError` unless ``value`` is an integer >= 1 (booleans are not).
+
+    With ``none_ok``, ``None`` passes too (and the message says so).
+    """
+    if none_ok and value is None:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        what = "None or a positive integer" if none_ok else "a positive integer"
+        raise InputError(f"{name} must be {what}, got {value!r}")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return isinstance(value, float) and math.isnan(value)
+    except TypeError:
+        return False
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def check_text(value: Any, where: str) -> str:
+    """``value`` as a text to tokenize, or :class:`InputError` naming ``where``.
+
+    NUL characters become spaces. Refused: bytes, missing values (None, NaN), non-str
+    values, and lone surrogates (undecodable bytes smuggled in by ``surrogateescape``).
+    """
+    return _check_text(value, where)
+
+
+def _check_text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        bad = _SURROGATE.search(value)
+        if bad is not None:
+            raise InputError(
+                f"{where} has a lone surrogate {bad.group()!r} at character {bad.start()}"
+                " (bytes that are not UTF-8, decoded with errors='surrogateescape', e.g. by"
+                " os.fsdecode); decode the original bytes with errors='replace' (or fix the"
+                " file's encoding to UTF-8), e.g. text.encode('utf-8', 'surrogateescape')"
+                ".decode('utf-8', 'replace')"
+            )
+        if "\x00" in value:
+            value = value.replace("\x00", " ")
+        return value
+    if isinstance(value, np.str_):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        raise InputError(f"{where} is bytes, not str; decode it first, e.g. x.decode('utf-8')")
+    if _is_missing(value):
+        raise InputError(f"{where} is missing ({value!r}); drop or fill missing texts first")
+    raise InputError(f"{where} must be a str, got {type(value).__name__} ({value!r:.40})")
+
+
+def _columns_of(X: Any) -> list[str] | None:
+    cols = getattr(X, "columns", None)  # pandas DataFrame
+    if cols is not None:
+        return [str(c) for c in cols]
+    names = getattr(X, "column_names", None)  # datasets.Dataset
+    if isinstance(names, list):
+        return names
+    return None
+
+
+def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
+    """Convert ``X`` into one ``{field: text}`` dict per example.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame, Dataset or list of dict
+    fields : sequence of str
+        The pattern's field names (order of first appearance).
+
+    Raises
+    ------
+    InputError
+        Missing columns, non-str values, wrong number of columns.
+    TypeError
+        ``X`` is a bare string (a common slip: pass a list).
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError("X must be a list of texts, not a single string; wrap it: [text]")
+    fields = list(fields)
+    cols = _columns_of(X)
+    if cols is not None:
+        repeated = sorted(c for c, n in Counter(cols).items() if n > 1)
+        if repeated:
+            raise InputError(
+                f"X has several columns named {repeated} (its columns are {cols}), so it is"
+                " ambiguous which one holds the text; rename or drop the extra column(s),"
+                " e.g. X.loc[:, ~X.columns.duplicated()]"
+            )
+        missing = [f for f in fields if f not in cols]
+        if missing:
+            if len(fields) == 1 and len(cols) == 1:
+                log.info(
+                    "X has one column, %r: it is read as the pattern's field %r",
+                    cols[0],
+                    fields[0],
+                )
+                data = {fields[0]: list(X[X.columns[0]] if hasattr(X, "columns") else X[cols[0]])}
+            else:
+                raise InputError(
+                    f"X has no column(s) {missing} used by the pattern; its columns are {cols}."
+                    " Rename the columns or change the pattern's {field} names"
+                )
+        else:
+            data = {f: list(X[f]) for f in fields}
+        n = len(next(iter(data.values())))
+        return [{f: _check_text(data[f][i], f"X[{i}][{f!r}]") for f in fields} for i in range(n)]
+    if isinstance(X, Mapping):
+        raise InputError(
+            f"X is a {type(X).__name__} (keys {list(X)[:5]}), which would be read as its keys;"
+            " pass a DataFrame (pandas.DataFrame(X)) or a list of dicts, one per example"
+        )
+    if isinstance(X, (set, frozenset)):
+        raise InputError(
+            "X is a set, whose order is arbitrary (it would not line up with y or the"
+            " predictions); pass a list"
+        )
+    if hasattr(X, "ndim") and getattr(X, "ndim", 1) == 2:
+        X = np.asarray(X, dtype=object).tolist()
+    if hasattr(X, "tolist") and not isinstance(X, list):
+        X = X.tolist()
+    if not isinstance(X, Sequence):
+        try:
+            X = list(X)
+        except TypeError:
+            raise InputError(
+                f"X must be a list of texts, an array, a DataFrame or a Dataset (got"
+                f" {type(X).__name__})"
+            ) from None
+    out = []
+    for i, item in enumerate(X):
+        if isinstance(item, Mapping):
+            missing = [f for f in fields if f not in item]
+            if missing:
+                raise InputError(
+                    f"X[{i}] has no key(s) {missing} used by the pattern (it has {sorted(item)})"
+                )
+            out.append({f: _check_text(item[f], f"X[{i}][{f!r}]") for f in fields})
+        elif isinstance(item, (list, tuple)):
+            if len(item) != len(fields):
+                raise InputError(
+                    f"X[{i}] has {len(item)} values but the pattern has {len(fields)} field(s)"
+                    f" {fields}; pass one value per field, in that order"
+                )
+            out.append(
+                {
+                    f: _check_text(v, f"X[{i}][{j}]")
+                    for j, (f, v) in enumerate(zip(fields, item, strict=True))
+                }
+            )
+        else:
+            if len(fields) != 1:
+                raise InputError(
+                    f"the pattern has {len(fields)} fields {fields} but X[{i}] is a single"
+                    " text; pass a DataFrame with those columns or (a, b) tuples"
+                )
+            out.append({fields[0]: _check_text(item, f"X[{i}]")})
+    return out
+
+
+def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
+    """Map labels to indices into ``classes``.
+
+    Labels match by equality (``5.0`` and ``numpy.int64(5)`` match ``5``); when a label
+    is not found but its string form equals a class's string form (``1`` vs ``"1"``), it
+    is matched too. Booleans match only boolean classes (``True`` never matches ``1``).
+    ``y`` may mix types this way; a label that matches no class is an error.
+
+    Raises
+    ------
+    InputError
+        Length mismatch, missing labels, labels the verbalizer does not cover.
+    """
+    if hasattr(y, "tolist"):
+        y = y.tolist()
+    y = list(y)
+    if len(y) != n:
+        raise InputError(f"X has {n} examples but y has {len(y)} labels; they must match")
+    lookup: dict[Any, int] = {}
+    by_str: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        lookup[c] = i
+        by_str.setdefault(str(c), i)
+    out = np.empty(len(y), dtype=np.int64)
+    unknown: dict[str, int] = {}
+    for i, label in enumerate(y):
+        if _is_missing(label):
+            raise InputError(f"y[{i}] is missing ({label!r}); drop unlabeled rows before fit")
+        try:
+            idx = lookup.get(label)
+        except TypeError:
+            raise InputError(
+                f"y[{i}] = {label!r:.60} is not a hashable label; y must be a 1-D sequence of"
+                " labels"
+            ) from None
+        if idx is not None and _is_bool(label) != _is_bool(classes[idx]):
+            idx = None  # True == 1 in Python, but a boolean is not the class 1
+        if idx is None:
+            idx = by_str.get(str(label))
+        if idx is None:
+            unknown.setdefault(repr(label), i)
+            continue
+        out[i] = idx
+    if unknown:
+        shown = ", ".join(list(unknown)[:5])
+        raise InputError(
+            f"y has label(s) {shown} that the verbalizer does not define (its labels:"
+            f" {list(classes)}); add them to the verbalizer's 'labels' with label words"
+        )
+    return out

@@ -1,0 +1,402 @@
+"""Loading, freezing and identifying the masked-LM backbone.
+
+* Backbones given by name/path are loaded once per process and shared by every
+  estimator (one model, many prompts); they are put in eval mode and frozen.
+* A model *object* passed by the caller is never changed: while pet_kit uses it,
+  :func:`frozen` switches it to eval mode with ``requires_grad=False`` and restores
+  every flag afterwards; its weights are never written.
+* A backbone whose MLM-head weights are missing from the checkpoint is refused:
+  a randomly initialised head would silently give random answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BackboneError
+
+__all__ = [
+    "Backbone",
+    "HeadParts",
+    "check_tokenizer",
+    "fingerprint",
+    "frozen",
+    "head_parts",
+    "load_backbone",
+]
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, str, str], Backbone] = {}
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+_CACHE_LOCK = threading.Lock()
+
+
+@dataclass
+class HeadParts:
+    """The MLM head split so that only label-word rows need projecting.
+
+    ``logits = transform(hidden) @ weight[rows].T + bias[rows]``.
+    """
+
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+
+def head_parts(model: nn.Module) -> HeadParts | None:
+    """Return the head of a known masked-LM class split into transform + decoder.
+
+    Unknown architectures return ``None`` and pet_kit falls back to the model's full
+    forward pass (still exact, just slower).
+    """
+    name = type(model).__name__
+    decoder = model.get_output_embeddings()
+    if decoder is None or not hasattr(decoder, "weight"):
+        return None
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    bias = getattr(decoder, "bias", None)
+    if name == "BertForMaskedLM":
+        transform = model.cls.predictions.transform
+    elif name in ("RobertaForMaskedLM", "XLMRobertaForMaskedLM", "CamembertForMaskedLM"):
+        head = model.lm_head
+
+        def transform(h: torch.Tensor, head: nn.Module = head) -> torch.Tensor:
+            return head.layer_norm(nn.functional.gelu(head.dense(h)))
+
+        if bias is None:
+            bias = getattr(head, "bias", None)
+    elif name == "AlbertForMaskedLM":
+        head = model.predictions
+
+        def transform(h: torch.Tensor, head: nn.Module = head) -> torch.Tensor:
+            return head.LayerNorm(head.activation(head.dense(h)))
+
+    elif name == "DistilBertForMaskedLM":
+
+        def transform(h: torch.Tensor, m: nn.Module = model) -> torch.Tensor:
+            return m.vocab_layer_norm(m.activation(m.vocab_transform(h)))
+
+    elif name == "ElectraForMaskedLM":
+        transform = model.generator_predictions
+    if transform is None:
+        return None
+    return HeadParts(transform=transform, weight=decoder.weight, bias=bias)
+
+
+@dataclass
+class Backbone:
+    """A masked LM with its tokenizer.
+
+    Attributes
+    ----------
+    model : transformers.PreTrainedModel
+    tokenizer : transformers.PreTrainedTokenizerBase
+    name : str
+        Human-readable identity (hub name, path, or class name of an object).
+    owned : bool
+        Whether pet_kit loaded it (and may keep it frozen) or the caller passed it.
+    """
+
+    model: Any
+    tokenizer: Any
+    name: str
+    owned: bool
+    _fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of config + input embeddings (see :func:`fingerprint`).
+
+        Cached for backbones pet_kit owns (frozen, so they cannot change); recomputed
+        each time for a caller's model object, which its owner may modify in place.
+        """
+        if not self.owned:
+            return fingerprint(self.model)
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def max_positions(self) -> int | None:
+        """Longest input the model accepts (position embeddings / tokenizer limit)."""
+        cfg = self.model.config
+        limits = []
+        mpe = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(mpe, int) and mpe > 0:
+            if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+                mpe -= (getattr(cfg, "pad_token_id", 1) or 0) + 1  # RoBERTa's position offset
+            limits.append(mpe)
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        return min(limits) if limits else None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the architecture-defining config and the input embedding matrix.
+
+    Two checkpoints of the same architecture and vocabulary but different weights get
+    different fingerprints, so a prompt trained for one is not silently used on the
+    other. A model written by :func:`pet_kit.train.adapt.adapt` (which usually leaves the
+    embeddings as they were) records a digest of its trained weights in its config
+    (``pet_kit_adapted``), which enters the fingerprint too.
+    """
+    cfg = model.config
+    keys = (
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "embedding_size",
+        "dim",
+        "n_layers",
+    )
+    ident = {k: getattr(cfg, k, None) for k in keys}
+    adapted = getattr(cfg, "pet_kit_adapted", None)
+    if adapted:  # pet_kit.train.adapt trained weights beyond the embeddings: a backbone of its own
+        ident["pet_kit_adapted"] = str(adapted)
+    h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
+    emb = model.get_input_embeddings().weight.detach().to("cpu", torch.float32).contiguous()
+    h.update(emb.numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+#: Models inside :func:`frozen`: id -> [users, the model, saved modes, saved grad flags].
+_FROZEN: dict[int, list[Any]] = {}
+_FROZEN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily put ``model`` in eval mode with all gradients off; restore after.
+
+    Re-entrant and thread-safe: the first user (in any thread) saves the flags, the last
+    one to leave restores them, so overlapping uses (nested, or predictions in several
+    threads) neither unfreeze the model under another user nor leave it frozen.
+    """
+    key = id(model)
+    with _FROZEN_LOCK:
+        entry = _FROZEN.get(key)
+        if entry is None:
+            modes = [(m, m.training) for m in model.modules()]
+            grads = [(p, p.requires_grad) for p in model.parameters()]
+            entry = _FROZEN[key] = [0, model, modes, grads]
+            model.eval()
+            for p, _ in grads:
+                p.requires_grad_(False)
+        entry[0] += 1
+    try:
+        yield model
+    finally:
+        with _FROZEN_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _FROZEN[key]
+                for m, was in entry[2]:
+                    m.training = was
+                for p, was in entry[3]:
+                    p.requires_grad_(was)
+
+
+def _head_missing(model: nn.Module, missing: list[str]) -> list[str]:
+    prefix = getattr(model, "base_model_prefix", "")
+    return [k for k in missing if not (prefix and k.startswith(prefix + "."))]
+
+
+def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) -> Backbone:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    local = Path(ref).expanduser()
+    if (ref.startswith((".", "/", "~")) or os.sep in ref) and not local.exists():
+        raise BackboneError(
+            f"model path {ref!r} does not exist; pass an existing folder or a hub model name"
+        )
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(ref, output_loading_info=True)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise BackboneError(
+                f"{ref!r} is not a masked language model ({exc.args[0].splitlines()[0]}); pass a"
+                " BERT-style masked LM such as bert-base-uncased or roberta-base"
+            ) from None
+        raise BackboneError(f"cannot load model {ref!r}: {exc}") from None
+    except OSError as exc:
+        raise BackboneError(
+            f"cannot load model {ref!r}: {exc}. Without hub access, pass a local folder"
+            " (HF format: config.json + weights); omit `model` for pet_kit's offline default"
+        ) from None
+    except Exception as exc:  # damaged weights, refused pickles, ...: never a raw traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise BackboneError(
+            f"cannot load model {ref!r}: its files are damaged or unsafe to load"
+            f" ({type(exc).__name__}: {first[:300]}). pet_kit loads weights only from"
+            " safetensors or torch files that hold plain tensors (no pickled code); re-save"
+            " the model with save_pretrained or restore its files"
+        ) from None
+    missing = _head_missing(model, list(info.get("missing_keys", [])))
+    if missing:
+        shown = ", ".join(sorted(missing)[:4]) + (" ..." if len(missing) > 4 else "")
+        raise BackboneError(
+            f"{ref!r} has no trained MLM head: the checkpoint lacks {shown}. A randomly"
+            " initialised head would give random cloze answers. Use a checkpoint saved with"
+            " its masked-LM head (e.g. a *ForMaskedLM model), or omit `model` to use"
+            " pet_kit's offline default backbone"
+        )
+    if tokenizer_ref is None and local.is_dir():
+        if not any((local / f).is_file() for f in _TOKENIZER_FILES):
+            raise BackboneError(
+                f"{ref!r} has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)});"
+                " save the tokenizer next to the model (tokenizer.save_pretrained(folder)) or"
+                " pass tokenizer=..."
+            )
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer_ref or ref)
+    except Exception as exc:
+        raise BackboneError(
+            f"cannot load the tokenizer for {ref!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    check_tokenizer(model, tok, ref)
+    model.eval()
+    model.requires_grad_(False)
+    if device:
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise BackboneError(
+                f"cannot put model {ref!r} on device {device!r} ({exc}); use 'cpu', or"
+                " 'cuda' on a machine with a CUDA GPU"
+            ) from None
+    return Backbone(model=model, tokenizer=tok, name=ref, owned=True)
+
+
+def check_tokenizer(model: nn.Module, tokenizer: Any, name: str) -> None:
+    """Refuse a tokenizer that cannot belong to ``model``.
+
+    Raises
+    ------
+    BackboneError
+        The tokenizer produces ids beyond the model's embedding matrix (it belongs to
+        another model), or it has no mask token.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    try:
+        n = len(tokenizer)
+    except TypeError:
+        return
+    if n > rows:
+        raise BackboneError(
+            f"the tokenizer of {name!r} has {n} tokens but the model's embedding matrix has"
+            f" only {rows} rows: the tokenizer belongs to another model. Pass the model's own"
+            " tokenizer"
+        )
+    if getattr(tokenizer, "mask_token_id", None) is None:
+        raise BackboneError(
+            f"the tokenizer of {name!r} has no mask token, so it cannot serve a masked LM;"
+            " use the tokenizer that belongs to the masked-LM backbone"
+        )
+
+
+def default_device(requested: str | None) -> str:
+    """Resolve ``device=None/'auto'`` to ``'cuda'`` when available, else ``'cpu'``."""
+    if requested in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(requested)
+
+
+def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None = None) -> Backbone:
+    """Return the backbone for an estimator's ``model``/``tokenizer`` parameters.
+
+    Parameters
+    ----------
+    model : None, str, PathLike or transformers.PreTrainedModel
+        ``None`` selects pet_kit's embedded default (offline); a string is a hub name
+        or a local folder; a model object is used as is (never modified).
+    tokenizer : None, str, PathLike or tokenizer object
+        Defaults to the model's own tokenizer.
+    device : str, optional
+        For backbones pet_kit loads: where to put them (``None``: CUDA if available).
+        A model object stays where the caller put it.
+
+    Raises
+    ------
+    BackboneError
+        Not a masked LM, missing MLM-head weights, unreadable path, no tokenizer.
+    """
+    if isinstance(model, nn.Module):
+        if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
+            raise BackboneError(
+                f"the model object ({type(model).__name__}) has no MLM head; pass a"
+                " *ForMaskedLM model (e.g. AutoModelForMaskedLM.from_pretrained(...))"
+            )
+        tok = tokenizer
+        if tok is None or isinstance(tok, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            ref = tok or getattr(model, "name_or_path", None)
+            if not ref:
+                raise BackboneError(
+                    "a model object was given without a tokenizer; pass tokenizer=..."
+                )
+            try:
+                tok = AutoTokenizer.from_pretrained(os.fspath(ref))
+            except Exception as exc:
+                raise BackboneError(
+                    f"cannot load the tokenizer {os.fspath(ref)!r}: {type(exc).__name__}: {exc}"
+                    "; pass tokenizer=..."
+                ) from None
+        name = getattr(model, "name_or_path", "") or type(model).__name__
+        check_tokenizer(model, tok, str(name))
+        return Backbone(model=model, tokenizer=tok, name=str(name), owned=False)
+    if model is None:
+        from .default_backbone import DEFAULT_MODEL_NAME, default_model_path
+
+        ref, name = str(default_model_path()), DEFAULT_MODEL_NAME
+    elif isinstance(model, (str, os.PathLike)):
+        ref = name = os.fspath(model)
+    else:
+        raise BackboneError(
+            f"model must be None, a name/path or a masked-LM object (got {type(model).__name__})"
+        )
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        raise BackboneError("with a model name/path, pass the tokenizer as a name/path too")
+    dev = default_device(device)
+    key = (ref, os.fspath(tokenizer) if tokenizer else "", dev)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is None:
+            log.info("loading backbone %s on %s", ref, dev)
+            hit = _load_pretrained(ref, os.fspath(tokenizer) if tokenizer else None, dev)
+            hit.name = name
+            _CACHE[key] = hit
+    return hit
+
+
+def clear_backbone_cache() -> None:
+    """Forget the backbones loaded so far (frees memory once no estimator uses them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

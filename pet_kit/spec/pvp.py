@@ -1,0 +1,408 @@
+"""Pattern-verbalizer pairs (PVPs) and how they are loaded.
+
+A PVP can be given as
+
+* a path to a template file, optionally with ``#pattern_name``
+  (``"templates/sentiment_en.yaml#soft"``); without a name the file's ``default``
+  pattern (or its first) is used;
+* a path to a PVP file (keys ``pattern`` and ``verbalizer``);
+* an inline dict of the same shape, e.g.
+  ``{"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": {"pos": ["great"]}}``;
+* a :class:`PVP` object.
+
+``verbalizer`` may be a path to a verbalizer file, a full verbalizer mapping (with a
+``labels`` key) or just the labels mapping. Relative paths inside a file are
+resolved against that file's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .pattern import Pattern, parse_pattern
+from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, validate
+from .verbalizer import Verbalizer
+from .yaml_source import YamlSource, read_yaml
+
+__all__ = ["PVP", "load_pvp", "load_pvps", "load_verbalizer"]
+
+log = logging.getLogger(__name__)
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class PVP:
+    """A pattern with its verbalizer and per-field options.
+
+    Attributes
+    ----------
+    pattern : Pattern
+    verbalizer : Verbalizer
+    fields : dict of str to FieldOptions
+        Options per text field (missing fields use the defaults).
+    name : str, optional
+    source : str
+        Where it was loaded from.
+    """
+
+    pattern: Pattern
+    verbalizer: Verbalizer
+    fields: Mapping[str, FieldOptions] = field(default_factory=dict)
+    name: str | None = None
+    source: str = "<inline>"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.fields) - set(self.pattern.fields))
+        if unknown:
+            raise ConfigError(
+                f"options given for field(s) {unknown} that the pattern does not use"
+                f" (its fields: {list(self.pattern.fields)})",
+                source=self.source,
+                key="fields",
+            )
+
+    def field_options(self, name: str) -> FieldOptions:
+        """Options of field ``name`` (defaults if none were given)."""
+        return self.fields.get(name) or FieldOptions()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Self-contained JSON-ready form (used in saved prompts)."""
+        return {
+            "name": self.name,
+            "pattern": self.pattern.text,
+            "fields": {k: v.model_dump() for k, v in self.fields.items()},
+            "verbalizer": self.verbalizer.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<saved>") -> PVP:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            pattern=parse_pattern(data["pattern"], source=source, key="pattern"),
+            verbalizer=Verbalizer.from_dict(data["verbalizer"], source=source),
+            fields={k: FieldOptions(**v) for k, v in data.get("fields", {}).items()},
+            name=data.get("name"),
+            source=source,
+        )
+
+
+def _split_ref(ref: str | os.PathLike[str]) -> tuple[str, str | None]:
+    text = os.fspath(ref)
+    path, sep, name = text.partition("#")
+    return path, (name if sep else None)
+
+
+def _looks_like_path(text: str) -> bool:
+    path, _ = _split_ref(text)
+    return path.lower().endswith(_YAML_SUFFIXES)
+
+
+def _resolve(base: Path, ref: str) -> Path:
+    p = Path(ref).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _verbalizer_from_source(
+    src: YamlSource, loc: tuple[Any, ...] = (), nested: bool = True
+) -> Verbalizer:
+    """Build a verbalizer from the mapping at ``loc``.
+
+    A nested mapping (inside a PVP/template, or an inline dict) may be just the labels
+    mapping; a verbalizer *file* must have ``labels`` (so a misspelled ``lables`` is
+    reported instead of being read as a label).
+    """
+    data = src.data
+    for part in loc:
+        data = data[part]
+    meta_keys = set(VerbalizerSpec.model_fields) - {"labels"}
+    bare = (
+        nested
+        and isinstance(data, Mapping)
+        and "labels" not in data
+        and not meta_keys & {str(k) for k in data}
+    )
+    label_loc = loc if bare else (*loc, "labels")
+    _check_label_keys(src, label_loc)
+    spec = validate(VerbalizerSpec, src, "verbalizer", base=loc, wrap="labels" if bare else None)
+    labels = {k: tuple(w.strip() for w in v) for k, v in spec.labels.items()}
+    for key in labels:
+        if isinstance(key, bool):
+            log.warning(
+                "%s: label %r is a boolean: YAML reads unquoted yes/no/true/false/on/off keys"
+                ' as booleans; quote the key ("yes":) if you meant the word',
+                src.name,
+                key,
+            )
+    vkey = ".".join(map(str, label_loc)) or "labels"
+    lines: dict[Any, int] = {}
+    if src.node is not None:
+        for label in labels:
+            line = src.line_of((*label_loc, label))
+            if line is not None:
+                lines[label] = line
+    try:
+        return Verbalizer(
+            labels=labels,
+            aggregate=spec.aggregate,
+            name=spec.name,
+            source=src.name,
+            key=vkey,
+            lines=lines,
+        )
+    except ConfigError as exc:
+        # locate the error on the original node tree: key is vkey or "<vkey>.<label>"
+        key = exc.key or ""
+        tail = [key[len(vkey) + 1 :]] if key.startswith(vkey + ".") else []
+        raise src.error(exc.problem, (*label_loc, *tail), type(exc)) from None
+
+
+# Unquoted label keys that YAML 1.1 reads as booleans although they look like words.
+_WORDY_BOOLEANS = frozenset({"yes", "no", "on", "off"})
+
+
+def _node_at(src: YamlSource, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """The node at key path ``loc`` in ``src``'s node tree (``None``: not found)."""
+    node = src.node
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if str(k.value) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            return None
+    return node
+
+
+def _check_label_keys(src: YamlSource, label_loc: tuple[Any, ...]) -> None:
+    """Refuse label keys that YAML reads as something else than they look like.
+
+    An unquoted ``yes:``/``no:``/``on:``/``off:`` is the boolean True/False, not the word
+    (refused like unquoted ``yes``/``no`` label words; ``true:``/``false:`` are taken as
+    the booleans they spell). ``~:``, ``null:`` or an empty key is null, which is no label.
+    """
+    node = _node_at(src, label_loc)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.style is not None:
+            continue  # quoted keys are strings
+        spelled = str(key_node.value)
+        if key_node.tag == "tag:yaml.org,2002:bool" and spelled.lower() in _WORDY_BOOLEANS:
+            read = spelled.lower() in ("yes", "on")
+            problem = (
+                f"label '{spelled}' is read by YAML as the boolean {read}, not the word (so y"
+                f' would have to contain {read}); quote it ("{spelled}":) to use the word as'
+                f" the label, or write {str(read).lower()}: if you mean a boolean label"
+            )
+        elif key_node.tag == "tag:yaml.org,2002:null":
+            problem = (
+                f"label '{spelled}' is read by YAML as null (no value), which cannot be a"
+                f' label; quote it ("{spelled}":) or name the label'
+            )
+        else:
+            continue
+        raise src.error(problem, (*label_loc, spelled))
+
+
+def load_verbalizer(
+    spec: str | os.PathLike[str] | Mapping[str, Any] | Verbalizer,
+    *,
+    base_dir: Path | None = None,
+    referenced_from: tuple[YamlSource, tuple[Any, ...]] | None = None,
+) -> Verbalizer:
+    """Load a verbalizer from a file path, a mapping, or pass one through.
+
+    Parameters
+    ----------
+    spec : str, PathLike, mapping or Verbalizer
+        A verbalizer file (must have ``labels``), a mapping (full or just the labels).
+    base_dir : Path, optional
+        Folder relative paths are resolved against (default: the working directory).
+    referenced_from : (YamlSource, key path), optional
+        The file and key that named ``spec``, so a missing file is reported there.
+    """
+    if isinstance(spec, Verbalizer):
+        return spec
+    if isinstance(spec, Mapping):
+        return _verbalizer_from_source(YamlSource(dict(spec)))
+    path = _resolve(base_dir or Path.cwd(), os.fspath(spec))
+    if referenced_from is not None and not path.is_file():
+        src_ref, loc = referenced_from
+        raise src_ref.error(
+            f"verbalizer file {os.fspath(spec)!r} not found (looked for {path}); paths are"
+            " relative to the file that names them",
+            loc,
+        )
+    src = read_yaml(path)
+    if isinstance(src.data, Mapping) and ("patterns" in src.data or "pattern" in src.data):
+        raise src.error(
+            "this is a template/PVP file, not a verbalizer file; a verbalizer file has a"
+            " 'labels' mapping"
+        )
+    return _verbalizer_from_source(src, nested=False)
+
+
+def _template(src: YamlSource) -> tuple[TemplateFile, list[str]]:
+    spec: TemplateFile = validate(TemplateFile, src, "template file")
+    names = [e.name or str(i) for i, e in enumerate(spec.patterns)]
+    if len(set(names)) != len(names):
+        raise src.error("pattern names must be unique", ("patterns",))
+    return spec, names
+
+
+def _select(src: YamlSource, spec: TemplateFile, names: list[str], wanted: str | None) -> int:
+    """Index of the pattern ``wanted`` (or the file's default, or the first)."""
+    key: tuple[Any, ...] = ("patterns",)
+    if wanted is None:
+        wanted, key = spec.default, ("default",)
+    if wanted is None:
+        return 0
+    if wanted not in names:
+        raise src.error(f"no pattern named {wanted!r}; this file has: {', '.join(names)}", key)
+    return names.index(wanted)
+
+
+def _template_pvps(
+    src: YamlSource, indices: list[int] | None, spec: TemplateFile, names: list[str]
+) -> list[PVP]:
+    if spec.verbalizer is None:
+        raise src.error(
+            "the template file has no 'verbalizer'; add 'verbalizer: ../verbalizers/NAME.yaml'"
+            " or pass a PVP dict {'pattern': ..., 'verbalizer': ...}"
+        )
+    if isinstance(spec.verbalizer, str):
+        verbalizer = load_verbalizer(
+            spec.verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
+        )
+    else:
+        verbalizer = _verbalizer_from_source(src, ("verbalizer",))
+    stem = spec.name or Path(src.name).stem
+    pvps = []
+    for i in indices if indices is not None else range(len(spec.patterns)):
+        entry = spec.patterns[i]
+        pattern = _parse_located(src, ("patterns", i, "pattern"), entry.pattern)
+        fields = {k: v for k, v in spec.fields.items() if k in pattern.fields}
+        fields.update(entry.fields)
+        try:
+            pvps.append(
+                PVP(pattern, verbalizer, fields, name=f"{stem}#{names[i]}", source=src.name)
+            )
+        except ConfigError as exc:
+            raise src.error(exc.problem, ("patterns", i, "fields")) from None
+    return pvps
+
+
+def _parse_located(src: YamlSource, loc: tuple[Any, ...], text: str) -> Pattern:
+    try:
+        return parse_pattern(text, source=src.name, key=".".join(map(str, loc)))
+    except ConfigError as exc:
+        raise src.error(exc.problem, loc, type(exc)) from None
+
+
+def _pvp_from_spec(src: YamlSource) -> PVP:
+    spec: PVPSpec = validate(PVPSpec, src, "PVP")
+    if _looks_like_path(spec.pattern):
+        path, name = _split_ref(spec.pattern)
+        tpl = read_yaml(_resolve(src.base_dir, path))
+        tspec, names = _template(tpl)
+        idx = _select(tpl, tspec, names, name)
+        pattern = _parse_located(tpl, ("patterns", idx, "pattern"), tspec.patterns[idx].pattern)
+    else:
+        pattern = _parse_located(src, ("pattern",), spec.pattern)
+    if isinstance(spec.verbalizer, str):
+        verbalizer = load_verbalizer(
+            spec.verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
+        )
+    else:
+        verbalizer = _verbalizer_from_source(src, ("verbalizer",))
+    try:
+        return PVP(pattern, verbalizer, dict(spec.fields), name=spec.name, source=src.name)
+    except ConfigError as exc:
+        raise src.error(exc.problem, ("fields",)) from None
+
+
+def _source_for(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlSource, str | None]:
+    if isinstance(spec, Mapping):
+        return YamlSource(dict(spec)), None
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ConfigError(
+            f"pvp must be a YAML path, a dict or a PVP object (got {type(spec).__name__})",
+            source="pvp",
+        )
+    text = os.fspath(spec)
+    if not _looks_like_path(text):
+        raise ConfigError(
+            f"{text!r} is neither a YAML file path (.yaml/.yml, optionally with #pattern_name)"
+            " nor a PVP dict; pass e.g. 'templates/sentiment_en.yaml' or"
+            " {'pattern': '{text} It was [MASK].', 'verbalizer': {...}}",
+            source="pvp",
+        )
+    path, name = _split_ref(text)
+    return read_yaml(path), name
+
+
+def _load(
+    spec: str | os.PathLike[str] | Mapping[str, Any] | PVP, *, all_patterns: bool
+) -> list[PVP]:
+    if isinstance(spec, PVP):
+        return [spec]
+    src, name = _source_for(spec)
+    data = src.data
+    if isinstance(data, Mapping) and "patterns" in data:
+        tspec, names = _template(src)
+        selected = _select(src, tspec, names, name)  # also checks `default`
+        if all_patterns and name is None:
+            return _template_pvps(src, None, tspec, names)
+        return _template_pvps(src, [selected], tspec, names)
+    if name is not None:
+        raise src.error(f"'#{name}' selects a pattern, but this file has no 'patterns' list")
+    if isinstance(data, Mapping) and "labels" in data and "pattern" not in data:
+        raise src.error(
+            "this is a verbalizer file; a PVP needs a pattern too: pass a template file or"
+            " {'pattern': ..., 'verbalizer': <this file>}"
+        )
+    return [_pvp_from_spec(src)]
+
+
+def load_pvps(spec: str | os.PathLike[str] | Mapping[str, Any] | PVP) -> list[PVP]:
+    """Load every pattern of a template file (or the single PVP of ``spec``).
+
+    Parameters
+    ----------
+    spec : str, PathLike, dict or PVP
+        See the module docstring. ``path#name`` selects one pattern.
+
+    Returns
+    -------
+    list of PVP
+    """
+    return _load(spec, all_patterns=True)
+
+
+def load_pvp(spec: str | os.PathLike[str] | Mapping[str, Any] | PVP) -> PVP:
+    """Load one PVP (a template file's default pattern, a PVP file or dict).
+
+    Parameters
+    ----------
+    spec : str, PathLike, dict or PVP
+        See the module docstring.
+
+    Returns
+    -------
+    PVP
+
+    Raises
+    ------
+    ConfigError
+        Anything wrong with the specification; the message names file, line and key.
+    """
+    return _load(spec, all_patterns=False)[0]

@@ -1,0 +1,517 @@
+"""The soft-prompt training loop and batched inference.
+
+Only the prompt's parameters are given to the optimizer; the backbone runs with
+``requires_grad=False`` so no weight gradients or optimizer state exist for it.
+
+Divergence: before every optimizer step the loop checks, in one device-to-host
+transfer, that the step's loss and every trained value are finite; before a checkpoint
+or validation and at the end it checks the latest update too (the validation scores, or
+the loss of one probe micro-batch). A non-finite result stops training with
+:class:`~pet_kit.errors.TrainingDivergedError` after the trained tensors were reset to
+the last state that passed the check.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import TrainingDivergedError
+from ..model.encoding import Encoded
+from ..model.scorer import ClozeScorer
+from ..model.soft_prompt import SoftPrompt
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
+    "predict_scores",
+    "train_prompt",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`train_prompt` (see the estimator's docstring)."""
+
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.0
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    n_iter_no_change: int | None = None
+    verbose: int = 1
+    checkpoint_every: int | None = None
+    group_by_length: bool | str = False  # True, False or "auto"
+    temperature: float = 1.0  # soft-label (distillation) training only
+    backbone_learning_rate: float = 1e-4  # LoRA / full tuning parameters
+    aux_loss_weight: float = 0.0  # PET's auxiliary MLM loss: (1 - w) * task + w * aux
+
+
+@dataclass
+class TrainResult:
+    """What training did (stored on the estimator as ``history_``)."""
+
+    steps: int = 0
+    epochs: float = 0.0
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`train_prompt`.
+
+    Raised after the prompt was left in a usable state: the best prompt so far (with
+    validation data) or the prompt after the last completed optimizer step.
+
+    Attributes
+    ----------
+    result : TrainResult
+        What was done before the interruption (``result.interrupted`` is True).
+    """
+
+    def __init__(self, result: TrainResult) -> None:
+        super().__init__(f"training interrupted after {result.steps} step(s)")
+        self.result = result
+
+
+def _batches(order: Sequence[int], size: int) -> list[list[int]]:
+    return [list(order[i : i + size]) for i in range(0, len(order), size)]
+
+
+#: Examples per length-sorted "mega-batch", in optimizer batches (as HF's Trainer).
+GROUP_MEGABATCH = 50
+
+
+def _grouped_batches(
+    order: Sequence[int], lengths: Sequence[int], size: int, generator: torch.Generator
+) -> list[list[int]]:
+    """Optimizer batches of similar lengths (less padding), in a random order.
+
+    The shuffled ``order`` is cut into mega-batches of ``GROUP_MEGABATCH * size``
+    examples; each is sorted by length (longest first) and cut into batches; the batches
+    are then shuffled. Every example still appears once per epoch.
+    """
+    mega = GROUP_MEGABATCH * size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), mega):
+        part = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        batches += _batches(part, size)
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
+
+
+def _snapshot(
+    prompt: nn.Module, extra: nn.Module | None, backbone_params: Sequence[tuple[str, nn.Parameter]]
+) -> tuple[dict, dict, dict]:
+    """Copies of the prompt's (``extra``'s, the trained backbone weights') state for
+    early stopping."""
+
+    def copy(m: nn.Module | None) -> dict:
+        return {} if m is None else {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+    return copy(prompt), copy(extra), {n: p.detach().clone() for n, p in backbone_params}
+
+
+#: Trained backbone weights up to this many numbers (LoRA adapters) are copied after
+#: every optimizer step that passed the finiteness check, so divergence goes back one
+#: step; larger ones (full tuning) are copied, to CPU memory, only at checked epoch ends
+#: (and before training), and divergence goes back to the last such copy.
+STEP_SNAPSHOT_LIMIT = 4_000_000
+
+
+class _LastFinite:
+    """The trained tensors' last state that passed the finiteness check.
+
+    Parameters
+    ----------
+    named : sequence of (name, tensor)
+        Every trained tensor, named for messages.
+    per_step : bool
+        Copy the state at every check (small tensors, on their device) or only at
+        epoch ends (large ones, to CPU memory).
+    """
+
+    def __init__(self, named: Sequence[tuple[str, torch.Tensor]], per_step: bool) -> None:
+        self.named = list(named)
+        self.per_step = per_step
+        with torch.no_grad():
+            self.saved = [
+                t.detach().clone() if per_step else t.detach().to("cpu", copy=True)
+                for _, t in self.named
+            ]
+        self.step = 0  # the step the saved copy is from
+        self.checked = -1  # the step whose state last passed the check (-1: none)
+
+    def finite(self) -> torch.Tensor:
+        """A 0-d bool tensor on the device (no synchronisation): all values finite."""
+        flags = [torch.isfinite(t).all() for _, t in self.named]
+        return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool)
+
+    def first_non_finite(self) -> str | None:
+        """The name of the first trained tensor holding NaN or inf (``None``: none)."""
+        for name, t in self.named:
+            if not bool(torch.isfinite(t).all()):
+                return name
+        return None
+
+    def keep(self, step: int, *, epoch_end: bool = False) -> None:
+        """Record that the current state (after ``step`` steps) passed the check."""
+        self.checked = step
+        if self.per_step or epoch_end:
+            with torch.no_grad():
+                for copy, (_, t) in zip(self.saved, self.named, strict=True):
+                    copy.copy_(t)
+            self.step = step
+
+    def restore(self) -> int:
+        """Put the saved state back; returns the step it is from."""
+        with torch.no_grad():
+            for copy, (_, t) in zip(self.saved, self.named, strict=True):
+                t.copy_(copy)
+        return self.step
+
+
+def _diverged_message(
+    step: int,
+    cause: str,
+    rates: dict[str, float],
+    lower: Sequence[str],
+    restored: int,
+    weight_decay: float,
+    temperature: float | None,
+) -> str:
+    """The :class:`TrainingDivergedError` message: what, where, and the fix.
+
+    ``lower`` names the learning rates to lower (keys of ``rates``); ``temperature`` is
+    given for soft-label training.
+    """
+    shown = ", ".join(f"{k}={v:g}" for k, v in rates.items())
+    if step == 0:
+        scaled = f", temperature={temperature:g}" if temperature is not None else ""
+        return (
+            f"training diverged before any update ({shown}{scaled}): {cause}. The learning"
+            " rate is not the cause: check the backbone's weights for NaN or inf"
+            + (" and the temperature" if temperature is not None else "")
+        )
+    fix = " and ".join(f"{k} (e.g. 10x, to {rates[k] / 10:g})" for k in lower)
+    top = max(rates.values())
+    if weight_decay * top >= 1:  # AdamW scales the values by (1 - lr * weight_decay)
+        fix = (
+            f"weight_decay (weight_decay * learning rate = {weight_decay * top:g} >= 1"
+            f" overshoots at every step; keep it well below 1) or {fix}"
+        )
+    return (
+        f"training diverged at optimizer step {step} ({shown}): {cause}. The trained"
+        f" parameters were reset to their last finite state (after step {restored}) and no"
+        f" non-finite checkpoint was written. Lower {fix}, and fit again"
+    )
+
+
+def predict_scores(
+    scorer: ClozeScorer,
+    examples: Sequence[Encoded],
+    slots: torch.Tensor | None,
+    batch_size: int = 32,
+    verbose: int = 0,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Class scores for ``examples`` (in input order), batched by similar length."""
+    n = len(examples)
+    out = np.empty((n, scorer.n_labels), dtype=np.float32)
+    if n == 0:
+        return out
+    order = sorted(range(n), key=lambda i: examples[i].length())
+    with torch.inference_mode():
+        for idx in tqdm(_batches(order, batch_size), desc=desc, disable=verbose <= 0, leave=False):
+            scores = scorer.class_scores([examples[i] for i in idx], slots)
+            out[idx] = scores.float().cpu().numpy()
+    return out
+
+
+def train_prompt(
+    scorer: ClozeScorer,
+    prompt: SoftPrompt,
+    examples: Sequence[Encoded],
+    y: np.ndarray,
+    config: TrainConfig,
+    generator: torch.Generator,
+    validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+    extra: nn.Module | None = None,
+    backbone_params: Sequence[tuple[str, nn.Parameter]] = (),
+    aux_loss: Callable[[], torch.Tensor] | None = None,
+) -> TrainResult:
+    """Train ``prompt`` in place with cross-entropy over the class scores.
+
+    Parameters
+    ----------
+    scorer : ClozeScorer
+    prompt : SoftPrompt
+    examples : sequence of Encoded
+    y : ndarray
+        Label indices (int, shape ``(n,)``), or soft labels (float, shape
+        ``(n, n_labels)``, rows summing to 1) trained with
+        ``T^2 * cross-entropy(y, softmax(scores / T))``, ``T = config.temperature``.
+    config : TrainConfig
+    generator : torch.Generator
+        Shuffling order (reproducibility).
+    validation : (examples, y), optional
+        Held-out data for early stopping: the best-accuracy state is kept.
+    on_step : callable, optional
+        Called with the global step after each optimizer step.
+    on_checkpoint : callable, optional
+        Called as ``on_checkpoint(step, result)`` every ``config.checkpoint_every``
+        optimizer steps, or at the end of every epoch when that is None; the prompt then
+        holds the vectors after ``step`` steps.
+    extra : nn.Module, optional
+        More trainable parameters optimised with the prompt (e.g. a
+        :class:`~pet_kit.model.scorer.LabelHead` the scorer uses); early stopping keeps its
+        best state too.
+    backbone_params : sequence of (name, parameter)
+        Backbone weights to train too (LoRA adapters, or every weight for full tuning),
+        at ``config.backbone_learning_rate``; the caller sets ``requires_grad`` on them.
+        Early stopping keeps their best state.
+    aux_loss : callable, optional
+        Returns an auxiliary loss (PET's MLM loss) added to every micro-batch as
+        ``(1 - w) * task_loss + w * aux_loss()``, ``w = config.aux_loss_weight``.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingInterrupted
+        On ``KeyboardInterrupt``: the prompt is first set to the best state so far
+        (early stopping) or left at the last completed optimizer step, and the
+        exception carries the result so far.
+    TrainingDivergedError
+        The loss or a trained value became NaN or infinite. Checked once per optimizer
+        step (before it: the step's loss and the values the previous step produced),
+        and for the latest step before each checkpoint, validation and the return (the
+        validation scores or one probe micro-batch's loss). The trained tensors
+        (``prompt``, ``extra``, ``backbone_params``) are first reset to the last state
+        that passed the check: the one before the diverging step, or, for trained
+        backbone weights over :data:`STEP_SNAPSHOT_LIMIT` numbers (full tuning), the
+        last checked epoch end (or the start). ``on_checkpoint`` only ever sees
+        checked states. The exception carries the step, the loss, the learning rates
+        and the result so far.
+    """
+    result = TrainResult()
+    n = len(examples)
+    named: list[tuple[str, torch.Tensor]] = []
+    if prompt.n_slots:
+        named += [(f"prompt.{k}", p) for k, p in prompt.named_parameters() if p.requires_grad]
+    if extra is not None:
+        kind = type(extra).__name__
+        named += [(f"{kind}.{k}", p) for k, p in extra.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    bb_params = [p for _, p in backbone_params]
+    if n == 0 or not (params or bb_params):
+        return result
+    groups = [{"params": params, "lr": config.learning_rate}] if params else []
+    rates = {"learning_rate": float(config.learning_rate)} if params else {}
+    if bb_params:
+        groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
+        rates["backbone_learning_rate"] = float(config.backbone_learning_rate)
+    large = sum(p.numel() for p in bb_params) > STEP_SNAPSHOT_LIMIT
+    guard = _LastFinite(named + list(backbone_params), per_step=not large)
+    optim = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+    aux_w = float(config.aux_loss_weight) if aux_loss is not None else 0.0
+    soft = np.ndim(y) == 2
+    loss_fn = nn.CrossEntropyLoss()
+    temp = float(config.temperature)
+
+    def loss_of(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not soft:
+            return loss_fn(scores, target)
+        # distillation: T^2 * cross-entropy(soft targets, softmax(scores / T))
+        logp = torch.log_softmax(scores / temp, dim=1)
+        return -(target * logp).sum(1).mean() * (temp * temp)
+
+    accum = max(1, int(config.gradient_accumulation_steps))
+    micro = max(1, int(config.batch_size) // accum) if accum > 1 else int(config.batch_size)
+    steps_per_epoch = math.ceil(n / (micro * accum))
+    total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
+    total = max(0, int(total))
+    y_t = torch.as_tensor(y, dtype=torch.float32 if soft else torch.long, device=scorer.device)
+    best_acc, best_state, bad_epochs = -1.0, None, 0
+    bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
+    step = 0
+    epoch = 0
+    every = config.checkpoint_every
+    interrupted = False
+    probe = list(range(min(n, micro)))  # the examples checking the latest update
+    prompt.train()
+
+    last_loss = [math.nan]  # the last finite training loss (for messages)
+
+    def diverge(cause: str, loss: float, lower: Sequence[str]) -> NoReturn:
+        restored = guard.restore()
+        prompt.eval()
+        bar.close()
+        result.steps = restored
+        result.epochs = restored / steps_per_epoch if steps_per_epoch else 0.0
+        if step and math.isfinite(last_loss[0]):
+            cause += f" (the last finite training loss was {last_loss[0]:.4g})"
+        message = _diverged_message(
+            step, cause, rates, lower, restored, config.weight_decay, temp if soft else None
+        )
+        log.error("%s", message)
+        raise TrainingDivergedError(
+            message, step=step, loss=loss, learning_rates=rates, result=result
+        )
+
+    backbone_names = {name for name, _ in backbone_params}
+
+    def check(loss: torch.Tensor, what: str, epoch_end: bool = False) -> float:
+        """Check ``loss`` (``what``, of the current state: after ``step`` steps) and every
+        trained value, in one device-to-host transfer; returns the loss."""
+        flag = guard.finite()
+        value, ok = torch.stack([loss.detach().float().to(flag.device), flag.float()]).tolist()
+        after = "after that step" if step else "before any update"
+        if not ok:
+            name = guard.first_non_finite() or "a trained tensor"
+            rate = "backbone_learning_rate" if name in backbone_names else "learning_rate"
+            diverge(f"{name} holds NaN or inf {after}", value, [rate])
+        if not math.isfinite(value):
+            diverge(f"{what} is {value} {after}", value, list(rates))
+        guard.keep(step, epoch_end=epoch_end)
+        return value
+
+    def check_latest(epoch_end: bool = False) -> None:
+        """Check the state after the latest step (unless checked) on the probe batch."""
+        if guard.checked == step:
+            if epoch_end and not guard.per_step:
+                guard.keep(step, epoch_end=True)
+            return
+        with torch.no_grad():
+            scores = scorer.class_scores([examples[i] for i in probe], prompt()).float()
+            loss = loss_of(scores, y_t[probe])
+            loss = torch.where(torch.isfinite(scores).all(), loss, math.nan)
+            check(loss, "the training loss", epoch_end)
+
+    def checkpoint() -> None:
+        result.steps = step
+        result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+        if on_checkpoint is not None:
+            check_latest()  # a checkpoint only ever holds a checked state
+            with torch.no_grad():
+                on_checkpoint(step, result)
+
+    grouped = config.group_by_length
+    if grouped == "auto":
+        grouped = n > GROUP_MEGABATCH * micro * accum
+    lengths = [e.length() for e in examples] if grouped else []
+    try:
+        while step < total:
+            order = torch.randperm(n, generator=generator).tolist()
+            if grouped:
+                batches = _grouped_batches(order, lengths, micro * accum, generator)
+            else:
+                batches = _batches(order, micro * accum)
+            epoch_loss, seen = 0.0, 0
+            for batch in batches:
+                if step >= total:
+                    break
+                group = _batches(batch, micro)
+                count = sum(len(c) for c in group)
+                optim.zero_grad(set_to_none=True)
+                step_loss = torch.zeros((), device=y_t.device)
+                for chunk in group:
+                    slots = prompt()
+                    scores = scorer.class_scores([examples[i] for i in chunk], slots)
+                    loss = loss_of(scores.float(), y_t[chunk])
+                    if aux_w > 0:
+                        loss = (1 - aux_w) * loss + aux_w * aux_loss()
+                    loss = loss * (len(chunk) / count)
+                    loss.backward()
+                    step_loss += loss.detach().float()
+                    seen += len(chunk)
+                # the one sync of the step: its loss and the previous update's values
+                last_loss[0] = check(step_loss, "the training loss")
+                epoch_loss += last_loss[0] * count
+                optim.step()
+                step += 1
+                bar.update(1)
+                if on_step is not None:
+                    on_step(step)
+                if every is not None and step % every == 0:
+                    checkpoint()
+            epoch += 1
+            mean_loss = epoch_loss / max(seen, 1)
+            result.train_loss.append(mean_loss)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            log.debug("epoch %d: loss %.4f", epoch, mean_loss)
+            stop = False
+            if validation is not None:
+                with torch.no_grad():
+                    slots = prompt()
+                val_scores = predict_scores(scorer, validation[0], slots)
+                val_loss = torch.tensor(math.nan)  # checks the latest update
+                if np.isfinite(val_scores).all():
+                    val_loss = nn.functional.cross_entropy(
+                        torch.from_numpy(val_scores), torch.as_tensor(validation[1])
+                    )
+                check(val_loss, "the validation loss", epoch_end=True)
+                pred = val_scores.argmax(1)
+                acc = float((pred == validation[1]).mean())
+                result.val_accuracy.append(acc)
+                if acc > best_acc:
+                    best_acc, bad_epochs = acc, 0
+                    best_state = _snapshot(prompt, extra, backbone_params)
+                    result.best_epoch = epoch
+                else:
+                    bad_epochs += 1
+                    stop = (
+                        config.n_iter_no_change is not None
+                        and bad_epochs >= config.n_iter_no_change
+                    )
+            elif not guard.per_step:
+                check_latest(epoch_end=True)
+            if every is None:
+                checkpoint()
+            if stop:
+                result.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("training interrupted after %d optimizer step(s)", step)
+    if best_state is None:  # the best state passed the check when it was kept
+        check_latest()
+    bar.close()
+    prompt.eval()
+    if best_state is not None:
+        prompt.load_state_dict(best_state[0])
+        if extra is not None:
+            extra.load_state_dict(best_state[1])
+        with torch.no_grad():
+            for name, param in backbone_params:
+                param.copy_(best_state[2][name])
+    result.steps = step
+    result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+    result.interrupted = interrupted
+    if interrupted:
+        raise TrainingInterrupted(result)
+    return result

@@ -1,0 +1,90 @@
+"""tuning="prompt+head": a soft verbalizer trained with the prompt, the real head untouched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit.model.scorer import ClozeScorer
+
+
+def test_untrained_label_head_scores_exactly_like_the_frozen_head(make_clf, toy_data):
+    X, _ = toy_data
+    plain = make_clf().fit(None).predict_proba(X)
+    head = make_clf(tuning="prompt+head").fit(None)
+    np.testing.assert_allclose(head.predict_proba(X), plain, atol=1e-6)
+    assert head.label_head_ is not None
+
+
+def test_multi_length_words_untrained_equal_too(make_clf, toy_data):
+    """Words of several token lengths: the label rows are swapped into the full softmax."""
+    X, _ = toy_data
+    pvp = {
+        "pattern": "[SOFT] {text} It was [MASK].",
+        "verbalizer": {"positive": ["great", "good fun"], "negative": ["terrible"]},
+    }
+    plain = make_clf(pvp=pvp).fit(None).predict_proba(X)
+    head = make_clf(pvp=pvp, tuning="prompt+head").fit(None).predict_proba(X)
+    np.testing.assert_allclose(head, plain, atol=1e-6)
+
+
+def test_training_moves_the_label_rows_not_the_backbone_head(make_clf, toy_data):
+    X, y = toy_data
+    before = make_clf().fit(None)._runtime()[2].head  # the process-wide cached backbone
+    weight, bias = before.weight.detach().clone(), before.bias.detach().clone()
+    clf = make_clf(tuning="prompt+head", epochs=5)
+    clf.fit(X, y)
+    _, _, scorer = clf._runtime()
+    head = scorer.head
+    init = scorer.make_label_head()  # from the (untouched) frozen head
+    moved = [
+        not torch.allclose(a, b) for a, b in zip(clf.label_head_.weight, init.weight, strict=True)
+    ]
+    assert all(moved)
+    assert head.weight.grad is None and not head.weight.requires_grad
+    assert torch.equal(head.weight, weight) and torch.equal(head.bias, bias)
+    assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
+
+
+def test_a_hard_pattern_trains_its_label_head(make_clf, toy_data):
+    X, y = toy_data
+    hard = {"pattern": "{text} It was [MASK].", "verbalizer": {"pos": ["great"], "neg": ["bad"]}}
+    labels = ["pos" if v == "positive" else "neg" for v in y]
+    clf = make_clf(pvp=hard, tuning="prompt+head", epochs=10).fit(X, labels)
+    assert clf.n_slots_ == 0 and not clf.history_["zero_shot"]
+    assert clf.score(X, labels) > make_clf(pvp=hard).fit(None).score(X, labels)
+
+
+def test_saved_and_loaded_with_the_prompt(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    clf = make_clf(tuning="prompt+head").fit(X, y)
+    clf.save(tmp_path / "p")
+    loaded = PromptClassifier.load(tmp_path / "p")
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    # a plain prompt folder claiming a label head is refused
+    make_clf().fit(X, y).save(tmp_path / "q")
+    q_meta = json.loads((tmp_path / "q" / "prompt.json").read_text())
+    q_meta["params"]["tuning"] = "prompt+head"
+    (tmp_path / "q" / "prompt.json").write_text(json.dumps(q_meta))
+    with pytest.raises(SavedPromptError, match="label-head"):
+        PromptClassifier.load(tmp_path / "q")
+
+
+def test_unknown_modes_are_refused(make_clf, toy_data):
+    with pytest.raises(InputError, match="tuning"):
+        make_clf(tuning="head").fit(*toy_data)
+
+
+def test_architectures_without_a_head_split_are_refused(make_clf, toy_data, monkeypatch):
+    real = ClozeScorer.__init__
+
+    def no_head(self, backbone, encoder, fast=True):
+        real(self, backbone, encoder, fast=False)
+
+    monkeypatch.setattr(ClozeScorer, "__init__", no_head)
+    with pytest.raises(InputError, match="prompt\\+head"):
+        make_clf(tuning="prompt+head").fit(*toy_data)
