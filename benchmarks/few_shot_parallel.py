@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from few_shot import ENSEMBLE_ROWS, RESULTS, ZERO_SHOT_ONLY
+from few_shot import RESULTS
+from few_shot_methods import ENSEMBLE_ROWS, ZERO_SHOT_ONLY
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("few_shot_parallel")

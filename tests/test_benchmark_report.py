@@ -6,20 +6,43 @@ import importlib
 import json
 import statistics
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+#: The benchmark's own modules (imported from benchmarks/, as the scripts import them).
+MODULES = ("few_shot", "few_shot_methods", "few_shot_report", "few_shot_parallel")
+Importer = Callable[[str], ModuleType]
+
+
 @pytest.fixture()
-def few_shot(monkeypatch):
+def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[Importer]:
+    """Import a module of benchmarks/ by name; they are all forgotten afterwards."""
     pytest.importorskip("matplotlib")
     monkeypatch.syspath_prepend(str(BENCH))
-    module = importlib.import_module("few_shot")
-    yield module
-    sys.modules.pop("few_shot", None)
+    yield importlib.import_module
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture()
+def few_shot(bench: Importer) -> ModuleType:
+    return bench("few_shot")
+
+
+@pytest.fixture()
+def report(bench: Importer) -> ModuleType:
+    return bench("few_shot_report")
+
+
+@pytest.fixture()
+def methods(bench: Importer) -> ModuleType:
+    return bench("few_shot_methods")
 
 
 def _runs(method: str, accs: list[float], k: int = 8) -> list[dict]:
@@ -38,10 +61,10 @@ def _runs(method: str, accs: list[float], k: int = 8) -> list[dict]:
     ]
 
 
-def test_report_of_peer_rows_only_writes_tables_and_skips_the_empty_pet_plot(few_shot, tmp_path):
+def test_report_of_peer_rows_only_writes_tables_and_skips_the_empty_pet_plot(report, tmp_path):
     data = {"runs": _runs("setfit", [0.5, 0.7]), "machine": {}, "invocations": []}
     out = tmp_path / "fs.json"
-    few_shot.report(data, out)
+    report.report(data, out)
     peers = (tmp_path / "fs.md").read_text()
     assert "| setfit | 0.600 ± 0.100 (n=2) | 1.0 |" in peers  # fewer than 5 seeds: n=
     assert (tmp_path / "fs.png").stat().st_size > 0
@@ -51,16 +74,16 @@ def test_report_of_peer_rows_only_writes_tables_and_skips_the_empty_pet_plot(few
     assert summary["toy"]["setfit"]["8"]["n_seeds"] == 2
 
 
-def test_report_with_pet_rows_draws_both_plots(few_shot, tmp_path):
+def test_report_with_pet_rows_draws_both_plots(report, tmp_path):
     runs = _runs("pet_kit", [0.8] * 5) + _runs("pet_kit_lora", [0.6, 0.8, 0.7, 0.7, 0.7])
     out = tmp_path / "fs.json"
-    few_shot.report({"runs": runs, "machine": {}, "invocations": []}, out)
+    report.report({"runs": runs, "machine": {}, "invocations": []}, out)
     assert (tmp_path / "fs_pet.png").stat().st_size > 0
     pet = (tmp_path / "fs_pet.md").read_text()
     assert "| pet_kit_lora | 0.700 ± 0.063 |" in pet
 
 
-def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, tmp_path):
+def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, report, tmp_path):
     mine = {"runs": _runs("pet_kit", [0.5, 0.6]), "machine": {"platform": "cpu-box"}}
     theirs = tmp_path / "worker.json"
     gpu = {"platform": "gpu-box", "cpu_count": 16, "torch": "2.x", "cuda": "H200"}
@@ -71,17 +94,15 @@ def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, tmp_path
     assert few_shot.merge(mine, [theirs]) == 1  # seeds 0 and 1 were there: the first wins
     assert [r["accuracy"] for r in mine["runs"]] == [0.5, 0.6, 0.7]
     assert mine["invocations"][0]["merged_from"] == "worker.json"
-    assert "GPU H200" in few_shot.machines_note(mine)
-    assert few_shot.devices_note(mine) == "toy cpu + cuda (H200)"
+    assert "GPU H200" in report.machines_note(mine)
+    assert report.devices_note(mine) == "toy cpu + cuda (H200)"
     assert few_shot.merge(mine, [theirs]) == 0  # merging twice adds nothing
     assert len(mine["invocations"]) == 1 and len(mine["runs"]) == 3
 
 
 @pytest.fixture()
-def parallel(few_shot, monkeypatch):
-    module = importlib.import_module("few_shot_parallel")
-    yield module
-    sys.modules.pop("few_shot_parallel", None)
+def parallel(bench: Importer) -> ModuleType:
+    return bench("few_shot_parallel")
 
 
 def test_missing_cells_count_an_ensemble_seed_done_only_with_all_its_rows(parallel):
@@ -114,12 +135,12 @@ def test_split_seeds_gives_one_job_per_seed(parallel):
     assert parallel.cost(jobs[0]) == parallel.cost(cells[0]) / 2
 
 
-def test_paired_compares_the_same_seed_and_k_only(few_shot):
+def test_paired_compares_the_same_seed_and_k_only(report):
     runs = _runs("pet_kit", [0.5, 0.6, 0.7]) + _runs("pet_kit", [0.8, 0.8], k=16)
     runs += _runs("pet_kit_lora", [0.6, 0.6, 0.6, 0.9])  # seed 3 has no pet_kit pair
     runs += _runs("pet_kit_lora", [0.9, 0.7], k=16)
     runs += _runs("zero_shot_calibrated", [0.9], k=0)  # K = 0: nothing to pair with
-    pairs = few_shot.paired(runs)
+    pairs = report.paired(runs)
     lora = pairs["toy"]["pet_kit_lora"]
     deltas = [0.1, 0.0, -0.1, 0.1, -0.1]
     assert lora["n"] == 5 and lora["wins"] == 2
@@ -128,13 +149,13 @@ def test_paired_compares_the_same_seed_and_k_only(few_shot):
     # K=8: std 0 < pet_kit's; K=16: 0.1 > 0
     assert (lora["std_smaller"], lora["n_k"]) == (1, 2)
     assert "zero_shot_calibrated" not in pairs["toy"]
-    text = few_shot.paired_markdown(pairs, ("pet_kit_lora", "pet_kit_full"))
+    text = report.paired_markdown(pairs, ("pet_kit_lora", "pet_kit_full"))
     assert "| pet_kit_lora | +0.000 ± 0.089, wins 2/5, σ↓ 1/2 |" in text
     assert "pet_kit_full" not in text  # no runs: no row
-    assert few_shot.paired_markdown(pairs, ("pet_kit_full",)) == ""
+    assert report.paired_markdown(pairs, ("pet_kit_full",)) == ""
 
 
-def test_adapted_rows_sit_with_the_peers_and_say_what_adapting_cost(few_shot, tmp_path):
+def test_adapted_rows_sit_with_the_peers_and_say_what_adapting_cost(report, tmp_path):
     runs = _runs("linear_probe", [0.6] * 5) + _runs("pet_kit_adapted", [0.7] * 5)
     info = {
         "steps": 300,
@@ -146,7 +167,7 @@ def test_adapted_rows_sit_with_the_peers_and_say_what_adapting_cost(few_shot, tm
         "heldout_mlm_after": {"accuracy": 0.31},
     }
     data = {"runs": runs, "machine": {}, "invocations": [], "adapt": {"toy": info}}
-    few_shot.report(data, tmp_path / "fs.json")
+    report.report(data, tmp_path / "fs.json")
     peers = (tmp_path / "fs.md").read_text()
     assert "| pet_kit_adapted | 0.700 ± 0.000 | 1.0 |" in peers
     assert "300 continued-MLM steps on the 9000 train texts (9.0 min on cpu" in peers
@@ -154,7 +175,7 @@ def test_adapted_rows_sit_with_the_peers_and_say_what_adapting_cost(few_shot, tm
     assert "pet_kit_adapted" not in (tmp_path / "fs_pet.md").read_text()
 
 
-def test_adapted_rows_run_at_the_same_ks_as_their_plain_rows(few_shot):
-    assert few_shot.ZERO_SHOT_ONLY[-1] == "zero_shot_adapted"
-    assert "pet_kit_adapted" in few_shot.WITH_K0
-    assert set(few_shot.RUNNERS) == set(few_shot.METHODS)
+def test_adapted_rows_run_at_the_same_ks_as_their_plain_rows(methods):
+    assert methods.ZERO_SHOT_ONLY[-1] == "zero_shot_adapted"
+    assert "pet_kit_adapted" in methods.WITH_K0
+    assert set(methods.RUNNERS) == set(methods.METHODS)

