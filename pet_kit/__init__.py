@@ -3,38 +3,103 @@
 >>> from pet_kit import PromptClassifier
 >>> clf = PromptClassifier(pvp="templates/sentiment_en.yaml")  # doctest: +SKIP
 >>> clf.fit(texts, labels).predict(new_texts)                  # doctest: +SKIP
+
+``import pet_kit`` is cheap: the public names below are imported on first use
+(PEP 562), so torch, transformers, scikit-learn and pandas load only when a name
+that needs them (e.g. :class:`PromptClassifier`) is first touched.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import (
-    BackboneError,
-    BackboneMismatchError,
-    ConfigError,
-    InputError,
-    PatternError,
-    PetKitError,
-    SavedPromptError,
-    TrainingDivergedError,
-    VerbalizerError,
-)
-from .estimators.ensemble import PromptEnsemble
-from .estimators.prompt_classifier import PromptClassifier
-from .estimators.student import LinearStudent
-from .spec.pattern import Pattern, parse_pattern
-from .spec.pvp import PVP, load_pvp, load_pvps, load_verbalizer
-from .spec.verbalizer import Verbalizer
+
+if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
+    from .errors import (
+        BackboneError,
+        BackboneMismatchError,
+        ConfigError,
+        InputError,
+        PatternError,
+        PetKitError,
+        SavedPromptError,
+        TrainingDivergedError,
+        VerbalizerError,
+    )
+    from .estimators.ensemble import PromptEnsemble
+    from .estimators.prompt_classifier import PromptClassifier
+    from .estimators.student import LinearStudent
+    from .io.datasets import load_task
+    from .model.cloze_model import ClozeModel
+    from .spec.pattern import Pattern, parse_pattern
+    from .spec.pvp import PVP, load_pvp, load_pvps, load_verbalizer
+    from .spec.settings import (
+        Batching,
+        Calibration,
+        Checkpoints,
+        DeepPrompt,
+        Demonstrations,
+        EarlyStopping,
+        Tuning,
+    )
+    from .spec.verbalizer import Verbalizer
+    from .train.adapt import adapt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public name -> ``"module:attribute"`` it is imported from on first access.
+_LAZY: dict[str, str] = {
+    # errors (light)
+    "BackboneError": "pet_kit.errors:BackboneError",
+    "BackboneMismatchError": "pet_kit.errors:BackboneMismatchError",
+    "ConfigError": "pet_kit.errors:ConfigError",
+    "InputError": "pet_kit.errors:InputError",
+    "PatternError": "pet_kit.errors:PatternError",
+    "PetKitError": "pet_kit.errors:PetKitError",
+    "SavedPromptError": "pet_kit.errors:SavedPromptError",
+    "TrainingDivergedError": "pet_kit.errors:TrainingDivergedError",
+    "VerbalizerError": "pet_kit.errors:VerbalizerError",
+    # specifications (light: yaml + pydantic)
+    "PVP": "pet_kit.spec.pvp:PVP",
+    "Pattern": "pet_kit.spec.pattern:Pattern",
+    "Verbalizer": "pet_kit.spec.verbalizer:Verbalizer",
+    "load_pvp": "pet_kit.spec.pvp:load_pvp",
+    "load_pvps": "pet_kit.spec.pvp:load_pvps",
+    "load_verbalizer": "pet_kit.spec.pvp:load_verbalizer",
+    "parse_pattern": "pet_kit.spec.pattern:parse_pattern",
+    # grouped settings
+    "Batching": "pet_kit.spec.settings:Batching",
+    "Calibration": "pet_kit.spec.settings:Calibration",
+    "Checkpoints": "pet_kit.spec.settings:Checkpoints",
+    "DeepPrompt": "pet_kit.spec.settings:DeepPrompt",
+    "Demonstrations": "pet_kit.spec.settings:Demonstrations",
+    "EarlyStopping": "pet_kit.spec.settings:EarlyStopping",
+    "Tuning": "pet_kit.spec.settings:Tuning",
+    # estimators and models (heavy: torch, transformers, scikit-learn)
+    "ClozeModel": "pet_kit.model.cloze_model:ClozeModel",
+    "LinearStudent": "pet_kit.estimators.student:LinearStudent",
+    "PromptClassifier": "pet_kit.estimators.prompt_classifier:PromptClassifier",
+    "PromptEnsemble": "pet_kit.estimators.ensemble:PromptEnsemble",
+    # functions
+    "adapt": "pet_kit.train.adapt:adapt",
+    "load_task": "pet_kit.io.datasets:load_task",
+}
 
 __all__ = [
     "PVP",
     "BackboneError",
     "BackboneMismatchError",
+    "Batching",
+    "Calibration",
+    "Checkpoints",
+    "ClozeModel",
     "ConfigError",
+    "DeepPrompt",
+    "Demonstrations",
+    "EarlyStopping",
     "InputError",
     "LinearStudent",
     "Pattern",
@@ -44,11 +109,29 @@ __all__ = [
     "PromptEnsemble",
     "SavedPromptError",
     "TrainingDivergedError",
+    "Tuning",
     "Verbalizer",
     "VerbalizerError",
     "__version__",
+    "adapt",
     "load_pvp",
     "load_pvps",
+    "load_task",
     "load_verbalizer",
     "parse_pattern",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first access and cache it in the module (PEP 562)."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
