@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             clf = PromptClassifier(pvp=PVP, tuning=mode, max_steps=1, verbose=0, random_state=0)
             clf.fit(X, y)
             folder = clf.save(Path(tmp) / mode.replace("+", "_"))
-            model = clf._runtime()[0].model
+            model = clf.model_.backbone.model
             if backbone_bytes is None:
                 # unique parameters (the tied decoder counted once)
                 backbone_bytes = sum(t.numel() * t.element_size() for t in model.parameters())

@@ -2,9 +2,9 @@
 
 Profiles, on the default backbone and the same N Rotten Tomatoes texts: one
 ``predict_proba`` pass, and one training epoch with random batches and with
-length-grouped batches (``group_by_length``), at batch sizes 8 and 32. Reports per
-phase the wall time, the ratio to inference, the padded vs real token counts of the
-batches, and the self-CPU time of the top operators. If weight gradients were computed,
+length-grouped batches (``Batching(group_by_length=True)``), at batch sizes 8 and 32.
+Reports per phase the wall time, the ratio to inference, the padded vs real token counts
+of the batches, and the self-CPU time of the top operators. If weight gradients were computed,
 the backward matrix products (``aten::mm``) would take about twice the forward ones
 (``aten::addmm``); with input gradients only they take about the same.
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from sklearn.base import clone
 
-    from pet_kit import PromptClassifier
+    from pet_kit import Batching, PromptClassifier
     from pet_kit.io.datasets import load_task
 
     df = load_task("rotten_tomatoes", "train").sample(frac=1.0, random_state=0).head(args.n)
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     phases = [run_phase("inference_bs32", lambda: clf.predict_proba(X))]
     for bs in (8, 32):
         for grouped in (False, True):
-            est = clone(clf).set_params(epochs=1, batch_size=bs, group_by_length=grouped)
+            batching = Batching(group_by_length=grouped)
+            est = clone(clf).set_params(epochs=1, batch_size=bs, batching=batching)
             name = f"train_epoch_bs{bs}_{'grouped' if grouped else 'random'}"
             phases.append(run_phase(name, lambda est=est: est.fit(X, y)))
     base = phases[0]["seconds"]

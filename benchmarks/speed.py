@@ -23,8 +23,8 @@ shuffle), every inference row over the same N texts with batches of ``--batch-si
                    ~8 tokens shorter), logistic head fitted on 16 examples beforehand;
 ``train_epoch``    one pet_kit training epoch over the same N labelled texts, with
                    ``batch_size`` 8 (pet_kit's default) and ``--batch-size``, random
-                   batches (``group_by_length=False``) and length-grouped ones (``True``;
-                   the default ``"auto"`` picks it above 50 batches per epoch).
+                   batches (``Batching(group_by_length=False)``) and length-grouped ones
+                   (``True``; the default ``"auto"`` picks it above 50 batches per epoch).
 
 ``bare_encoder`` and ``pet_kit`` (the headline ratio) are timed interleaved, slice by
 slice (``--slice`` texts: bare encoder, then pet_kit, on the same slice), so that a
@@ -151,19 +151,19 @@ class Bench:
     def __init__(self, folder: str, batch_size: int) -> None:
         from transformers import AutoModel, pipeline
 
-        from pet_kit import PromptClassifier
+        from pet_kit import Batching, PromptClassifier
 
         self.folder = folder
         self.batch_size = batch_size
         self.clf = PromptClassifier(
             pvp={"pattern": SOFT_PATTERN, "verbalizer": WORDS},
             model=folder,
-            eval_batch_size=batch_size,
+            batching=Batching(eval_batch_size=batch_size),
             device="cpu",
             verbose=0,
             random_state=0,
         ).fit(None)
-        _, self.encoder, _ = self.clf._runtime()
+        self.encoder = self.clf.model_.encoder
         self.bare = AutoModel.from_pretrained(folder).eval()
         self.pipe = pipeline("fill-mask", model=folder, device=-1)
         self.setfit = None
@@ -216,7 +216,7 @@ class Bench:
     ) -> None:
         from sklearn.base import clone
 
-        params = {"epochs": 1, "batch_size": batch_size, "group_by_length": grouped}
+        params = {"epochs": 1, "batch_size": batch_size, "batching__group_by_length": grouped}
         clone(self.clf).set_params(**params).fit(texts, labels)
 
 
@@ -360,7 +360,7 @@ def bench_model(
 # ------------------------------------------------------------------ memory
 def _memory_child(folder: str, phase: str, n: int, batch_size: int, threads: int, q: Any) -> None:
     torch.set_num_threads(threads)
-    from pet_kit import PromptClassifier
+    from pet_kit import Batching, PromptClassifier
 
     texts, labels = rt_texts(n)
     clf = PromptClassifier(
@@ -369,7 +369,7 @@ def _memory_child(folder: str, phase: str, n: int, batch_size: int, threads: int
         device="cpu",
         verbose=0,
         random_state=0,
-        eval_batch_size=batch_size,
+        batching=Batching(eval_batch_size=batch_size),
     ).fit(None)
     clf.predict_proba(texts[:8])  # backbone loaded, kernels initialised
     gc.collect()
@@ -378,7 +378,7 @@ def _memory_child(folder: str, phase: str, n: int, batch_size: int, threads: int
     if phase == "predict":
         clf.predict_proba(texts)
     else:
-        clf.set_params(epochs=1, batch_size=8, group_by_length=False).fit(texts, labels)
+        clf.set_params(epochs=1, batch_size=8, batching__group_by_length=False).fit(texts, labels)
     q.put({"phase": phase, "baseline_mb": base, "peak_mb": rss_mb("VmHWM")})
 
 

@@ -36,7 +36,7 @@ def main() -> None:
     train = sample_k_shot(load_task("rotten_tomatoes", "train"), k=args.k, seed=args.seed)
     test = load_task("rotten_tomatoes", "test", max_size=args.test_size)
     unlabeled = unlabeled_texts("rotten_tomatoes", 200, seed=args.seed)
-    shared = PromptClassifier(pvp=PVP, verbose=0).fit(None)._runtime()[0].model
+    shared = PromptClassifier(pvp=PVP, verbose=0).fit(None).model_.backbone.model
     before = {k: v.clone() for k, v in shared.state_dict().items()}
 
     print(f"{'tuning':<12} {'test acc':>8} {'fit s':>6} {'saved':>10}")

@@ -53,7 +53,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+# Only light imports at module level: building the parser (``--help``, ``--version``)
+# and ``validate`` without ``--model`` must not load torch, transformers, scikit-learn
+# or pandas; each command imports what it needs.
+from ._version import __version__
 from .errors import PetKitError
 from .spec.yaml_source import read_yaml
 
@@ -79,8 +82,7 @@ def _resolve_model(base: Path, ref: str) -> str:
 
 # ------------------------------------------------------------------- validate
 def _validate_one(path: str, tokenizer: Any) -> str:
-    from .model.encoding import ClozeEncoder
-    from .spec.pvp import load_pvps, load_verbalizer
+    from .spec.pvp import load_pvps, load_verbalizer  # light: no torch without --model
 
     src = read_yaml(path.partition("#")[0])
     data = src.data if isinstance(src.data, dict) else {}
@@ -91,6 +93,8 @@ def _validate_one(path: str, tokenizer: Any) -> str:
         return f"verbalizer with {len(verbalizer.labels)} labels"
     pvps = load_pvps(path)
     if tokenizer is not None:
+        from .model.encoding import ClozeEncoder  # imports torch
+
         for pvp in pvps:
             ClozeEncoder(pvp, tokenizer, max_length=512)
     labels = list(pvps[0].verbalizer.labels)
@@ -203,6 +207,33 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
     return False
 
 
+def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A train config's ``params`` as :class:`~pet_kit.PromptClassifier` arguments: a
+    relative ``checkpoint`` folder (the shorthand string, or the ``dir`` of a mapping such
+    as ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder.
+    Mappings under the other grouped settings (``tuning: {mode: lora, rank: 4}``) are
+    passed on: the estimator reads a mapping of a group's fields as that group."""
+    out = dict(params)
+    checkpoint = out.get("checkpoint")
+    if isinstance(checkpoint, str):
+        out["checkpoint"] = _resolve(base, checkpoint)
+    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
+        out["checkpoint"] = {**checkpoint, "dir": _resolve(base, checkpoint["dir"])}
+    return out
+
+
+def _unknown_params_message(unknown: list[str], valid: set[str]) -> str:
+    """What to say about unknown ``params`` keys: the flat names of earlier versions
+    (``lora_rank``...) get the grouped setting that now holds them."""
+    from .spec.settings import _LEGACY
+
+    moved = [
+        f"{k} is now {_LEGACY[k][0]}: {{{_LEGACY[k][1]}: ...}}" for k in unknown if k in _LEGACY
+    ]
+    hint = f" ({'; '.join(moved)})" if moved else ""
+    return f"unknown parameter(s) {unknown}{hint}; valid: {sorted(valid)}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .estimators.prompt_classifier import PromptClassifier
@@ -211,23 +242,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, base = _load_train_config(args.config)
     pvp = _resolve(base, cfg.pvp) if isinstance(cfg.pvp, str) else cfg.pvp
     model = _resolve_model(base, cfg.model) if cfg.model else None
-    valid = set(PromptClassifier().get_params())
+    valid = set(PromptClassifier().get_params(deep=False))
     unknown = sorted(set(cfg.params) - valid)
     if unknown:
-        raise PetKitError(
-            f"{args.config}: params: unknown parameter(s) {unknown}; valid: {sorted(valid)}"
-        )
-    params = {"verbose": 1, **cfg.params}
-    if isinstance(params.get("checkpoint_dir"), str):
-        params["checkpoint_dir"] = _resolve(base, params["checkpoint_dir"])
+        raise PetKitError(f"{args.config}: params: {_unknown_params_message(unknown, valid)}")
+    params = _config_params({"verbose": 1, **cfg.params}, base)
     clf = PromptClassifier(pvp=pvp, model=model, **params)
     try:
-        clf._check_params()  # before the data, the backbone and training
+        clf.settings()  # before the data, the backbone and training
     except InputError as exc:
         raise InputError(f"{args.config}: params: {exc}") from None
     out = Path(args.output or _resolve(base, cfg.output))
     persist.check_save_target(out)  # an unwritable output would lose the trained prompt
-    labels = list(clf._load_pvp().verbalizer.labels)
+    labels = list(clf.resolved_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
     if cfg.data.task is None and len(train) == 0:

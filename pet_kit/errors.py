@@ -89,8 +89,9 @@ class TrainingDivergedError(PetKitError):
         The training loss that was found non-finite (or the last finite one when the
         parameters became non-finite first).
     learning_rates : dict of str to float
-        The learning rate(s) in use, by parameter name (``learning_rate``,
-        ``backbone_learning_rate``).
+        The learning rate(s) in use: ``learning_rate`` (the estimator's) and, when a
+        backbone copy trains, ``backbone_learning_rate`` (set by ``tuning.learning_rate``,
+        see :class:`~pet_kit.Tuning`).
     result : object, optional
         The training loop's :class:`~pet_kit.train.loop.TrainResult` so far.
     """

@@ -28,10 +28,11 @@ import pytest
 import torch
 import yaml
 from conftest import NEG, POS, SENTIMENT_PVP, build_model, build_tokenizer, tiny_clf
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import pet_kit
-from pet_kit import PetKitError, PromptClassifier
+from pet_kit import Calibration, PetKitError, PromptClassifier
 from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE, _sha256
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -449,14 +450,14 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def run_save(case: dict[str, Any], ctx: Ctx) -> Outcome:
     """Save the fitted prompt to ``path`` (default ``target``, under the case's folder)
     after the ``target`` builder prepared it (``tensor: nan``: a prompt with a NaN slot;
-    ``checkpoint: true``: fit with ``checkpoint_dir=path`` instead). Every file there
+    ``checkpoint: true``: fit with ``checkpoint=path`` instead). Every file there
     must be unchanged afterwards, except, on success, pet_kit's own two files."""
     TARGET_BUILDERS[case.get("target", "a_file")](ctx.work / "target", ctx)
     before = _snapshot(ctx.work)
     path = ctx.work / case.get("path", "target")
     try:
         if case.get("checkpoint"):
-            ctx.make(checkpoint_dir=path).fit(TOY_X, TOY_Y)
+            ctx.make(checkpoint=path).fit(TOY_X, TOY_Y)
         clf = ctx.fitted
         if case.get("tensor") == "nan":
             clf = PromptClassifier.load(ctx.pristine, device="cpu")
@@ -579,16 +580,17 @@ def _check_plain_special_tokens(out: Outcome, ctx: Ctx) -> None:
 
 
 def _check_fields_plain(out: Outcome, ctx: Ctx) -> None:
-    tok = out.clf._runtime()[0].tokenizer
+    tok = out.clf.model_.backbone.tokenizer
     special = set(tok.all_special_ids) - {tok.unk_token_id}
-    for e in out.clf._encode(out.X, out.clf._runtime()[1]):
+    for e in out.clf.model_.encode(out.X):
         assert not special & {i for field in e.fields for i in field}
 
 
 def _check_calibration_plain(out: Outcome, ctx: Ctx) -> None:
-    params = {k: v for k, v in out.clf.get_params().items() if k != "calibration_texts"}
-    texts = [_spaced(t) for t in out.clf.calibration_texts]
-    spaced = type(out.clf)(**params, calibration_texts=texts).fit(TOY_X, TOY_Y)
+    calibration = out.clf.settings().calibration  # the case gives it as a mapping
+    texts = [_spaced(t) for t in calibration.texts]
+    spaced = clone(out.clf).set_params(calibration=Calibration(calibration.mode, texts=texts))
+    spaced.fit(TOY_X, TOY_Y)
     np.testing.assert_allclose(out.clf.calibration_prior_, spaced.calibration_prior_, atol=1e-6)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import tiny_clf
 
-from pet_kit import PromptClassifier, PromptEnsemble
+from pet_kit import DeepPrompt, PromptClassifier, PromptEnsemble
 from pet_kit.estimators.student import LinearStudent
 
 pytestmark = [
@@ -25,7 +25,7 @@ MODES = {
     "prompt+head": {"tuning": "prompt+head"},
     "lora": {"tuning": "lora"},
     "full": {"tuning": "full"},
-    "deep": {"deep_prompt": 2, "deep_prompt_encoder": "mlp"},
+    "deep": {"deep_prompt": DeepPrompt(2, encoder="mlp")},
     "demonstrations": {"demonstrations": "similar", "max_length": 64},
     "calibrated": {"calibration": "unlabeled"},
 }
@@ -40,13 +40,13 @@ def test_fit_on_cuda_then_load_on_cpu_gives_the_same_probabilities(
     X, y = toy_data
     clf = tiny_clf(tiny_dir, device="cuda", epochs=4, **MODES[mode])
     clf.fit(X, y, X_unlabeled=X)
-    assert clf._runtime()[0].model.device.type == "cuda"
+    assert clf.model_.backbone.model.device.type == "cuda"
     proba = clf.predict_proba(X)
     assert proba.shape == (len(X), 2) and np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
     assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
     back = PromptClassifier.load(clf.save(tmp_path / mode), model=str(tiny_dir), device="cpu")
-    assert back._runtime()[0].model.device.type == "cpu"
+    assert back.model_.backbone.model.device.type == "cpu"
     np.testing.assert_allclose(back.predict_proba(X), proba, atol=2e-4)
 
 
@@ -58,7 +58,7 @@ def test_a_callers_model_on_cuda_is_left_as_it_was(tuning, tiny_model, tiny_toke
     flags = [p.requires_grad for p in model.parameters()]
     clf = tiny_clf(None, model=model, tokenizer=tiny_tokenizer, tuning=tuning, epochs=2)
     clf.fit(X, y, X_unlabeled=X)
-    assert clf._runtime()[0].model.device.type == "cuda"
+    assert clf.model_.backbone.model.device.type == "cuda"
     assert clf.predict(X).shape == (len(X),)
     after = model.state_dict()
     assert all(v.device.type == "cuda" and torch.equal(v, after[k]) for k, v in before.items())

@@ -50,13 +50,13 @@ def test_default_backbone_end_to_end(rt, tmp_path):
 def test_fast_path_equals_full_vocab_path_on_real_model(rt):
     train, _ = rt
     clf = PromptClassifier(pvp=SOFT, max_length=128, verbose=0, random_state=0).fit(None)
-    backbone, encoder, fast = clf._runtime()
+    backbone, encoder, fast = clf.model_.backbone, clf.model_.encoder, clf.model_.scorer
     full = ClozeScorer(backbone, encoder, fast=False)
     batch = encoder.encode([{"text": t} for t in train["text"]])
     with torch.no_grad():
         torch.testing.assert_close(
-            fast.word_scores(batch, clf._slots()),
-            full.word_scores(batch, clf._slots()),
+            fast.word_scores(batch, clf.model_.slots()),
+            full.word_scores(batch, clf.model_.slots()),
             rtol=1e-5,
             atol=1e-5,
         )

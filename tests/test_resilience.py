@@ -18,8 +18,9 @@ import pytest
 import torch
 from conftest import NEG, POS
 
-import pet_kit.estimators.prompt_classifier as estimator_module
-from pet_kit import InputError, PromptClassifier
+import pet_kit.model.cloze_model as cloze_module
+import pet_kit.train.trainer as trainer_module
+from pet_kit import Checkpoints, EarlyStopping, InputError, PromptClassifier
 from pet_kit.cli import main
 from pet_kit.model.scorer import ClozeScorer
 
@@ -47,7 +48,7 @@ def slots(clf: PromptClassifier) -> torch.Tensor:
 
 def record_writes(monkeypatch, copy_to: Path | None = None) -> list[int]:
     """Spy on prompt-folder writes: the step of each (and a copy of each folder)."""
-    real = estimator_module.write_prompt_dir
+    real = cloze_module.write_prompt_dir
     steps: list[int] = []
 
     def write(path, tensors, meta):
@@ -57,7 +58,7 @@ def record_writes(monkeypatch, copy_to: Path | None = None) -> list[int]:
             shutil.copytree(out, copy_to / f"step{len(steps)}-{steps[-1]}")
         return out
 
-    monkeypatch.setattr(estimator_module, "write_prompt_dir", write)
+    monkeypatch.setattr(cloze_module, "write_prompt_dir", write)
     return steps
 
 
@@ -78,7 +79,7 @@ def test_interrupt_leaves_the_prompt_so_far(make_clf, toy_data, monkeypatch):
 
 def test_interrupt_with_early_stopping_keeps_the_best_prompt(make_clf, toy_data, monkeypatch):
     X, y = toy_data
-    params = dict(early_stopping=True, n_iter_no_change=100, epochs=10)
+    params = dict(early_stopping=EarlyStopping(n_iter_no_change=100), epochs=10)
     clf = make_clf(**params)
     interrupt_after(monkeypatch, 13)  # 12 training examples, 3 steps/epoch: in epoch 5
     with pytest.raises(KeyboardInterrupt):
@@ -100,7 +101,7 @@ def test_interrupt_before_training_keeps_the_previous_fit(make_clf, toy_data, mo
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PromptClassifier, "_training_data", stop)
+    monkeypatch.setattr(trainer_module, "training_data", stop)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, y)
     monkeypatch.undo()
@@ -116,7 +117,7 @@ def test_checkpoints_every_n_steps_match_the_uninterrupted_run(
     copies = tmp_path / "copies"
     steps = record_writes(monkeypatch, copies)
     ckpt = tmp_path / "ckpt"
-    clf = make_clf(max_steps=5, checkpoint_dir=ckpt, checkpoint_every=2).fit(X, y)
+    clf = make_clf(max_steps=5, checkpoint=Checkpoints(ckpt, every=2)).fit(X, y)
     monkeypatch.undo()
     assert steps == [2, 4, 5]  # every 2 steps, then the final prompt
     at4 = PromptClassifier.load(copies / "step2-4")
@@ -125,19 +126,19 @@ def test_checkpoints_every_n_steps_match_the_uninterrupted_run(
     np.testing.assert_array_equal(at4.predict_proba(X), reference.predict_proba(X))
     final = PromptClassifier.load(ckpt)  # the folder always holds the latest prompt
     np.testing.assert_array_equal(final.predict_proba(X), clf.predict_proba(X))
-    assert final.get_params()["checkpoint_every"] == 2
+    assert final.checkpoint == Checkpoints(str(ckpt), every=2)  # restored from prompt.json
 
 
 def test_checkpoint_every_epoch_by_default(make_clf, toy_data, tmp_path, monkeypatch):
     steps = record_writes(monkeypatch)
-    make_clf(epochs=2, checkpoint_dir=str(tmp_path / "ckpt")).fit(*toy_data)
+    make_clf(epochs=2, checkpoint=str(tmp_path / "ckpt")).fit(*toy_data)
     assert steps == [4, 8, 8]  # 16 examples, batch 4: end of epochs 1 and 2, then final
 
 
 def test_interrupt_writes_a_checkpoint(make_clf, toy_data, tmp_path, monkeypatch):
     X, y = toy_data
     ckpt = tmp_path / "ckpt"
-    clf = make_clf(max_steps=50, checkpoint_dir=ckpt, checkpoint_every=100)
+    clf = make_clf(max_steps=50, checkpoint=Checkpoints(ckpt, every=100))
     interrupt_after(monkeypatch, 6)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, y)
@@ -150,10 +151,10 @@ def test_interrupt_writes_a_checkpoint(make_clf, toy_data, tmp_path, monkeypatch
 # ------------------------------------------------------------------- warm start
 def test_resume_from_checkpoint_equals_resuming_in_memory(make_clf, toy_data, tmp_path):
     X, y = toy_data
-    first = make_clf(max_steps=3, checkpoint_dir=tmp_path / "ckpt").fit(X, y)
+    first = make_clf(max_steps=3, checkpoint=tmp_path / "ckpt").fit(X, y)
     loaded = PromptClassifier.load(tmp_path / "ckpt")
-    first.set_params(warm_start=True, max_steps=4, checkpoint_dir=None).fit(X, y)
-    loaded.set_params(warm_start=True, max_steps=4, checkpoint_dir=None).fit(X, y)
+    first.set_params(warm_start=True, max_steps=4, checkpoint=None).fit(X, y)
+    loaded.set_params(warm_start=True, max_steps=4, checkpoint=None).fit(X, y)
     assert first.history_["warm_started"] and loaded.history_["warm_started"]
     torch.testing.assert_close(slots(loaded), slots(first), rtol=0, atol=0)
     np.testing.assert_array_equal(loaded.predict_proba(X), first.predict_proba(X))
@@ -233,7 +234,7 @@ def test_cli_ctrl_c_before_training_saves_nothing(tmp_path, tiny_dir, capsys, mo
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PromptClassifier, "_training_data", stop)
+    monkeypatch.setattr(trainer_module, "training_data", stop)
     assert main(["train", str(cfg)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -241,12 +242,10 @@ def test_cli_ctrl_c_before_training_saves_nothing(tmp_path, tiny_dir, capsys, mo
 
 # --------------------------------------------- pet-kit train: never lose the prompt
 def _no_backbone(monkeypatch) -> None:
-    import pet_kit.estimators.prompt_classifier as estimator_module
-
     def refuse(*args, **kwargs):
         raise AssertionError("the backbone was loaded")
 
-    monkeypatch.setattr(estimator_module, "load_backbone", refuse)
+    monkeypatch.setattr(cloze_module, "load_backbone", refuse)
 
 
 def test_cli_train_checks_the_output_before_loading_anything(

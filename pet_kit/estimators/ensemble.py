@@ -241,7 +241,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             for i, ref in enumerate(refs)
         ]
         # every PVP is loaded (and its labels compared) before any member trains
-        labels = [list(m._load_pvp().verbalizer.labels) for m in members]
+        labels = [list(m.resolved_pvp().verbalizer.labels) for m in members]
         for i, lab in enumerate(labels[1:], start=1):
             if lab != labels[0]:
                 raise InputError(

@@ -167,11 +167,11 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
     if not isinstance(X, Sequence):
         try:
             X = list(X)
-        except TypeError:
+        except TypeError as exc:
             raise InputError(
                 f"X must be a list of texts, an array, a DataFrame or a Dataset (got"
                 f" {type(X).__name__})"
-            ) from None
+            ) from exc
     out = []
     for i, item in enumerate(X):
         if isinstance(item, Mapping):
@@ -233,11 +233,11 @@ def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
             raise InputError(f"y[{i}] is missing ({label!r}); drop unlabeled rows before fit")
         try:
             idx = lookup.get(label)
-        except TypeError:
+        except TypeError as exc:
             raise InputError(
                 f"y[{i}] = {label!r:.60} is not a hashable label; y must be a 1-D sequence of"
                 " labels"
-            ) from None
+            ) from exc
         if idx is not None and _is_bool(label) != _is_bool(classes[idx]):
             idx = None  # True == 1 in Python, but a boolean is not the class 1
         if idx is None:

@@ -94,9 +94,9 @@ log = logging.getLogger(__name__)
 
 META_FILE = "prompt.json"
 TENSOR_FILE = "prompt.safetensors"
-FORMAT_NAME = "pet_kit.model.soft_prompt"
+FORMAT_NAME = "pet_kit.prompt"
 ENSEMBLE_FILE = "ensemble.json"
-ENSEMBLE_FORMAT = "pet_kit.estimators.ensemble"
+ENSEMBLE_FORMAT = "pet_kit.ensemble"
 #: The ``format`` marker each pet_kit marker file carries.
 FORMATS = {META_FILE: FORMAT_NAME, ENSEMBLE_FILE: ENSEMBLE_FORMAT}
 #: The file names pet_kit writes in a folder (and replaces on a save).
@@ -178,7 +178,7 @@ def json_file_digest(path: Path) -> str:
         reason = exc.strerror if isinstance(exc, OSError) else exc
         raise SavedPromptError(
             f"{path}: unreadable ({reason}); restore it from the original save, or save again"
-        ) from None
+        ) from exc
 
 
 def fsync_dir(path: Path) -> None:
@@ -293,13 +293,13 @@ def _load_json(path: Path) -> Any:
     try:
         raw = _read_capped(path, _json_cap(), MAX_PROMPT_JSON_ENV)
     except OSError as exc:
-        raise _NotJson(f"unreadable: {exc.strerror or exc}") from None
+        raise _NotJson(f"unreadable: {exc.strerror or exc}") from exc
     try:
         return json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _NotJson(f"not valid JSON ({exc})") from None
-    except RecursionError:
-        raise _NotJson("not valid JSON: nested too deeply") from None
+        raise _NotJson(f"not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _NotJson("not valid JSON: nested too deeply") from exc
 
 
 def read_json_file(path: Path) -> Any:
@@ -319,7 +319,7 @@ def read_json_file(path: Path) -> Any:
             fix = "Raise that limit if the file is genuine; else restore it or save it again"
         raise SavedPromptError(
             f"{path}: {exc}; the file is damaged or not pet_kit's. {fix}"
-        ) from None
+        ) from exc
 
 
 # ------------------------------------------------------------------------- locks
@@ -446,10 +446,10 @@ def _save_path(path: Any) -> Path:
     """``path`` as an absolute Path, refusing what no file system accepts."""
     try:
         text = os.fsdecode(os.fspath(path))
-    except TypeError:
+    except TypeError as exc:
         raise SavedPromptError(
             f"the save path must be a str or os.PathLike folder path, got {path!r}"
-        ) from None
+        ) from exc
     if "\0" in text:
         raise SavedPromptError(
             f"cannot save to {text!r}: the path contains a NUL byte ('\\x00'), which no file"
@@ -601,7 +601,7 @@ def check_save_target(
         raise SavedPromptError(
             f"cannot save to {target}: {exc.strerror or exc} ({exc.filename or real}). Check"
             " the folder's permissions, or choose another path"
-        ) from None
+        ) from exc
     return target
 
 
@@ -720,7 +720,7 @@ def _make_parents(target: Path, real: Path) -> None:
         raise SavedPromptError(
             f"cannot save to {target}: cannot create folder {exc.filename or real.parent}"
             f" ({exc.strerror or exc}). Choose a writable folder, or create it yourself"
-        ) from None
+        ) from exc
 
 
 def _write_fresh(real: Path, write: Callable[[Path, bool], None]) -> bool:
@@ -975,7 +975,7 @@ def _read_tensor_bytes(path: Path, digest: Any, size: int | None) -> bytes:
         reason = exc.strerror if isinstance(exc, OSError) else exc
         raise SavedPromptError(
             f"{path}: unreadable ({reason}); restore the file from the original save"
-        ) from None
+        ) from exc
     with open(fd, "rb", closefd=True) as fh:
         if size is not None and actual != size:
             raise _Inconsistent(
@@ -1076,7 +1076,7 @@ def _recover(folder: Path, first: SavedPromptError) -> tuple[dict[str, Any], byt
             pass
         found = _interrupted_commit(folder)
         if found is None:
-            raise SavedPromptError(str(first)) from None
+            raise SavedPromptError(str(first)) from first.__cause__
         tmp, meta, data = found
         if locked:
             try:
@@ -1118,5 +1118,5 @@ def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     except (SafetensorError, OSError, ValueError) as exc:
         raise SavedPromptError(
             f"{folder / TENSOR_FILE}: unreadable safetensors file ({exc})"
-        ) from None
+        ) from exc
     return tensors, meta

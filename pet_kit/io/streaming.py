@@ -223,8 +223,8 @@ def _open_no_follow(path: Path, *, append: bool) -> Any:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
         if path.is_symlink():  # made between the check and the open
-            raise InputError(link) from None
-        raise InputError(f"{path}: cannot open the output for writing ({exc.strerror})") from None
+            raise InputError(link) from exc
+        raise InputError(f"{path}: cannot open the output for writing ({exc.strerror})") from exc
     return os.fdopen(fd, "r+b" if append else "wb")
 
 
@@ -467,7 +467,7 @@ def _read_sidecar(path: Path, job: dict[str, Any], out: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable progress file ({exc}); {_FIX}") from None
+        raise InputError(f"{path}: unreadable progress file ({exc}); {_FIX}") from exc
     keys = ("job", "next_chunk", "rows_read", "rows_written", "chunks_written", "output_bytes")
     if (
         not isinstance(state, dict)
@@ -677,7 +677,7 @@ def _shard_records(path: Path, chunk_size: int) -> Iterator[tuple[int, dict[str,
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{n}: not valid JSON ({exc})") from None
+                    raise InputError(f"{path}:{n}: not valid JSON ({exc})") from exc
                 yield _pop_row(rec, path), rec
         return
     if path.stat().st_size == 0:
@@ -690,11 +690,11 @@ def _shard_records(path: Path, chunk_size: int) -> Iterator[tuple[int, dict[str,
 def _pop_row(rec: dict[str, Any], path: Path) -> int:
     try:
         return int(rec.pop(ROW_COLUMN))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
             f"{path}: a record has no integer {ROW_COLUMN!r} column; merge only outputs of"
             " sharded runs (num_shards > 1)"
-        ) from None
+        ) from exc
 
 
 def merge_shards(

@@ -70,10 +70,10 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     reader = _READERS[p.suffix.lower()]
     try:
         return reader(p)
-    except UnicodeEncodeError:  # a str column cannot hold a lone surrogate
-        raise InputError(_surrogate_problem(p)) from None
+    except UnicodeEncodeError as exc:  # a str column cannot hold a lone surrogate
+        raise InputError(_surrogate_problem(p)) from exc
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"{p}: cannot parse as {p.suffix} ({exc})") from None
+        raise InputError(f"{p}: cannot parse as {p.suffix} ({exc})") from exc
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -203,7 +203,7 @@ def _check_json_keys(lines: list[str], p: Path, first_line: int) -> None:
             raise InputError(
                 f"{p}:{n}: the record has the key(s) {exc.keys} more than once; JSON keeps"
                 " only the last value. Remove or rename the repeated key(s)"
-            ) from None
+            ) from exc
         except ValueError:
             continue  # not valid JSON: reported by the reader
 
@@ -329,12 +329,12 @@ def _rechunk(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 break
             except InputError:
                 raise
-            except UnicodeEncodeError:  # a str column cannot hold a lone surrogate
-                raise InputError(_surrogate_problem(p)) from None
+            except UnicodeEncodeError as exc:  # a str column cannot hold a lone surrogate
+                raise InputError(_surrogate_problem(p)) from exc
             except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
                 read = rows + n_pending
                 where = f" after data row {read - 1} (0-based)" if read else ""
-                raise InputError(f"{p}: cannot parse as {p.suffix}{where} ({exc})") from None
+                raise InputError(f"{p}: cannot parse as {p.suffix}{where} ({exc})") from exc
             if not len(frame):
                 continue
             pending.append(frame)

@@ -243,13 +243,13 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
             raise BackboneError(
                 f"{ref!r} is not a masked language model ({exc.args[0].splitlines()[0]}); pass a"
                 " BERT-style masked LM such as bert-base-uncased or roberta-base"
-            ) from None
-        raise BackboneError(f"cannot load model {ref!r}: {exc}") from None
+            ) from exc
+        raise BackboneError(f"cannot load model {ref!r}: {exc}") from exc
     except OSError as exc:
         raise BackboneError(
             f"cannot load model {ref!r}: {exc}. Without hub access, pass a local folder"
             " (HF format: config.json + weights); omit `model` for pet_kit's offline default"
-        ) from None
+        ) from exc
     except Exception as exc:  # damaged weights, refused pickles, ...: never a raw traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise BackboneError(
@@ -257,7 +257,7 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
             f" ({type(exc).__name__}: {first[:300]}). pet_kit loads weights only from"
             " safetensors or torch files that hold plain tensors (no pickled code); re-save"
             " the model with save_pretrained or restore its files"
-        ) from None
+        ) from exc
     missing = _head_missing(model, list(info.get("missing_keys", [])))
     if missing:
         shown = ", ".join(sorted(missing)[:4]) + (" ..." if len(missing) > 4 else "")
@@ -279,7 +279,7 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
     except Exception as exc:
         raise BackboneError(
             f"cannot load the tokenizer for {ref!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        ) from exc
     check_tokenizer(model, tok, ref)
     model.eval()
     model.requires_grad_(False)
@@ -290,7 +290,7 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
             raise BackboneError(
                 f"cannot put model {ref!r} on device {device!r} ({exc}); use 'cpu', or"
                 " 'cuda' on a machine with a CUDA GPU"
-            ) from None
+            ) from exc
     return Backbone(model=model, tokenizer=tok, name=ref, owned=True)
 
 
@@ -368,7 +368,7 @@ def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None =
                 raise BackboneError(
                     f"cannot load the tokenizer {os.fspath(ref)!r}: {type(exc).__name__}: {exc}"
                     "; pass tokenizer=..."
-                ) from None
+                ) from exc
         name = getattr(model, "name_or_path", "") or type(model).__name__
         check_tokenizer(model, tok, str(name))
         return Backbone(model=model, tokenizer=tok, name=str(name), owned=False)

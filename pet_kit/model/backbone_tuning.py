@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, SavedPromptError
+from ..spec.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, TUNINGS
 from .backbone import Backbone
 from .encoding import tokenize_plain
 
@@ -42,11 +43,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TUNINGS = ("prompt", "prompt+head", "lora", "full")
-#: Modes that train (a copy of) the backbone.
-BACKBONE_TUNINGS = ("lora", "full")
-#: ``backbone_learning_rate=None`` means this, per mode.
-DEFAULT_BACKBONE_LR = {"lora": 5e-4, "full": 3e-5}
 #: Attention projections LoRA adapts, per ``config.model_type``.
 LORA_TARGETS = {
     "bert": ["query", "value"],
@@ -180,7 +176,7 @@ def _load_delta(model: nn.Module, tuning: str, delta: dict[str, torch.Tensor], w
         raise SavedPromptError(
             f"{where or 'backbone weights'}: the tuning={tuning!r} weights hold NaN or"
             " infinite values (a diverged training run?); retrain with a lower"
-            " backbone_learning_rate"
+            " tuning.learning_rate (the backbone's learning rate)"
         )
     with torch.no_grad():
         for name, param in expected.items():
@@ -202,8 +198,9 @@ def mlm_loss_fn(
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise InputError(
-            "tuning='full' with mlm_loss_weight > 0 needs texts for the auxiliary MLM loss:"
-            " pass fit(X, y, X_unlabeled=texts) or training texts, or set mlm_loss_weight=0"
+            "tuning='full' with tuning.mlm_loss_weight > 0 needs texts for the auxiliary MLM"
+            " loss: pass fit(X, y, X_unlabeled=texts) or training texts, or turn it off with"
+            " tuning=Tuning('full', mlm_loss_weight=0)"
         )
     tok = backbone.tokenizer
     collator = DataCollatorForLanguageModeling(tok, mlm_probability=mlm_probability)

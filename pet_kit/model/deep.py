@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..spec.settings import DEEP_ENCODERS
 
 __all__ = ["DEEP_ENCODERS", "DeepStates", "initial_states", "layer_hooks_spec", "with_deep_prefix"]
-
-DEEP_ENCODERS = (None, "mlp")
 
 
 def layer_hooks_spec(model: nn.Module) -> tuple[list[nn.Module], int]:
@@ -149,7 +148,7 @@ def initial_states(scorer: Any, example: Any, slots: torch.Tensor, length: int) 
     input of layers 1..L-1 when the model reads ``example`` with the initial slot
     vectors (so an untrained deep prompt barely changes the model); ``(L - 1, P, H)``."""
     batch = {k: v.to(scorer.device) for k, v in scorer.encoder.collate([example], 1).items()}
-    emb = scorer._embed(batch, slots)
+    emb = scorer.embed(batch, slots)
     with torch.no_grad():
         out = scorer.model.base_model(
             inputs_embeds=emb, attention_mask=batch["attention_mask"], output_hidden_states=True

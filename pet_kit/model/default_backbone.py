@@ -9,7 +9,7 @@ one, so pet_kit combines
   (``pet_kit/resources/minilm_l6_mlm.safetensors``): the ``cls.predictions`` head
   (decoder tied to the word embeddings) and, possibly, re-trained last encoder layers.
   How they were trained is recorded in ``pet_kit/resources/minilm_l6_mlm.json`` and
-  reproduced by ``scripts/train_default_head.py``.
+  reproduced by ``scripts/default_backbone/train_head.py``.
 
 :func:`default_model_path` assembles both into a regular Hugging Face model folder
 that ``transformers.AutoModelForMaskedLM.from_pretrained`` loads offline.

@@ -24,12 +24,12 @@ from ..errors import InputError
 from ..spec.pattern import Field, Literal, Mask, Soft, parse_pattern
 from ..spec.pvp import PVP
 from ..spec.schema import FieldOptions
+from ..spec.settings import DEMO_MODES as MODES
 from .encoding import plain_text_ids, special_frame, tokenize_plain
 
 __all__ = ["DEMO_FIELD", "MODES", "DemoBuilder", "DemoPool", "render_demo", "with_demo_field"]
 
 DEMO_FIELD = "demonstrations"
-MODES = (None, "random", "similar")
 
 
 def with_demo_field(pvp: PVP) -> PVP:

@@ -370,11 +370,11 @@ class ClozeEncoder:
             for i, rec in enumerate(records):
                 try:
                     value = rec[part.field]
-                except KeyError:
+                except KeyError as exc:
                     raise InputError(
                         f"example {i} has no field {part.field!r} used by the pattern"
                         f" {self.pvp.pattern.text!r} (it has: {sorted(rec)})"
-                    ) from None
+                    ) from exc
                 own.append(isinstance(value, OwnText))
                 # texts that did not come through to_records (calibration texts...)
                 # get the same check

@@ -88,7 +88,8 @@ class ClozeScorer:
         self.aggregate = encoder.verbalizer.aggregate
 
     # ---------------------------------------------------------------- internals
-    def _embed(self, batch: dict[str, torch.Tensor], slots: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, batch: dict[str, torch.Tensor], slots: torch.Tensor | None) -> torch.Tensor:
+        """Input embeddings of a collated ``batch`` with ``slots`` at its soft positions."""
         emb_layer = self.model.get_input_embeddings()
         emb = emb_layer(batch["input_ids"])
         if slots is not None and slots.shape[0]:
@@ -108,7 +109,7 @@ class ClozeScorer:
         self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
     ) -> torch.Tensor:
         """Word scores ``(B, W_g)``: mean over each word's tokens of its (log-)score."""
-        emb = self._embed(batch, slots)
+        emb = self.embed(batch, slots)
         am = batch["attention_mask"]
         n = batch["mask_pos"].shape[0]
         pos = batch["mask_pos"].unsqueeze(1) + torch.arange(gi.length, device=am.device)
@@ -195,7 +196,7 @@ class ClozeScorer:
     def mask_logprobs(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """Log-probabilities over the whole vocabulary at the (first) mask, ``(B, V)``."""
         tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, 1).items()}
-        emb = self._embed(tensors, slots)
+        emb = self.embed(tensors, slots)
         am = tensors["attention_mask"]
         rows = torch.arange(len(batch), device=am.device)
         with self._layers(tensors):

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["INIT_STRATEGIES", "PROMPT_ENCODERS", "SoftPrompt", "initial_vectors"]
+from ..spec.settings import INIT_STRATEGIES, PROMPT_ENCODERS
 
-INIT_STRATEGIES = ("vocab", "random", "text")
-PROMPT_ENCODERS = (None, "mlp", "lstm")
+__all__ = ["INIT_STRATEGIES", "PROMPT_ENCODERS", "SoftPrompt", "initial_vectors"]
 
 
 class _MLP(nn.Module):

@@ -29,7 +29,6 @@ import torch
 
 from ..errors import InputError, SavedPromptError
 from ..estimators.prompt_classifier import PromptClassifier
-from ..io.inputs import to_records
 from ..model.backbone import frozen
 from ..model.encoding import Encoded
 
@@ -140,7 +139,7 @@ class PromptBank:
             name: {
                 "classes": [_json_label(c) for c in t.clf.classes_.tolist()],
                 "pattern": t.clf.pvp_.pattern.text,
-                "tuning": t.clf.tuning,
+                "tuning": t.clf.model_.options.tuning,
                 "n_slots": int(t.clf.n_slots_),
                 "calibrated": getattr(t.clf, "calibration_prior_", None) is not None,
                 "source": t.source,
@@ -159,9 +158,9 @@ class PromptBank:
     def _task(self, task: str) -> _Task:
         try:
             return self._tasks[task]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError) as exc:
             known = ", ".join(sorted(self._tasks)) or "none"
-            raise InputError(f"unknown task {task!r}; the bank has: {known}") from None
+            raise InputError(f"unknown task {task!r}; the bank has: {known}") from exc
 
     def predict_proba(self, texts: Any, task: str) -> np.ndarray:
         """Class probabilities of ``texts`` for ``task`` (columns: its classes)."""
@@ -175,15 +174,7 @@ class PromptBank:
     @staticmethod
     def _mixable(clf: PromptClassifier) -> bool:
         """Can this prompt share an encoder pass with others?"""
-        _, encoder, scorer = clf._runtime()
-        return (
-            scorer.head is not None
-            and scorer.deep is None
-            and clf.tuning in ("prompt", "prompt+head")
-            and encoder.demos is None
-            and len(scorer.groups) == 1
-            and scorer.groups[0].length == 1
-        )
+        return clf.model_.mixable
 
     def predict_mixed_proba(self, texts: Sequence[str], tasks: Sequence[str]) -> list[np.ndarray]:
         """Probabilities for items of different tasks (``tasks[i]`` for ``texts[i]``).
@@ -205,9 +196,8 @@ class PromptBank:
             idx = [i for i, t in enumerate(tasks) if t == name]
             clf = self._tasks[name].clf
             if self._mixable(clf):
-                _, encoder, _ = clf._runtime()
-                records = to_records([texts[i] for i in idx], clf._user_fields(encoder))
-                shared += zip(idx, [name] * len(idx), encoder.encode(records), strict=True)
+                encoded = clf.model_.encode([texts[i] for i in idx])
+                shared += zip(idx, [name] * len(idx), encoded, strict=True)
             else:
                 for i, p in zip(idx, clf.predict_proba([texts[i] for i in idx]), strict=True):
                     out[i] = p
@@ -234,18 +224,17 @@ class PromptBank:
         names = sorted({name for _, name, _ in chunk})
         parts, slot_tables, offset = [], [], 0
         for name in names:
-            clf = self._tasks[name].clf
-            backbone, encoder, scorer = clf._runtime()
+            model = self._tasks[name].clf.model_
             rows = [k for k, (_, n, _) in enumerate(chunk) if n == name]
-            batch = encoder.collate([chunk[k][2] for k in rows], 1)
+            batch = model.encoder.collate([chunk[k][2] for k in rows], 1)
             soft = batch["soft_index"]
             batch["soft_index"] = torch.where(soft >= 0, soft + offset, soft)
-            slots = clf._slots()
+            slots = model.slots()
             slot_tables.append(slots)
             offset += slots.shape[0]
-            parts.append((name, rows, batch, clf, scorer))
+            parts.append((name, rows, batch, model))
         width = max(p[2]["input_ids"].shape[1] for p in parts)
-        pad_id = parts[0][3]._runtime()[1].pad_id
+        pad_id = parts[0][3].encoder.pad_id
 
         def padded(key: str, value: int) -> torch.Tensor:
             cols = []
@@ -262,24 +251,25 @@ class PromptBank:
         }
         mask_pos = torch.cat([p[2]["mask_pos"] for p in parts])
         slots = torch.cat(slot_tables, 0)
-        scorer0 = parts[0][4]
-        backbone = parts[0][3]._runtime()[0]
+        scorer0 = parts[0][3].scorer
+        backbone = parts[0][3].backbone
         dev = scorer0.device
         batch = {k: v.to(dev) for k, v in batch.items()}
         with torch.inference_mode(), frozen(backbone.model):
-            emb = scorer0._embed(batch, slots.to(dev) if slots.shape[0] else None)
+            emb = scorer0.embed(batch, slots.to(dev) if slots.shape[0] else None)
             hidden = backbone.model.base_model(
                 inputs_embeds=emb, attention_mask=batch["attention_mask"]
             )[0]
             at_mask = hidden[torch.arange(len(mask_pos), device=dev), mask_pos.to(dev)]
             result: list[np.ndarray | None] = [None] * len(chunk)
             start = 0
-            for _, rows, _, clf, scorer in parts:
+            for _, rows, _, model in parts:
                 h = at_mask[start : start + len(rows)].unsqueeze(1)  # (B, 1, H)
                 start += len(rows)
+                scorer = model.scorer
                 words = scorer.words_from_hidden(h, scorer.groups[0])
-                scores = clf._calibrated(scorer.aggregate_words(words).float().cpu().numpy())
-                proba = torch.softmax(torch.from_numpy(scores).double(), dim=1).numpy()
+                scores = model.calibrated(scorer.aggregate_words(words).float().cpu().numpy())
+                proba = model.probabilities(scores)
                 for k, p in zip(rows, proba, strict=True):
                     result[k] = p
         return result  # type: ignore[return-value]

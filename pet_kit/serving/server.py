@@ -66,7 +66,7 @@ def _no_surrogates(text: str) -> str:
         raise ValueError(
             f"holds a lone UTF-16 surrogate ({text[exc.start]!r}) at character {exc.start},"
             " which is not a Unicode character; send valid UTF-8 text"
-        ) from None
+        ) from exc
     return text
 
 
@@ -125,13 +125,13 @@ def strict_json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise _BodyError(
             f"{exc.msg} at line {exc.lineno}, column {exc.colno} (character {exc.pos})"
-        ) from None
-    except RecursionError:
-        raise _BodyError("it is nested too deeply to parse; send a flat request") from None
-    except UnicodeDecodeError:
-        raise _BodyError("it is not UTF-8 text; send the body encoded as UTF-8") from None
-    except ValueError:  # an integer of more than 4300 digits (int_max_str_digits)
-        raise _BodyError("a number in it has too many digits; send smaller numbers") from None
+        ) from exc
+    except RecursionError as exc:
+        raise _BodyError("it is nested too deeply to parse; send a flat request") from exc
+    except UnicodeDecodeError as exc:
+        raise _BodyError("it is not UTF-8 text; send the body encoded as UTF-8") from exc
+    except ValueError as exc:  # an integer of more than 4300 digits (int_max_str_digits)
+        raise _BodyError("a number in it has too many digits; send smaller numbers") from exc
 
 
 def _where(loc: Sequence[Any]) -> str:
@@ -179,10 +179,10 @@ def validation_message(errors: Sequence[Any]) -> str:
 def _fastapi() -> Any:
     try:
         import fastapi
-    except ImportError:
+    except ImportError as exc:
         raise InputError(
             "pet-kit serve needs FastAPI and uvicorn: pip install 'pet_kit[serve]'"
-        ) from None
+        ) from exc
     return fastapi
 
 
@@ -211,7 +211,7 @@ def _strict_route_class() -> type:
                 except _BodyError as exc:
                     raise RequestValidationError(
                         [{"type": "json_invalid", "loc": ("body",), "ctx": {"error": str(exc)}}]
-                    ) from None
+                    ) from exc
             return self._strict_json
 
     class StrictJSONRoute(APIRoute):

@@ -162,7 +162,7 @@ def _verbalizer_from_source(
         # locate the error on the original node tree: key is vkey or "<vkey>.<label>"
         key = exc.key or ""
         tail = [key[len(vkey) + 1 :]] if key.startswith(vkey + ".") else []
-        raise src.error(exc.problem, (*label_loc, *tail), type(exc)) from None
+        raise src.error(exc.problem, (*label_loc, *tail), type(exc)) from exc
 
 
 # Unquoted label keys that YAML 1.1 reads as booleans although they look like words.
@@ -297,7 +297,7 @@ def _template_pvps(
                 PVP(pattern, verbalizer, fields, name=f"{stem}#{names[i]}", source=src.name)
             )
         except ConfigError as exc:
-            raise src.error(exc.problem, ("patterns", i, "fields")) from None
+            raise src.error(exc.problem, ("patterns", i, "fields")) from exc
     return pvps
 
 
@@ -305,7 +305,7 @@ def _parse_located(src: YamlSource, loc: tuple[Any, ...], text: str) -> Pattern:
     try:
         return parse_pattern(text, source=src.name, key=".".join(map(str, loc)))
     except ConfigError as exc:
-        raise src.error(exc.problem, loc, type(exc)) from None
+        raise src.error(exc.problem, loc, type(exc)) from exc
 
 
 def _pvp_from_spec(src: YamlSource) -> PVP:
@@ -327,7 +327,7 @@ def _pvp_from_spec(src: YamlSource) -> PVP:
     try:
         return PVP(pattern, verbalizer, dict(spec.fields), name=spec.name, source=src.name)
     except ConfigError as exc:
-        raise src.error(exc.problem, ("fields",)) from None
+        raise src.error(exc.problem, ("fields",)) from exc
 
 
 def _source_for(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlSource, str | None]:

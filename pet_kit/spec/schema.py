@@ -233,7 +233,7 @@ def validate(
             problem += f" [+{more} more problem(s)]"
         if wrap is not None and loc and loc[0] == wrap:
             loc = loc[1:]
-        raise source.error(problem, (*base, *loc)) from None
+        raise source.error(problem, (*base, *loc)) from exc
 
 
 class DataSpec(_Strict):

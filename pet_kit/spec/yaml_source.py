@@ -146,15 +146,15 @@ def _parse(text: str, name: str) -> YamlSource:
                 " (pet_kit reads YAML with the safe loader only: Python-object tags such as"
                 " !!python/object are never executed; remove the tag)"
             )
-        raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from None
+        raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", source=name) from None
-    except RecursionError:
+        raise ConfigError(f"invalid YAML: {exc}", source=name) from exc
+    except RecursionError as exc:
         raise ConfigError(
             f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels); a"
             " specification needs only a few levels",
             source=name,
-        ) from None
+        ) from exc
     _reject_duplicate_keys(node, name)
     return YamlSource(data=data, name=name, node=node)
 
@@ -326,9 +326,9 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
         raise ConfigError(
             f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
             source=name,
-        ) from None
+        ) from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=name) from None
+        raise ConfigError(f"cannot read file: {exc.strerror}", source=name) from exc
     return _parse(text, name)
 
 

@@ -38,11 +38,12 @@ def explain_slots(clf: Any, top_k: int = 5) -> pd.DataFrame:
     ``embedding_norm`` (median norm of the vocabulary's embeddings, for scale),
     ``cos_to_init`` and ``l2_to_init`` (NaN when the initial vectors are unknown).
     """
-    check_is_fitted(clf, "prompt_")
-    backbone, _, _ = clf._runtime()
+    check_is_fitted(clf, "model_")
+    model = clf.model_
+    backbone = model.backbone
     emb = backbone.model.get_input_embeddings().weight.detach().float().cpu()
     special = torch.tensor(sorted(set(backbone.tokenizer.all_special_ids)), dtype=torch.long)
-    slots = clf._slots().float().cpu()
+    slots = model.slots().float().cpu()
     init = getattr(clf, "prompt_init_", None)
     unit = torch.nn.functional.normalize(emb, dim=1)
     sims = torch.nn.functional.normalize(slots, dim=1) @ unit.T if len(slots) else unit[:0]
@@ -74,10 +75,10 @@ def explain_slots(clf: Any, top_k: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scores(clf: Any, example: Any, drop: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _scores(model: Any, example: Any, drop: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Word and class scores of one encoded example, optionally with slot ``drop`` removed."""
-    scorer = clf._runtime()[2]
-    words = scorer.word_scores([example], clf._slots(), drop_slot=drop)
+    scorer = model.scorer
+    words = scorer.word_scores([example], model.slots(), drop_slot=drop)
     return words[0], scorer.aggregate_words(words)[0]
 
 
@@ -91,34 +92,33 @@ def explain_prediction(clf: Any, text: Any) -> dict[str, Any]:
         ``(label, word, score)``, ``ablation`` list of ``{"slot", "probability",
         "change"}``: the predicted class's probability without that slot.
     """
-    check_is_fitted(clf, "prompt_")
-    backbone, encoder, _ = clf._runtime()
-    if clf.demonstrations:
+    check_is_fitted(clf, "model_")
+    model = clf.model_
+    if model.options.demonstrations:
         raise InputError("explain_prediction does not support prompts with demonstrations")
     records = [text] if isinstance(text, (str, dict)) else list(text)
     if len(records) != 1:
         raise InputError("explain_prediction takes one text (or one record)")
-    example = clf._encode(records, encoder)[0]
+    example = model.encode(records)[0]
     classes = clf.classes_.tolist()
 
     def proba(scores: torch.Tensor) -> np.ndarray:
-        calibrated = clf._calibrated(scores.float().cpu().numpy()[None, :])
-        return torch.softmax(torch.from_numpy(calibrated).double(), 1).numpy()[0]
+        return model.probabilities(model.calibrated(scores.float().cpu().numpy()[None, :]))[0]
 
-    with torch.inference_mode(), frozen(backbone.model):
-        words, scores = _scores(clf, example, None)
+    with torch.inference_mode(), frozen(model.backbone.model):
+        words, scores = _scores(model, example, None)
         p = proba(scores)
         pred = int(p.argmax())
         ablation = []
         for j in range(int(clf.n_slots_)):
-            q = proba(_scores(clf, example, j)[1])
+            q = proba(_scores(model, example, j)[1])
             ablation.append(
                 {"slot": j, "probability": float(q[pred]), "change": float(q[pred] - p[pred])}
             )
     # words are in group order: consume the scores group by group
     word_list: list[tuple[Any, str, float]] = []
     offset = 0
-    for g in encoder.verbalizer.groups:
+    for g in model.encoder.verbalizer.groups:
         chunk = words[offset : offset + len(g.words)].tolist()
         word_list += [
             (classes[int(li)], w, float(s))
@@ -140,8 +140,8 @@ def save_report(clf: Any, path: str | os.PathLike[str], text: Any = None, top_k:
     """
     try:
         import matplotlib
-    except ImportError:
-        raise InputError("the PNG report needs matplotlib: pip install 'pet_kit[plot]'") from None
+    except ImportError as exc:
+        raise InputError("the PNG report needs matplotlib: pip install 'pet_kit[plot]'") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -30,8 +30,8 @@ from ..errors import InputError
 from ..estimators.prompt_classifier import PromptClassifier, _sorted_labels
 from ..io.inputs import check_positive_int, to_label_indices
 from ..model.backbone import frozen, load_backbone
+from ..model.cloze_model import batches
 from ..spec.pvp import PVP, load_pvp
-from ..train.loop import _batches
 
 __all__ = ["search_label_words", "write_verbalizer"]
 
@@ -135,14 +135,15 @@ def search_label_words(
         max_length=max_length,
         verbose=0,
     ).fit(None)
-    _, encoder, scorer = clf._runtime()
-    examples = clf._encode(X, encoder)
+    model = clf.model_
+    scorer = model.scorer
+    examples = model.encode(X)
     y_idx = to_label_indices(list(y), labels, len(examples))
     cand = torch.tensor(ids, device=scorer.device)
     out = np.empty((len(examples), len(ids)), dtype=np.float32)
     with torch.inference_mode(), frozen(backbone.model):
-        slots = clf._slots()
-        for idx in _batches(range(len(examples)), batch_size):
+        slots = model.slots()
+        for idx in batches(range(len(examples)), batch_size):
             lp = scorer.mask_logprobs([examples[i] for i in idx], slots)
             out[idx] = lp[:, cand].float().cpu().numpy()
     chosen: dict[Hashable, list[tuple[str, float]]] = {}

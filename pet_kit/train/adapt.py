@@ -878,7 +878,7 @@ def _provenance(
     import transformers
 
     return {
-        "format": "pet_kit.train.adapt",
+        "format": "pet_kit.adapt",
         "pet_kit_version": __version__,
         "source": {"name": cfg.source, "fingerprint": cfg.source_fingerprint},
         "fingerprint": fingerprint(net),

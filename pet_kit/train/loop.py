@@ -1,4 +1,4 @@
-"""The soft-prompt training loop and batched inference.
+"""The soft-prompt training loop.
 
 Only the prompt's parameters are given to the optimizer; the backbone runs with
 ``requires_grad=False`` so no weight gradients or optimizer state exist for it.
@@ -28,13 +28,13 @@ from ..errors import TrainingDivergedError
 from ..model.encoding import Encoded
 from ..model.scorer import ClozeScorer
 from ..model.soft_prompt import SoftPrompt
+from ..spec.settings import DEFAULTS, FALLBACK_BACKBONE_LR, Batching
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
     "TrainingInterrupted",
-    "predict_scores",
     "train_prompt",
 ]
 
@@ -43,20 +43,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of :func:`train_prompt` (see the estimator's docstring)."""
+    """Hyper-parameters of :func:`train_prompt` (meanings: the estimator's docstring).
 
-    learning_rate: float = 1e-2
-    weight_decay: float = 0.0
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    n_iter_no_change: int | None = None
-    verbose: int = 1
+    The defaults are the estimator's, from the one table
+    :data:`pet_kit.spec.settings.PARAMETERS` (group fields: their classes' defaults).
+    """
+
+    learning_rate: float = DEFAULTS["learning_rate"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    epochs: int = DEFAULTS["epochs"]
+    max_steps: int | None = DEFAULTS["max_steps"]
+    batch_size: int = DEFAULTS["batch_size"]
+    gradient_accumulation_steps: int = Batching().gradient_accumulation_steps
+    n_iter_no_change: int | None = None  # None: no early stopping
+    verbose: int = DEFAULTS["verbose"]
     checkpoint_every: int | None = None
-    group_by_length: bool | str = False  # True, False or "auto"
-    temperature: float = 1.0  # soft-label (distillation) training only
-    backbone_learning_rate: float = 1e-4  # LoRA / full tuning parameters
+    group_by_length: bool | str = Batching().group_by_length  # True, False or "auto"
+    temperature: float = DEFAULTS["temperature"]  # soft-label (distillation) training only
+    backbone_learning_rate: float = FALLBACK_BACKBONE_LR  # LoRA / full tuning parameters
     aux_loss_weight: float = 0.0  # PET's auxiliary MLM loss: (1 - w) * task + w * aux
 
 
@@ -227,7 +231,7 @@ def _diverged_message(
     )
 
 
-def predict_scores(
+def _scores(
     scorer: ClozeScorer,
     examples: Sequence[Encoded],
     slots: torch.Tensor | None,
@@ -334,7 +338,7 @@ def train_prompt(
     rates = {"learning_rate": float(config.learning_rate)} if params else {}
     if bb_params:
         groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
-        rates["backbone_learning_rate"] = float(config.backbone_learning_rate)
+        rates["tuning.learning_rate"] = float(config.backbone_learning_rate)
     large = sum(p.numel() for p in bb_params) > STEP_SNAPSHOT_LIMIT
     guard = _LastFinite(named + list(backbone_params), per_step=not large)
     optim = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -393,7 +397,7 @@ def train_prompt(
         after = "after that step" if step else "before any update"
         if not ok:
             name = guard.first_non_finite() or "a trained tensor"
-            rate = "backbone_learning_rate" if name in backbone_names else "learning_rate"
+            rate = "tuning.learning_rate" if name in backbone_names else "learning_rate"
             diverge(f"{name} holds NaN or inf {after}", value, [rate])
         if not math.isfinite(value):
             diverge(f"{what} is {value} {after}", value, list(rates))
@@ -468,7 +472,7 @@ def train_prompt(
             if validation is not None:
                 with torch.no_grad():
                     slots = prompt()
-                val_scores = predict_scores(scorer, validation[0], slots)
+                val_scores = _scores(scorer, validation[0], slots)
                 val_loss = torch.tensor(math.nan)  # checks the latest update
                 if np.isfinite(val_scores).all():
                     val_loss = nn.functional.cross_entropy(

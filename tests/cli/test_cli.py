@@ -122,6 +122,78 @@ def test_unknown_estimator_param_in_config(tmp_path, tiny_dir, capsys):
     assert "unknown parameter(s) ['epoch']" in capsys.readouterr().err
 
 
+def _params_config(folder, tiny_dir, params: str):
+    _write_data(folder)
+    cfg = folder / "train.yaml"
+    cfg.write_text(
+        "pvp: {pattern: '[SOFT] {text} It was [MASK].', verbalizer: {pos: [good], neg: [bad]}}\n"
+        f"model: {tiny_dir}\ndata: {{train: train.csv}}\noutput: out/prompt\n"
+        f"params: {{max_steps: 2, batch_size: 4, random_state: 0, verbose: 0, device: cpu,"
+        f" {params}}}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "checkpoint", ["checkpoint: ckpt", "checkpoint: {dir: ckpt, every: 1}"], ids=["str", "dict"]
+)
+def test_train_config_grouped_params_and_a_relative_checkpoint_folder(
+    tmp_path, tiny_dir, monkeypatch, checkpoint
+):
+    from pet_kit import Batching, Checkpoints, PromptClassifier, Tuning
+
+    cfg = _params_config(
+        tmp_path,
+        tiny_dir,
+        f"tuning: {{mode: prompt+head}}, batching: {{eval_batch_size: 5}}, {checkpoint}",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", str(cfg)]) == 0
+    ckpt = tmp_path / "ckpt"  # beside the config, not in the working folder
+    assert (ckpt / "prompt.json").is_file() and not (elsewhere / "ckpt").exists()
+    saved = PromptClassifier.load(tmp_path / "out" / "prompt")
+    assert saved.tuning == Tuning("prompt+head")
+    assert saved.batching == Batching(eval_batch_size=5)
+    expected = Checkpoints(str(ckpt), every=1) if "every" in checkpoint else str(ckpt)
+    assert saved.checkpoint == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            "tuning: {mode: lora, rnak: 4}",
+            "params: tuning has no field(s) ['rnak']; its fields: mode, rank, alpha,",
+        ),
+        (
+            "deep_prompt: {encoder: mlp}",
+            "params: deep_prompt must be an integer >= 0 (slots; 0: none), None or a"
+            " DeepPrompt(length, encoder=None), got {'encoder': 'mlp'}: the field(s) ['length']"
+            " are required",
+        ),
+        ("tuning: {mode: lora, rank: 0}", "params: tuning.rank must be a positive integer, got 0"),
+        (
+            "lora_rank: 4",
+            "unknown parameter(s) ['lora_rank'] (lora_rank is now tuning: {rank: ...}); valid:",
+        ),
+    ],
+    ids=["unknown-field", "missing-field", "bad-field", "flat-name-of-old"],
+)
+def test_train_config_bad_grouped_params(tmp_path, tiny_dir, capsys, monkeypatch, params, message):
+    import pet_kit.model.cloze_model as cloze_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the backbone was loaded")
+
+    monkeypatch.setattr(cloze_module, "load_backbone", refuse)
+    cfg = _params_config(tmp_path, tiny_dir, params)
+    assert main(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(cfg) in err
+
+
 def test_predict_missing_prompt_dir(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("hi\n")
     assert main(["predict", str(tmp_path / "nope"), str(tmp_path / "x.txt")]) == 1

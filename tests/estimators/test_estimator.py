@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from pet_kit import InputError, PromptClassifier
+from pet_kit import Batching, EarlyStopping, InputError, PromptClassifier
 from pet_kit.model.backbone import load_backbone
 
 
@@ -133,7 +133,8 @@ def test_zero_shot_without_soft_slots(make_clf, toy_data):
 def test_gradient_accumulation_matches_full_batch(make_clf, toy_data):
     X, y = toy_data
     full = make_clf(batch_size=8, epochs=2).fit(X, y).predict_proba(X)
-    accum = make_clf(batch_size=8, gradient_accumulation_steps=4, epochs=2).fit(X, y)
+    accum = make_clf(batch_size=8, batching=Batching(gradient_accumulation_steps=4), epochs=2)
+    accum.fit(X, y)
     np.testing.assert_allclose(accum.predict_proba(X), full, rtol=1e-4, atol=1e-5)
 
 
@@ -145,9 +146,8 @@ def test_max_steps_overrides_epochs(make_clf, toy_data):
 
 def test_early_stopping_keeps_best(make_clf, toy_data):
     X, y = toy_data
-    clf = make_clf(
-        early_stopping=True, validation_fraction=0.25, n_iter_no_change=2, epochs=20
-    ).fit(X, y)
+    early = EarlyStopping(validation_fraction=0.25, n_iter_no_change=2)
+    clf = make_clf(early_stopping=early, epochs=20).fit(X, y)
     h = clf.history_
     assert h["val_accuracy"] and h["best_epoch"] is not None
     assert h["best_epoch"] == int(np.argmax(h["val_accuracy"])) + 1
@@ -340,7 +340,7 @@ def test_chinese_multi_token_labels(make_clf):
     X = ["这个电影非常好", "我很喜欢这个书", "这个电影很差", "我讨厌这个书"] * 2
     y = ["positive", "positive", "negative", "negative"] * 2
     clf = make_clf(pvp=pvp, epochs=10, learning_rate=0.1).fit(X, y)
-    groups = clf._runtime()[1].verbalizer.groups
+    groups = clf.model_.encoder.verbalizer.groups
     assert [g.length for g in groups] == [2]
     assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
 

@@ -568,15 +568,18 @@ def test_check_save_target_writes_nothing(tmp_path):
 
 
 def test_an_unusable_checkpoint_dir_is_refused_before_training(tiny_dir, tmp_path, monkeypatch):
-    import pet_kit.estimators.prompt_classifier as estimator
+    import pet_kit.model.cloze_model as cloze_module
+    import pet_kit.train.trainer as trainer
 
     (tmp_path / "file.txt").write_text("x")
-    trained = []
-    monkeypatch.setattr(estimator, "train_prompt", lambda *a, **k: trained.append(1))
-    clf = tiny_clf(tiny_dir, epochs=1, checkpoint_dir=tmp_path / "file.txt" / "ckpt")
-    with pytest.raises(SavedPromptError, match=r"checkpoint_dir .* is a file, not a folder"):
+    trained, loaded = [], []
+    monkeypatch.setattr(trainer, "train_model", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(cloze_module, "load_backbone", lambda *a, **k: loaded.append(1))
+    clf = tiny_clf(tiny_dir, epochs=1, checkpoint=tmp_path / "file.txt" / "ckpt")
+    refused = r"checkpoint folder cannot hold checkpoints, nothing was trained: .* is a file, not a"
+    with pytest.raises(SavedPromptError, match=refused):
         clf.fit(X_TOY, Y_TOY)
-    assert trained == [] and not hasattr(clf, "classes_")
+    assert trained == loaded == [] and not hasattr(clf, "classes_")
 
 
 # ---------------------------------------------------------------- ensembles

@@ -246,7 +246,7 @@ def test_resuming_a_different_job_is_refused(tmp_path, clf, tiny_dir, monkeypatc
         import copy
 
         model = copy.deepcopy(clf)
-        model.calibration_prior_ = np.array([0.3, 0.7])
+        model.model_.prior = np.array([0.3, 0.7])
     elif change == "input":
         with path.open("a") as fh:
             fh.write("r99,one more row\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import arch_clf, build_model
 
-from pet_kit import load_pvp
+from pet_kit import Batching, load_pvp
 from pet_kit.model.backbone import Backbone, frozen, head_parts
 from pet_kit.model.encoding import ClozeEncoder
 from pet_kit.model.scorer import ClozeScorer
@@ -129,7 +129,7 @@ def test_batching_and_order_do_not_change_scores(make_clf, toy_data):
     X, y = toy_data
     clf = make_clf().fit(X, y)
     a = clf.predict_proba(X)
-    clf.set_params(eval_batch_size=3)
+    clf.set_params(batching=Batching(eval_batch_size=3))
     b = clf.predict_proba(X)
     rev = clf.predict_proba(X[::-1])[::-1]
     # other batch compositions pad differently: equal up to float summation order
@@ -192,7 +192,7 @@ def test_frozen_nested_restores_only_at_the_outermost_exit(tiny_model):
 
 def test_max_length_is_capped_to_the_model(make_clf, toy_data):
     clf = make_clf(max_length=100_000).fit(*toy_data)
-    assert clf._runtime()[1].max_length == 128
+    assert clf.model_.encoder.max_length == 128
 
 
 def test_estimator_on_other_architectures(tiny_tokenizer, toy_data):

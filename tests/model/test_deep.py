@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import arch_clf
 
-from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit import DeepPrompt, InputError, PromptClassifier, SavedPromptError
 from pet_kit.model.deep import layer_hooks_spec
 
 
@@ -19,7 +19,7 @@ def _hooks(model):
 def test_trains_saves_loads_and_leaves_no_hooks(make_clf, toy_data, tmp_path):
     X, y = toy_data
     clf = make_clf(deep_prompt=3, epochs=5).fit(X, y)
-    model = clf._runtime()[0].model
+    model = clf.model_.backbone.model
     assert clf.n_slots_ == 5  # 3 deep + the pattern's 2
     assert tuple(clf.deep_prompt_.states().shape) == (1, 3, 32)  # (layers - 1, P, hidden)
     assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
@@ -53,7 +53,7 @@ def test_other_architectures(tiny_tokenizer, toy_data, arch):
 
 def test_mlp_reparameterisation_is_folded_into_the_saved_states(make_clf, toy_data, tmp_path):
     X, y = toy_data
-    clf = make_clf(deep_prompt=2, deep_prompt_encoder="mlp", epochs=3).fit(X, y)
+    clf = make_clf(deep_prompt=DeepPrompt(2, encoder="mlp"), epochs=3).fit(X, y)
     assert clf.deep_prompt_.mlp is None
     clf.save(tmp_path / "p")
     np.testing.assert_allclose(
@@ -66,8 +66,8 @@ def test_errors(make_clf, toy_data, tmp_path):
     for bad in (-1, 1.5, True):
         with pytest.raises(InputError, match="deep_prompt"):
             make_clf(deep_prompt=bad).fit(X, y)
-    with pytest.raises(InputError, match="deep_prompt_encoder"):
-        make_clf(deep_prompt=2, deep_prompt_encoder="lstm").fit(X, y)
+    with pytest.raises(InputError, match=r"deep_prompt\.encoder must be one of"):
+        make_clf(deep_prompt=DeepPrompt(2, encoder="lstm")).fit(X, y)
     make_clf(epochs=1).fit(X, y).save(tmp_path / "plain")
     import json
 
@@ -121,7 +121,7 @@ def test_concurrent_deep_and_plain_predictions_match_sequential(make_clf, toy_da
     X, y = toy_data
     deep = make_clf(deep_prompt=2, epochs=2).fit(X, y)
     plain = make_clf(epochs=2).fit(X, y)
-    assert deep._runtime()[0].model is plain._runtime()[0].model  # one shared backbone
+    assert deep.model_.backbone.model is plain.model_.backbone.model  # one shared backbone
     want = {"deep": deep.predict_proba(X), "plain": plain.predict_proba(X)}
     jobs = [("deep", deep), ("plain", plain)] * 8
     with ThreadPoolExecutor(4) as pool:
@@ -137,7 +137,7 @@ def test_hook_seen_half_registered_by_another_thread_is_a_no_op(make_clf, toy_da
 
     X, y = toy_data
     deep = make_clf(deep_prompt=2, epochs=1).fit(X, y)
-    model = deep._runtime()[0].model
+    model = deep.model_.backbone.model
     modules, _ = layer_hooks_spec(model)
     soft_index = torch.full((1, 4), -1, dtype=torch.long)
     hs = torch.zeros(1, 4, 32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import NEG, POS
 
-from pet_kit import InputError, PromptClassifier, SavedPromptError, load_pvp
+from pet_kit import Demonstrations, InputError, PromptClassifier, SavedPromptError, load_pvp
 from pet_kit.model.demonstrations import DEMO_FIELD, _cut, render_demo, with_demo_field
 from pet_kit.model.encoding import ClozeEncoder
 
@@ -92,10 +92,10 @@ def test_similar_picks_the_closest_example_of_each_class(make_clf, toy_data, mon
 
 def test_truncation_cuts_the_input_never_a_demonstration(make_clf, toy_data, monkeypatch):
     X, y = toy_data
-    clf = make_clf(demonstrations="random", max_length=40, demo_max_tokens=6).fit(X, y)
-    _, encoder, _ = clf._runtime()
+    clf = make_clf(demonstrations=Demonstrations("random", max_tokens=6), max_length=40).fit(X, y)
+    encoder = clf.model_.encoder
     long_text = "a very long review " * 50
-    (example,) = clf._encode([long_text], encoder)
+    (example,) = clf.model_.encode([long_text])
     ids, _, mask_at = encoder.assemble(example, 1)
     assert len(ids) <= 40
     tok = encoder.tokenizer
@@ -112,7 +112,10 @@ def test_zero_shot_with_demonstrations_is_a_clear_error(make_clf):
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"demonstrations": "knn"}, "demonstrations"), ({"demo_max_tokens": 0}, "demo_max_tokens")],
+    [
+        ({"demonstrations": "knn"}, "demonstrations"),
+        ({"demonstrations": Demonstrations("random", max_tokens=0)}, r"demonstrations\.max_tokens"),
+    ],
 )
 def test_bad_params(make_clf, toy_data, params, match):
     with pytest.raises(InputError, match=match):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pet_kit import InputError
+from pet_kit import Batching, InputError
 from pet_kit.model.scorer import ClozeScorer
 from pet_kit.model.soft_prompt import SoftPrompt
 from pet_kit.train.loop import GROUP_MEGABATCH, _grouped_batches
@@ -48,7 +48,7 @@ def _spy_prompt(monkeypatch):
 def test_predict_sorts_batches_by_length_and_keeps_input_order(make_clf, toy_data, monkeypatch):
     X, y = toy_data
     texts = [t if i % 2 else LONG[: 10 + 7 * i] for i, t in enumerate(X * 3)]
-    clf = make_clf(eval_batch_size=4).fit(X, y)
+    clf = make_clf(batching=Batching(eval_batch_size=4)).fit(X, y)
     expected = [clf.predict_proba([t])[0] for t in texts]
     calls = _spy_batches(monkeypatch)
     proba = clf.predict_proba(texts)
@@ -60,7 +60,7 @@ def test_predict_sorts_batches_by_length_and_keeps_input_order(make_clf, toy_dat
 
 def test_prompt_encoder_runs_once_per_predict_call(make_clf, toy_data, monkeypatch):
     X, y = toy_data
-    clf = make_clf(prompt_encoder="mlp", eval_batch_size=2).fit(X, y)
+    clf = make_clf(prompt_encoder="mlp", batching=Batching(eval_batch_size=2)).fit(X, y)
     count = _spy_prompt(monkeypatch)
     calls = _spy_batches(monkeypatch)
     clf.predict_proba(X * 2)
@@ -72,7 +72,12 @@ def test_prompt_encoder_runs_once_per_training_micro_batch(make_clf, toy_data, m
     X, y = toy_data
     count = _spy_prompt(monkeypatch)
     calls = _spy_batches(monkeypatch)
-    make_clf(prompt_encoder="lstm", epochs=2, batch_size=4, gradient_accumulation_steps=2).fit(X, y)
+    make_clf(
+        prompt_encoder="lstm",
+        epochs=2,
+        batch_size=4,
+        batching=Batching(gradient_accumulation_steps=2),
+    ).fit(X, y)
     train_calls = [c for c in calls if not c["inference"]]
     # one call per training micro-batch, plus one at the start recording the initial
     # vectors (prompt_init_, for pet_kit.tools.explain)
@@ -84,7 +89,7 @@ def test_prompt_encoder_runs_once_per_training_micro_batch(make_clf, toy_data, m
 def test_no_weight_gradients_reach_the_backbone(make_clf, toy_data):
     X, y = toy_data
     clf = make_clf().fit(X, y)
-    backbone, _, _ = clf._runtime()
+    backbone = clf.model_.backbone
     assert all(p.grad is None for p in backbone.model.parameters())
 
 
@@ -120,7 +125,7 @@ def test_group_by_length_pads_less_and_still_learns(make_clf, toy_data, monkeypa
         return sum(max(b) * len(b) - sum(b) for b in train), clf
 
     plain, _ = padding()
-    grouped, clf = padding(group_by_length=True)
+    grouped, clf = padding(batching=Batching(group_by_length=True))
     assert grouped < plain / 2
     losses = clf.history_["train_loss"]
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -130,8 +135,8 @@ def test_group_by_length_auto_only_groups_large_training_sets(make_clf, toy_data
     X, y = toy_data
 
     def vectors(texts, labels, mode):
-        clf = make_clf(batch_size=1, epochs=1, group_by_length=mode).fit(texts, labels)
-        return clf.prompt_().detach()
+        clf = make_clf(batch_size=1, epochs=1, batching=Batching(group_by_length=mode))
+        return clf.fit(texts, labels).prompt_().detach()
 
     # 8 examples = 8 batches <= 50: "auto" is plain random batching
     assert torch.equal(vectors(X, y, "auto"), vectors(X, y, False))
@@ -144,5 +149,6 @@ def test_group_by_length_auto_only_groups_large_training_sets(make_clf, toy_data
 
 
 def test_bad_group_by_length_is_refused(make_clf, toy_data):
-    with pytest.raises(InputError, match="group_by_length"):
-        make_clf(group_by_length="yes").fit(*toy_data)
+    refused = r"batching\.group_by_length must be True, False or 'auto', got 'yes'"
+    with pytest.raises(InputError, match=refused):
+        make_clf(batching=Batching(group_by_length="yes")).fit(*toy_data)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import NEG, POS
 
-from pet_kit import InputError, load_pvp
+from pet_kit import Calibration, InputError, load_pvp
 from pet_kit.io.inputs import to_records
 from pet_kit.model.demonstrations import _cut, embed_texts
 from pet_kit.model.encoding import ClozeEncoder, plain_text_ids
@@ -109,8 +109,8 @@ def test_tokenizers_that_keep_special_tokens_whole_fall_back_to_pieces(tiny_toke
 
 
 def test_calibration_texts_are_plain_text(make_clf):
-    a = make_clf(calibration="content_free", calibration_texts=["[MASK] [SEP]"]).fit(None)
-    b = make_clf(calibration="content_free", calibration_texts=["[ MASK ] [ SEP ]"]).fit(None)
+    a = make_clf(calibration=Calibration("content_free", texts=["[MASK] [SEP]"])).fit(None)
+    b = make_clf(calibration=Calibration("content_free", texts=["[ MASK ] [ SEP ]"])).fit(None)
     np.testing.assert_allclose(a.calibration_prior_, b.calibration_prior_, atol=1e-6)
 
 
@@ -118,15 +118,14 @@ def test_demonstrations_are_plain_text(make_clf, tiny_tokenizer):
     X = [*POS[:4], "[MASK] [SEP] great [MASK]", *NEG[:4], "[CLS] bad [PAD]"]
     y = ["positive"] * 5 + ["negative"] * 5
     clf = make_clf(epochs=1, demonstrations="random").fit(X, y)
-    encoder = clf._runtime()[1]
-    for e in clf._encode(X, encoder):
+    for e in clf.model_.encode(X):
         assert not forbidden(tiny_tokenizer) & {i for f in e.fields for i in f}
     # the demonstration budget counts the pieces the encoder will see
     assert _cut("[MASK] [MASK] [MASK]", tiny_tokenizer, 4) == "[MASK] ["
 
 
 def test_similarity_embeddings_read_plain_text(fitted):
-    backbone = fitted._runtime()[0]
+    backbone = fitted.model_.backbone
     np.testing.assert_allclose(
         embed_texts(backbone, ["[MASK] great [SEP]", "a film"]),
         embed_texts(backbone, [spaced("[MASK] great [SEP]"), "a film"]),
@@ -163,7 +162,7 @@ def test_lone_surrogates_are_refused_with_the_fix(fitted, X, where):
 def test_lone_surrogates_in_fit_and_calibration_texts(make_clf):
     with pytest.raises(InputError, match=r"X\[8\] has a lone surrogate"):
         make_clf().fit([*POS, "x\udc80", *NEG[1:]], ["positive"] * 8 + ["negative"] * 8)
-    clf = make_clf(calibration="content_free", calibration_texts=["N/A", "\udcff"])
+    clf = make_clf(calibration=Calibration("content_free", texts=["N/A", "\udcff"]))
     with pytest.raises(InputError, match="example 1 field 'text' has a lone surrogate"):
         clf.fit(None)
 

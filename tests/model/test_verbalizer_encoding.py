@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pet_kit import InputError, PatternError, Verbalizer, VerbalizerError, load_pvp
+from pet_kit.io.inputs import check_text
 from pet_kit.model.encoding import ClozeEncoder, Encoded
 from pet_kit.spec.verbalizer import CompiledVerbalizer
 
@@ -488,7 +489,7 @@ def _check_invariants(tok, enc, record, strict_prefix: bool):
     # truncation: fields are prefixes of their full tokenization, longest first
     full = []
     for name in enc.field_names:
-        text = enc._field_text(record[name], name)
+        text = enc._field_text(check_text(record[name], name), name)  # as the encoder reads it
         full.append(ids(tok, text))
     budget = enc.max_length - enc.fixed_length
     if strict_prefix:

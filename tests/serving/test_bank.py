@@ -63,7 +63,7 @@ def test_a_mixed_batch_runs_one_encoder_pass(prompts, tiny_dir):
     bank = PromptBank(model=str(tiny_dir), batch_size=64)
     for name in ("sentiment", "sentiment_head", "topic"):
         bank.add(name, prompts / name)
-    model = bank._tasks["topic"].clf._runtime()[0].model
+    model = bank._tasks["topic"].clf.model_.backbone.model
     calls = []
     handle = model.base_model.register_forward_hook(lambda *a: calls.append(1))
     try:

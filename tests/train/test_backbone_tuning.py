@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import arch_clf
 
-from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit import InputError, PromptClassifier, SavedPromptError, Tuning
 
 pytest.importorskip("peft")
 
@@ -28,11 +28,11 @@ def test_the_shared_backbone_and_a_callers_model_are_never_changed(
     make_clf, toy_data, tiny_model, tiny_tokenizer, tuning
 ):
     X, y = toy_data
-    shared = make_clf().fit(None)._runtime()[0].model  # the process-wide cached backbone
+    shared = make_clf().fit(None).model_.backbone.model  # the process-wide cached backbone
     before = _weights(shared)
     clf = make_clf(tuning=tuning, epochs=2).fit(X, y)
     assert _same(before, _weights(shared))
-    assert clf._runtime()[0].model is not shared
+    assert clf.model_.backbone.model is not shared
     assert all(not p.requires_grad for p in shared.parameters())
     # a model object passed by the caller: weights and flags as they were
     tiny_model.train()
@@ -45,7 +45,7 @@ def test_the_shared_backbone_and_a_callers_model_are_never_changed(
 
 def test_lora_trains_only_adapters_and_they_move(make_clf, toy_data):
     X, y = toy_data
-    clf = make_clf(tuning="lora", epochs=5, lora_rank=4).fit(X, y)
+    clf = make_clf(tuning=Tuning("lora", rank=4), epochs=5).fit(X, y)
     delta = clf.backbone_delta_
     assert delta and all(".lora_" in k for k in delta)
     # rank 4 on query + value of 2 layers (hidden 32): A (4, 32) and B (32, 4) each
@@ -66,18 +66,18 @@ def test_prompt_and_backbone_have_separate_learning_rates(make_clf, toy_data):
     prompt-only training, while the prompt still learns at its own rate."""
     X, y = toy_data
     prompt_only = make_clf(epochs=3).fit(X, y)
-    lora = make_clf(tuning="lora", epochs=3, backbone_learning_rate=1e-12).fit(X, y)
+    lora = make_clf(tuning=Tuning("lora", learning_rate=1e-12), epochs=3).fit(X, y)
     np.testing.assert_allclose(lora.predict_proba(X), prompt_only.predict_proba(X), atol=1e-4)
-    moved = make_clf(tuning="lora", epochs=3, backbone_learning_rate=1e-2).fit(X, y)
+    moved = make_clf(tuning=Tuning("lora", learning_rate=1e-2), epochs=3).fit(X, y)
     assert not np.allclose(moved.predict_proba(X), prompt_only.predict_proba(X), atol=1e-3)
 
 
 def test_full_tuning_trains_every_weight(make_clf, toy_data):
     X, y = toy_data
-    clf = make_clf(tuning="full", epochs=3, backbone_learning_rate=1e-3).fit(X, y)
-    model = clf._runtime()[0].model
+    clf = make_clf(tuning=Tuning("full", learning_rate=1e-3), epochs=3).fit(X, y)
+    model = clf.model_.backbone.model
     assert set(clf.backbone_delta_) == {n for n, _ in model.named_parameters()}
-    shared = make_clf().fit(None)._runtime()[0].model
+    shared = make_clf().fit(None).model_.backbone.model
     changed = [
         not torch.equal(p, dict(shared.named_parameters())[n]) for n, p in model.named_parameters()
     ]
@@ -86,10 +86,13 @@ def test_full_tuning_trains_every_weight(make_clf, toy_data):
 
 def test_the_auxiliary_mlm_loss_is_used_and_can_be_turned_off(make_clf, toy_data):
     X, y = toy_data
-    kw = dict(tuning="full", epochs=2, backbone_learning_rate=1e-3)
-    off = make_clf(mlm_loss_weight=0.0, **kw).fit(X, y).predict_proba(X)
-    on = make_clf(mlm_loss_weight=0.5, **kw).fit(X, y, X_unlabeled=X * 4).predict_proba(X)
-    again = make_clf(mlm_loss_weight=0.5, **kw).fit(X, y, X_unlabeled=X * 4).predict_proba(X)
+
+    def full(weight):
+        return make_clf(tuning=Tuning("full", learning_rate=1e-3, mlm_loss_weight=weight), epochs=2)
+
+    off = full(0.0).fit(X, y).predict_proba(X)
+    on = full(0.5).fit(X, y, X_unlabeled=X * 4).predict_proba(X)
+    again = full(0.5).fit(X, y, X_unlabeled=X * 4).predict_proba(X)
     assert not np.allclose(on, off, atol=1e-4)
     np.testing.assert_array_equal(on, again)  # seeded masking: reproducible
 
@@ -97,12 +100,13 @@ def test_the_auxiliary_mlm_loss_is_used_and_can_be_turned_off(make_clf, toy_data
 @pytest.mark.parametrize("tuning", ["lora", "full"])
 def test_save_load_pickle_round_trip(make_clf, toy_data, tmp_path, tuning):
     X, y = toy_data
-    clf = make_clf(tuning=tuning, epochs=2, backbone_learning_rate=1e-3).fit(X, y)
+    clf = make_clf(tuning=Tuning(tuning, learning_rate=1e-3), epochs=2).fit(X, y)
     expected = clf.predict_proba(X)
     clf.save(tmp_path / "p")
     loaded = PromptClassifier.load(tmp_path / "p")
     np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6)
-    assert loaded.tuning == tuning and loaded.backbone_delta_.keys() == clf.backbone_delta_.keys()
+    assert loaded.tuning == Tuning(tuning, learning_rate=1e-3)
+    assert loaded.backbone_delta_.keys() == clf.backbone_delta_.keys()
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(again.predict_proba(X), expected, atol=1e-6)
 
@@ -113,20 +117,30 @@ def test_saved_sizes_lora_small_full_whole_model(make_clf, toy_data, tmp_path):
     for tuning in ("prompt", "lora", "full"):
         make_clf(tuning=tuning, epochs=1).fit(X, y).save(tmp_path / tuning)
         sizes[tuning] = (tmp_path / tuning / "prompt.safetensors").stat().st_size
-    n_params = sum(p.numel() for p in make_clf().fit(None)._runtime()[0].model.parameters())
+    n_params = sum(p.numel() for p in make_clf().fit(None).model_.backbone.model.parameters())
     assert sizes["prompt"] < sizes["lora"] < sizes["full"]
     assert sizes["full"] >= 4 * n_params
 
 
 def test_a_lora_prompt_with_another_rank_or_edited_weights_is_refused(make_clf, toy_data, tmp_path):
     X, y = toy_data
-    make_clf(tuning="lora", epochs=1).fit(X, y).save(tmp_path / "p")
+    make_clf(tuning=Tuning("lora"), epochs=1).fit(X, y).save(tmp_path / "p")
     meta_file = tmp_path / "p" / "prompt.json"
     meta = json.loads(meta_file.read_text())
-    meta["params"]["lora_rank"] = 4
+    assert meta["params"]["tuning"] == Tuning("lora").get_params()  # nested, all fields
+    meta["params"]["tuning"]["rank"] = 4
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(SavedPromptError, match=r"wrong shape.*LoRA rank"):
         PromptClassifier.load(tmp_path / "p")
+    # the flat key of earlier versions is still read
+    make_clf(tuning="lora", epochs=1).fit(X, y).save(tmp_path / "old")
+    old_file = tmp_path / "old" / "prompt.json"
+    old_meta = json.loads(old_file.read_text())
+    assert old_meta["params"]["tuning"] == "lora"  # a shorthand is saved as given
+    old_meta["params"]["lora_rank"] = 4
+    old_file.write_text(json.dumps(old_meta))
+    with pytest.raises(SavedPromptError, match=r"wrong shape.*LoRA rank"):
+        PromptClassifier.load(tmp_path / "old")
     # a plain prompt claiming LoRA weights it does not have
     make_clf().fit(X, y).save(tmp_path / "q")
     q_file = tmp_path / "q" / "prompt.json"
@@ -148,15 +162,15 @@ def test_lora_on_other_architectures(tiny_tokenizer, toy_data, arch):
 @pytest.mark.parametrize(
     ("param", "value", "match"),
     [
-        ("backbone_learning_rate", 0, "backbone_learning_rate"),
-        ("lora_rank", 0, "lora_rank"),
-        ("lora_alpha", -1, "lora_alpha"),
-        ("mlm_loss_weight", 1.0, "mlm_loss_weight"),
+        ("learning_rate", 0, r"tuning\.learning_rate must be a number > 0 \(or None\), got 0"),
+        ("rank", 0, r"tuning\.rank must be a positive integer, got 0"),
+        ("alpha", -1, r"tuning\.alpha must be a number > 0, got -1"),
+        ("mlm_loss_weight", 1.0, r"tuning\.mlm_loss_weight must be a number in \[0, 1\), got 1\.0"),
     ],
 )
 def test_bad_tuning_params_are_refused(make_clf, toy_data, param, value, match):
     with pytest.raises(InputError, match=match):
-        make_clf(tuning="lora", **{param: value}).fit(*toy_data)
+        make_clf(tuning=Tuning("lora", **{param: value})).fit(*toy_data)
 
 
 def test_lora_without_peft_says_how_to_install(make_clf, toy_data, monkeypatch):

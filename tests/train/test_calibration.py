@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit import Calibration, InputError, PromptClassifier, SavedPromptError
 
 
 def _raw(clf, texts):
@@ -13,7 +13,7 @@ def _raw(clf, texts):
 
 
 def test_content_free_prior_is_the_mean_probability_of_the_content_free_inputs(make_clf):
-    clf = make_clf(calibration="content_free", calibration_texts=["N/A", "", "nothing"])
+    clf = make_clf(calibration=Calibration("content_free", texts=["N/A", "", "nothing"]))
     clf.fit(None)
     raw = _raw(make_clf(), ["N/A", "", "nothing"])
     np.testing.assert_allclose(clf.calibration_prior_, raw.mean(0), atol=1e-6)
@@ -33,7 +33,7 @@ def test_default_content_free_texts_include_the_real_mask_token(make_clf, tiny_t
     from pet_kit.model.encoding import OwnText
 
     clf = make_clf(calibration="content_free").fit(None)
-    encoder = clf._runtime()[1]
+    encoder = clf.model_.encoder
     mask, mask_id = tiny_tokenizer.mask_token, tiny_tokenizer.mask_token_id
     assert encoder.encode([{"text": OwnText(mask)}])[0].fields == ((mask_id,),)
     assert mask_id not in encoder.encode([{"text": mask}])[0].fields[0]  # user text: plain
@@ -63,18 +63,22 @@ def test_unlabeled_without_texts_is_a_clear_error(make_clf):
         make_clf(calibration="unlabeled").fit(None)
 
 
+BAD_TEXTS = r"^calibration\.texts must be None or a non-empty list of strings, got "
+
+
 @pytest.mark.parametrize(
-    "params",
+    ("calibration", "match"),
     [
-        {"calibration": "contextual"},
-        {"calibration": "content_free", "calibration_texts": "N/A"},
-        {"calibration": "content_free", "calibration_texts": []},
-        {"calibration": "content_free", "calibration_texts": ["ok", 3]},
+        ("contextual", r"^calibration must be one of"),
+        (Calibration("contextual"), r"^calibration\.mode must be one of"),
+        (Calibration("content_free", texts="N/A"), BAD_TEXTS),
+        (Calibration("content_free", texts=[]), BAD_TEXTS),
+        (Calibration("content_free", texts=["ok", 3]), BAD_TEXTS),
     ],
 )
-def test_bad_calibration_params(make_clf, params):
-    with pytest.raises(InputError, match="calibration"):
-        make_clf(**params).fit(None)
+def test_bad_calibration_params(make_clf, calibration, match):
+    with pytest.raises(InputError, match=match):
+        make_clf(calibration=calibration).fit(None)
 
 
 def test_no_calibration_means_no_prior(make_clf, toy_data):
@@ -84,13 +88,14 @@ def test_no_calibration_means_no_prior(make_clf, toy_data):
 
 def test_prior_is_saved_and_loaded(make_clf, toy_data, tmp_path):
     X, y = toy_data
-    clf = make_clf(calibration="content_free", calibration_texts=["N/A", "?"]).fit(X, y)
+    clf = make_clf(calibration=Calibration("content_free", texts=["N/A", "?"])).fit(X, y)
     clf.save(tmp_path / "p")
     loaded = PromptClassifier.load(tmp_path / "p")
     np.testing.assert_allclose(loaded.calibration_prior_, clf.calibration_prior_)
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
-    assert loaded.calibration == "content_free"
-    assert loaded.calibration_texts == ["N/A", "?"]
+    assert loaded.calibration == Calibration("content_free", texts=["N/A", "?"])
+    assert make_clf(calibration="content_free").fit(None).save(tmp_path / "q")
+    assert PromptClassifier.load(tmp_path / "q").calibration == "content_free"  # as given
 
 
 def test_edited_prior_is_refused(make_clf, tmp_path):

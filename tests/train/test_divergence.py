@@ -5,6 +5,7 @@ tensors reset to their last finite state, nothing non-finite kept or written."""
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -15,9 +16,19 @@ from sklearn.exceptions import FitFailedWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 import pet_kit.train.loop as training
-from pet_kit import InputError, LinearStudent, PromptClassifier, PromptEnsemble
+from pet_kit import (
+    Batching,
+    Checkpoints,
+    EarlyStopping,
+    InputError,
+    LinearStudent,
+    PromptClassifier,
+    PromptEnsemble,
+    Tuning,
+)
 from pet_kit.errors import TrainingDivergedError
 from pet_kit.model.backbone import frozen
+from pet_kit.model.cloze_model import BuildOptions, ClozeModel
 from pet_kit.train.loop import TrainConfig, train_prompt
 
 
@@ -46,18 +57,21 @@ def slots(clf: PromptClassifier) -> torch.Tensor:
 
 
 # ----------------------------------------------------------- parameters, up front
-@pytest.mark.parametrize(
-    "name",
-    [
-        "learning_rate",
-        "temperature",
-        "weight_decay",
-        "backbone_learning_rate",
-        "lora_alpha",
-        "mlm_loss_weight",
-        "validation_fraction",
-    ],
-)
+#: A float parameter (a group's field in dotted form) -> the estimator parameters setting it.
+FLOAT_PARAMS = {
+    "learning_rate": lambda v: {"learning_rate": v},
+    "temperature": lambda v: {"temperature": v},
+    "weight_decay": lambda v: {"weight_decay": v},
+    "tuning.learning_rate": lambda v: {"tuning": Tuning("lora", learning_rate=v)},
+    "tuning.alpha": lambda v: {"tuning": Tuning("lora", alpha=v)},
+    "tuning.mlm_loss_weight": lambda v: {"tuning": Tuning("full", mlm_loss_weight=v)},
+    "early_stopping.validation_fraction": lambda v: {
+        "early_stopping": EarlyStopping(validation_fraction=v)
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(FLOAT_PARAMS))
 @pytest.mark.parametrize(
     "value",
     [math.inf, -math.inf, math.nan, float("1e999999"), 10**400],
@@ -66,14 +80,15 @@ def slots(clf: PromptClassifier) -> torch.Tensor:
 def test_non_finite_float_parameters_are_refused_before_anything_loads(
     name, value, toy_data, monkeypatch
 ):
-    import pet_kit.estimators.prompt_classifier as estimator_module
+    import pet_kit.model.cloze_model as cloze_module
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the backbone was loaded before the parameters were checked")
 
-    monkeypatch.setattr(estimator_module, "load_backbone", no_loading)
-    clf = PromptClassifier(pvp=SENTIMENT_PVP, model="unused", **{name: value})
-    with pytest.raises(InputError, match=rf"^{name}=(inf|-inf|nan) is not a finite number; "):
+    monkeypatch.setattr(cloze_module, "load_backbone", no_loading)
+    clf = PromptClassifier(pvp=SENTIMENT_PVP, model="unused", **FLOAT_PARAMS[name](value))
+    pattern = rf"^{re.escape(name)}=(inf|-inf|nan) is not a finite number; "
+    with pytest.raises(InputError, match=pattern):
         clf.fit(*toy_data)
 
 
@@ -123,8 +138,8 @@ def test_a_diverged_warm_start_keeps_the_previous_fit(make_clf, toy_data):
         {"tuning": "prompt+head"},
         {"deep_prompt": 2},
         {"prompt_encoder": "mlp"},
-        {"early_stopping": True, "n_iter_no_change": 100},
-        {"gradient_accumulation_steps": 2},
+        {"early_stopping": EarlyStopping(n_iter_no_change=100)},
+        {"batching": Batching(gradient_accumulation_steps=2)},
     ],
     ids=["label-head", "deep-prompt", "ptuning-mlp", "early-stopping", "accumulation"],
 )
@@ -136,12 +151,12 @@ def test_every_trained_tensor_is_checked(make_clf, toy_data, monkeypatch, params
     assert info.value.result.steps == 2
 
 
-def test_lora_backbone_learning_rate_is_named(make_clf, toy_data):
+def test_lora_learning_rate_is_named_by_its_setting(make_clf, toy_data):
     pytest.importorskip("peft")
     with pytest.raises(TrainingDivergedError) as info:
-        make_clf(tuning="lora", backbone_learning_rate=1e30).fit(*toy_data)
-    assert "backbone_learning_rate=1e+30" in str(info.value)
-    assert "backbone_learning_rate (e.g. 10x, to 1e+29)" in str(info.value)
+        make_clf(tuning=Tuning("lora", learning_rate=1e30)).fit(*toy_data)
+    assert "tuning.learning_rate=1e+30" in str(info.value)
+    assert "tuning.learning_rate (e.g. 10x, to 1e+29)" in str(info.value)
 
 
 def test_full_tuning_goes_back_to_the_last_checked_epoch(make_clf, toy_data, monkeypatch):
@@ -155,7 +170,7 @@ def test_full_tuning_goes_back_to_the_last_checked_epoch(make_clf, toy_data, mon
 def test_checkpoints_never_hold_a_non_finite_prompt(make_clf, toy_data, tmp_path, monkeypatch):
     folder = tmp_path / "ckpt"
     corrupt_update(monkeypatch, 4)
-    clf = make_clf(epochs=5, checkpoint_dir=folder, checkpoint_every=1)
+    clf = make_clf(epochs=5, checkpoint=Checkpoints(folder, every=1))
     with pytest.raises(TrainingDivergedError, match="at optimizer step 4 "):
         clf.fit(*toy_data)
     monkeypatch.undo()
@@ -186,11 +201,12 @@ def test_grid_search_scores_a_diverging_point_with_error_score(tiny_dir, toy_dat
 # ------------------------------------------------------------- the training loop
 def _loop_parts(clf: PromptClassifier, X: list[str], y: list[str]):
     """What the estimator gives :func:`train_prompt`: backbone, scorer, prompt, data."""
-    backbone, encoder, scorer = clf._build_runtime(clf._load_pvp())
-    examples = encoder.encode([{"text": t} for t in X])
-    labels = np.array([list(encoder.labels).index(v) for v in y])
-    prompt = clf._new_prompt(backbone, encoder, torch.Generator().manual_seed(0))
-    return backbone, scorer, prompt, examples, labels
+    options = BuildOptions.from_settings(clf.settings(), clf.model)
+    model = ClozeModel.build(clf.resolved_pvp(), options)
+    examples = model.encode(X)
+    labels = np.array([model.labels.index(v) for v in y])
+    prompt = model.new_prompt("vocab", None, torch.Generator().manual_seed(0))
+    return model.backbone, model.scorer, prompt, examples, labels
 
 
 def test_train_prompt_resets_the_prompt_to_the_state_before_the_diverging_step(

@@ -34,11 +34,11 @@ def test_multi_length_words_untrained_equal_too(make_clf, toy_data):
 
 def test_training_moves_the_label_rows_not_the_backbone_head(make_clf, toy_data):
     X, y = toy_data
-    before = make_clf().fit(None)._runtime()[2].head  # the process-wide cached backbone
+    before = make_clf().fit(None).model_.scorer.head  # the process-wide cached backbone
     weight, bias = before.weight.detach().clone(), before.bias.detach().clone()
     clf = make_clf(tuning="prompt+head", epochs=5)
     clf.fit(X, y)
-    _, _, scorer = clf._runtime()
+    scorer = clf.model_.scorer
     head = scorer.head
     init = scorer.make_label_head()  # from the (untouched) frozen head
     moved = [

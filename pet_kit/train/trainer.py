@@ -1,0 +1,384 @@
+"""The training driver: from resolved settings, a :class:`~pet_kit.ClozeModel` and data
+to a trained model.
+
+:func:`training_data` encodes the labelled examples (hard or soft labels, the
+demonstration pool); :func:`train_model` sets up what trains (soft prompt, soft
+verbalizer, deep prompt, a private LoRA / full-tuning backbone copy), continues from a
+fitted model on a warm start, runs :func:`~pet_kit.train.loop.train_prompt` and writes
+checkpoints. The estimator only orders these calls and keeps the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ..errors import InputError
+from ..io.inputs import to_label_indices, to_records
+from ..model.backbone import frozen
+from ..model.backbone_tuning import (
+    BACKBONE_TUNINGS,
+    mlm_loss_fn,
+    trainable_backbone_params,
+    training_params,
+)
+from ..model.cloze_model import ClozeModel
+from ..model.deep import DeepStates, initial_states
+from ..model.demonstrations import DemoPool
+from ..model.encoding import Encoded
+from ..model.soft_prompt import SoftPrompt
+from ..spec.pvp import PVP
+from ..spec.settings import Calibration, Settings
+from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
+
+__all__ = [
+    "TrainingData",
+    "TrainingInterrupted",
+    "calibration_prior",
+    "finish",
+    "prepare",
+    "train_config",
+    "train_model",
+    "training_data",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Encoded labelled examples.
+
+    Attributes
+    ----------
+    examples : list of Encoded
+    y : ndarray
+        Label indices (for soft labels: their row-wise argmax).
+    targets : ndarray
+        What the loss trains on: ``y``, or the soft labels ``(n, n_classes)``.
+    pool : DemoPool or None
+        The demonstration pool (the training data itself), with demonstrations.
+    """
+
+    examples: list[Encoded]
+    y: np.ndarray
+    targets: np.ndarray
+    pool: DemoPool | None
+
+
+def _soft_labels(y: Any, labels: list[Any], n: int) -> np.ndarray | None:
+    """``y`` as an ``(n, n_labels)`` float array if it is one (soft labels), else ``None``."""
+    if isinstance(y, (str, bytes)) or not hasattr(y, "__len__"):
+        return None
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim != 2:
+        return None
+    if arr.shape != (n, len(labels)):
+        raise InputError(
+            f"soft labels y must have shape (n_examples, n_classes) = ({n}, {len(labels)}),"
+            f" columns in classes_ order {labels}; got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all() or (arr < 0).any() or not np.allclose(arr.sum(1), 1, atol=1e-3):
+        raise InputError(
+            "soft labels y must be class probabilities: finite, non-negative, each row summing"
+            f" to 1 (columns in classes_ order {labels})"
+        )
+    return (arr / arr.sum(1, keepdims=True)).astype(np.float32)
+
+
+def training_data(model: ClozeModel, X: Any, y: Any) -> TrainingData | None:
+    """Encode ``(X, y)`` for ``model``; ``None`` for zero-shot (no ``X``).
+
+    Raises
+    ------
+    InputError
+        ``y`` without ``X`` or the reverse, an empty ``X``, one class only, unknown
+        labels, malformed soft labels, or demonstrations without examples.
+    """
+    empty_pair = hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0
+    demos = model.encoder.demos
+    if X is None or empty_pair:
+        if y is not None and len(y):
+            raise InputError("y was given without X; pass both or neither")
+        if demos is not None:
+            raise InputError(
+                f"demonstrations={model.options.demonstrations!r} needs labelled examples to"
+                " draw demonstrations from: fit(X, y), or set demonstrations=None for"
+                " zero-shot"
+            )
+        return None
+    if y is None:
+        raise InputError("y is required with X; for zero-shot use fit(None)")
+    records = to_records(X, model.user_fields)
+    if not records:
+        raise InputError("X is empty; pass training texts or fit(None) for zero-shot")
+    labels = model.labels
+    soft = _soft_labels(y, labels, len(records))
+    if soft is not None:
+        y_idx, targets = soft.argmax(1), soft
+    else:
+        y_idx = to_label_indices(y, labels, len(records))
+        present = np.unique(y_idx)
+        if len(present) < 2:
+            raise InputError(
+                f"y contains only one class ({labels[present[0]]!r}); training"
+                " needs examples of at least two classes. For zero-shot use fit(None)"
+            )
+        targets = y_idx
+    pool = DemoPool(records, np.asarray(y_idx)) if demos is not None else None
+    examples = model.encode_records(records, pool, exclude_self=True)
+    return TrainingData(examples, np.asarray(y_idx), targets, pool)
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    """The training loop's settings from the estimator's resolved settings."""
+    tuning = settings.tuning
+    stopping = settings.early_stopping
+    return TrainConfig(
+        learning_rate=float(settings.learning_rate),
+        weight_decay=float(settings.weight_decay),
+        epochs=int(settings.epochs),
+        max_steps=settings.max_steps,
+        batch_size=int(settings.batch_size),
+        gradient_accumulation_steps=int(settings.batching.gradient_accumulation_steps),
+        n_iter_no_change=None if stopping is None else int(stopping.n_iter_no_change),
+        verbose=int(settings.verbose),
+        checkpoint_every=None if settings.checkpoint is None else settings.checkpoint.every,
+        temperature=float(settings.temperature),
+        backbone_learning_rate=float(tuning.backbone_learning_rate),
+        aux_loss_weight=float(tuning.mlm_loss_weight) if tuning.mode == "full" else 0.0,
+        group_by_length=settings.batching.group_by_length,
+    )
+
+
+def pvp_identity(pvp: PVP) -> dict[str, Any]:
+    """What makes two PVPs the same for warm starts (names and sources aside)."""
+    data = pvp.to_dict()
+    data.pop("name", None)
+    data["verbalizer"] = {k: v for k, v in data["verbalizer"].items() if k != "name"}
+    return data
+
+
+def _encoder_kind(prompt: SoftPrompt) -> str | None:
+    enc = getattr(prompt, "encoder", None)
+    if enc is None:
+        return None
+    return "lstm" if hasattr(enc, "lstm") else "mlp"
+
+
+def _warm_prompt(
+    model: ClozeModel, fitted: ClozeModel, settings: Settings, generator: torch.Generator
+) -> SoftPrompt:
+    """A copy of ``fitted``'s prompt for ``model`` to continue from.
+
+    Raises
+    ------
+    InputError
+        ``fitted`` has another PVP or backbone.
+    """
+    if pvp_identity(fitted.pvp) != pvp_identity(model.pvp):
+        raise InputError(
+            f"warm_start=True, but this estimator was fitted with another PVP (pattern"
+            f" {fitted.pvp.pattern.text!r}, labels {list(fitted.pvp.verbalizer.labels)});"
+            f" the new one has pattern {model.pvp.pattern.text!r}, labels"
+            f" {list(model.pvp.verbalizer.labels)}. Set warm_start=False to train a new prompt"
+        )
+    before, now = fitted.backbone, model.backbone
+    if before.fingerprint != now.fingerprint:
+        raise InputError(
+            f"warm_start=True, but the fitted prompt was trained on backbone"
+            f" {before.name!r} ({before.fingerprint}), not on"
+            f" {now.name!r} ({now.fingerprint}). Set warm_start=False to train"
+            " a new prompt"
+        )
+    current = fitted.prompt
+    assert current is not None  # a fitted model has a prompt
+    wanted = settings.prompt_encoder
+    has_encoder = getattr(current, "encoder", None) is not None
+    if has_encoder == (wanted is not None) and (
+        not has_encoder or _encoder_kind(current) == wanted
+    ):
+        prompt = copy.deepcopy(current)  # fit must not change the fitted one unless it succeeds
+    else:
+        with torch.no_grad():
+            vectors = current().detach().float().cpu()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            prompt = SoftPrompt(vectors, encoder=wanted)
+    log.info("warm start from the fitted prompt (%d slot(s))", prompt.n_slots)
+    return prompt.to(now.device)
+
+
+def prepare(
+    model: ClozeModel,
+    settings: Settings,
+    data: TrainingData | None,
+    generator: torch.Generator,
+    fitted: ClozeModel | None = None,
+) -> None:
+    """Give ``model`` what this fit trains: a prompt (fresh, or continued from ``fitted``
+    on a warm start) and the label head / deep prompt / private backbone copy the
+    settings ask for."""
+    prompt = _warm_prompt(model, fitted, settings, generator) if fitted is not None else None
+    tuning = settings.tuning.mode
+    if tuning in BACKBONE_TUNINGS:  # a private copy: the shared one never changes
+        model.use_backbone_copy(fitted.delta if fitted is not None else None)
+    if prompt is None:
+        prompt = model.new_prompt(settings.prompt_init, settings.prompt_encoder, generator)
+    model.prompt = prompt
+    with torch.no_grad():
+        model.slots_init = prompt().detach().float().cpu().clone()  # for explain: drift
+    model.label_head = None
+    if tuning == "prompt+head":
+        head = model.scorer.make_label_head()
+        if fitted is not None and fitted.label_head is not None:
+            head.load_state_dict(fitted.label_head.state_dict())
+        model.label_head = head
+    model.deep = None
+    deep = settings.deep_prompt
+    if deep is not None:
+        if fitted is not None and fitted.deep is not None:
+            init = fitted.deep.states().detach()
+        else:  # the states the deep positions naturally get, in context
+            probe = (
+                data.examples[0]
+                if data is not None
+                else model.encode_records([dict.fromkeys(model.user_fields, "N/A")])[0]
+            )
+            init = initial_states(model.scorer, probe, prompt().detach(), int(deep.length))
+        model.deep = DeepStates(init, encoder=deep.encoder).to(model.backbone.device)
+    model.demo_pool = None if data is None else data.pool
+
+
+def _split_validation(
+    data: TrainingData, settings: Settings, rs: np.random.RandomState
+) -> tuple[list[Encoded], np.ndarray, tuple[list[Encoded], np.ndarray] | None]:
+    """Hold out a stratified validation set when early stopping is on."""
+    stopping = settings.early_stopping
+    if stopping is None:
+        return data.examples, data.targets, None
+    idx = np.arange(len(data.examples))
+    counts = np.bincount(data.y)
+    strat = data.y if counts[counts > 0].min() >= 2 else None
+    fraction = stopping.validation_fraction
+    try:
+        tr, va = train_test_split(idx, test_size=fraction, stratify=strat, random_state=rs)
+    except ValueError as exc:
+        raise InputError(
+            f"cannot hold out early_stopping.validation_fraction={fraction} of"
+            f" {len(idx)} examples for early stopping ({exc}); add examples or set"
+            " early_stopping=False"
+        ) from exc
+    examples = data.examples
+    return (
+        [examples[i] for i in tr],
+        data.targets[tr],
+        ([examples[i] for i in va], data.y[va]),
+    )
+
+
+def train_model(
+    model: ClozeModel,
+    settings: Settings,
+    data: TrainingData,
+    generator: torch.Generator,
+    rs: np.random.RandomState,
+    mlm_texts: Any = None,
+    on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+) -> TrainResult:
+    """Train ``model``'s trainable parts (set by :func:`prepare`) on ``data``.
+
+    The backbone stays frozen except for the LoRA / full-tuning copy's own weights.
+    ``mlm_texts`` feed PET's auxiliary MLM loss (``tuning="full"`` only).
+
+    Raises
+    ------
+    TrainingInterrupted
+        Ctrl-C; the model holds the prompt so far.
+    TrainingDivergedError
+        The loss or a trained value became NaN or infinite.
+    """
+    assert model.prompt is not None  # set by prepare()
+    train_ex, train_y, validation = _split_validation(data, settings, rs)
+    config = train_config(settings)
+    backbone = model.backbone
+    named: list[tuple[str, torch.nn.Parameter]] = []
+    aux_loss = None
+    mode = settings.tuning.mode
+    if mode in BACKBONE_TUNINGS:
+        named = trainable_backbone_params(backbone.model, mode)
+        if config.aux_loss_weight > 0:  # PET's auxiliary MLM loss on the texts
+            records = to_records(mlm_texts, model.user_fields)
+            texts = [" ".join(r.values()) for r in records]
+            aux_loss = mlm_loss_fn(
+                backbone, texts, int(settings.batch_size), int(settings.max_length), generator
+            )
+    with frozen(backbone.model), training_params(named):
+        result = train_prompt(
+            model.scorer,
+            model.prompt,
+            train_ex,
+            train_y,
+            config,
+            generator,
+            validation=validation,
+            on_checkpoint=on_checkpoint,
+            extra=model.trainable_modules(),
+            backbone_params=named,
+            aux_loss=aux_loss,
+        )
+    return result
+
+
+def calibration_prior(
+    model: ClozeModel,
+    settings: Settings,
+    X: Any,
+    X_unlabeled: Any,
+    calibration: Calibration | None = None,
+) -> np.ndarray | None:
+    """The contextual-calibration prior for ``model`` (``None``: calibration is off).
+
+    ``calibration`` defaults to the settings'. ``"content_free"`` averages the raw
+    probabilities of the content-free inputs; ``"unlabeled"`` those of ``X_unlabeled``
+    (else ``X``).
+
+    Raises
+    ------
+    InputError
+        ``"unlabeled"`` without any texts.
+    """
+    calibration = settings.calibration if calibration is None else calibration
+    if calibration is None:
+        return None
+    model.prior = None  # the prior is estimated on raw probabilities
+    batch = int(settings.batching.eval_batch_size)
+    if calibration.mode == "content_free":
+        return model.estimate_prior(model.content_free(calibration.texts), batch)
+    source = X_unlabeled if X_unlabeled is not None else X
+    if source is None or not hasattr(source, "__len__") or len(source) == 0:
+        raise InputError(
+            "calibration='unlabeled' needs texts to estimate the class prior: pass"
+            " fit(X, y, X_unlabeled=texts), or training texts X, or use"
+            " calibration='content_free'"
+        )
+    return model.estimate_prior(model.encode(source), batch)
+
+
+def finish(model: ClozeModel) -> None:
+    """Freeze what training produced for inference: the deep states with a P-tuning MLP
+    folded in, and the backbone copy's weights as ``delta``."""
+    if model.deep is not None:
+        with torch.no_grad():
+            model.deep = DeepStates(model.deep.states().detach()).eval()
+    model.delta = model.backbone_delta()
