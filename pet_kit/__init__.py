@@ -18,6 +18,18 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
+    from .config.pattern import Pattern, parse_pattern
+    from .config.pvp import PVP, load_pvp, load_pvps, load_verbalizer
+    from .config.settings import (
+        Batching,
+        Calibration,
+        Checkpoints,
+        DeepPrompt,
+        Demonstrations,
+        EarlyStopping,
+        Tuning,
+    )
+    from .config.verbalizer import Verbalizer
     from .errors import (
         BackboneError,
         BackboneMismatchError,
@@ -34,18 +46,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
     from .estimators.student import LinearStudent
     from .io.datasets import load_task
     from .model.cloze_model import ClozeModel
-    from .spec.pattern import Pattern, parse_pattern
-    from .spec.pvp import PVP, load_pvp, load_pvps, load_verbalizer
-    from .spec.settings import (
-        Batching,
-        Calibration,
-        Checkpoints,
-        DeepPrompt,
-        Demonstrations,
-        EarlyStopping,
-        Tuning,
-    )
-    from .spec.verbalizer import Verbalizer
     from .train.adapt import adapt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -63,21 +63,21 @@ _LAZY: dict[str, str] = {
     "TrainingDivergedError": "pet_kit.errors:TrainingDivergedError",
     "VerbalizerError": "pet_kit.errors:VerbalizerError",
     # specifications (light: yaml + pydantic)
-    "PVP": "pet_kit.spec.pvp:PVP",
-    "Pattern": "pet_kit.spec.pattern:Pattern",
-    "Verbalizer": "pet_kit.spec.verbalizer:Verbalizer",
-    "load_pvp": "pet_kit.spec.pvp:load_pvp",
-    "load_pvps": "pet_kit.spec.pvp:load_pvps",
-    "load_verbalizer": "pet_kit.spec.pvp:load_verbalizer",
-    "parse_pattern": "pet_kit.spec.pattern:parse_pattern",
+    "PVP": "pet_kit.config.pvp:PVP",
+    "Pattern": "pet_kit.config.pattern:Pattern",
+    "Verbalizer": "pet_kit.config.verbalizer:Verbalizer",
+    "load_pvp": "pet_kit.config.pvp:load_pvp",
+    "load_pvps": "pet_kit.config.pvp:load_pvps",
+    "load_verbalizer": "pet_kit.config.pvp:load_verbalizer",
+    "parse_pattern": "pet_kit.config.pattern:parse_pattern",
     # grouped settings
-    "Batching": "pet_kit.spec.settings:Batching",
-    "Calibration": "pet_kit.spec.settings:Calibration",
-    "Checkpoints": "pet_kit.spec.settings:Checkpoints",
-    "DeepPrompt": "pet_kit.spec.settings:DeepPrompt",
-    "Demonstrations": "pet_kit.spec.settings:Demonstrations",
-    "EarlyStopping": "pet_kit.spec.settings:EarlyStopping",
-    "Tuning": "pet_kit.spec.settings:Tuning",
+    "Batching": "pet_kit.config.settings:Batching",
+    "Calibration": "pet_kit.config.settings:Calibration",
+    "Checkpoints": "pet_kit.config.settings:Checkpoints",
+    "DeepPrompt": "pet_kit.config.settings:DeepPrompt",
+    "Demonstrations": "pet_kit.config.settings:Demonstrations",
+    "EarlyStopping": "pet_kit.config.settings:EarlyStopping",
+    "Tuning": "pet_kit.config.settings:Tuning",
     # estimators and models (heavy: torch, transformers, scikit-learn)
     "ClozeModel": "pet_kit.model.cloze_model:ClozeModel",
     "LinearStudent": "pet_kit.estimators.student:LinearStudent",

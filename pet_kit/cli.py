@@ -57,8 +57,8 @@ from typing import Any
 # and ``validate`` without ``--model`` must not load torch, transformers, scikit-learn
 # or pandas; each command imports what it needs.
 from ._version import __version__
+from .config.yaml_source import read_yaml
 from .errors import PetKitError
-from .spec.yaml_source import read_yaml
 
 __all__ = ["main"]
 
@@ -82,7 +82,7 @@ def _resolve_model(base: Path, ref: str) -> str:
 
 # ------------------------------------------------------------------- validate
 def _validate_one(path: str, tokenizer: Any) -> str:
-    from .spec.pvp import load_pvps, load_verbalizer  # light: no torch without --model
+    from .config.pvp import load_pvps, load_verbalizer  # light: no torch without --model
 
     src = read_yaml(path.partition("#")[0])
     data = src.data if isinstance(src.data, dict) else {}
@@ -123,7 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- train
 def _load_train_config(path: str) -> tuple[Any, Path]:
-    from .spec.schema import TrainFile, validate
+    from .config.schema import TrainFile, validate
 
     src = read_yaml(path)
     return validate(TrainFile, src, "train config"), src.base_dir
@@ -225,7 +225,7 @@ def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
 def _unknown_params_message(unknown: list[str], valid: set[str]) -> str:
     """What to say about unknown ``params`` keys: the flat names of earlier versions
     (``lora_rank``...) get the grouped setting that now holds them."""
-    from .spec.settings import _LEGACY
+    from .config.settings import _LEGACY
 
     moved = [
         f"{k} is now {_LEGACY[k][0]}: {{{_LEGACY[k][1]}: ...}}" for k in unknown if k in _LEGACY

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..config.pvp import PVP, load_pvps
 from ..errors import InputError, SavedPromptError, TrainingDivergedError
 from ..io.inputs import is_real_number, to_label_indices
 from ..io.prompt_folder import (
@@ -34,7 +35,6 @@ from ..io.prompt_folder import (
     save_folder,
     write_file_atomically,
 )
-from ..spec.pvp import PVP, load_pvps
 from .prompt_classifier import PromptClassifier
 from .student import STUDENT_KIND, LinearStudent
 

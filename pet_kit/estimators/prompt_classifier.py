@@ -1,7 +1,7 @@
 """The scikit-learn estimator: :class:`PromptClassifier`.
 
 A thin face over the layers below: it resolves its settings
-(:mod:`pet_kit.spec.settings`), builds a :class:`~pet_kit.ClozeModel`, hands it to the
+(:mod:`pet_kit.config.settings`), builds a :class:`~pet_kit.ClozeModel`, hands it to the
 trainer (:mod:`pet_kit.train.trainer`) and keeps the result as ``model_``.
 """
 
@@ -21,13 +21,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import InputError, SavedPromptError
-from ..io.inputs import to_label_indices
-from ..io.prompt_folder import check_save_target
-from ..model.cloze_model import BuildOptions, ClozeModel
-from ..model.threads import torch_threads
-from ..spec.pvp import PVP, load_pvp
-from ..spec.settings import (
+from ..config.pvp import PVP, load_pvp
+from ..config.settings import (
     CALIBRATIONS,
     GROUPS,
     Calibration,
@@ -37,6 +32,11 @@ from ..spec.settings import (
     resolve,
     to_json,
 )
+from ..errors import InputError, SavedPromptError
+from ..io.inputs import to_label_indices
+from ..io.prompt_folder import check_save_target
+from ..model.cloze_model import BuildOptions, ClozeModel
+from ..model.threads import torch_threads
 from ..train import trainer
 from ..train.loop import TrainingInterrupted, TrainResult
 
@@ -72,7 +72,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     ``deep_prompt=4``, ``early_stopping=True``...) or a dict of its fields (YAML).
     Nested names reach their fields: ``set_params(tuning__rank=4)``, and a
     ``GridSearchCV`` grid over ``"tuning__rank"`` when ``tuning`` is a ``Tuning``.
-    Defaults and constraints: :data:`pet_kit.spec.settings.PARAMETERS`.
+    Defaults and constraints: :data:`pet_kit.config.settings.PARAMETERS`.
 
     Parameters
     ----------

@@ -1,1 +1,2 @@
-"""io"""
+"""Reading inputs (texts, tables, streams, the offline datasets) and writing prompt
+folders atomically."""

@@ -24,8 +24,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from ..config.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, TUNINGS
 from ..errors import InputError, SavedPromptError
-from ..spec.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, TUNINGS
 from .backbone import Backbone
 from .encoding import tokenize_plain
 

@@ -27,11 +27,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..config.pvp import PVP
+from ..config.settings import Settings, from_json, resolve
 from ..errors import BackboneError, BackboneMismatchError, InputError, PetKitError, SavedPromptError
 from ..io.inputs import to_records
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
-from ..spec.pvp import PVP
-from ..spec.settings import Settings, from_json, resolve
 from .backbone import Backbone, frozen, load_backbone
 from .backbone_tuning import BACKBONE_TUNINGS, backbone_delta, tuned_backbone
 from .deep import DeepStates, layer_hooks_spec, with_deep_prefix
@@ -114,7 +114,7 @@ class BuildOptions:
         cls, settings: Settings, model: Any = None, tokenizer: Any = None
     ) -> BuildOptions:
         """The options resolved estimator settings ask for (see
-        :func:`~pet_kit.spec.settings.resolve`)."""
+        :func:`~pet_kit.config.settings.resolve`)."""
         seed = settings.random_state
         deep, demos, tuning = settings.deep_prompt, settings.demonstrations, settings.tuning
         return cls(

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.settings import DEEP_ENCODERS
 from ..errors import InputError
-from ..spec.settings import DEEP_ENCODERS
 
 __all__ = ["DEEP_ENCODERS", "DeepStates", "initial_states", "layer_hooks_spec", "with_deep_prefix"]
 
@@ -58,7 +58,7 @@ def with_deep_prefix(pvp: Any, length: int) -> Any:
     """``pvp`` with ``length`` soft slots in front of its pattern (slot ids 0..P-1)."""
     import dataclasses
 
-    from ..spec.pattern import parse_pattern
+    from ..config.pattern import parse_pattern
 
     pattern = parse_pattern(f"[SOFT*{int(length)}] " + pvp.pattern.text, source=pvp.source)
     return dataclasses.replace(pvp, pattern=pattern)

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config.pattern import Field, Literal, Mask, Soft, parse_pattern
+from ..config.pvp import PVP
+from ..config.schema import FieldOptions
+from ..config.settings import DEMO_MODES as MODES
 from ..errors import InputError
-from ..spec.pattern import Field, Literal, Mask, Soft, parse_pattern
-from ..spec.pvp import PVP
-from ..spec.schema import FieldOptions
-from ..spec.settings import DEMO_MODES as MODES
 from .encoding import plain_text_ids, special_frame, tokenize_plain
 
 __all__ = ["DEMO_FIELD", "MODES", "DemoBuilder", "DemoPool", "render_demo", "with_demo_field"]

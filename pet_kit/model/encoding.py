@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from ..config.pattern import Field, Literal, Mask, Soft
+from ..config.pvp import PVP
+from ..config.verbalizer import CompiledVerbalizer
 from ..errors import InputError, PatternError
 from ..io.inputs import check_text
-from ..spec.pattern import Field, Literal, Mask, Soft
-from ..spec.pvp import PVP
-from ..spec.verbalizer import CompiledVerbalizer
 
 __all__ = [
     "ClozeEncoder",

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.verbalizer import WordGroup
 from ..errors import InputError
-from ..spec.verbalizer import WordGroup
 from .backbone import Backbone, head_parts
 from .encoding import ClozeEncoder, Encoded
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..spec.settings import INIT_STRATEGIES, PROMPT_ENCODERS
+from ..config.settings import INIT_STRATEGIES, PROMPT_ENCODERS
 
 __all__ = ["INIT_STRATEGIES", "PROMPT_ENCODERS", "SoftPrompt", "initial_vectors"]
 

@@ -1,1 +1,2 @@
-"""serving"""
+"""Many saved prompts on one backbone (:class:`~pet_kit.serving.bank.PromptBank`) and the
+HTTP server over it."""

@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import yaml
 
+from ..config.pvp import PVP, load_pvp
 from ..errors import InputError
 from ..estimators.prompt_classifier import PromptClassifier, _sorted_labels
 from ..io.inputs import check_positive_int, to_label_indices
 from ..model.backbone import frozen, load_backbone
 from ..model.cloze_model import batches
-from ..spec.pvp import PVP, load_pvp
 
 __all__ = ["search_label_words", "write_verbalizer"]
 

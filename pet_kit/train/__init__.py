@@ -1,1 +1,3 @@
-"""train"""
+"""Training: the loop over the prompt's parameters, the driver that prepares a
+:class:`~pet_kit.ClozeModel` for it (and calibrates it), and continued MLM training of a
+backbone (``adapt``)."""

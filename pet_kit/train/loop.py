@@ -24,11 +24,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config.settings import DEFAULTS, FALLBACK_BACKBONE_LR, Batching
 from ..errors import TrainingDivergedError
 from ..model.encoding import Encoded
 from ..model.scorer import ClozeScorer
 from ..model.soft_prompt import SoftPrompt
-from ..spec.settings import DEFAULTS, FALLBACK_BACKBONE_LR, Batching
 
 __all__ = [
     "TrainConfig",
@@ -46,7 +46,7 @@ class TrainConfig:
     """Hyper-parameters of :func:`train_prompt` (meanings: the estimator's docstring).
 
     The defaults are the estimator's, from the one table
-    :data:`pet_kit.spec.settings.PARAMETERS` (group fields: their classes' defaults).
+    :data:`pet_kit.config.settings.PARAMETERS` (group fields: their classes' defaults).
     """
 
     learning_rate: float = DEFAULTS["learning_rate"]

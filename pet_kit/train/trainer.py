@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from ..config.pvp import PVP
+from ..config.settings import Calibration, Settings
 from ..errors import InputError
 from ..io.inputs import to_label_indices, to_records
 from ..model.backbone import frozen
@@ -34,8 +36,6 @@ from ..model.deep import DeepStates, initial_states
 from ..model.demonstrations import DemoPool
 from ..model.encoding import Encoded
 from ..model.soft_prompt import SoftPrompt
-from ..spec.pvp import PVP
-from ..spec.settings import Calibration, Settings
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
 
 __all__ = [

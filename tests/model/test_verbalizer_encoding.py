@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pet_kit import InputError, PatternError, Verbalizer, VerbalizerError, load_pvp
+from pet_kit.config.verbalizer import CompiledVerbalizer
 from pet_kit.io.inputs import check_text
 from pet_kit.model.encoding import ClozeEncoder, Encoded
-from pet_kit.spec.verbalizer import CompiledVerbalizer
 
 SENTI = {"positive": ["great", "good"], "negative": ["terrible", "bad"]}
 

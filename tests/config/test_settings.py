@@ -1,4 +1,4 @@
-"""Tests for the estimator's parameter table and grouped settings (pet_kit.spec.settings)."""
+"""Tests for the estimator's parameter table and grouped settings (pet_kit.config.settings)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pet_kit.errors import InputError
-from pet_kit.spec.settings import (
+from pet_kit.config.settings import (
     DEFAULTS,
     GROUPS,
     OBJECT_PARAMS,
@@ -34,6 +33,7 @@ from pet_kit.spec.settings import (
     resolve,
     to_json,
 )
+from pet_kit.errors import InputError
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pet_kit"
 
@@ -97,8 +97,8 @@ def test_tables_are_read_only():
 
 
 def test_constants_are_those_of_the_torch_modules():
+    from pet_kit.config import settings
     from pet_kit.model import backbone_tuning, deep, demonstrations, soft_prompt
-    from pet_kit.spec import settings
 
     assert settings.INIT_STRATEGIES == soft_prompt.INIT_STRATEGIES
     assert settings.PROMPT_ENCODERS == soft_prompt.PROMPT_ENCODERS
@@ -907,7 +907,7 @@ def test_new_groups_win_over_flat_parameters():
 
 # ------------------------------------------------------------------ no heavy imports
 def test_importing_the_module_loads_no_torch_sklearn_or_transformers():
-    """Import ``pet_kit.spec.settings`` in a fresh interpreter under a stand-in ``pet_kit``
+    """Import ``pet_kit.config.settings`` in a fresh interpreter under a stand-in ``pet_kit``
     package (an empty module whose ``__path__`` is the real folder), so that the package's
     ``__init__`` (which imports the estimators, hence torch) does not run, but the module's
     own imports (relative ones included) do, and check what they loaded."""
@@ -917,7 +917,7 @@ def test_importing_the_module_loads_no_torch_sklearn_or_transformers():
         pkg = types.ModuleType("pet_kit")
         pkg.__path__ = [{str(PACKAGE)!r}]
         sys.modules["pet_kit"] = pkg
-        module = importlib.import_module("pet_kit.spec.settings")
+        module = importlib.import_module("pet_kit.config.settings")
         module.resolve({{"tuning": "lora", "checkpoint": "ck", "device": "auto"}})
         module.from_json(module.to_json({{"tuning": module.Tuning("lora")}}))
         assert module.__file__.startswith({str(PACKAGE)!r}), module.__file__

@@ -18,7 +18,7 @@ from pet_kit import (
     load_pvps,
     load_verbalizer,
 )
-from pet_kit.spec.schema import FieldOptions
+from pet_kit.config.schema import FieldOptions
 
 VERBALIZER = """\
 name: senti

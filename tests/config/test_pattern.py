@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pet_kit import ConfigError, PatternError, parse_pattern
-from pet_kit.spec.pattern import MAX_SLOTS, Field, Literal, Mask, Pattern, Soft
+from pet_kit.config.pattern import MAX_SLOTS, Field, Literal, Mask, Pattern, Soft
 
 
 def _err(text: str) -> str:
