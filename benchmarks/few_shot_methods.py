@@ -21,7 +21,7 @@ windows, adapt's defaults otherwise), so the report says whose gain adapting is:
                   seconds, held-out MLM before/after) is recorded per task (``adapt`` in the
                   JSON) and shown under the table.
 
-The PET family (issue 6), all on the task template's soft patterns:
+The PET family, all on the task template's soft patterns:
 
 ``zero_shot_calibrated``  zero_shot with content-free calibration;
 ``pet_kit_members``   mean accuracy of the ensemble's single members (one PVP each);
@@ -70,7 +70,7 @@ METHODS = (
     "pet_kit_adapted",
     "linear_probe_adapted",
     "setfit_adapted",
-    # the PET family (issue 6)
+    # the PET family
     "zero_shot_calibrated",
     "pet_kit_members",
     "pet_kit_calibrated",
@@ -81,7 +81,7 @@ METHODS = (
     "pet_kit_head",
     "pet_kit_lora",
     "pet_kit_full",
-    # prompt mechanics (issue 7)
+    # prompt mechanics
     "pet_kit_deep",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).

@@ -169,7 +169,7 @@ def _check_labels(y: Any, labels: list[Any], where: str) -> None:
     try:
         to_label_indices(y, labels, len(y))
     except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
+        raise InputError(f"{where}: {exc}") from exc
 
 
 def _save_or_rescue(clf: Any, out: Path) -> bool:
@@ -196,7 +196,7 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
             f"could not save the trained prompt to {out} ({first}), nor to a rescue folder"
             f" in {tempfile.gettempdir()} ({exc}); the prompt is lost. Fix the output folder"
             " (free disk space, permissions) and train again"
-        ) from None
+        ) from exc
     aside = f" (first move the existing {out} aside)" if os.path.lexists(out) else ""
     print(
         f"error: could not save the trained prompt to {out}: {first}\n"
@@ -251,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         clf.settings()  # before the data, the backbone and training
     except InputError as exc:
-        raise InputError(f"{args.config}: params: {exc}") from None
+        raise InputError(f"{args.config}: params: {exc}") from exc
     out = Path(args.output or _resolve(base, cfg.output))
     persist.check_save_target(out)  # an unwritable output would lose the trained prompt
     labels = list(clf.resolved_pvp().verbalizer.labels)

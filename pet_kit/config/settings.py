@@ -228,10 +228,10 @@ def check_device(device: Any) -> None:
 
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise InputError(
             f"device {device!r} is not a torch device; use None (automatic), 'cpu' or 'cuda'"
-        ) from None
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(
             f"device={device!r} but CUDA is not available on this machine; use device='cpu'"

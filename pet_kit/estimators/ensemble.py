@@ -71,8 +71,8 @@ def _pvp_list(pvps: Any) -> list[Any]:
         return [pvps]
     try:
         items = list(pvps)
-    except TypeError:
-        raise InputError(f"pvps must be a template file or a list of PVPs, got {pvps!r}") from None
+    except TypeError as exc:
+        raise InputError(f"pvps must be a template file or a list of PVPs, got {pvps!r}") from exc
     if not items:
         raise InputError("pvps is empty; give at least one PVP")
     return items
@@ -255,7 +255,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             try:
                 member.fit(X, y)
             except TrainingDivergedError as exc:
-                raise exc.within(f"ensemble member {i + 1} of {len(members)}") from None
+                raise exc.within(f"ensemble member {i + 1} of {len(members)}") from exc
             log.info("member %d/%d (%s) trained", i + 1, len(members), member.pvp_.name)
         classes = members[0].classes_
         if weights and sum(weights) > 0:
@@ -324,7 +324,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             try:
                 retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
             except TrainingDivergedError as exc:
-                raise exc.within(f"iPET generation {gen}, member {i + 1}") from None
+                raise exc.within(f"iPET generation {gen}, member {i + 1}") from exc
             log.info(
                 "iPET generation %d: member %d retrained on %d labelled + %d pseudo-labelled",
                 gen,
@@ -369,7 +369,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         try:
             return student.fit(texts, targets)
         except TrainingDivergedError as exc:
-            raise exc.within("the distilled student prompt") from None
+            raise exc.within("the distilled student prompt") from exc
 
     def ensemble_proba(self, X: Any) -> np.ndarray:
         """The members' combined probabilities (also when a student was distilled)."""
@@ -481,7 +481,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             weights = np.asarray(meta["weights"], dtype=np.float64)
             checksums = dict(meta.get("checksums") or {})
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from None
+            raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from exc
         bad = [n for n in names if not _MEMBER.fullmatch(n)]
         if not names or bad:
             raise SavedPromptError(

@@ -223,7 +223,7 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             params = dict(meta["params"])
             weight, bias = tensors["weight"], tensors["bias"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise SavedPromptError(f"{path}: incomplete student files ({exc})") from None
+            raise SavedPromptError(f"{path}: incomplete student files ({exc})") from exc
         if tuple(weight.shape)[:1] != (len(classes),) or tuple(bias.shape) != (len(classes),):
             raise SavedPromptError(f"{path}: weights do not match the {len(classes)} classes")
         if model is None and recorded.get("name") != DEFAULT_MODEL_NAME:

@@ -58,11 +58,11 @@ LORA_TARGETS = {
 def _lora_config(model: nn.Module, rank: int, alpha: float):
     try:
         from peft import LoraConfig
-    except ImportError:
+    except ImportError as exc:
         raise InputError(
             "tuning='lora' needs the peft library: pip install 'pet_kit[lora]' (or pip install"
             " peft)"
-        ) from None
+        ) from exc
     model_type = getattr(model.config, "model_type", None)
     targets = LORA_TARGETS.get(str(model_type))
     if targets is None:

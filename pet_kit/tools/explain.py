@@ -2,8 +2,8 @@
 
 * :func:`explain_slots` — per learned slot: the nearest vocabulary words by cosine
   similarity to the input embeddings, its norm (and the typical embedding norm), and how
-  far it moved from its initialisation (cosine and L2; needs ``prompt_init_``, saved by
-  pet_kit >= 0.6).
+  far it moved from its initialisation (cosine and L2; NaN for a prompt saved without
+  its initial vectors).
 * :func:`explain_prediction` — for one text: every label word's score, the class
   probabilities, and the effect of *removing* each slot (its position dropped from the
   input) on the predicted class's probability.

@@ -1,4 +1,4 @@
-"""Issue 4's mechanics: what prediction and training compute, and how they batch."""
+"""What prediction and training compute, and how they batch."""
 
 from __future__ import annotations
 
