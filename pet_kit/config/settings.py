@@ -77,6 +77,7 @@ __all__ = [
     "as_group",
     "check_device",
     "from_json",
+    "is_transfer",
     "resolve",
     "to_json",
 ]
@@ -754,6 +755,25 @@ def _float_param(default: float, ok: Callable[[float], bool], what: str) -> Para
     )
 
 
+def _prompt_init(name: str, value: Any) -> str:
+    """A strategy name, or the path of a saved prompt folder (prompt transfer)."""
+    if isinstance(value, str) and value in INIT_STRATEGIES:
+        return value
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return path
+    raise InputError(
+        f"{name} must be one of {INIT_STRATEGIES} or the path of a saved prompt folder to"
+        f" start from, got {value!r}"
+    )
+
+
+def is_transfer(prompt_init: str) -> bool:
+    """Whether a resolved ``prompt_init`` names a saved prompt folder (not a strategy)."""
+    return prompt_init not in INIT_STRATEGIES
+
+
 def _choice_param(default: str | None, choices: tuple[str | None, ...]) -> Param:
     return Param(default, f"one of {choices}", lambda name, v: _check_choice(name, v, choices))
 
@@ -788,7 +808,11 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType(
         "max_steps": _int_param(None, minimum=0),
         "batch_size": _int_param(8),
         "weight_decay": _float_param(0.0, lambda v: v >= 0, ">= 0"),
-        "prompt_init": _choice_param("vocab", INIT_STRATEGIES),
+        "prompt_init": Param(
+            "vocab",
+            f"one of {INIT_STRATEGIES}, or a saved prompt folder to start from",
+            _prompt_init,
+        ),
         "prompt_encoder": _choice_param(None, PROMPT_ENCODERS),
         "tuning": _group_param("prompt", _tuning, Tuning),
         "deep_prompt": _group_param(0, _deep_prompt, DeepPrompt),

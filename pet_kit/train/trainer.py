@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +23,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..config.pvp import PVP
-from ..config.settings import Calibration, Settings
-from ..errors import InputError
+from ..config.settings import INIT_STRATEGIES, Calibration, Settings, is_transfer
+from ..errors import BackboneMismatchError, InputError
 from ..io.inputs import to_label_indices, to_records
+from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
 from ..model.backbone import frozen
 from ..model.backbone_tuning import (
     BACKBONE_TUNINGS,
@@ -35,6 +38,7 @@ from ..model.cloze_model import ClozeModel
 from ..model.deep import DeepStates, initial_states
 from ..model.demonstrations import DemoPool
 from ..model.encoding import Encoded
+from ..model.prompt_tensors import loaded_slots
 from ..model.soft_prompt import SoftPrompt
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
 
@@ -44,6 +48,7 @@ __all__ = [
     "calibration_prior",
     "finish",
     "prepare",
+    "saved_slots",
     "train_config",
     "train_model",
     "training_data",
@@ -219,6 +224,58 @@ def _warm_prompt(
     return prompt.to(now.device)
 
 
+def saved_slots(folder: str, model: ClozeModel) -> torch.Tensor:
+    """The slot vectors of the saved prompt in ``folder``, checked against ``model``'s
+    backbone.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is not a prompt folder.
+    SavedPromptError
+        The folder's files are damaged.
+    BackboneMismatchError
+        The prompt was trained on another backbone.
+    """
+    if not os.path.isfile(os.path.join(folder, META_FILE)):
+        close = difflib.get_close_matches(folder, INIT_STRATEGIES, n=1)
+        hint = f"; did you mean prompt_init={close[0]!r}?" if close else ""
+        raise InputError(
+            f"prompt_init={folder!r} is neither one of {INIT_STRATEGIES} nor a saved prompt"
+            f" folder (no {os.path.join(folder, META_FILE)}){hint}"
+        )
+    tensors, meta = read_prompt_dir(folder)
+    slots = loaded_slots(tensors, os.path.join(folder, TENSOR_FILE))
+    recorded = meta.get("backbone") if isinstance(meta.get("backbone"), dict) else {}
+    backbone = model.backbone
+    if recorded.get("fingerprint") != backbone.fingerprint:
+        raise BackboneMismatchError(
+            f"prompt_init={folder!r} was trained on backbone {recorded.get('name')!r}"
+            f" ({recorded.get('fingerprint')}), not on {backbone.name!r}"
+            f" ({backbone.fingerprint}); a prompt transfers only between tasks on the same"
+            " backbone"
+        )
+    return slots
+
+
+def _start_from_saved(model: ClozeModel, prompt: SoftPrompt, folder: str) -> None:
+    """Prompt transfer: slot ``i`` starts from slot ``i`` of the saved prompt in
+    ``folder`` for every ``i`` both have; extra new slots keep their own initialisation,
+    extra saved slots are left out."""
+    source = saved_slots(folder, model)
+    n = min(source.shape[0], prompt.n_slots)
+    with torch.no_grad():
+        prompt.embedding[:n] = source[:n].to(prompt.embedding)
+    log.info(
+        "prompt transfer from %s: %d of %d slot(s) start from its %d slot(s)%s",
+        folder,
+        n,
+        prompt.n_slots,
+        source.shape[0],
+        "" if n == prompt.n_slots else "; the others from their own initialisation",
+    )
+
+
 def prepare(
     model: ClozeModel,
     settings: Settings,
@@ -234,7 +291,13 @@ def prepare(
     if tuning in BACKBONE_TUNINGS:  # a private copy: the shared one never changes
         model.use_backbone_copy(fitted.delta if fitted is not None else None)
     if prompt is None:
-        prompt = model.new_prompt(settings.prompt_init, settings.prompt_encoder, generator)
+        transfer = is_transfer(settings.prompt_init)
+        init = "vocab" if transfer else settings.prompt_init
+        prompt = model.new_prompt(init, settings.prompt_encoder, generator)
+        if transfer:
+            _start_from_saved(model, prompt, settings.prompt_init)
+    elif is_transfer(settings.prompt_init):
+        log.info("warm start: the fitted prompt wins over prompt_init=%r", settings.prompt_init)
     model.prompt = prompt
     with torch.no_grad():
         model.slots_init = prompt().detach().float().cpu().clone()  # for explain: drift

@@ -350,10 +350,12 @@ BAD = [
         " (the default is 1.0)",
     ),
     (
-        {"prompt_init": "zeros"},
-        "prompt_init must be one of ('vocab', 'random', 'text'), got 'zeros'",
+        {"prompt_init": 3},
+        "prompt_init must be one of ('vocab', 'random', 'text') or the path of a saved prompt"
+        " folder to start from, got 3",
     ),
-    ({"prompt_init": None}, "prompt_init must be one of ('vocab', 'random', 'text'), got None"),
+    ({"prompt_init": None}, "prompt_init must be one of ('vocab', 'random', 'text') or the"),
+    ({"prompt_init": ""}, "prompt_init must be one of ('vocab', 'random', 'text') or the"),
     (
         {"prompt_encoder": "gru"},
         "prompt_encoder must be one of (None, 'mlp', 'lstm'), got 'gru'",

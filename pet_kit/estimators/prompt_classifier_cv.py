@@ -1,0 +1,234 @@
+"""Settings chosen from the few examples: :class:`PromptClassifierCV`.
+
+Prompt tuning is sensitive to the learning rate and the number of steps, and a few-shot
+user has no dev set to tune them on. :class:`PromptClassifierCV` chooses them by repeated
+stratified cross-validation on the training examples themselves, among a small set of
+candidates that always includes the *untrained* prompt (with and without contextual
+calibration): when no trained candidate beats it in cross-validation, the untrained
+prompt is what you get. The choice, every candidate's fold scores and the cost are in
+``cv_results_``, as with scikit-learn's searches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import InputError
+from ..io.inputs import check_positive_int
+from .prompt_classifier import PromptClassifier
+
+__all__ = ["DEFAULT_CANDIDATES", "PromptClassifierCV"]
+
+log = logging.getLogger(__name__)
+
+#: The untrained prompt (first, so a tie keeps it), then trained ones. ``epochs=0`` is
+#: the prompt at its initialisation: the pattern's own words for ``[SOFT:words]`` slots
+#: and vocabulary vectors for the others.
+DEFAULT_CANDIDATES: tuple[dict[str, list[Any]], ...] = (
+    {"epochs": [0], "calibration": [None, "content_free"]},
+    {"learning_rate": [1e-2, 3e-2, 1e-1]},
+)
+
+
+def _n_candidates(candidates: list[dict[str, list[Any]]]) -> int:
+    return sum(math.prod(len(v) for v in grid.values()) for grid in candidates)
+
+
+class PromptClassifierCV(ClassifierMixin, BaseEstimator):
+    """A :class:`~pet_kit.PromptClassifier` whose settings are chosen by cross-validation
+    on the training examples, keeping the untrained prompt when training does not help.
+
+    ``fit`` runs repeated stratified k-fold cross-validation on ``(X, y)`` for every
+    candidate (a scikit-learn ``GridSearchCV`` over ``candidates``), picks the one of the
+    best mean accuracy — the first listed on a tie, so the untrained prompt wins ties —
+    and refits it on all of ``(X, y)``.
+
+    Parameters
+    ----------
+    estimator : PromptClassifier, optional
+        The base settings (PVP, backbone, ...); candidates override some of them.
+        Default: ``PromptClassifier()`` (which then needs ``pvp`` in the candidates).
+    candidates : list of dict, optional
+        Parameter grids as in ``GridSearchCV(param_grid=...)``, e.g.
+        ``[{"epochs": [0]}, {"learning_rate": [1e-2, 1e-1], "epochs": [10, 30]}]``.
+        Nested names reach grouped settings (``"tuning__mode"``); listing several
+        ``pvp`` values chooses the pattern (and so its slot count) too. Default:
+        :data:`DEFAULT_CANDIDATES` — the untrained prompt, raw and calibrated, and three
+        learning rates at the base estimator's epochs.
+    n_splits : int, optional
+        Folds per repetition; default ``min(4, smallest class count)``. Each class needs
+        at least 2 examples.
+    n_repeats : int, default=2
+        Repetitions of the k-fold split with different shuffles (few examples make one
+        split noisy).
+    max_fits : int, optional
+        Budget: at most this many training runs in cross-validation (candidates x folds x
+        repeats). ``n_repeats`` and then ``n_splits`` (down to 2) shrink to fit; a budget
+        below ``2 * candidates`` is an error.
+    random_state : int or None
+        Seeds the splits and, when the base estimator has none, its training.
+    verbose : int, default=0
+        Passed to ``GridSearchCV``.
+
+    Attributes
+    ----------
+    best_estimator_ : PromptClassifier
+        The chosen candidate refitted on all of ``(X, y)``.
+    best_params_ : dict
+        The chosen candidate's parameters.
+    best_score_ : float
+        Its mean cross-validated accuracy.
+    cv_results_ : dict
+        Per candidate: parameters, mean/std accuracy, fold scores, fit times
+        (``GridSearchCV.cv_results_``).
+    n_splits_, n_repeats_ : int
+        The split actually used (after the budget).
+    classes_ : ndarray
+    """
+
+    def __init__(
+        self,
+        estimator: PromptClassifier | None = None,
+        *,
+        candidates: list[dict[str, list[Any]]] | None = None,
+        n_splits: int | None = None,
+        n_repeats: int = 2,
+        max_fits: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.candidates = candidates
+        self.n_splits = n_splits
+        self.n_repeats = n_repeats
+        self.max_fits = max_fits
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+    def _candidates(self) -> list[dict[str, list[Any]]]:
+        grids = [dict(g) for g in (self.candidates or DEFAULT_CANDIDATES)]
+        for grid in grids:
+            if not isinstance(grid, dict) or not grid:
+                raise InputError(
+                    f"candidates must be a list of non-empty dicts of parameter lists, got"
+                    f" {self.candidates!r}"
+                )
+            for name, values in grid.items():
+                if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+                    raise InputError(
+                        f"candidates: {name!r} must map to a list of values, got {values!r}"
+                    )
+        return grids
+
+    def _split(self, y: np.ndarray, n_candidates: int) -> tuple[int, int]:
+        """Folds and repeats for labels ``y`` within the budget."""
+        _, counts = np.unique(y, return_counts=True)
+        if len(counts) < 2 or counts.min() < 2:
+            raise InputError(
+                "PromptClassifierCV needs at least 2 examples of each of at least 2 classes"
+                f" to cross-validate (smallest class: {int(counts.min())}); use"
+                " PromptClassifier for fewer"
+            )
+        check_positive_int("n_repeats", self.n_repeats)
+        check_positive_int("n_splits", self.n_splits, none_ok=True)
+        check_positive_int("max_fits", self.max_fits, none_ok=True)
+        splits = int(self.n_splits) if self.n_splits is not None else min(4, int(counts.min()))
+        if splits < 2 or splits > counts.min():
+            raise InputError(
+                f"n_splits={splits} needs 2 <= n_splits <= the smallest class count"
+                f" ({int(counts.min())})"
+            )
+        repeats = int(self.n_repeats)
+        if self.max_fits is not None:
+            budget = int(self.max_fits)
+            if budget < 2 * n_candidates:
+                raise InputError(
+                    f"max_fits={budget} is below the minimum of 2 folds x {n_candidates}"
+                    f" candidates = {2 * n_candidates}; raise it or list fewer candidates"
+                )
+            repeats = max(1, min(repeats, budget // (n_candidates * splits)))
+            while n_candidates * splits * repeats > budget:
+                splits -= 1
+        return splits, repeats
+
+    def fit(self, X: Any, y: Any, X_unlabeled: Any = None) -> PromptClassifierCV:
+        """Cross-validate the candidates on ``(X, y)`` and refit the best on all of it.
+
+        Parameters
+        ----------
+        X : texts (as for :meth:`PromptClassifier.fit`)
+        y : array-like of labels
+        X_unlabeled : texts, optional
+            Passed to every fit (calibration on unlabeled texts, PET's MLM loss).
+
+        Returns
+        -------
+        self
+        """
+        base = clone(self.estimator) if self.estimator is not None else PromptClassifier()
+        if base.random_state is None and self.random_state is not None:
+            base.set_params(random_state=self.random_state)
+        grids = self._candidates()
+        n_candidates = _n_candidates(grids)
+        if X is None or y is None:
+            raise InputError("PromptClassifierCV needs labelled examples: fit(X, y)")
+        y_arr = np.asarray(list(y), dtype=object)
+        splits, repeats = self._split(y_arr.astype(str), n_candidates)
+        cv = RepeatedStratifiedKFold(
+            n_splits=splits, n_repeats=repeats, random_state=self.random_state
+        )
+        log.info(
+            "choosing among %d candidates by %d x %d-fold cross-validation (%d fits)",
+            n_candidates,
+            repeats,
+            splits,
+            n_candidates * splits * repeats,
+        )
+        search = GridSearchCV(
+            base, grids, cv=cv, refit=True, error_score=np.nan, verbose=int(self.verbose)
+        )
+        fit_params = {} if X_unlabeled is None else {"X_unlabeled": X_unlabeled}
+        search.fit(X, y, **fit_params)
+        self.best_estimator_ = search.best_estimator_
+        self.best_params_ = search.best_params_
+        self.best_score_ = float(search.best_score_)
+        self.cv_results_ = search.cv_results_
+        self.n_splits_, self.n_repeats_ = splits, repeats
+        self.classes_ = self.best_estimator_.classes_
+        log.info("chose %s (cross-validated accuracy %.4f)", self.best_params_, self.best_score_)
+        return self
+
+    # ------------------------------------------------------------ delegation
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores of the chosen prompt."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.decision_function(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the chosen prompt (columns: ``classes_``)."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels predicted by the chosen prompt."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X)
+
+    def save(self, path: Any) -> Any:
+        """Save the chosen prompt (a regular prompt folder, loadable with
+        :meth:`PromptClassifier.load`)."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.save(path)

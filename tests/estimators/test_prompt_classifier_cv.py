@@ -1,0 +1,79 @@
+"""Settings chosen by cross-validation on the few examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NEG, POS, tiny_clf
+
+from pet_kit import InputError, PromptClassifier, PromptClassifierCV
+
+X = POS[:6] + NEG[:6]
+Y = ["positive"] * 6 + ["negative"] * 6
+
+
+def test_it_chooses_by_cross_validation_and_refits(tiny_dir):
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir, epochs=2), n_splits=3, n_repeats=1, random_state=0
+    ).fit(X, Y)
+    results = cv.cv_results_
+    assert len(results["params"]) == 5  # 2 untrained + 3 learning rates
+    best = int(np.argmax(results["mean_test_score"]))
+    assert cv.best_params_ == results["params"][best]
+    assert cv.best_score_ == pytest.approx(results["mean_test_score"][best])
+    assert [results[f"split{i}_test_score"][0] for i in range(3)]  # 3 folds recorded
+    assert isinstance(cv.best_estimator_, PromptClassifier)
+    assert list(cv.classes_) == ["negative", "positive"]
+    assert np.allclose(cv.predict_proba(X), cv.best_estimator_.predict_proba(X))
+    # refitted on all of X: the chosen settings trained on the 12 examples
+    assert cv.best_estimator_.get_params()["learning_rate"] in (3e-2, 1e-2, 1e-1)
+
+
+def test_a_tie_keeps_the_untrained_prompt(tiny_dir):
+    """When no trained candidate beats it, the untrained prompt is kept."""
+    candidates = [{"epochs": [0]}, {"epochs": [0], "learning_rate": [1e-2]}]
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir), candidates=candidates, n_splits=2, n_repeats=1, random_state=0
+    ).fit(X, Y)
+    assert cv.best_params_ == {"epochs": 0}
+    assert cv.best_estimator_.history_["steps"] == 0
+
+
+def test_the_budget_shrinks_the_split(tiny_dir):
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir, epochs=1),
+        candidates=[{"epochs": [0, 1]}],
+        n_splits=3,
+        n_repeats=3,
+        max_fits=8,
+        random_state=0,
+    ).fit(X, Y)
+    assert cv.n_splits_ * cv.n_repeats_ * 2 <= 8
+    assert (cv.n_splits_, cv.n_repeats_) == (3, 1)  # repeats shrink before folds
+    assert len([k for k in cv.cv_results_ if k.startswith("split")]) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "X", "y", "match"),
+    [
+        ({}, X[:3] + X[6:7], Y[:3] + Y[6:7], "at least 2 examples of each"),
+        ({"n_splits": 7}, X, Y, "n_splits=7 needs 2 <= n_splits"),
+        ({"max_fits": 3}, X, Y, "max_fits=3 is below the minimum"),
+        ({"candidates": [{"learning_rate": 0.1}]}, X, Y, "must map to a list"),
+    ],
+)
+def test_what_cannot_be_cross_validated_is_refused(tiny_dir, kwargs, X, y, match):
+    with pytest.raises(InputError, match=match):
+        PromptClassifierCV(tiny_clf(tiny_dir), **kwargs).fit(X, y)
+
+
+def test_the_budget_shrinks_folds_once_repeats_are_one(tiny_dir):
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir, epochs=1),
+        candidates=[{"epochs": [0, 1]}],
+        n_splits=4,
+        n_repeats=2,
+        max_fits=6,
+        random_state=0,
+    ).fit(X, Y)
+    assert (cv.n_splits_, cv.n_repeats_) == (3, 1)
