@@ -35,6 +35,9 @@ The PET family, all on the task template's soft patterns:
 ``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts;
 ``pet_kit_deep``      the pet_kit row's pattern plus a deep prompt (deep_prompt=4: trainable
                   states for 4 prefix slots at every layer's input).
+``pet_kit_cv``        PromptClassifierCV on the pet_kit row's settings: learning rate (or
+                  the untrained prompt, raw or calibrated) chosen by 4-fold CV on the K
+                  examples (one repetition).
 
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
@@ -83,6 +86,8 @@ METHODS = (
     "pet_kit_full",
     # prompt mechanics
     "pet_kit_deep",
+    # settings chosen by cross-validation on the K examples (untrained prompt included)
+    "pet_kit_cv",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).
 ENSEMBLE_ROWS = (
@@ -94,6 +99,8 @@ ENSEMBLE_ROWS = (
 )
 #: Optimizer steps of the distilled student prompt (it sees the unlabeled texts too).
 STUDENT_STEPS = 250
+#: Repetitions of the k-fold split in the pet_kit_cv row (the user default is 2).
+CV_REPEATS = 1
 #: Deep prompt length of the pet_kit_deep row.
 DEEP_PROMPT = 4
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated", "zero_shot_adapted")
@@ -119,7 +126,7 @@ def soft_refs(task: str) -> list[str]:
     """Every soft pattern of a task's template file (the ensemble's members)."""
     from pet_kit import load_pvps
 
-    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    path = REPO / "pet_kit" / "pvps" / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
     return [f"{path}#{p.name.split('#', 1)[1]}" for p in load_pvps(str(path)) if p.pattern.has_soft]
 
 
@@ -127,7 +134,7 @@ def pvp_refs(task: str) -> tuple[str, str]:
     """(hard pattern ref, soft pattern ref) for a task's template file."""
     from pet_kit import load_pvps
 
-    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    path = REPO / "pet_kit" / "pvps" / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
     pvps = load_pvps(str(path))
     hard = next(p for p in pvps if not p.pattern.has_soft)
     soft = next(p for p in pvps if p.pattern.has_soft)
@@ -215,6 +222,16 @@ def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
         clf.fit(train["text"], train["label"])
     else:
         clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    """PromptClassifierCV on the pet_kit row's settings: one repetition of k-fold CV."""
+    from pet_kit import PromptClassifierCV
+
+    clf = PromptClassifierCV(_soft_clf(ctx, seed), n_repeats=CV_REPEATS, random_state=seed)
+    clf.fit(train["text"], train["label"])
+    log.info("pet_kit_cv chose %s", clf.best_params_)
     return clf.score(test["text"], test["label"])
 
 
@@ -454,4 +471,5 @@ RUNNERS = {
     "pet_kit_lora": run_pet_kit_lora,
     "pet_kit_full": run_pet_kit_full,
     "pet_kit_deep": run_pet_kit_deep,
+    "pet_kit_cv": run_pet_kit_cv,
 }

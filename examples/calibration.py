@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pvp", default=str(REPO / "templates" / "rotten_tomatoes.yaml#it_was"))
+    parser.add_argument("--pvp", default="rotten_tomatoes#it_was")
     parser.add_argument("--k", type=int, default=16, help="0: zero-shot only")
     parser.add_argument("--test-size", type=int, default=500)
     args = parser.parse_args()
@@ -45,7 +42,7 @@ def main() -> None:
         report(f"zero-shot, calibration={calibration}", clf.fit(None, X_unlabeled=unlabeled))
     if args.k:
         train = sample_k_shot(load_task("rotten_tomatoes", "train"), k=args.k, seed=0)
-        soft = str(REPO / "templates" / "rotten_tomatoes.yaml#soft")
+        soft = "rotten_tomatoes#soft"
         for calibration in (None, "unlabeled"):
             clf = PromptClassifier(pvp=soft, calibration=calibration, random_state=0, verbose=0)
             clf.fit(train["text"], train["label"], X_unlabeled=unlabeled)

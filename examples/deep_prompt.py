@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import load_task, sample_k_shot
 
-REPO = Path(__file__).resolve().parents[1]
-WORDS = str(REPO / "verbalizers" / "subjectivity.yaml")
+WORDS = "subjectivity"  # a shipped verbalizer, by name
 
 
 def main() -> None:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import load_task, sample_k_shot
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pvp", default=str(REPO / "templates" / "rotten_tomatoes.yaml#soft"))
+    parser.add_argument("--pvp", default="rotten_tomatoes#soft")
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-size", type=int, default=300)

@@ -19,7 +19,7 @@ from pet_kit import PromptClassifier, PromptEnsemble
 from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = str(REPO / "verbalizers" / "rotten_tomatoes.yaml")
+WORDS = "rotten_tomatoes"  # a shipped verbalizer, by name
 PVPS = [
     {"pattern": "[SOFT*4] {text} [SOFT:All in all, it was] [MASK].", "verbalizer": WORDS},
     {"pattern": "[SOFT:Just] [MASK]! [SOFT*2] {text}", "verbalizer": WORDS},

@@ -29,7 +29,7 @@ def main() -> None:
 
     train = sample_k_shot(load_task("subjectivity", "train"), k=args.k, seed=0)
     clf = PromptClassifier(
-        pvp=str(REPO / "templates" / "subjectivity.yaml#soft"),
+        pvp="subjectivity#soft",
         max_length=128,
         random_state=0,
         verbose=0,

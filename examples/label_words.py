@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    pvp = load_pvp(str(REPO / "templates" / "bbc_news.yaml"))
+    pvp = load_pvp("bbc_news")
     train = sample_k_shot(load_task("bbc_news", "train"), k=args.k, seed=0)
     test = load_task("bbc_news", "test", max_size=args.test_size)
     words = search_label_words(

@@ -19,8 +19,8 @@ from pet_kit.serving.bank import PromptBank
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {
-    "sentiment": ("rotten_tomatoes", "templates/rotten_tomatoes.yaml#soft"),
-    "topic": ("bbc_news", "templates/bbc_news.yaml#soft"),
+    "sentiment": ("rotten_tomatoes", "rotten_tomatoes#soft"),
+    "topic": ("bbc_news", "bbc_news#soft"),
 }
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     for name, (task, pvp) in TASKS.items():
         train = sample_k_shot(load_task(task, "train"), k=args.k, seed=0)
         clf = PromptClassifier(
-            pvp=str(REPO / pvp), epochs=args.epochs, max_length=128, random_state=0, verbose=0
+            pvp=pvp, epochs=args.epochs, max_length=128, random_state=0, verbose=0
         )
         clf.fit(train["text"], train["label"]).save(Path(args.out) / name)
         print(f"trained and saved {name!r} ({task}, K={args.k})")

@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8, help="labelled examples per class")
     parser.add_argument("--seed", type=int, default=0, help="sampling and training seed")
     parser.add_argument("--test-size", type=int, default=1000, help="fixed test subset size")
-    parser.add_argument("--pvp", help="PVP reference (default: templates/TASK.yaml#soft)")
+    parser.add_argument("--pvp", help="PVP reference (default: the shipped PVP TASK#soft)")
     parser.add_argument("--out", help="where the prompt goes (default: prompts/TASK)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     template = {"chinese_reviews": "chinese_reviews_english_vocab"}.get(args.task, args.task)
-    pvp = args.pvp or str(REPO / "templates" / f"{template}.yaml#soft")
+    pvp = args.pvp or f"{template}#soft"
     out_dir = args.out or str(REPO / "prompts" / args.task)
 
     train = sample_k_shot(load_task(args.task, "train"), k=args.k, seed=args.seed)

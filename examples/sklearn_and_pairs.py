@@ -38,7 +38,7 @@ def main() -> None:
     print("test accuracy:", round(grid.score(test["text"].tolist(), test["label"].tolist()), 3))
 
     # 3. pair inputs: the pattern's fields are DataFrame columns
-    nli = PromptClassifier(pvp="templates/nli_en.yaml#question", verbose=0).fit(None)
+    nli = PromptClassifier(pvp="nli_en#question", verbose=0).fit(None)
     pairs = pd.DataFrame(
         {
             "text_a": ["A man is playing a guitar on stage.", "The cafe is closed today."],

@@ -20,8 +20,7 @@ import torch
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
-REPO = Path(__file__).resolve().parents[1]
-PVP = str(REPO / "templates" / "rotten_tomatoes.yaml#soft")
+PVP = "rotten_tomatoes#soft"
 
 
 def main() -> None:

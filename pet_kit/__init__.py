@@ -1,7 +1,7 @@
 """pet_kit: few-shot text classification by cloze prompts on a frozen masked LM.
 
 >>> from pet_kit import PromptClassifier
->>> clf = PromptClassifier(pvp="templates/sentiment_en.yaml")  # doctest: +SKIP
+>>> clf = PromptClassifier(pvp="sentiment_en")                 # doctest: +SKIP
 >>> clf.fit(texts, labels).predict(new_texts)                  # doctest: +SKIP
 
 ``import pet_kit`` is cheap: the public names below are imported on first use
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
     )
     from .estimators.ensemble import PromptEnsemble
     from .estimators.prompt_classifier import PromptClassifier
+    from .estimators.prompt_classifier_cv import PromptClassifierCV
     from .estimators.student import LinearStudent
     from .io.datasets import load_task
     from .model.cloze_model import ClozeModel
@@ -82,6 +83,7 @@ _LAZY: dict[str, str] = {
     "ClozeModel": "pet_kit.model.cloze_model:ClozeModel",
     "LinearStudent": "pet_kit.estimators.student:LinearStudent",
     "PromptClassifier": "pet_kit.estimators.prompt_classifier:PromptClassifier",
+    "PromptClassifierCV": "pet_kit.estimators.prompt_classifier_cv:PromptClassifierCV",
     "PromptEnsemble": "pet_kit.estimators.ensemble:PromptEnsemble",
     # functions
     "adapt": "pet_kit.train.adapt:adapt",
@@ -106,6 +108,7 @@ __all__ = [
     "PatternError",
     "PetKitError",
     "PromptClassifier",
+    "PromptClassifierCV",
     "PromptEnsemble",
     "SavedPromptError",
     "TrainingDivergedError",

@@ -1,8 +1,11 @@
 """The ``pet-kit`` command line.
 
 ``pet-kit validate PATH...``
-    Check template/PVP/verbalizer YAML files (and, with ``--model``, that every label
-    word is known to that backbone's tokenizer).
+    Check template/PVP/verbalizer YAML files or shipped PVPs by name (and, with
+    ``--model``, that every label word is known to that backbone's tokenizer).
+``pet-kit list-pvps``
+    The PVPs shipped with pet_kit, one line each: name, language, labels, pattern names
+    (use them as ``pvp="NAME"`` or ``pvp="NAME#PATTERN"``).
 ``pet-kit train CONFIG.yaml``
     Train a soft prompt as described by a config file and save it.
 ``pet-kit predict PROMPT_DIR INPUT``
@@ -58,7 +61,7 @@ from typing import Any
 # or pandas; each command imports what it needs.
 from ._version import __version__
 from .config.yaml_source import read_yaml
-from .errors import PetKitError
+from .errors import ConfigError, PetKitError, Problem
 
 __all__ = ["main"]
 
@@ -81,27 +84,237 @@ def _resolve_model(base: Path, ref: str) -> str:
 
 
 # ------------------------------------------------------------------- validate
-def _validate_one(path: str, tokenizer: Any) -> str:
-    from .config.pvp import load_pvps, load_verbalizer  # light: no torch without --model
+#: How ``pet-kit validate`` names each kind of file (:data:`~pet_kit.config.schema.KINDS`).
+_KIND_NAMES = {
+    "template file": "template file",
+    "PVP": "PVP file",
+    "train config": "train config",
+    "verbalizer": "verbalizer file",
+}
 
-    src = read_yaml(path.partition("#")[0])
-    data = src.data if isinstance(src.data, dict) else {}
-    if "labels" in data and "pattern" not in data and "patterns" not in data:
-        verbalizer = load_verbalizer(path)
+
+class _Collect:
+    """``with _Collect(problems):`` adds the problems of a :class:`ConfigError` raised in
+    the block to ``problems`` and goes on after the block (other errors propagate)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.failed = False
+
+    def __enter__(self) -> _Collect:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, ConfigError):
+            self.problems.extend(exc.problems)
+            self.failed = True
+            return True
+        return False
+
+
+def _key_loc(key: str | None) -> tuple[Any, ...]:
+    """A dotted key (``patterns.0.pattern``) as a key path (digits as list indices)."""
+    if not key:
+        return ()
+    return tuple(int(p) if p.isdigit() and str(int(p)) == p else p for p in key.split("."))
+
+
+def _moved(problems: list[Problem], src: Any, base: tuple[Any, ...]) -> list[Problem]:
+    """``problems`` of inline data (no file) located where that data is: at ``base`` in
+    ``src``; problems in files stay as they are."""
+    return [
+        src.problem(p.message, (*base, *_key_loc(p.key))) if p.source in (None, "<inline>") else p
+        for p in problems
+    ]
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    """Each problem once; files in the order first named, each file top to bottom."""
+    from .errors import display_path
+
+    unique: dict[tuple[Any, ...], Problem] = {}
+    for p in problems:
+        unique.setdefault((display_path(p.source or ""), p.line, p.key, p.message), p)
+    files = list(dict.fromkeys(key[0] for key in unique))
+    order = sorted(unique, key=lambda key: (files.index(key[0]), key[1] or 0))
+    return [unique[key] for key in order]
+
+
+def _is_reference(pattern: str) -> bool:
+    """Whether a PVP's ``pattern`` names a template (``file.yaml#name``, ``sentiment_en``)
+    rather than being a pattern, which always has ``[MASK]`` and a ``{field}``."""
+    return not any(c.isspace() or c in "[]{}" for c in pattern)
+
+
+def _check_pvp(spec: str | dict[Any, Any], tokenizer: Any, problems: list[Problem]) -> str:
+    """Check a template/PVP file (``path`` or ``path#name``) or an inline PVP, adding
+    every problem found to ``problems``; returns what it holds (when it loads)."""
+    from .config.pattern import parse_pattern
+    from .config.pvp import load_pvps, load_verbalizer
+
+    with _Collect(problems) as loading:
+        pvps = load_pvps(spec)
+    if not loading.failed:
         if tokenizer is not None:
-            verbalizer.compile(tokenizer, space_before=True)
-        return f"verbalizer with {len(verbalizer.labels)} labels"
-    pvps = load_pvps(path)
-    if tokenizer is not None:
-        from .model.encoding import ClozeEncoder  # imports torch
+            from .model.encoding import ClozeEncoder  # imports torch
 
-        for pvp in pvps:
-            ClozeEncoder(pvp, tokenizer, max_length=512)
-    labels = list(pvps[0].verbalizer.labels)
-    return f"{len(pvps)} pattern(s), labels {labels}"
+            for pvp in pvps:
+                with _Collect(problems):
+                    ClozeEncoder(pvp, tokenizer, max_length=512)
+        return f"{len(pvps)} pattern(s), labels {list(pvps[0].verbalizer.labels)}"
+    if not isinstance(spec, str):
+        return ""
+    # loading stops at the first problem: check each pattern and the verbalizer alone
+    file, _, wanted = spec.partition("#")
+    src = read_yaml(file)
+    data = src.data
+    if not isinstance(data, dict):
+        return ""
+    from .config.schema import PVPSpec, TemplateFile, check_schema
+
+    model, what = (TemplateFile, "template file") if "patterns" in data else (PVPSpec, "PVP")
+    if check_schema(model, src, what)[1]:
+        return ""  # the schema's problems, already found by load_pvps
+    entries = [("pattern",)] if "pattern" in data and "patterns" not in data else []
+    for i, entry in enumerate(data.get("patterns") or []):
+        if not wanted or wanted == str(entry.get("name") or i):
+            entries.append(("patterns", i, "pattern"))
+    for loc in entries:
+        text = data[loc[0]] if len(loc) == 1 else data["patterns"][loc[1]]["pattern"]
+        if len(loc) == 1 and _is_reference(text):
+            continue
+        found: list[Problem] = []
+        with _Collect(found):
+            parse_pattern(text, source=src.name, key=".".join(map(str, loc)))
+        problems.extend(src.problem(p.message, loc) for p in found)
+    verbalizer = data.get("verbalizer")
+    if isinstance(verbalizer, str):
+        with _Collect(problems):
+            load_verbalizer(
+                verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
+            )
+    elif isinstance(verbalizer, dict):
+        found = []
+        with _Collect(found):
+            load_verbalizer(verbalizer)
+        problems.extend(_moved(found, src, ("verbalizer",)))
+    return ""
+
+
+def _check_train_config(src: Any, tokenizer: Any, problems: list[Problem]) -> str:
+    """Check a train config: its keys, its ``params`` (names, grouped settings' fields,
+    values), the PVP it names and its data files; adds every problem to ``problems``."""
+    from .config.pvp import pvp_reference
+    from .config.schema import TrainFile, check_schema, check_train_params
+    from .errors import display_path
+
+    problems.extend(check_schema(TrainFile, src, "train config")[1])
+    problems.extend(check_train_params(src))
+    data, base = src.data, src.base_dir
+    pvp = data.get("pvp")
+    held = ""
+    if isinstance(pvp, str):
+        try:
+            ref = pvp_reference(pvp, base)
+        except ConfigError as exc:
+            problems.append(src.problem(exc.problem, ("pvp",)))
+        else:
+            file = ref.partition("#")[0]
+            if Path(file).is_file():
+                held = _check_pvp(ref, tokenizer, problems)
+            else:
+                problems.append(
+                    src.problem(
+                        f"PVP file {pvp!r} not found (looked for {display_path(file)}); paths"
+                        " are relative to the train config's folder",
+                        ("pvp",),
+                    )
+                )
+    elif isinstance(pvp, dict):
+        found: list[Problem] = []
+        held = _check_pvp(pvp, tokenizer, found)
+        problems.extend(_moved(found, src, ("pvp",)))
+    spec = data.get("data")
+    if isinstance(spec, dict) and spec.get("task") is None:
+        if spec.get("train") is None and not any(
+            (p.key or "").startswith("data.") for p in problems
+        ):  # (not when a misspelled key under data is the reason)
+            problems.append(
+                src.problem(
+                    "data needs either 'task' (a built-in task) or 'train' (a CSV/TSV/JSONL"
+                    " file with a label column)",
+                    ("data",),
+                )
+            )
+        for key in ("train", "eval"):
+            name = spec.get(key)
+            if isinstance(name, str) and not Path(_resolve(base, name)).is_file():
+                problems.append(
+                    src.problem(
+                        f"file {name!r} not found (looked for"
+                        f" {display_path(_resolve(base, name))}); paths are relative to the"
+                        " train config's folder",
+                        ("data", key),
+                    )
+                )
+    params = data.get("params")
+    n_params = len(params) if isinstance(params, dict) else 0
+    return f"PVP with {held}; {n_params} param(s)"
+
+
+def _validate_one(path: str, tokenizer: Any) -> tuple[str, str, list[Problem]]:
+    """Check one file as what its keys say it is (:func:`~pet_kit.config.schema.detect_kind`).
+
+    Returns
+    -------
+    (str, str, list of Problem)
+        The kind of file, what it holds, and every problem found (empty: valid).
+
+    Raises
+    ------
+    PetKitError
+        The file cannot be read (missing, not YAML...), or the backbone fails.
+    """
+    # light: no torch without --model
+    from .config.pvp import load_verbalizer, pvp_reference
+    from .config.schema import KINDS, detect_kind
+
+    path = pvp_reference(path)  # the name of a shipped PVP -> its template file
+    src = read_yaml(path.partition("#")[0])
+    kind = detect_kind(src.data)
+    if "#" in path and kind not in ("template file", "PVP"):
+        kind = "template file"  # path#name selects a pattern of a template file
+    problems: list[Problem] = []
+    if kind == "verbalizer":
+        with _Collect(problems) as loading:
+            verbalizer = load_verbalizer(path)
+        if not loading.failed:
+            if tokenizer is not None:
+                with _Collect(problems):
+                    verbalizer.compile(tokenizer, space_before=True)
+            labels = list(verbalizer.labels)
+            return _KIND_NAMES[kind], f"verbalizer with {len(labels)} labels {labels}", problems
+        return _KIND_NAMES[kind], "", _in_order(problems)
+    if kind == "train config":
+        held = _check_train_config(src, tokenizer, problems)
+        return _KIND_NAMES[kind], f"train config: {held}", _in_order(problems)
+    if kind is None:
+        if isinstance(src.data, dict):
+            got = f"its keys {', '.join(map(str, src.data))} are none of"
+        else:
+            got = f"it is {'empty' if src.data is None else type(src.data).__name__}, not one of"
+        kinds = "; ".join(f"a {k} has {', '.join(map(repr, v))}" for k, v in KINDS.items())
+        problems.append(src.problem(f"cannot tell what this file is: {got} these: {kinds}"))
+        return "file", "", problems
+    held = _check_pvp(path, tokenizer, problems)
+    return _KIND_NAMES[kind], f"{_KIND_NAMES[kind]} with {held}", _in_order(problems)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``pet-kit validate``: each file checked as the kind it is, every problem on its own
+    ``ERROR file:line: key: problem`` line; exit status 1 if any file has a problem."""
+    from .errors import display_path
+
     tokenizer = None
     if args.model is not None:
         from .model.backbone import load_backbone
@@ -112,21 +325,60 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.paths:
         try:
-            what = _validate_one(path, tokenizer)
+            kind, what, problems = _validate_one(path, tokenizer)
         except PetKitError as exc:
             failed += 1
-            print(f"ERROR {exc}")
+            for line in str(exc).splitlines():
+                print(f"ERROR {line}")
+            continue
+        if problems:
+            failed += 1
+            for problem in problems:
+                print(f"ERROR {problem}")
+            print(f"      {display_path(path)}: {len(problems)} problem(s) in this {kind}")
         else:
             print(f"OK    {path}: {what}")
     return 1 if failed else 0
 
 
+# ------------------------------------------------------------------ list-pvps
+def cmd_list_pvps(args: argparse.Namespace) -> int:
+    """``pet-kit list-pvps``: one line per shipped PVP (no torch)."""
+    from .config.pvp import shipped_pvps
+
+    rows = [("NAME", "LANG", "LABELS", "PATTERNS (* = default)")]
+    for info in shipped_pvps():
+        patterns = [f"{n}*" if n == info.default else n for n in info.patterns]
+        rows.append(
+            (
+                info.name,
+                info.language or "-",
+                ", ".join(str(label) for label in info.labels),
+                ", ".join(patterns),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(row[i].ljust(w) for i, w in enumerate(widths)), row[3]]))
+    print(
+        'use as pvp="NAME" or pvp="NAME#PATTERN"; pet-kit validate NAME checks one',
+        file=sys.stderr,
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------- train
 def _load_train_config(path: str) -> tuple[Any, Path]:
-    from .config.schema import TrainFile, validate
+    """The train config, checked: every problem of its ``params`` (unknown names with
+    "did you mean", group fields, values) is reported at once, each at its line."""
+    from .config.schema import TrainFile, check_train_params, validate
 
     src = read_yaml(path)
-    return validate(TrainFile, src, "train config"), src.base_dir
+    cfg = validate(TrainFile, src, "train config")
+    problems = check_train_params(src)
+    if problems:
+        raise ConfigError.from_problems(problems)
+    return cfg, src.base_dir
 
 
 def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
@@ -208,12 +460,19 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
 
 
 def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
-    """A train config's ``params`` as :class:`~pet_kit.PromptClassifier` arguments: a
-    relative ``checkpoint`` folder (the shorthand string, or the ``dir`` of a mapping such
-    as ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder.
+    """A train config's ``params`` as :class:`~pet_kit.PromptClassifier` arguments.
+
+    A relative ``prompt_init`` prompt folder (prompt transfer) or ``checkpoint`` folder
+    (the shorthand string, or the ``dir`` of a mapping such as
+    ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder.
     Mappings under the other grouped settings (``tuning: {mode: lora, rank: 4}``) are
     passed on: the estimator reads a mapping of a group's fields as that group."""
+    from .config.settings import INIT_STRATEGIES
+
     out = dict(params)
+    init = out.get("prompt_init")
+    if isinstance(init, str) and init not in INIT_STRATEGIES:  # a saved prompt folder
+        out["prompt_init"] = _resolve(base, init)
     checkpoint = out.get("checkpoint")
     if isinstance(checkpoint, str):
         out["checkpoint"] = _resolve(base, checkpoint)
@@ -222,30 +481,21 @@ def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def _unknown_params_message(unknown: list[str], valid: set[str]) -> str:
-    """What to say about unknown ``params`` keys: the flat names of earlier versions
-    (``lora_rank``...) get the grouped setting that now holds them."""
-    from .config.settings import _LEGACY
-
-    moved = [
-        f"{k} is now {_LEGACY[k][0]}: {{{_LEGACY[k][1]}: ...}}" for k in unknown if k in _LEGACY
-    ]
-    hint = f" ({'; '.join(moved)})" if moved else ""
-    return f"unknown parameter(s) {unknown}{hint}; valid: {sorted(valid)}"
-
-
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config.pvp import pvp_reference
     from .errors import InputError
     from .estimators.prompt_classifier import PromptClassifier
     from .io import prompt_folder as persist
 
+    status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
+    status.setLevel(min(status.getEffectiveLevel(), logging.INFO))
     cfg, base = _load_train_config(args.config)
-    pvp = _resolve(base, cfg.pvp) if isinstance(cfg.pvp, str) else cfg.pvp
+    # a path relative to the config file, or the name of a shipped PVP (rotten_tomatoes#soft)
+    try:
+        pvp = pvp_reference(cfg.pvp, base) if isinstance(cfg.pvp, str) else cfg.pvp
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, source=args.config, key="pvp") from exc
     model = _resolve_model(base, cfg.model) if cfg.model else None
-    valid = set(PromptClassifier().get_params(deep=False))
-    unknown = sorted(set(cfg.params) - valid)
-    if unknown:
-        raise PetKitError(f"{args.config}: params: {_unknown_params_message(unknown, valid)}")
     params = _config_params({"verbose": 1, **cfg.params}, base)
     clf = PromptClassifier(pvp=pvp, model=model, **params)
     try:
@@ -254,6 +504,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(f"{args.config}: params: {exc}") from exc
     out = Path(args.output or _resolve(base, cfg.output))
     persist.check_save_target(out)  # an unwritable output would lose the trained prompt
+    if not args.overwrite and os.path.lexists(out / persist.META_FILE):
+        raise PetKitError(
+            f"the output folder {out} already holds a prompt; pass --overwrite to replace it,"
+            " or choose another folder with --output"
+        )
     labels = list(clf.resolved_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
@@ -364,13 +619,23 @@ def _write_new_file(path: Path, text: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .io.streaming import predict_file, predict_to_stream, progress_path
+    from .io.streaming import (
+        RoundedProbabilities,
+        predict_file,
+        predict_to_stream,
+        progress_path,
+    )
     from .io.tables import read_columns
 
+    if not 1 <= args.digits <= 17:
+        raise PetKitError(f"--digits must be from 1 to 17, got {args.digits}")
+    status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
+    status.setLevel(min(status.getEffectiveLevel(), logging.INFO))
     _check_predict_args(args)
-    clf = _load_prompt(args)
-    _set_threads(clf, args.threads)
-    _log_fields(clf, read_columns(args.input), args.input)
+    loaded = _load_prompt(args)
+    _set_threads(loaded, args.threads)
+    _log_fields(loaded, read_columns(args.input), args.input)
+    clf = RoundedProbabilities(loaded, args.digits)
     if not args.output:
         try:
             n = predict_to_stream(clf, args.input, sys.stdout, chunk_size=args.chunk_size)
@@ -476,6 +741,12 @@ def _add_predict_options(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--threads", type=int, help="CPU threads for torch")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    s.add_argument(
+        "--digits",
+        type=int,
+        default=6,
+        help="significant digits of the probabilities written (default 6; 17: exact)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -486,7 +757,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check PVP/verbalizer YAML files")
-    v.add_argument("paths", nargs="+", help="YAML files (path#pattern selects one pattern)")
+    v.add_argument(
+        "paths",
+        nargs="+",
+        help="YAML files or shipped PVP names (path#pattern or name#pattern selects one pattern)",
+    )
     v.add_argument(
         "--model",
         help="also check label words against this backbone's"
@@ -494,9 +769,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.set_defaults(func=cmd_validate)
 
+    lp = sub.add_parser("list-pvps", help="list the PVPs shipped with pet_kit (use them by name)")
+    lp.set_defaults(func=cmd_list_pvps)
+
     t = sub.add_parser("train", help="train a soft prompt from a config file")
     t.add_argument("config", help="train config YAML (pvp, model, data, params, output)")
     t.add_argument("--output", help="override the config's output folder")
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace a prompt already in the output folder"
+    )
     t.set_defaults(func=cmd_train)
 
     for name, helptext, func in (
@@ -544,6 +825,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text")
     sv.add_argument("--max-body-bytes", type=int, default=2_000_000, help="request body size")
     sv.add_argument("--threads", type=int, help="CPU threads for torch")
+    sv.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server logging; info (the default) logs every request",
+    )
     sv.set_defaults(func=cmd_serve)
 
     ad = sub.add_parser("adapt", help="adapt a backbone to unlabeled texts (continued MLM)")
@@ -640,17 +927,34 @@ def cmd_label_words(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``pet-kit serve``."""
-    from .serving.server import serve
+    from .serving.server import bind, serve
 
+    for flag, value in (
+        ("--threads", args.threads),
+        ("--max-texts", args.max_texts),
+        ("--max-text-chars", args.max_text_chars),
+        ("--max-body-bytes", args.max_body_bytes),
+    ):
+        if value is not None and value < 1:
+            raise PetKitError(f"{flag} must be a positive integer, got {value}")
+    level = getattr(logging, args.log_level.upper())
+    logging.getLogger("pet_kit.serving").setLevel(level)  # "listening on http://..."
+    status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
+    status.setLevel(min(status.getEffectiveLevel(), level))
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    bank = build_bank(args.prompts, args.model, args.device)
+    sock = bind(args.host, args.port)  # a port in use fails here, before the slow loading
+    try:
+        bank = build_bank(args.prompts, args.model, args.device)
+    except BaseException:
+        sock.close()
+        raise
     serve(
         bank,
-        host=args.host,
-        port=args.port,
+        log_level=args.log_level,
+        sock=sock,
         max_texts=args.max_texts,
         max_text_chars=args.max_text_chars,
         max_body_bytes=args.max_body_bytes,

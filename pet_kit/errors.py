@@ -3,18 +3,91 @@
 Every error a user can trigger derives from :class:`PetKitError`, which is also a
 :class:`ValueError`, so generic ``except ValueError`` code (e.g. scikit-learn's
 ``error_score`` handling) keeps working. Messages name the file, key or value at
-fault and say how to fix it.
+fault and say how to fix it; a :class:`ConfigError` lists every :class:`Problem` found in
+a specification, one per line.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 
 class PetKitError(ValueError):
     """Base class of all pet_kit errors caused by user input."""
 
 
+_C = TypeVar("_C", bound="ConfigError")
+
+
+def display_path(path: str) -> str:
+    """``path`` as shown in messages: normalised, relative to the working folder if inside it.
+
+    ``/work/templates/../verbalizers/v.yaml`` is shown as ``verbalizers/v.yaml`` when the
+    working folder is ``/work``, and as ``/work/verbalizers/v.yaml`` elsewhere. Names that
+    are no paths (``"<inline>"``, an environment variable) are returned unchanged.
+
+    Parameters
+    ----------
+    path : str
+        A file path, or a name such as ``"<inline>"``.
+
+    Returns
+    -------
+    str
+    """
+    if not path or path.startswith("<"):
+        return path
+    shown = os.path.normpath(path)
+    if os.path.isabs(shown):
+        try:
+            relative = os.path.relpath(shown)
+        except (ValueError, OSError):  # another drive (Windows), no working folder
+            return shown
+        if relative != os.curdir and not relative.startswith(os.pardir):
+            return relative
+    return shown
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a specification.
+
+    Attributes
+    ----------
+    message : str
+        What is wrong and how to fix it.
+    source : str, optional
+        File path (or ``"<inline>"``) the specification came from.
+    line : int, optional
+        1-based line number in ``source``.
+    column : int, optional
+        1-based column in ``line`` (not part of the message).
+    key : str, optional
+        Dotted path of the offending key, e.g. ``patterns.0.pattern``.
+    """
+
+    message: str
+    source: str | None = None
+    line: int | None = None
+    column: int | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        where = display_path(self.source) if self.source else "<inline>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
 class ConfigError(PetKitError):
     """A YAML/inline PVP specification is invalid.
+
+    The error carries every problem found (:attr:`problems`); ``str(exc)`` shows them one
+    per line as ``file:line: key: problem``. The attributes ``problem``, ``source``,
+    ``line``, ``column`` and ``key`` are those of the first problem.
 
     Parameters
     ----------
@@ -26,6 +99,15 @@ class ConfigError(PetKitError):
         1-based line number in ``source``.
     key : str, optional
         Dotted path of the offending key, e.g. ``patterns.0.pattern``.
+    column : int, optional
+        1-based column in ``line``.
+    more : sequence of Problem
+        Further problems found in the same specification (see :meth:`from_problems`).
+
+    Attributes
+    ----------
+    problems : tuple of Problem
+        Every problem, the first one being ``problem`` at ``source:line``.
     """
 
     def __init__(
@@ -35,16 +117,51 @@ class ConfigError(PetKitError):
         source: str | None = None,
         line: int | None = None,
         key: str | None = None,
+        column: int | None = None,
+        more: Sequence[Problem] = (),
     ) -> None:
         self.problem = problem
         self.source = source
         self.line = line
+        self.column = column
         self.key = key
-        where = source or "<inline>"
-        if line is not None:
-            where = f"{where}:{line}"
-        prefix = f"{where}: {key}: " if key else f"{where}: "
-        super().__init__(prefix + problem)
+        first = Problem(problem, source=source, line=line, column=column, key=key)
+        self.problems: tuple[Problem, ...] = (first, *more)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def from_problems(cls: type[_C], problems: Sequence[Problem]) -> _C:
+        """An error holding ``problems`` (at least one), the first one as its own.
+
+        Parameters
+        ----------
+        problems : sequence of Problem
+
+        Returns
+        -------
+        ConfigError
+            Of the class this is called on (``PatternError.from_problems(...)``).
+        """
+        if not problems:
+            raise ValueError("from_problems needs at least one problem")
+        first, *more = problems
+        return cls(
+            first.message,
+            source=first.source,
+            line=first.line,
+            key=first.key,
+            column=first.column,
+            more=more,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # picklable with every problem (errors travel between processes in searches)
+        return (_config_error, (type(self), self.problems))
+
+
+def _config_error(cls: type[ConfigError], problems: tuple[Problem, ...]) -> ConfigError:
+    """Unpickle a :class:`ConfigError` (or a subclass) with its problems."""
+    return cls.from_problems(problems)
 
 
 class PatternError(ConfigError):

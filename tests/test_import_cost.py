@@ -47,7 +47,7 @@ def test_import_pet_kit_is_light_until_a_model_is_needed():
         pet_kit.__version__
         pet_kit.PVP, pet_kit.load_pvp, pet_kit.Pattern, pet_kit.ConfigError
         before = [m for m in heavy if m in sys.modules]
-        clf = pet_kit.PromptClassifier(pvp="templates/sentiment_en.yaml")
+        clf = pet_kit.PromptClassifier(pvp="sentiment_en")
         ok = "pvp" in clf.get_params() and pet_kit.PromptClassifier.__name__ == "PromptClassifier"
         print(json.dumps({{"before": before, "ok": ok, "torch_after": "torch" in sys.modules}}))
         """
@@ -65,7 +65,8 @@ def test_import_pet_kit_is_light_until_a_model_is_needed():
         ["validate", "--help"],
         ["train", "--help"],
         ["predict", "--help"],
-        ["validate", "templates/sentiment_en.yaml", "verbalizers/sentiment_en.yaml"],
+        ["validate", "sentiment_en", "pet_kit/pvps/verbalizers/sentiment_en.yaml"],
+        ["list-pvps"],
     ],
     ids=" ".join,
 )

@@ -269,7 +269,8 @@ def test_cli_train_refuses_a_non_finite_param_before_loading_anything(
     _no_backbone(monkeypatch)
     assert main(["train", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert f"{cfg}: params: learning_rate=" in err and "is not a finite number" in err
+    assert f"{cfg}:7: params.learning_rate: learning_rate=" in err  # file, line and key
+    assert "is not a finite number" in err
     assert "must be a finite number > 0 (the default is 0.03)" in err
 
 

@@ -2,23 +2,35 @@
 
 A PVP can be given as
 
+* the name of a PVP shipped with pet_kit, optionally with ``#pattern_name``
+  (``"sentiment_en"``, ``"rotten_tomatoes#soft"``; :func:`shipped_pvp_names` lists them,
+  ``pet-kit list-pvps`` too);
 * a path to a template file, optionally with ``#pattern_name``
-  (``"templates/sentiment_en.yaml#soft"``); without a name the file's ``default``
+  (``"my_templates/sentiment.yaml#soft"``); without a name the file's ``default``
   pattern (or its first) is used;
 * a path to a PVP file (keys ``pattern`` and ``verbalizer``);
 * an inline dict of the same shape, e.g.
   ``{"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": {"pos": ["great"]}}``;
 * a :class:`PVP` object.
 
-``verbalizer`` may be a path to a verbalizer file, a full verbalizer mapping (with a
-``labels`` key) or just the labels mapping. Relative paths inside a file are
-resolved against that file's folder.
+``verbalizer`` may be a path to a verbalizer file, the name of a shipped verbalizer, a
+full verbalizer mapping (with a ``labels`` key) or just the labels mapping. Relative
+paths inside a file are resolved against that file's folder.
+
+Names and paths: a string with no path separator and no ``.yaml``/``.yml`` suffix that is
+not an existing file (relative to the working directory, or to the file that names it)
+is the name of a shipped PVP; an existing file always wins. The shipped files are
+package data (``pet_kit/pvps/templates/NAME.yaml`` and
+``pet_kit/pvps/verbalizers/NAME.yaml``), so names work from any folder and in an
+installed wheel.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +38,33 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, display_path
 from .pattern import Pattern, parse_pattern
 from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, validate
 from .verbalizer import Verbalizer
 from .yaml_source import YamlSource, read_yaml
 
-__all__ = ["PVP", "load_pvp", "load_pvps", "load_verbalizer"]
+__all__ = [
+    "PVP",
+    "SHIPPED_DIR",
+    "ShippedPVP",
+    "load_pvp",
+    "load_pvps",
+    "load_verbalizer",
+    "pvp_reference",
+    "shipped_pvp_names",
+    "shipped_pvp_path",
+    "shipped_pvps",
+    "shipped_verbalizer_names",
+]
 
 log = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
+
+#: Folder of the PVPs shipped with pet_kit (package data): ``templates/`` and
+#: ``verbalizers/``, one YAML file per name.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "pvps"
 
 
 @dataclass(frozen=True)
@@ -104,6 +132,175 @@ def _split_ref(ref: str | os.PathLike[str]) -> tuple[str, str | None]:
 def _looks_like_path(text: str) -> bool:
     path, _ = _split_ref(text)
     return path.lower().endswith(_YAML_SUFFIXES)
+
+
+_NAME_RE = re.compile(r"[\w.\-]+")
+
+
+def _is_bare_name(path: str) -> bool:
+    """Whether ``path`` (a reference without ``#pattern``) has the form of a shipped name:
+    one word (letters, digits, ``_ . -``: no path separator, no spaces), no YAML suffix."""
+    return bool(_NAME_RE.fullmatch(path)) and not path.lower().endswith(_YAML_SUFFIXES)
+
+
+def _names_in(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file())
+
+
+def shipped_pvp_names() -> list[str]:
+    """Names of the PVPs shipped with pet_kit (the template files' stems), sorted.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["bbc_news", ..., "sentiment_en", ...]``; each works as
+        ``PromptClassifier(pvp=name)`` or ``pvp="name#pattern_name"``.
+    """
+    return _names_in(SHIPPED_DIR / "templates")
+
+
+def shipped_verbalizer_names() -> list[str]:
+    """Names of the verbalizers shipped with pet_kit (their files' stems), sorted."""
+    return _names_in(SHIPPED_DIR / "verbalizers")
+
+
+def _unknown_name(name: str, names: list[str], what: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return ConfigError(
+        f"{name!r} is not a file and not the name of a shipped {what}{hint}; the shipped"
+        f" {what}s are: {', '.join(names)} (pet-kit list-pvps shows them); for a file of"
+        " your own pass its path, e.g. 'my_pvp.yaml' or './my_pvp'",
+        source=source,
+    )
+
+
+def shipped_pvp_path(name: str) -> Path:
+    """The template file of the shipped PVP ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`shipped_pvp_names` (without ``#pattern_name``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not a shipped PVP; the message lists them, with the closest matches.
+    """
+    names = shipped_pvp_names()
+    if name not in names:
+        raise _unknown_name(name, names, "PVP", source="pvp")
+    return SHIPPED_DIR / "templates" / f"{name}.yaml"
+
+
+def _shipped_verbalizer_path(name: str, source: str) -> Path:
+    names = shipped_verbalizer_names()
+    if name not in names:
+        raise _unknown_name(name, names, "verbalizer", source=source)
+    return SHIPPED_DIR / "verbalizers" / f"{name}.yaml"
+
+
+def pvp_reference(ref: str | os.PathLike[str], base_dir: Path | None = None) -> str:
+    """The file reference ``ref`` stands for: a path, or the shipped PVP's template file.
+
+    An existing file (relative to ``base_dir``) always wins; a bare name (one word: no
+    path separator, no spaces, no ``.yaml``/``.yml`` suffix) that is not a file is a
+    shipped PVP's name. Anything else is a path: resolved against ``base_dir`` when one is
+    given, else returned unchanged.
+
+    Parameters
+    ----------
+    ref : str or PathLike
+        ``"sentiment_en"``, ``"sentiment_en#soft"``, ``"my/file.yaml#name"``...
+    base_dir : Path, optional
+        Folder relative paths are resolved against (default: the working directory).
+
+    Returns
+    -------
+    str
+        A file path, with the ``#pattern_name`` of ``ref`` kept.
+
+    Raises
+    ------
+    ConfigError
+        ``ref`` is a bare name that is neither a file nor a shipped PVP.
+    """
+    text = os.fspath(ref)
+    path, name = _split_ref(text)
+    if not path:
+        return text
+    tail = f"#{name}" if name is not None else ""
+    full = _resolve(base_dir or Path.cwd(), path)
+    if not full.is_file() and _is_bare_name(path):
+        return os.fspath(shipped_pvp_path(path)) + tail
+    return text if base_dir is None else os.fspath(full) + tail
+
+
+@dataclass(frozen=True)
+class ShippedPVP:
+    """Summary of one shipped PVP (what ``pet-kit list-pvps`` prints).
+
+    Attributes
+    ----------
+    name : str
+        The name to pass as ``pvp=``.
+    language : str or None
+    labels : tuple
+        The verbalizer's labels, in file order.
+    patterns : tuple of str
+        Pattern names, in file order (``name#pattern`` selects one).
+    default : str
+        The pattern used when none is named.
+    description : str or None
+    path : Path
+        The template file.
+    """
+
+    name: str
+    language: str | None
+    labels: tuple[Any, ...]
+    patterns: tuple[str, ...]
+    default: str
+    description: str | None
+    path: Path
+
+
+def shipped_pvps() -> list[ShippedPVP]:
+    """Every shipped PVP, loaded and summarised (sorted by name; no torch needed).
+
+    Returns
+    -------
+    list of ShippedPVP
+
+    Raises
+    ------
+    ConfigError
+        A shipped file is invalid (a packaging bug).
+    """
+    out = []
+    for name in shipped_pvp_names():
+        path = SHIPPED_DIR / "templates" / f"{name}.yaml"
+        src = read_yaml(path)
+        spec, names = _template(src)
+        default = names[_select(src, spec, names, None)]
+        pvp = _template_pvps(src, [names.index(default)], spec, names)[0]
+        out.append(
+            ShippedPVP(
+                name=name,
+                language=spec.language,
+                labels=tuple(pvp.verbalizer.labels),
+                patterns=tuple(names),
+                default=default,
+                description=spec.description,
+                path=path,
+            )
+        )
+    return out
 
 
 def _resolve(base: Path, ref: str) -> Path:
@@ -224,7 +421,9 @@ def load_verbalizer(
     Parameters
     ----------
     spec : str, PathLike, mapping or Verbalizer
-        A verbalizer file (must have ``labels``), a mapping (full or just the labels).
+        A verbalizer file (must have ``labels``), the name of a shipped verbalizer
+        (``"sentiment_en"``; an existing file of that name wins), a mapping (full or just
+        the labels).
     base_dir : Path, optional
         Folder relative paths are resolved against (default: the working directory).
     referenced_from : (YamlSource, key path), optional
@@ -234,12 +433,21 @@ def load_verbalizer(
         return spec
     if isinstance(spec, Mapping):
         return _verbalizer_from_source(YamlSource(dict(spec)))
-    path = _resolve(base_dir or Path.cwd(), os.fspath(spec))
+    text = os.fspath(spec)
+    path = _resolve(base_dir or Path.cwd(), text)
+    if not path.is_file() and _is_bare_name(text):  # the name of a shipped verbalizer
+        try:
+            path = _shipped_verbalizer_path(text, source="verbalizer")
+        except ConfigError as exc:
+            if referenced_from is None:
+                raise
+            src_ref, loc = referenced_from
+            raise src_ref.error(exc.problem, loc) from exc
     if referenced_from is not None and not path.is_file():
         src_ref, loc = referenced_from
         raise src_ref.error(
-            f"verbalizer file {os.fspath(spec)!r} not found (looked for {path}); paths are"
-            " relative to the file that names them",
+            f"verbalizer file {os.fspath(spec)!r} not found (looked for"
+            f" {display_path(str(path))}); paths are relative to the file that names them",
             loc,
         )
     src = read_yaml(path)
@@ -308,11 +516,22 @@ def _parse_located(src: YamlSource, loc: tuple[Any, ...], text: str) -> Pattern:
         raise src.error(exc.problem, loc, type(exc)) from exc
 
 
+def _names_shipped_template(src: YamlSource, pattern: str) -> bool:
+    """Whether a PVP's ``pattern`` is a shipped template's name (``"sentiment_en#soft"``),
+    not a pattern string (which has a ``[MASK]`` and so is never a bare name)."""
+    path, _ = _split_ref(pattern)
+    return (
+        _is_bare_name(path)
+        and path in shipped_pvp_names()
+        and not _resolve(src.base_dir, path).is_file()
+    )
+
+
 def _pvp_from_spec(src: YamlSource) -> PVP:
     spec: PVPSpec = validate(PVPSpec, src, "PVP")
-    if _looks_like_path(spec.pattern):
-        path, name = _split_ref(spec.pattern)
-        tpl = read_yaml(_resolve(src.base_dir, path))
+    if _looks_like_path(spec.pattern) or _names_shipped_template(src, spec.pattern):
+        path, name = _split_ref(pvp_reference(spec.pattern, src.base_dir))
+        tpl = read_yaml(path)
         tspec, names = _template(tpl)
         idx = _select(tpl, tspec, names, name)
         pattern = _parse_located(tpl, ("patterns", idx, "pattern"), tspec.patterns[idx].pattern)
@@ -339,14 +558,28 @@ def _source_for(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlS
             source="pvp",
         )
     text = os.fspath(spec)
+    path, name = _split_ref(text)
+    if path and Path(path).is_file():  # an existing file always wins
+        return read_yaml(path), name
+    if _is_bare_name(path):
+        return read_yaml(shipped_pvp_path(path)), name
     if not _looks_like_path(text):
         raise ConfigError(
-            f"{text!r} is neither a YAML file path (.yaml/.yml, optionally with #pattern_name)"
-            " nor a PVP dict; pass e.g. 'templates/sentiment_en.yaml' or"
+            f"{text!r} is neither a YAML file path (.yaml/.yml, optionally with"
+            " #pattern_name), nor an existing file, nor the name of a shipped PVP (one word:"
+            " pet-kit list-pvps lists them), nor a PVP dict; pass e.g. 'sentiment_en',"
+            " 'my_pvp.yaml' or"
             " {'pattern': '{text} It was [MASK].', 'verbalizer': {...}}",
             source="pvp",
         )
-    path, name = _split_ref(text)
+    stem = Path(path).stem
+    if not Path(path).exists() and stem in shipped_pvp_names():
+        tail = f"#{name}" if name is not None else ""
+        raise ConfigError(
+            f"file not found; check the path. pet_kit's own {stem!r} PVP is addressed by"
+            f" name from any folder: pvp={stem + tail!r}",
+            source=path,
+        )
     return read_yaml(path), name
 
 

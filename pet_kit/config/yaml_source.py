@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
 from ..limits import env_limit
 
 __all__ = [
@@ -100,30 +100,47 @@ class YamlSource:
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """Return the 1-based line of the deepest node found along ``loc``."""
+        return self.position_of(loc)[0]
+
+    def position_of(self, loc: tuple[Any, ...]) -> tuple[int | None, int | None]:
+        """Return the 1-based (line, column) of the deepest node found along ``loc``.
+
+        For a key of a mapping this is where the key is written; ``(None, None)`` for
+        inline data.
+        """
         node = self.node
-        line = node.start_mark.line + 1 if node is not None else None
+        if node is None:
+            return None, None
+        mark = node.start_mark
         for part in loc:
             if isinstance(node, yaml.MappingNode):
                 for key_node, value_node in node.value:
                     if str(key_node.value) == str(part):
-                        line = key_node.start_mark.line + 1
+                        mark = key_node.start_mark
                         node = value_node
                         break
                 else:
-                    return line
+                    break
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
                 if part >= len(node.value):
-                    return line
+                    break
                 node = node.value[part]
-                line = node.start_mark.line + 1
+                mark = node.start_mark
             else:
-                return line
-        return line
+                break
+        return mark.line + 1, mark.column + 1
 
-    def error(self, problem: str, loc: tuple[Any, ...] = (), cls: type = ConfigError) -> Exception:
-        """Build a ``cls`` error located at ``loc`` in this source."""
+    def problem(self, message: str, loc: tuple[Any, ...] = ()) -> Problem:
+        """A :class:`~pet_kit.errors.Problem` located at key path ``loc`` in this source."""
+        line, column = self.position_of(loc)
         key = ".".join(str(p) for p in loc) or None
-        return cls(problem, source=self.name, line=self.line_of(loc), key=key)
+        return Problem(message, source=self.name, line=line, column=column, key=key)
+
+    def error(
+        self, problem: str, loc: tuple[Any, ...] = (), cls: type[ConfigError] = ConfigError
+    ) -> ConfigError:
+        """Build a ``cls`` error located at ``loc`` in this source."""
+        return cls.from_problems([self.problem(problem, loc)])
 
 
 def _parse(text: str, name: str) -> YamlSource:
@@ -140,13 +157,18 @@ def _parse(text: str, name: str) -> YamlSource:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         if "could not determine a constructor" in problem:
             problem += (
                 " (pet_kit reads YAML with the safe loader only: Python-object tags such as"
                 " !!python/object are never executed; remove the tag)"
             )
-        raise ConfigError(f"invalid YAML: {problem}", source=name, line=line) from exc
+        if column is not None:
+            problem += f" (column {column})"
+        raise ConfigError(
+            f"invalid YAML: {problem}", source=name, line=line, column=column
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", source=name) from exc
     except RecursionError as exc:
@@ -248,6 +270,7 @@ def _reject_duplicate_keys(node: yaml.Node | None, name: str) -> None:
                         source=name,
                         line=line,
                         key=key,
+                        column=key_node.start_mark.column + 1,
                     )
                 seen[key] = line
                 if isinstance(key_node, yaml.ScalarNode):
@@ -285,6 +308,7 @@ def _reject_same_value(
         source=name,
         line=key_node.start_mark.line + 1,
         key=second,
+        column=key_node.start_mark.column + 1,
     )
 
 

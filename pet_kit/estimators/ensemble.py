@@ -56,8 +56,9 @@ def _pvp_list(pvps: Any) -> list[Any]:
     """The ensemble's PVPs: every pattern of a template file, or the given list."""
     if pvps is None:
         raise InputError(
-            "PromptEnsemble needs pvps: a template YAML file listing several patterns, or a"
-            " list of PVPs (paths such as 'templates/x.yaml#name', dicts or PVP objects)"
+            "PromptEnsemble needs pvps: a template listing several patterns (a shipped name such"
+            " as 'rotten_tomatoes', or a YAML file), or a list of PVPs (names such as"
+            " 'rotten_tomatoes#soft', paths such as 'x.yaml#name', dicts or PVP objects)"
         )
     if isinstance(pvps, (str, os.PathLike)):
         ref = os.fspath(pvps)

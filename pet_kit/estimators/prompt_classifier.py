@@ -77,8 +77,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     pvp : str, PathLike, dict or PVP
-        Pattern-verbalizer pair: a template YAML path (``"templates/x.yaml"`` or
-        ``"templates/x.yaml#pattern_name"``), a PVP YAML path, an inline dict such as
+        Pattern-verbalizer pair: the name of a shipped PVP (``"sentiment_en"`` or
+        ``"sentiment_en#pattern_name"``; ``pet-kit list-pvps`` lists them), a template
+        YAML path (``"my/x.yaml"`` or ``"my/x.yaml#pattern_name"``), a PVP YAML path, an
+        inline dict such as
         ``{"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": {"pos": ["great"],
         "neg": ["terrible"]}}``, or a :class:`~pet_kit.PVP`.
     model : None, str, PathLike or transformers model
@@ -287,7 +289,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         """The PVP, its labels sorted (the order of ``classes_``)."""
         if self.pvp is None:
             raise InputError(
-                "no pvp given; pass e.g. PromptClassifier(pvp='templates/sentiment_en.yaml') or"
+                "no pvp given; pass e.g. PromptClassifier(pvp='sentiment_en') or"
                 " an inline {'pattern': ..., 'verbalizer': ...}"
             )
         pvp = load_pvp(self.pvp)

@@ -65,6 +65,7 @@ from .tables import (
 __all__ = [
     "ROW_COLUMN",
     "PredictFileResult",
+    "RoundedProbabilities",
     "check_predict_job",
     "iter_table_chunks",
     "merge_shards",
@@ -409,6 +410,8 @@ def predict_to_stream(
 # ---------------------------------------------------------------- the job
 def _prompt_identity(clf: Any) -> str:
     """A hash of what determines the predictions (prompt vectors, PVP, backbone, classes)."""
+    if isinstance(clf, RoundedProbabilities):  # the rounding is the job's "digits"
+        clf = clf.clf
     h = hashlib.sha256()
     meta: dict[str, Any] = {
         "type": f"{type(clf).__module__}.{type(clf).__qualname__}",
@@ -431,11 +434,46 @@ def _prompt_identity(clf: Any) -> str:
     return "sha256:" + h.hexdigest()
 
 
+class RoundedProbabilities:
+    """A fitted classifier whose probabilities are rounded to ``digits`` significant
+    digits (what ``pet-kit predict --digits`` writes). A row whose rounding would change
+    its top class keeps its exact values, so predictions never change.
+
+    Parameters
+    ----------
+    clf : fitted classifier
+        Anything with ``predict_proba`` and ``classes_``.
+    digits : int
+        Significant digits, 1 to 17.
+    """
+
+    def __init__(self, clf: Any, digits: int) -> None:
+        if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+            raise InputError(f"digits must be an integer from 1 to 17, got {digits!r}")
+        self.clf = clf
+        self.digits = digits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.clf, name)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The wrapped classifier's probabilities, rounded."""
+        exact = np.asarray(self.clf.predict_proba(X), dtype=np.float64)
+        flat = [float(f"{v:.{self.digits}g}") for v in exact.ravel().tolist()]
+        rounded = np.asarray(flat, dtype=np.float64).reshape(exact.shape)
+        if len(exact):
+            tied = rounded.argmax(1) != exact.argmax(1)
+            rounded[tied] = exact[tied]
+        return rounded
+
+
 def _job_identity(
     clf: Any, inp: Path, chunk_size: int, num_shards: int, shard_index: int
 ) -> dict[str, Any]:
     st = inp.stat()
+    digits = clf.digits if isinstance(clf, RoundedProbabilities) else None
     return {
+        "digits": digits,  # a resumed output keeps its rounding
         "input": str(inp.resolve()),
         "input_size": st.st_size,
         "input_mtime_ns": st.st_mtime_ns,

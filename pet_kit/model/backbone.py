@@ -7,6 +7,10 @@
   every flag afterwards; its weights are never written.
 * A backbone whose MLM-head weights are missing from the checkpoint is refused:
   a randomly initialised head would silently give random answers.
+* Each load logs one line at INFO (``loading backbone NAME on DEVICE ...``); with the
+  default ``verbose=0`` of :func:`load_backbone`, transformers' own progress bars
+  ("Loading weights", hub downloads) and its messages below ERROR stay off during the
+  load (:func:`transformers_quiet`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,7 @@ __all__ = [
     "frozen",
     "head_parts",
     "load_backbone",
+    "transformers_quiet",
 ]
 
 log = logging.getLogger(__name__)
@@ -223,6 +229,54 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
                     p.requires_grad_(was)
 
 
+#: Users inside :func:`transformers_quiet` and the settings the first one saved.
+_QUIET: list[Any] = [0, None]
+_QUIET_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def transformers_quiet() -> Iterator[None]:
+    """Turn transformers' progress bars (and huggingface_hub's) off and its logging to
+    ERROR for the block; the previous settings are restored afterwards.
+
+    These settings are process-wide: while a block runs they apply to every thread.
+    Re-entrant and thread-safe: the first user saves the settings, the last one to leave
+    restores them, so overlapping quiet loads never leave the bars off for good.
+    """
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    logger = logging.getLogger("transformers")
+    with _QUIET_LOCK:
+        if _QUIET[0] == 0:
+            _QUIET[1] = (
+                logger.level,
+                hf_logging.is_progress_bar_enabled(),
+                not hub_utils.are_progress_bars_disabled(),
+            )
+            with warnings.catch_warnings():  # HF_HUB_DISABLE_PROGRESS_BARS=0 has priority
+                warnings.simplefilter("ignore")
+                hf_logging.disable_progress_bar()  # transformers' and the hub's
+            logger.setLevel(logging.ERROR)
+        _QUIET[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET[0] -= 1
+            if _QUIET[0] == 0:
+                level, bars, hub_bars = _QUIET[1]
+                logger.setLevel(level)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if bars:
+                        hf_logging.enable_progress_bar()  # re-enables the hub's too
+                    if hub_bars:
+                        hub_utils.enable_progress_bars()
+                    elif bars:
+                        hub_utils.disable_progress_bars()
+
+
 def _head_missing(model: nn.Module, missing: list[str]) -> list[str]:
     prefix = getattr(model, "base_model_prefix", "")
     return [k for k in missing if not (prefix and k.startswith(prefix + "."))]
@@ -328,7 +382,9 @@ def default_device(requested: str | None) -> str:
     return str(requested)
 
 
-def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None = None) -> Backbone:
+def load_backbone(
+    model: Any = None, tokenizer: Any = None, device: str | None = None, *, verbose: int = 0
+) -> Backbone:
     """Return the backbone for an estimator's ``model``/``tokenizer`` parameters.
 
     Parameters
@@ -341,6 +397,11 @@ def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None =
     device : str, optional
         For backbones pet_kit loads: where to put them (``None``: CUDA if available).
         A model object stays where the caller put it.
+    verbose : int, default=0
+        ``0``: transformers' own progress bars ("Loading weights", downloads) and its
+        messages below ERROR are off while loading (:func:`transformers_quiet`);
+        ``1`` or more: they show as transformers is configured. Either way, a load logs
+        ``loading backbone NAME on DEVICE ...`` at INFO (a cached backbone: nothing).
 
     Raises
     ------
@@ -363,7 +424,8 @@ def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None =
                     "a model object was given without a tokenizer; pass tokenizer=..."
                 )
             try:
-                tok = AutoTokenizer.from_pretrained(os.fspath(ref))
+                with transformers_quiet() if verbose <= 0 else contextlib.nullcontext():
+                    tok = AutoTokenizer.from_pretrained(os.fspath(ref))
             except Exception as exc:
                 raise BackboneError(
                     f"cannot load the tokenizer {os.fspath(ref)!r}: {type(exc).__name__}: {exc}"
@@ -389,8 +451,9 @@ def load_backbone(model: Any = None, tokenizer: Any = None, device: str | None =
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is None:
-            log.info("loading backbone %s on %s", ref, dev)
-            hit = _load_pretrained(ref, os.fspath(tokenizer) if tokenizer else None, dev)
+            log.info("loading backbone %s on %s ...", name, dev)
+            with transformers_quiet() if verbose <= 0 else contextlib.nullcontext():
+                hit = _load_pretrained(ref, os.fspath(tokenizer) if tokenizer else None, dev)
             hit.name = name
             _CACHE[key] = hit
     return hit

@@ -95,6 +95,8 @@ class BuildOptions:
     tuning : {"prompt", "prompt+head", "lora", "full"}
     lora_rank : int
     lora_alpha : float
+    verbose : int
+        ``0``: the backbone loads silently (no transformers progress bars).
     """
 
     model: Any = None
@@ -108,6 +110,7 @@ class BuildOptions:
     tuning: str = "prompt"
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    verbose: int = 0
 
     @classmethod
     def from_settings(
@@ -129,6 +132,7 @@ class BuildOptions:
             tuning=tuning.mode,
             lora_rank=int(tuning.rank),
             lora_alpha=float(tuning.alpha),
+            verbose=int(settings.verbose),
         )
 
 
@@ -193,7 +197,7 @@ class ClozeModel:
 
     def _compile(self) -> None:
         opts = self.options
-        backbone = load_backbone(opts.model, opts.tokenizer, opts.device)
+        backbone = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
         max_length = int(opts.max_length)
         limit = backbone.max_positions()
         if limit is not None and max_length > limit:
@@ -352,17 +356,56 @@ class ClozeModel:
         )
 
     # -------------------------------------------------------------- the prompt
+    def text_init_ids(self) -> list[int]:
+        """The task's own tokens, which ``prompt_init="text"`` copies into the slots.
+
+        First the label words, taken in turn from each label (its first word, then each
+        label's second word, ...; a word of several tokens gives all of them), then the
+        tokens of the pattern's literal text, in pattern order; each token once.
+
+        Returns
+        -------
+        list of int
+            Token ids (special tokens are left to :func:`initial_vectors` to skip).
+        """
+        encoder = self.encoder
+        compiled = encoder.verbalizer
+        ids_of: dict[tuple[int, str], tuple[int, ...]] = {}
+        for group in compiled.groups:
+            for li, word, ids in zip(group.label_index, group.words, group.token_ids, strict=True):
+                ids_of[(int(li), word)] = ids
+        words = encoder.pvp.verbalizer.labels
+        per_label = [list(words[label]) for label in compiled.labels]
+        out: dict[int, None] = {}
+        for rank in range(max((len(w) for w in per_label), default=0)):
+            for li, label_words in enumerate(per_label):
+                if rank < len(label_words):
+                    out.update(dict.fromkeys(ids_of.get((li, label_words[rank]), ())))
+        for part in encoder.parts:
+            if part.kind == "lit":
+                out.update(dict.fromkeys(part.ids))
+        return list(out)
+
     def new_prompt(self, init: str, encoder: str | None, generator: torch.Generator) -> SoftPrompt:
         """Fresh soft slots for this pattern (``init``: see :func:`initial_vectors`;
-        ``encoder``: the P-tuning reparameterisation, or ``None``)."""
+        ``encoder``: the P-tuning reparameterisation, or ``None``). ``init="text"`` starts
+        the slots without init words from :meth:`text_init_ids`, cycled over the slots."""
         backbone = self.backbone
         emb = backbone.model.get_input_embeddings().weight
+        text_ids = self.text_init_ids() if init == "text" else []
+        special = backbone.tokenizer.all_special_ids
+        if init == "text" and not set(text_ids) - set(special):
+            log.warning(
+                "prompt_init='text': the pattern and label words give no tokens to copy;"
+                " the slots start from random vocabulary words (as with 'vocab')"
+            )
         vectors = initial_vectors(
             emb,
             self.encoder.slot_init_ids,
             init,
             generator,
-            exclude_ids=backbone.tokenizer.all_special_ids,
+            exclude_ids=special,
+            text_ids=text_ids,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))

@@ -91,6 +91,7 @@ def initial_vectors(
     strategy: str,
     generator: torch.Generator,
     exclude_ids: Sequence[int] = (),
+    text_ids: Sequence[int] = (),
 ) -> torch.Tensor:
     """Initial slot vectors.
 
@@ -103,12 +104,23 @@ def initial_vectors(
     strategy : {"vocab", "random", "text"}
         For slots without init words: ``vocab`` copies embeddings of random vocabulary
         tokens (never special tokens); ``random`` draws from a normal distribution
-        with the embeddings' mean and std; ``text`` is ``vocab`` for such slots
-        (slots with init words always start from their words).
+        with the embeddings' mean and std; ``text`` copies the embeddings of
+        ``text_ids`` (the task's own words, see
+        :meth:`~pet_kit.model.cloze_model.ClozeModel.new_prompt`) in order, cycling when
+        there are more such slots than tokens (``vocab`` when ``text_ids`` is empty).
+        Slots with init words always start from their words.
     generator : torch.Generator
-        Source of randomness (makes runs reproducible).
+        Source of randomness (makes runs reproducible); ``text`` draws nothing from it.
     exclude_ids : sequence of int
-        Token ids never sampled (special tokens).
+        Token ids never sampled or copied (special tokens).
+    text_ids : sequence of int
+        The tokens ``text`` copies; ids in ``exclude_ids`` or out of the vocabulary are
+        skipped.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(len(slot_init_ids), dim)``, float32 on the CPU.
     """
     if strategy not in INIT_STRATEGIES:
         raise ValueError(f"prompt_init must be one of {INIT_STRATEGIES}, got {strategy!r}")
@@ -117,13 +129,20 @@ def initial_vectors(
     out = torch.empty(n, dim)
     if n == 0:
         return out
-    if strategy == "random":
+    excluded = {int(i) for i in exclude_ids}
+    words = [int(t) for t in text_ids if int(t) not in excluded and 0 <= int(t) < emb.shape[0]]
+    if strategy == "text" and words:
+        free = [i for i, tid in enumerate(slot_init_ids) if tid is None]
+        draws = torch.empty(n, dim)
+        for k, i in enumerate(free):
+            draws[i] = emb[words[k % len(words)]]
+    elif strategy == "random":
         mean, std = emb.mean().item(), emb.std().item()
         draws = torch.randn(n, dim, generator=generator) * std + mean
     else:
         allowed = torch.ones(emb.shape[0], dtype=torch.bool)
-        if exclude_ids:
-            allowed[torch.tensor(list(exclude_ids), dtype=torch.long)] = False
+        if excluded:
+            allowed[torch.tensor(sorted(excluded), dtype=torch.long)] = False
         pool = allowed.nonzero().squeeze(1)
         # skip the lowest ids (often [unused*]/control tokens in WordPiece vocabularies)
         if len(pool) > 2000:

@@ -28,6 +28,12 @@ never sent).
 
 Predictions run one request at a time (a lock): the shared backbone is used by one
 forward pass at a time, and torch already uses every core for it.
+
+:func:`serve` logs ``listening on http://HOST:PORT, N task(s): ...`` (INFO, logger
+``pet_kit.serving.server``) once the server accepts connections, and uvicorn logs one
+access line per request at ``log_level="info"`` (the default). :func:`bind` reserves the
+address first, so a port in use is an :class:`~pet_kit.errors.InputError` before
+anything slow happens.
 Install with ``pip install 'pet_kit[serve]'``.
 """
 
@@ -36,6 +42,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
@@ -45,9 +53,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from ..errors import InputError, PetKitError
 from .bank import PromptBank
 
-__all__ = ["create_app", "serve"]
+__all__ = ["LOG_LEVELS", "bind", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: ``log_level`` values of :func:`serve` (uvicorn's, ``trace`` aside).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 #: What ``/tasks`` leaves out of :attr:`PromptBank.tasks` (server-side file paths).
 PRIVATE_TASK_KEYS = ("source",)
@@ -323,10 +334,95 @@ def create_app(
     return app
 
 
-def serve(bank: PromptBank, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> None:
-    """Run the server until interrupted."""
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A socket bound to ``host:port`` (``port=0``: a free port), for :func:`serve`.
+
+    Raises
+    ------
+    InputError
+        The address cannot be used (a port in use or out of range, an unknown host, a
+        port below 1024 without the right to use it), saying how to fix it.
+    """
+    where = _url(host, port)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"cannot listen on {where}: the port must be from 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise InputError(
+            f"cannot listen on {where}: unknown host {host!r} ({exc}); pass an address such as"
+            " 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name != "nt":  # as uvicorn does; on Windows it would let two servers share
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"cannot listen on {where}: {exc.strerror or exc}; choose another port, or stop"
+            " the program that uses this one"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    bank: PromptBank,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
+    **limits: Any,
+) -> None:
+    """Run the server until interrupted.
+
+    Parameters
+    ----------
+    bank : PromptBank
+        The tasks to serve.
+    host, port : str, int
+        Where to listen (ignored when ``sock`` is given); ``port=0`` picks a free port.
+    log_level : {"critical", "error", "warning", "info", "debug"}, default="info"
+        uvicorn's logging: ``"info"`` logs one access line per request.
+    sock : socket.socket, optional
+        A socket from :func:`bind` (bind first to fail fast on a busy port); closed
+        when the server stops.
+    **limits
+        ``max_texts``, ``max_text_chars``, ``max_body_bytes`` (see :func:`create_app`).
+
+    Raises
+    ------
+    InputError
+        An unknown ``log_level``, or the address cannot be used (see :func:`bind`).
+    """
+    if log_level not in LOG_LEVELS:
+        raise InputError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     app = create_app(bank, **limits)
     import uvicorn
 
-    log.info("serving %d task(s) on http://%s:%d", len(bank.tasks), host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if sock is None:
+        sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = _url(str(bound_host), bound_port)
+    names = ", ".join(sorted(bank.tasks)) or "none"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # accepting connections now
+                log.info("listening on %s, %d task(s): %s", url, len(bank.tasks), names)
+
+    config = uvicorn.Config(app, host=host, port=bound_port, log_level=log_level)
+    try:
+        _Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

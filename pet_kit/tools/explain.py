@@ -148,7 +148,8 @@ def save_report(clf: Any, path: str | os.PathLike[str], text: Any = None, top_k:
 
     table = explain_slots(clf, top_k=top_k)
     panels = 2 if text is not None else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(max(6, 0.9 * len(table) + 2), 3.6 * panels))
+    width = max(6, 0.9 * len(table) + 2) + 1.5  # + the legend, right of the axes
+    fig, axes = plt.subplots(panels, 1, figsize=(width, 3.6 * panels))
     axes = np.atleast_1d(axes)
     ax = axes[0]
     x = np.arange(len(table))
@@ -162,14 +163,15 @@ def save_report(clf: Any, path: str | os.PathLike[str], text: Any = None, top_k:
     )
     ax.set_xticks(x, ["\n".join(w for w, _ in row) for row in table["nearest"]], fontsize=7)
     ax.set_title("soft slots: norm, drift, nearest words")
-    ax.legend(fontsize=7)
+    # outside the axes, to the right: inside, it would hide bars whatever its corner
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if text is not None:
         info = explain_prediction(clf, text)
         changes = [a["change"] for a in info["ablation"]]
         axes[1].bar(np.arange(len(changes)), changes, color="tab:red")
         axes[1].set_xticks(np.arange(len(changes)), [f"slot {a['slot']}" for a in info["ablation"]])
         axes[1].set_title(f"removing one slot: change in p({info['label']})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout()  # makes room for the legend beside the axes
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.png")

@@ -458,6 +458,10 @@ def train_prompt(
                 epoch_loss += last_loss[0] * count
                 optim.step()
                 step += 1
+                if not bar.disable:  # this epoch's running mean loss, shown with the step
+                    bar.set_postfix(
+                        epoch=epoch + 1, loss=f"{epoch_loss / max(seen, 1):.4f}", refresh=False
+                    )
                 bar.update(1)
                 if on_step is not None:
                     on_step(step)
@@ -466,7 +470,6 @@ def train_prompt(
             epoch += 1
             mean_loss = epoch_loss / max(seen, 1)
             result.train_loss.append(mean_loss)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
             log.debug("epoch %d: loss %.4f", epoch, mean_loss)
             stop = False
             if validation is not None:

@@ -14,7 +14,9 @@ from conftest import NEG, POS, REPO, tiny_clf
 
 from pet_kit import InputError, PromptClassifier
 from pet_kit.cli import main
+from pet_kit.io import streaming
 from pet_kit.io.streaming import (
+    RoundedProbabilities,
     iter_table_chunks,
     merge_shards,
     predict_file,
@@ -384,7 +386,8 @@ def cli_predict(prompt_dir, *args):
 def test_cli_streams_to_a_file_and_to_stdout(tmp_path, clf, prompt_dir, capsys):
     path = write_input(tmp_path, "csv")
     full = tmp_path / "full.csv"
-    predict_file(clf, path, full, chunk_size=3, progress=False)
+    # the CLI writes 6 significant digits by default
+    predict_file(RoundedProbabilities(clf, 6), path, full, chunk_size=3, progress=False)
     out = tmp_path / "out.csv"
     assert cli_predict(prompt_dir, path, "--output", out, "--chunk-size", 3) == 0
     assert f"wrote {N} predictions to {out}" in capsys.readouterr().out
@@ -399,7 +402,7 @@ def test_cli_streams_to_a_file_and_to_stdout(tmp_path, clf, prompt_dir, capsys):
 def test_cli_resumes_after_ctrl_c(tmp_path, clf, prompt_dir, monkeypatch, capsys):
     path = write_input(tmp_path, "txt")
     full = tmp_path / "full.jsonl"
-    predict_file(clf, path, full, chunk_size=3, progress=False)
+    predict_file(RoundedProbabilities(clf, 6), path, full, chunk_size=3, progress=False)
     out = tmp_path / "out.jsonl"
     calls = []
     real = PromptClassifier.predict_proba
@@ -430,7 +433,7 @@ def test_cli_shards_and_threads(tmp_path, clf, prompt_dir, monkeypatch, capsys):
 
     path = write_input(tmp_path, "csv")
     full = tmp_path / "full.csv"
-    predict_file(clf, path, full, chunk_size=2, progress=False)
+    predict_file(RoundedProbabilities(clf, 6), path, full, chunk_size=2, progress=False)
     loaded = []
     real_load = cli._load_prompt
     monkeypatch.setattr(
@@ -603,3 +606,20 @@ def test_planted_temp_links_are_not_followed(tmp_path, clf):
     merge_shards(shards, tmp_path / "merged.csv", overwrite=True)
     assert target.read_text(encoding="utf-8") == "keep me\n"
     assert (tmp_path / "merged.csv").read_bytes() == out.read_bytes()
+
+
+def test_rounded_probabilities_keep_the_prediction(clf, tmp_path):
+    """Rounding never changes the top class, and the digits are part of the job."""
+    texts = POS[:3] + NEG[:3]
+    exact = clf.predict_proba(texts)
+    rounded = RoundedProbabilities(clf, 2).predict_proba(texts)
+    assert (rounded.argmax(1) == exact.argmax(1)).all()
+    assert all(len(f"{v:g}".lstrip("0.").replace(".", "")) <= 2 for v in rounded.ravel())
+    path = write_input(tmp_path, "csv")
+    job = streaming._job_identity(RoundedProbabilities(clf, 2), path, 3, 1, 0)
+    assert (
+        job["digits"] == 2
+        and job["prompt"] == streaming._job_identity(clf, path, 3, 1, 0)["prompt"]
+    )
+    with pytest.raises(InputError, match="digits must be an integer from 1 to 17"):
+        RoundedProbabilities(clf, 0)

@@ -226,3 +226,106 @@ def test_pet_kit_errors_are_422_with_their_message(client, server, monkeypatch):
     resp = client.post("/predict", json={"task": "topic", "texts": ["x"]})
     assert resp.status_code == 422
     assert resp.json() == {"detail": "X[0] is not usable \\udc80; fix it"}
+
+
+# ------------------------------------------------------- pet-kit serve: start-up
+def test_serve_logs_its_address_and_every_request(tiny_dir, tmp_path):
+    """The real command: a free port (--port 0), the address it listens on, access logs."""
+    import os
+    import queue
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tiny_clf(tiny_dir).fit(None).save(tmp_path / "sentiment")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    args = ["serve", str(tmp_path / "sentiment"), "--model", str(tiny_dir), "--port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pet_kit.cli", *args, "--device", "cpu", "--threads", "1"],
+        stdout=subprocess.PIPE,  # uvicorn's access lines
+        stderr=subprocess.STDOUT,  # pet_kit's and uvicorn's other lines
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def wait_for(pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                assert proc.poll() is None, "".join(seen)
+                continue
+            found = re.search(pattern, seen[-1])
+            if found:
+                return found
+        raise AssertionError(f"{pattern!r} not logged:\n{''.join(seen)}")
+
+    try:
+        wait_for(re.escape(f"loading backbone {tiny_dir} on cpu ..."))
+        port = int(wait_for(r"listening on http://127\.0\.0\.1:(\d+), 1 task\(s\): sentiment$")[1])
+        url = f"http://127.0.0.1:{port}"
+        assert call(url, "/health")[0] == 200
+        wait_for(r'"GET /health HTTP/1\.\d" 200')
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in "".join(seen)
+
+
+def test_serve_on_a_busy_port_fails_before_loading(tmp_path, monkeypatch, capsys):
+    import pet_kit.cli as cli
+    from pet_kit.cli import main
+
+    monkeypatch.setattr(cli, "build_bank", lambda *a, **k: pytest.fail("the prompts were loaded"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot listen on http://127.0.0.1:{port}: ")
+    assert "choose another port" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--port", "70000"],
+            "cannot listen on http://127.0.0.1:70000: the port must be from 0 to 65535",
+        ),
+        (["--max-texts", "0"], "--max-texts must be a positive integer, got 0"),
+    ],
+)
+def test_serve_refuses_bad_options_before_loading(tmp_path, monkeypatch, capsys, argv, message):
+    import pet_kit.cli as cli
+    from pet_kit.cli import main
+
+    monkeypatch.setattr(cli, "build_bank", lambda *a, **k: pytest.fail("the prompts were loaded"))
+    assert main(["serve", str(tmp_path), *argv]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_serve_log_level_option_and_check():
+    from pet_kit.errors import InputError
+    from pet_kit.serving.server import serve
+
+    assert build_parser().parse_args(["serve", "p"]).log_level == "info"
+    assert (
+        build_parser().parse_args(["serve", "p", "--log-level", "warning"]).log_level == "warning"
+    )
+    with pytest.raises(InputError, match="log_level must be one of critical, error, warning"):
+        serve(None, log_level="loud")
