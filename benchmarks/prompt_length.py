@@ -47,7 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--threads", type=int)
     p.add_argument("--out", default=str(RESULTS / "prompt_length.json"))
+    p.add_argument(
+        "--report-only", action="store_true", help="rebuild the table and plot from the JSON"
+    )
     args = p.parse_args(argv)
+    if args.report_only:
+        out = Path(args.out)
+        report(json.loads(out.read_text()), out)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("pet_kit").setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -136,6 +143,7 @@ def report(data: dict, out: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -145,6 +153,9 @@ def report(data: dict, out: Path) -> None:
         stds = [summary[f"{p}:{n}"]["std"] for n in ns]
         ax.errorbar(ns, means, yerr=stds, marker="o", capsize=3, label=p)
     ax.set_xscale("log")
+    ax.set_xticks(lengths)  # the slot counts measured, as plain numbers (not 2×10⁰)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("soft slots")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{cfg.get('task')}, K={cfg.get('k')}: prompt length and position")

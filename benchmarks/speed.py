@@ -521,6 +521,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 8), squeeze=False)
@@ -553,6 +554,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                     ax.plot(*zip(*pts, strict=True), marker="o", label=k)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not 2^8 or 10^2
+                axis.set_major_formatter(ScalarFormatter())
+                axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xlabel)
             ax.set_ylabel("texts / second")
             ax.set_title(f"{m}: {title}")
