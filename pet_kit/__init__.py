@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
     from .io.datasets import load_task
     from .model.cloze_model import ClozeModel
     from .train.adapt import adapt
+    from .train.multitask import train_shared_prompt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -88,6 +89,7 @@ _LAZY: dict[str, str] = {
     # functions
     "adapt": "pet_kit.train.adapt:adapt",
     "load_task": "pet_kit.io.datasets:load_task",
+    "train_shared_prompt": "pet_kit.train.multitask:train_shared_prompt",
 }
 
 __all__ = [
@@ -122,6 +124,7 @@ __all__ = [
     "load_task",
     "load_verbalizer",
     "parse_pattern",
+    "train_shared_prompt",
 ]
 
 

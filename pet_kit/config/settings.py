@@ -85,8 +85,10 @@ __all__ = [
 # ------------------------------------------------------------------ vocabularies
 #: ``prompt_init``: initialisation of slots without init words.
 INIT_STRATEGIES = ("vocab", "random", "text")
-#: ``prompt_encoder``: P-tuning reparameterisation of the slots while training.
-PROMPT_ENCODERS = (None, "mlp", "lstm")
+#: ``prompt_encoder``: reparameterisation of the slots while training: P-tuning's MLP or
+#: LSTM, or ``"rank1"``: the starting vectors frozen and scaled by a trained rank-1 matrix
+#: (multi-task prompt tuning's per-task part; use it with ``prompt_init=<saved prompt>``).
+PROMPT_ENCODERS = (None, "mlp", "lstm", "rank1")
 #: ``deep_prompt.encoder``: reparameterisation of the deep states while training.
 DEEP_ENCODERS = (None, "mlp")
 #: ``demonstrations`` (``None``: none; the others are :attr:`Demonstrations.mode`).

@@ -103,11 +103,15 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=8
         Examples per optimizer step.
     weight_decay : float, default=0.0
-    prompt_init : {"vocab", "random", "text"}, default="vocab"
+    prompt_init : {"vocab", "random", "text"} or path, default="vocab"
         Initialisation of slots without init words (see
-        :func:`~pet_kit.model.soft_prompt.initial_vectors`).
-    prompt_encoder : {None, "mlp", "lstm"}, default=None
-        P-tuning reparameterisation of the slots during training.
+        :func:`~pet_kit.model.soft_prompt.initial_vectors`), or the folder of a prompt
+        saved on the same backbone to start from (prompt transfer: slot ``i`` from its
+        slot ``i``).
+    prompt_encoder : {None, "mlp", "lstm", "rank1"}, default=None
+        Reparameterisation of the slots during training: P-tuning's MLP or LSTM, or
+        ``"rank1"``: the starting vectors frozen, scaled by a trained rank-1 matrix (with
+        ``prompt_init=<saved prompt>``: multi-task prompt tuning's per-task adaptation).
     tuning : str, dict or Tuning, default="prompt"
         What training changes (:class:`~pet_kit.Tuning`: ``mode``, LoRA ``rank`` and
         ``alpha``, the backbone's ``learning_rate``, PET's ``mlm_loss_weight``).

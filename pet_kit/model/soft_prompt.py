@@ -30,6 +30,20 @@ class _MLP(nn.Module):
         return self.net(e)
 
 
+class _Rank1(nn.Module):
+    """Multiplicative rank-1 adaptation (multi-task prompt tuning's task-specific part):
+    the slots become ``e * (u v^T)`` with ``e`` frozen; ``u`` (one number per slot) and
+    ``v`` (one per dimension) start at 1, so step 0 is ``e`` exactly."""
+
+    def __init__(self, n_slots: int, dim: int) -> None:
+        super().__init__()
+        self.u = nn.Parameter(torch.ones(n_slots, 1))
+        self.v = nn.Parameter(torch.ones(1, dim))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return e * (self.u * self.v - 1.0)
+
+
 class _LSTM(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -63,12 +77,16 @@ class SoftPrompt(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding = nn.Parameter(init.detach().clone())
+        self.encoder_kind = encoder
         dim = init.shape[1] if init.ndim == 2 else 0
         self.encoder: nn.Module | None = None
         if encoder == "mlp":
             self.encoder = _MLP(dim, hidden or dim)
         elif encoder == "lstm":
             self.encoder = _LSTM(dim, 2 * ((hidden or dim) // 2))
+        elif encoder == "rank1":
+            self.encoder = _Rank1(int(init.shape[0]), dim)
+            self.embedding.requires_grad_(False)  # only u and v train
         elif encoder is not None:
             raise ValueError(f"prompt_encoder must be one of {PROMPT_ENCODERS}, got {encoder!r}")
 

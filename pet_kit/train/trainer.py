@@ -175,10 +175,7 @@ def pvp_identity(pvp: PVP) -> dict[str, Any]:
 
 
 def _encoder_kind(prompt: SoftPrompt) -> str | None:
-    enc = getattr(prompt, "encoder", None)
-    if enc is None:
-        return None
-    return "lstm" if hasattr(enc, "lstm") else "mlp"
+    return getattr(prompt, "encoder_kind", None)
 
 
 def _warm_prompt(

@@ -358,11 +358,11 @@ BAD = [
     ({"prompt_init": ""}, "prompt_init must be one of ('vocab', 'random', 'text') or the"),
     (
         {"prompt_encoder": "gru"},
-        "prompt_encoder must be one of (None, 'mlp', 'lstm'), got 'gru'",
+        "prompt_encoder must be one of (None, 'mlp', 'lstm', 'rank1'), got 'gru'",
     ),
     (
         {"prompt_encoder": ["mlp"]},
-        "prompt_encoder must be one of (None, 'mlp', 'lstm'), got ['mlp']",
+        "prompt_encoder must be one of (None, 'mlp', 'lstm', 'rank1'), got ['mlp']",
     ),
     ({"warm_start": 1}, "warm_start must be True or False, got 1"),
     ({"warm_start": "no"}, "warm_start must be True or False, got 'no'"),
