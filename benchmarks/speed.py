@@ -21,6 +21,11 @@ shuffle), every inference row over the same N texts with batches of ``--batch-si
                    the best label word (same verbalizer: one word per class);
 ``setfit``         ``SetFitModel.predict`` on the same encoder (raw texts: no pattern, so
                    ~8 tokens shorter), logistic head fitted on 16 examples beforehand;
+``pet_kit_bf16``   the same prompt after ``optimize("bf16")`` (bfloat16 autocast), and
+``pet_kit_int8``   after ``optimize("int8")`` (int8 dynamic quantization of the encoder's
+                   linear layers): each interleaved with its own bare-encoder run like
+                   ``pet_kit``, with its label agreement and largest probability
+                   difference against float32 ``pet_kit`` on the same texts;
 ``train_epoch``    one pet_kit training epoch over the same N labelled texts, with
                    ``batch_size`` 8 (pet_kit's default) and ``--batch-size``, random
                    batches (``Batching(group_by_length=False)``) and length-grouped ones
@@ -57,6 +62,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import tempfile
 import time
 from functools import partial
@@ -71,6 +77,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 WORDS = {"positive": ["great"], "negative": ["terrible"]}
 SOFT_PATTERN = "[SOFT*2] {text} It was [MASK]."
+#: The opt-in fast inference paths measured against float32 (PromptClassifier.optimize).
+FAST = ("bf16", "int8")
 HARD_PATTERN = "{text} It was [MASK]."
 
 log = logging.getLogger("speed")
@@ -164,6 +172,8 @@ class Bench:
             random_state=0,
         ).fit(None)
         self.encoder = self.clf.model_.encoder
+        # the same prompt on the opt-in fast paths (PromptClassifier.optimize)
+        self.fast = {mode: pickle.loads(pickle.dumps(self.clf)).optimize(mode) for mode in FAST}
         self.bare = AutoModel.from_pretrained(folder).eval()
         self.pipe = pipeline("fill-mask", model=folder, device=-1)
         self.setfit = None
@@ -191,6 +201,9 @@ class Bench:
 
     def run_pet_kit(self, texts: list[str]) -> np.ndarray:
         return self.clf.predict_proba(texts)
+
+    def run_fast(self, mode: str, texts: list[str]) -> np.ndarray:
+        return self.fast[mode].predict_proba(texts)
 
     def run_fill_mask(self, texts: list[str], batch_size: int | None = None) -> list[str]:
         words = [w for ws in WORDS.values() for w in ws]
@@ -221,7 +234,7 @@ class Bench:
 
 
 def interleaved(
-    bench: Bench, texts: list[str], size: int, repeats: int
+    bench: Bench, texts: list[str], size: int, repeats: int, run: Any = None
 ) -> tuple[list[float], list[float]]:
     """Total seconds of the bare encoder and of pet_kit over ``texts``, per repeat.
 
@@ -239,12 +252,13 @@ def interleaved(
     size -= size % bench.batch_size
     slices = [ordered[i : i + size] for i in range(0, len(ordered), size)]
     slice_batches = [bench.bare_batches(s) for s in slices]
+    run = run or bench.run_pet_kit
     bare_s, pk_s = [], []
     for _ in range(repeats):
         tb = tp = 0.0
         for part, batches in zip(slices, slice_batches, strict=True):
             tb += timed(partial(bench.run_bare, batches))
-            tp += timed(partial(bench.run_pet_kit, part))
+            tp += timed(partial(run, part))
         bare_s.append(tb)
         pk_s.append(tp)
     return bare_s, pk_s
@@ -298,6 +312,21 @@ def bench_model(
             all_seconds=bare_s,
         )
         add(n, "pet_kit", min(pk_s), all_seconds=pk_s)
+        exact = bench.run_pet_kit(texts)
+        for mode in FAST:  # each fast path interleaved with the bare encoder, like pet_kit
+            bench.run_fast(mode, longest)
+            run = partial(bench.run_fast, mode)
+            bare_m, fast_s = interleaved(bench, texts, args.slice, 1 if slim else args.repeats, run)
+            fast = bench.run_fast(mode, texts)
+            add(
+                n,
+                f"pet_kit_{mode}",
+                min(fast_s),
+                all_seconds=fast_s,
+                bare_seconds=min(bare_m),
+                label_agreement=float(np.mean(fast.argmax(1) == exact.argmax(1))),
+                max_proba_diff=float(np.abs(fast - exact).max()),
+            )
         if slim:
             log.info("%s N=%d: only bare_encoder and pet_kit (--slim)", name, n)
             continue
@@ -339,6 +368,7 @@ def bench_model(
             ("bare_encoder", partial(bench.run_bare, batches)),
             ("pet_kit", partial(bench.run_pet_kit, texts)),
             ("fill_mask", partial(bench.run_fill_mask, texts)),
+            *((f"pet_kit_{m}", partial(bench.run_fast, m, texts)) for m in FAST),
         ):
             secs = timed(fn)
             rows.append(
@@ -434,6 +464,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             fmu = _get(rows, m, n, "fill_mask_unbatched")
             if pk and fmu:
                 entry["pet_kit_over_fill_mask_unbatched"] = pk["texts_per_s"] / fmu["texts_per_s"]
+            for mode in FAST:
+                fr = _get(rows, m, n, f"pet_kit_{mode}")
+                if fr and "bare_seconds" in fr:  # interleaved with its own bare-encoder run
+                    entry[f"pet_kit_{mode}_over_bare_encoder"] = fr["bare_seconds"] / fr["seconds"]
+                    if pk:
+                        entry[f"pet_kit_{mode}_over_pet_kit"] = pk["seconds"] / fr["seconds"]
+                    entry[f"pet_kit_{mode}_label_agreement"] = fr["label_agreement"]
+                    entry[f"pet_kit_{mode}_max_proba_diff"] = fr["max_proba_diff"]
             sf = _get(rows, m, n, "setfit")
             if pk and sf:
                 entry["pet_kit_over_setfit"] = pk["texts_per_s"] / sf["texts_per_s"]
@@ -465,6 +503,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 TARGETS = (
     ("pet_kit_over_bare_encoder", ">=", 0.9),
+    *((f"pet_kit_{m}_over_bare_encoder", ">=", 2.0) for m in ("bf16", "int8")),
+    *((f"pet_kit_{m}_label_agreement", ">=", 0.995) for m in ("bf16", "int8")),
     ("pet_kit_over_fill_mask", ">=", 3.0),
     ("train_epoch_bs8_random_over_inference", "<=", 2.5),
     ("train_epoch_bs8_grouped_over_inference", "<=", 2.5),

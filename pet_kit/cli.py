@@ -551,7 +551,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _load_prompt(args: argparse.Namespace) -> Any:
     from .estimators.prompt_classifier import PromptClassifier
 
-    return PromptClassifier.load(args.prompt_dir, model=args.model, device=args.device)
+    clf = PromptClassifier.load(args.prompt_dir, model=args.model, device=args.device)
+    inference = getattr(args, "inference", None)
+    return clf.optimize(inference) if inference is not None else clf
 
 
 def _check_predict_args(args: argparse.Namespace) -> None:
@@ -789,6 +791,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("input" if name == "predict" else "data", help="CSV/TSV/JSONL/TXT file")
         s.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
         s.add_argument("--device", help="cpu, cuda, ...")
+        s.add_argument(
+            "--inference",
+            choices=["bf16", "int8"],
+            help="faster prediction: bf16 autocast, or an int8-quantized encoder (CPU)",
+        )
         s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for evaluate)")
         if name == "evaluate":
             s.add_argument("--label-column", default="label")
@@ -819,6 +826,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("prompts", nargs="+", help="prompt folders, or folders of prompt folders")
     sv.add_argument("--model", help="the shared backbone (default: the prompts' own)")
     sv.add_argument("--device", help="cpu, cuda, ...")
+    sv.add_argument(
+        "--inference",
+        choices=["bf16", "int8"],
+        help="faster prediction: bf16 autocast, or an int8-quantized encoder (CPU)",
+    )
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--max-texts", type=int, default=256, help="texts per request")
@@ -857,11 +869,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_bank(paths: Sequence[str], model: str | None = None, device: str | None = None) -> Any:
+def build_bank(
+    paths: Sequence[str],
+    model: str | None = None,
+    device: str | None = None,
+    inference: str | None = None,
+) -> Any:
     """A PromptBank from prompt folders and/or folders of prompt folders."""
     from .serving.bank import PromptBank
 
-    bank = PromptBank(model, device=device)
+    bank = PromptBank(model, device=device, inference=inference)
     for ref in paths:
         path = Path(ref).expanduser()
         if (path / "prompt.json").is_file():
@@ -947,7 +964,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     sock = bind(args.host, args.port)  # a port in use fails here, before the slow loading
     try:
-        bank = build_bank(args.prompts, args.model, args.device)
+        bank = build_bank(args.prompts, args.model, args.device, args.inference)
     except BaseException:
         sock.close()
         raise

@@ -424,6 +424,8 @@ def _prompt_identity(clf: Any) -> str:
         pvp = getattr(clf, "pvp_", None)
         meta["pvp"] = pvp.to_dict() if pvp is not None else None
         meta["backbone"] = getattr(clf, "backbone_fingerprint_", None)
+        options = getattr(getattr(clf, "model_", None), "options", None)
+        meta["inference"] = getattr(options, "inference", None)  # bf16 / int8 change digits
         meta["max_length"] = getattr(clf, "max_length", None)
         prior = getattr(clf, "calibration_prior_", None)
         meta["calibration_prior"] = None if prior is None else [float(p) for p in prior]

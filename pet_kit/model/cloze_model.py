@@ -37,6 +37,7 @@ from .backbone_tuning import BACKBONE_TUNINGS, backbone_delta, tuned_backbone
 from .deep import DeepStates, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, DemoBuilder, DemoPool, with_demo_field
 from .encoding import ClozeEncoder, Encoded, OwnText
+from .fast_inference import check_inference, inference_context, optimized_backbone
 from .prompt_tensors import (
     loaded_deep_states,
     loaded_delta,
@@ -97,6 +98,8 @@ class BuildOptions:
     lora_alpha : float
     verbose : int
         ``0``: the backbone loads silently (no transformers progress bars).
+    inference : {None, "bf16", "int8"}
+        Run on an optimized copy of the backbone (:mod:`pet_kit.model.fast_inference`).
     """
 
     model: Any = None
@@ -111,6 +114,7 @@ class BuildOptions:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     verbose: int = 0
+    inference: str | None = None
 
     @classmethod
     def from_settings(
@@ -198,6 +202,7 @@ class ClozeModel:
     def _compile(self) -> None:
         opts = self.options
         backbone = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
+        backbone = optimized_backbone(backbone, opts.inference)
         max_length = int(opts.max_length)
         limit = backbone.max_positions()
         if limit is not None and max_length > limit:
@@ -257,6 +262,31 @@ class ClozeModel:
         )
         self._set_runtime(tuned, self.encoder)
         self.delta = self.backbone_delta()
+
+    def set_inference(self, mode: str | None) -> None:
+        """Predict on an optimized copy of the backbone (``"int8"``: dynamically quantized
+        encoder, CPU) or, with ``None``, on the backbone as loaded. Every prompt on the
+        same backbone shares one optimized copy.
+
+        Raises
+        ------
+        InputError
+            An unknown mode, a model with a private LoRA / full-tuning backbone copy, or
+            int8 on a GPU.
+        """
+        mode = check_inference(mode)
+        if mode is not None and self.trains_backbone:
+            raise InputError(
+                f"inference={mode!r} works on the shared backbone; this prompt runs on its"
+                f" own {self.options.tuning} copy (tuning={self.options.tuning!r})"
+            )
+        if mode == self.options.inference:
+            return
+        if self._scorer is not None:
+            opts = self.options
+            base = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
+            self._set_runtime(optimized_backbone(base, mode), self.encoder)
+        self.options = dataclasses.replace(self.options, inference=mode)
 
     def backbone_delta(self) -> dict[str, torch.Tensor] | None:
         """The current LoRA / full-tuning weights (``None`` in prompt-only modes)."""
@@ -350,6 +380,7 @@ class ClozeModel:
             scorer.head is not None
             and scorer.deep is None
             and self.options.tuning in ("prompt", "prompt+head")
+            and self.options.inference is None
             and encoder.demos is None
             and len(scorer.groups) == 1
             and scorer.groups[0].length == 1
@@ -468,7 +499,8 @@ class ClozeModel:
         if slots is None:
             slots = self.slots()
         order = sorted(range(n), key=lambda i: examples[i].length())
-        with torch.inference_mode(), frozen(self.backbone.model):
+        fast = inference_context(self.options.inference, self.backbone.device)
+        with torch.inference_mode(), frozen(self.backbone.model), fast:
             for idx in tqdm(
                 batches(order, batch_size), desc="predict", disable=verbose <= 0, leave=False
             ):

@@ -31,6 +31,7 @@ from ..errors import InputError, SavedPromptError
 from ..estimators.prompt_classifier import PromptClassifier
 from ..model.backbone import frozen
 from ..model.encoding import Encoded
+from ..model.fast_inference import check_inference
 
 __all__ = ["PromptBank"]
 
@@ -65,10 +66,18 @@ class PromptBank:
     >>> bank.predict(["great film"], task="sentiment")     # doctest: +SKIP
     """
 
-    def __init__(self, model: Any = None, *, device: str | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        inference: str | None = None,
+    ):
         self.model = model
         self.device = device
         self.batch_size = int(batch_size)
+        self.inference = check_inference(inference)
         self._tasks: dict[str, _Task] = {}
 
     # ------------------------------------------------------------- building
@@ -118,6 +127,8 @@ class PromptBank:
                 f" the bank's other prompts use another one; one bank serves one backbone"
             )
         clf.set_params(verbose=0)
+        if self.inference is not None:
+            clf.optimize(self.inference)  # one optimized backbone copy for every task
         self._tasks[task] = _Task(clf, source)
         log.info("task %r added from %s", task, source)
 
