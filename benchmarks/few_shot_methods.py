@@ -37,7 +37,7 @@ The PET family, all on the task template's soft patterns:
                   states for 4 prefix slots at every layer's input).
 ``pet_kit_cv``        PromptClassifierCV on the pet_kit row's settings: learning rate (or
                   the untrained prompt, raw or calibrated) chosen by 4-fold CV on the K
-                  examples (one repetition).
+                  examples (one repetition; the default one-standard-error rule).
 
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.

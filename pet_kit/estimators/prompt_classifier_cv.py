@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,21 @@ DEFAULT_CANDIDATES: tuple[dict[str, list[Any]], ...] = (
 )
 
 
+def _choose(results: dict[str, Any], rule: str) -> int:
+    """The index of the chosen candidate in ``cv_results_`` (see ``rule``)."""
+    means = np.nan_to_num(np.asarray(results["mean_test_score"], dtype=float), nan=-np.inf)
+    best = int(np.argmax(means))
+    if rule == "best":
+        return best
+    untrained = [i for i, p in enumerate(results["params"]) if p.get("epochs", None) == 0]
+    if not untrained or best in untrained:
+        return best
+    keep = max(untrained, key=lambda i: (means[i], -i))
+    folds = sum(1 for k in results if k.startswith("split") and k.endswith("_test_score"))
+    se = float(results["std_test_score"][best]) / np.sqrt(max(folds, 1))
+    return best if means[best] - means[keep] > se else keep
+
+
 def _n_candidates(candidates: list[dict[str, list[Any]]]) -> int:
     return sum(math.prod(len(v) for v in grid.values()) for grid in candidates)
 
@@ -46,9 +62,9 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
     on the training examples, keeping the untrained prompt when training does not help.
 
     ``fit`` runs repeated stratified k-fold cross-validation on ``(X, y)`` for every
-    candidate (a scikit-learn ``GridSearchCV`` over ``candidates``), picks the one of the
-    best mean accuracy — the first listed on a tie, so the untrained prompt wins ties —
-    and refits it on all of ``(X, y)``.
+    candidate (a scikit-learn ``GridSearchCV`` over ``candidates``), chooses one by
+    ``rule`` — by default the untrained prompt unless a trained candidate is better by
+    more than one standard error — and refits it on all of ``(X, y)``.
 
     Parameters
     ----------
@@ -72,6 +88,13 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         Budget: at most this many training runs in cross-validation (candidates x folds x
         repeats). ``n_repeats`` and then ``n_splits`` (down to 2) shrink to fit; a budget
         below ``2 * candidates`` is an error.
+    rule : {"one_se", "best"}, default="one_se"
+        ``"best"``: the candidate of the best mean accuracy (the first listed on a tie).
+        ``"one_se"``: the one-standard-error rule — the untrained prompt (the best of the
+        ``epochs=0`` candidates) is kept unless the best candidate's mean beats it by more
+        than the best candidate's standard error over the folds: with a handful of
+        examples per fold the best of several noisy estimates is optimistic, and training
+        must be clearly better to be worth it.
     random_state : int or None
         Seeds the splits and, when the base estimator has none, its training.
     verbose : int, default=0
@@ -101,6 +124,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         n_splits: int | None = None,
         n_repeats: int = 2,
         max_fits: int | None = None,
+        rule: str = "one_se",
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
@@ -109,6 +133,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         self.n_splits = n_splits
         self.n_repeats = n_repeats
         self.max_fits = max_fits
+        self.rule = rule
         self.random_state = random_state
         self.verbose = verbose
 
@@ -142,6 +167,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
                 f" to cross-validate (smallest class: {int(counts.min())}); use"
                 " PromptClassifier for fewer"
             )
+        if self.rule not in ("one_se", "best"):
+            raise InputError(f"rule must be 'one_se' or 'best', got {self.rule!r}")
         check_positive_int("n_repeats", self.n_repeats)
         check_positive_int("n_splits", self.n_splits, none_ok=True)
         check_positive_int("max_fits", self.max_fits, none_ok=True)
@@ -198,13 +225,18 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             n_candidates * splits * repeats,
         )
         search = GridSearchCV(
-            base, grids, cv=cv, refit=True, error_score=np.nan, verbose=int(self.verbose)
+            base,
+            grids,
+            cv=cv,
+            refit=partial(_choose, rule=self.rule),
+            error_score=np.nan,
+            verbose=int(self.verbose),
         )
         fit_params = {} if X_unlabeled is None else {"X_unlabeled": X_unlabeled}
         search.fit(X, y, **fit_params)
         self.best_estimator_ = search.best_estimator_
         self.best_params_ = search.best_params_
-        self.best_score_ = float(search.best_score_)
+        self.best_score_ = float(search.cv_results_["mean_test_score"][search.best_index_])
         self.cv_results_ = search.cv_results_
         self.n_splits_, self.n_repeats_ = splits, repeats
         self.classes_ = self.best_estimator_.classes_

@@ -14,7 +14,7 @@ Y = ["positive"] * 6 + ["negative"] * 6
 
 def test_it_chooses_by_cross_validation_and_refits(tiny_dir):
     cv = PromptClassifierCV(
-        tiny_clf(tiny_dir, epochs=2), n_splits=3, n_repeats=1, random_state=0
+        tiny_clf(tiny_dir, epochs=2), n_splits=3, n_repeats=1, rule="best", random_state=0
     ).fit(X, Y)
     results = cv.cv_results_
     assert len(results["params"]) == 5  # 2 untrained + 3 learning rates
@@ -60,6 +60,7 @@ def test_the_budget_shrinks_the_split(tiny_dir):
         ({"n_splits": 7}, X, Y, "n_splits=7 needs 2 <= n_splits"),
         ({"max_fits": 3}, X, Y, "max_fits=3 is below the minimum"),
         ({"candidates": [{"learning_rate": 0.1}]}, X, Y, "must map to a list"),
+        ({"rule": "median"}, X, Y, "rule must be 'one_se' or 'best'"),
     ],
 )
 def test_what_cannot_be_cross_validated_is_refused(tiny_dir, kwargs, X, y, match):
@@ -77,3 +78,31 @@ def test_the_budget_shrinks_folds_once_repeats_are_one(tiny_dir):
         random_state=0,
     ).fit(X, Y)
     assert (cv.n_splits_, cv.n_repeats_) == (3, 1)
+
+
+def _results(means, stds, epochs):
+    return {
+        "mean_test_score": np.asarray(means),
+        "std_test_score": np.asarray(stds),
+        "params": [{"epochs": e} if e == 0 else {"learning_rate": 0.1} for e in epochs],
+        "split0_test_score": np.zeros(len(means)),
+        "split1_test_score": np.zeros(len(means)),
+        "split2_test_score": np.zeros(len(means)),
+        "split3_test_score": np.zeros(len(means)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("means", "stds", "chosen"),
+    [
+        ([0.70, 0.75], [0.0, 0.2], 0),  # 0.05 better, se = 0.2 / 2 = 0.1: keep untrained
+        ([0.70, 0.85], [0.0, 0.2], 1),  # 0.15 better than untrained: train
+        ([0.80, 0.75], [0.0, 0.0], 0),  # untrained is simply best
+    ],
+)
+def test_the_one_standard_error_rule(means, stds, chosen):
+    from pet_kit.estimators.prompt_classifier_cv import _choose
+
+    results = _results(means, stds, [0, 20])
+    assert _choose(results, "one_se") == chosen
+    assert _choose(results, "best") == int(np.argmax(means))
