@@ -1,4 +1,4 @@
-"""Classify a file on a Ray cluster (or local Ray) with Ray Data: the output of ``pet-kit predict``.
+"""Classify a file with Ray Data, on a Ray cluster or locally, as ``pet-kit predict`` does.
 
 Needs the ``ray`` extra (``pip install "pet_kit[ray]"``). Each Ray worker is an actor
 holding one loaded prompt (:class:`Predictor`); ``map_batches`` sends it batches of rows
@@ -22,8 +22,8 @@ Two ways to get the prompt onto the workers:
 * ``--pickled``: the driver loads the prompt once and ships the fitted estimator through
   Ray's object store (``ray.put``). A pickled ``PromptClassifier`` carries its soft
   prompt but not its backbone: each worker rebuilds the backbone from the recorded model
-  reference (a hub name, a local folder, or the embedded default) on first use, so no
-  shared storage is needed for the prompt.
+  reference (a hub name, the embedded default, or a local folder, which must then exist
+  on every node) on first use, so no shared storage is needed for the prompt.
 
 Rows keep their order: the driver reads the input with pet_kit's own reader
 (:func:`pet_kit.io.tables.iter_table_chunks`, so cells are parsed exactly as
@@ -37,7 +37,8 @@ outputs: ``.csv`` or ``.tsv``.
 With ``--address`` unset a local Ray instance starts with ``--workers`` x
 ``--cpus-per-worker`` CPUs; ``--address auto`` joins a running cluster (``ray start``).
 Each worker reserves ``--cpus-per-worker`` CPUs and runs torch on that many threads;
-``--gpus-per-worker 1`` gives each its own GPU (the prompt then loads on CUDA).
+``--gpus-per-worker 1`` gives each its own GPU, where the prompt loads on CUDA (untested:
+the test machine has no GPU).
 """
 
 from __future__ import annotations
