@@ -42,13 +42,13 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
         VerbalizerError,
     )
     from .estimators.ensemble import PromptEnsemble
+    from .estimators.multitask import train_shared_prompt
     from .estimators.prompt_classifier import PromptClassifier
     from .estimators.prompt_classifier_cv import PromptClassifierCV
     from .estimators.student import LinearStudent
     from .io.datasets import load_task
     from .model.cloze_model import ClozeModel
     from .train.adapt import adapt
-    from .train.multitask import train_shared_prompt
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -89,7 +89,7 @@ _LAZY: dict[str, str] = {
     # functions
     "adapt": "pet_kit.train.adapt:adapt",
     "load_task": "pet_kit.io.datasets:load_task",
-    "train_shared_prompt": "pet_kit.train.multitask:train_shared_prompt",
+    "train_shared_prompt": "pet_kit.estimators.multitask:train_shared_prompt",
 }
 
 __all__ = [

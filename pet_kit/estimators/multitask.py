@@ -25,8 +25,9 @@ from ..errors import InputError
 from ..model.backbone import frozen
 from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.encoding import Encoded
-from .loop import train_prompt
-from .trainer import calibration_prior, finish, train_config, training_data
+from ..train.loop import train_prompt
+from ..train.trainer import calibration_prior, finish, train_config, training_data
+from .prompt_classifier import PromptClassifier
 
 __all__ = ["train_shared_prompt"]
 
@@ -114,8 +115,6 @@ def train_shared_prompt(
         Fewer than two tasks, unequal slot counts, different backbones, unknown weight
         names, or settings that cannot be shared.
     """
-    from ..estimators.prompt_classifier import PromptClassifier
-
     if not isinstance(tasks, Mapping) or len(tasks) < 2:
         raise InputError(
             "train_shared_prompt needs a mapping of at least two tasks: {name: (pvp, X, y)}"

@@ -8,8 +8,8 @@ import torch
 from conftest import NEG, POS, tiny_clf
 
 from pet_kit import InputError, PromptClassifier
+from pet_kit.estimators.multitask import train_shared_prompt
 from pet_kit.serving.bank import PromptBank
-from pet_kit.train.multitask import train_shared_prompt
 
 X = POS[:4] + NEG[:4]
 SENTIMENT = {
