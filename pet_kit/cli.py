@@ -467,11 +467,11 @@ def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
     ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder.
     Mappings under the other grouped settings (``tuning: {mode: lora, rank: 4}``) are
     passed on: the estimator reads a mapping of a group's fields as that group."""
-    from .config.settings import INIT_STRATEGIES
+    from .config.settings import is_transfer
 
     out = dict(params)
     init = out.get("prompt_init")
-    if isinstance(init, str) and init not in INIT_STRATEGIES:  # a saved prompt folder
+    if isinstance(init, str) and is_transfer(init):  # a saved prompt folder
         out["prompt_init"] = _resolve(base, init)
     checkpoint = out.get("checkpoint")
     if isinstance(checkpoint, str):

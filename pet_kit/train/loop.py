@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..config.settings import DEFAULTS, FALLBACK_BACKBONE_LR, Batching
 from ..errors import TrainingDivergedError
+from ..model.cloze_model import batches as _batches
 from ..model.encoding import Encoded
 from ..model.scorer import ClozeScorer
 from ..model.soft_prompt import SoftPrompt
@@ -96,10 +97,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, result: TrainResult) -> None:
         super().__init__(f"training interrupted after {result.steps} step(s)")
         self.result = result
-
-
-def _batches(order: Sequence[int], size: int) -> list[list[int]]:
-    return [list(order[i : i + size]) for i in range(0, len(order), size)]
 
 
 #: Examples per length-sorted "mega-batch", in optimizer batches (as HF's Trainer).
