@@ -34,6 +34,7 @@ import os
 import shutil
 import time
 import uuid
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,8 @@ def _split_heldout(texts: list[str], fraction: float) -> tuple[list[str], list[s
 # ------------------------------------------------------------------------ chunking
 @dataclass(frozen=True)
 class _Chunk:
-    ids: tuple[int, ...]
-    words: tuple[int, ...]  # word index per token (-1: special token)
+    ids: array  # token ids ('i': 4 bytes a token, not a Python int object each)
+    words: array  # word index per token (-1: special token)
 
 
 def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -196,7 +197,8 @@ def _chunks(tokenizer: Any, texts: list[str], max_length: int, pack: bool = Fals
     def flush() -> None:
         if ids:
             full = prefix + ids + suffix
-            out.append(_Chunk(tuple(full), tuple([-1] * len(prefix) + words + [-1] * len(suffix))))
+            frame = [-1] * len(prefix) + words + [-1] * len(suffix)
+            out.append(_Chunk(array("i", full), array("i", frame)))
         ids.clear()
         words.clear()
 
@@ -236,7 +238,7 @@ def _mask_batch(
     vocab = len(tokenizer)
     for row, chunk in enumerate(chunks):
         n = len(chunk.ids)
-        ids[row, :n] = torch.tensor(chunk.ids)
+        ids[row, :n] = torch.tensor(chunk.ids.tolist())
         attention[row, :n] = 1
         # a masking unit: a word (whole-word masking) or a token; special tokens are never
         # masked (their word index is -1)
