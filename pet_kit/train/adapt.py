@@ -55,7 +55,7 @@ from ..model.backbone import fingerprint, head_parts
 from ..model.deep import layer_hooks_spec
 from ..model.threads import torch_threads
 
-__all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts"]
+__all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts", "snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +515,7 @@ class AdaptResult:
     @property
     def complete(self) -> bool:
         """Whether ``max_steps`` were reached and the model folder written."""
-        return self.path is not None
+        return self.path is not None and self.steps >= self.max_steps
 
 
 # ----------------------------------------------------------------------------- main
@@ -907,3 +907,85 @@ def _provenance(
             "python": platform.python_version(),
         },
     }
+
+
+def snapshot(
+    texts: Any,
+    output: str | os.PathLike[str],
+    *,
+    checkpoint_dir: str | os.PathLike[str],
+    model: Any = None,
+    text_column: str = "text",
+    heldout_fraction: float = 0.05,
+    device: str | None = None,
+    threads: int | None = None,
+) -> AdaptResult:
+    """Write an unfinished :func:`adapt` run's current weights as a model folder.
+
+    The checkpoint is only read: the run continues from it as before. The folder is a
+    regular adapted model (``from_pretrained``-loadable, its own fingerprint,
+    ``pet_kit_adapt.json`` with ``"snapshot": true`` and the held-out MLM loss/accuracy
+    at the checkpoint's step), for measuring a long run before it finishes.
+
+    Parameters
+    ----------
+    texts, model, text_column, heldout_fraction
+        As given to :func:`adapt` for this run (checked against the checkpoint).
+    output : path
+        A new folder (or an empty one).
+    checkpoint_dir : path
+        The run's checkpoint folder.
+    device, threads
+        Where the held-out evaluation runs.
+
+    Returns
+    -------
+    AdaptResult
+        ``path`` is ``output``; ``heldout_after`` is the held-out score at the checkpoint.
+
+    Raises
+    ------
+    InputError
+        No checkpoint in ``checkpoint_dir``, or one of another run (other texts, source).
+    """
+    target = _check_output(output)
+    ckpt = Path(checkpoint_dir).expanduser().absolute()
+    if not (ckpt / _STATE_JSON).is_file():
+        raise InputError(f"{ckpt}: no adapt checkpoint here ({_STATE_JSON} is missing)")
+    try:
+        saved = json.loads((ckpt / _STATE_JSON).read_text(encoding="utf-8"))["config"]
+        cfg = _Config(**saved)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{ckpt}: unreadable adapt checkpoint ({exc})") from exc
+    all_texts = read_texts(texts, text_column)
+    train_texts, held_texts = _split_heldout(all_texts, heldout_fraction)
+    net, tokenizer, _ = _load_source(model, device)
+    if fingerprint(net) != cfg.source_fingerprint or texts_digest(all_texts) != cfg.texts_sha256:
+        raise InputError(
+            f"{ckpt}: this checkpoint is of another adapt run (other source model or texts);"
+            " pass the texts and model the run was started with"
+        )
+    meta, tensors = _read_checkpoint(ckpt, cfg)
+    dev = next(net.parameters()).device
+    net.requires_grad_(False)
+    params = _trainable(net, cfg.train, cfg.train_embeddings)
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[f"param.{name}"].to(p.device, p.dtype))
+    with torch_threads(threads):
+        held_chunks = _chunks(tokenizer, held_texts, cfg.max_length, cfg.pack)
+        after = _evaluate(_Mlm(net), held_chunks, tokenizer, cfg, dev)
+    step, seconds = int(meta["step"]), float(meta["seconds"])
+    net.config.pet_kit_adapted = _weights_digest(params)
+    provenance = _provenance(cfg, net, params, train_texts, held_texts, step, seconds)
+    provenance.update(snapshot=True, heldout_before=meta["heldout_before"], heldout_after=after)
+    _write_output(target, net.to("cpu"), tokenizer, provenance, ckpt)
+    log.info(
+        "adapt: snapshot of step %d written to %s (held-out accuracy %.3f)",
+        step,
+        target,
+        after["accuracy"],
+    )
+    return AdaptResult(
+        target, step, cfg.max_steps, seconds, meta["heldout_before"], after, ckpt, meta["losses"]
+    )

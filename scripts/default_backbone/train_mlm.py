@@ -140,11 +140,24 @@ def evaluate_one(model_ref: str | None) -> dict[str, Any]:
     }
 
 
+def snapshot_checkpoint(args: argparse.Namespace) -> Path:
+    """The unfinished run's current weights as a model folder (the run goes on as before)."""
+    from pet_kit.train.adapt import snapshot
+
+    meta = json.loads((args.run / "checkpoint" / "adapt_state.json").read_text(encoding="utf-8"))
+    out = args.run / f"snapshot-{meta['step']}"
+    if not (out / "pet_kit_adapt.json").is_file():
+        texts, _ = corpus_texts(args.corpus, args.seed)
+        snapshot(texts, out, checkpoint_dir=args.run / "checkpoint", heldout_fraction=0.01)
+    return out
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model_dir = args.run / "model"
-    report: dict[str, Any] = {"current_default": evaluate_one(None)}
+    model_dir = snapshot_checkpoint(args) if args.checkpoint else args.run / "model"
+    report: dict[str, Any] = {"current_default": evaluate_one(None), "model": str(model_dir)}
     if (model_dir / "pet_kit_adapt.json").is_file():
         info = json.loads((model_dir / "pet_kit_adapt.json").read_text(encoding="utf-8"))
+        report["steps"] = f"{info['steps']} of {info['settings']['max_steps']}"
         report["new"] = evaluate_one(str(model_dir))
         report["heldout_mlm"] = {"before": info["heldout_before"], "after": info["heldout_after"]}
         new = report["new"]
@@ -154,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "evaluative_adjective_in_top5": bool(new["evaluative_in_top5"]),
         }
     report["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    out = args.run / "evaluation.json"
+    out = args.run / ("evaluation-checkpoint.json" if args.checkpoint else "evaluation.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -181,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="measure the gates (current default vs the new model)")
+    e.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="measure the unfinished run's checkpoint (written as RUN/snapshot-STEP)",
+    )
+    e.add_argument("--seed", type=int, default=0, help="the train run's --seed")
     e.set_defaults(func=cmd_evaluate)
     return p
 

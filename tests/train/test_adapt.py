@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from pet_kit import BackboneMismatchError, InputError, PromptClassifier
 from pet_kit.model.backbone import fingerprint
-from pet_kit.train.adapt import ADAPT_FILE, adapt, read_texts
+from pet_kit.train.adapt import ADAPT_FILE, adapt, read_texts, snapshot
 
 TEXTS = [f"{a} {b}" for a in POS + NEG for b in ("indeed", "so it seems", "")] * 2
 FAST = dict(max_steps=6, batch_size=4, max_length=16, checkpoint_every=2, verbose=0, seed=0)
@@ -253,3 +253,45 @@ def test_an_output_appearing_during_the_run_is_kept_and_the_training_too(tiny_di
     res = adapt(TEXTS, tmp_path / "m2", model=str(tiny_dir), checkpoint_dir=ckpt, **FAST)
     assert res.complete and res.steps == FAST["max_steps"] and not ckpt.exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_snapshot_writes_an_unfinished_run_and_leaves_it_to_continue(tiny_dir, tmp_path):
+    def stop_at_4(step: int, loss: float) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adapt(TEXTS, tmp_path / "out", model=str(tiny_dir), on_step=stop_at_4, **FAST)
+    ckpt = tmp_path / ".out.adapt-checkpoint"
+    state = (ckpt / "adapt_state.safetensors").read_bytes()
+    snap = snapshot(TEXTS, tmp_path / "snap", checkpoint_dir=ckpt, model=str(tiny_dir))
+    assert snap.steps == 4 and not snap.complete and snap.path == tmp_path / "snap"
+    info = json.loads((snap.path / ADAPT_FILE).read_text("utf-8"))
+    assert info["snapshot"] is True and info["steps"] == 4
+    assert info["heldout_after"] == snap.heldout_after and snap.heldout_after["masked_tokens"] > 0
+    trained = load_file(str(ckpt / "adapt_state.safetensors"))
+    weights = _weights(snap.path)
+    for key, value in trained.items():  # the checkpoint's trained values, nothing else
+        if key.startswith("param."):
+            name = key.removeprefix("param.")
+            assert torch.equal(weights[name], value), name
+    assert (ckpt / "adapt_state.safetensors").read_bytes() == state  # only read
+    whole = adapt(TEXTS, tmp_path / "whole", model=str(tiny_dir), **FAST).path
+    done = adapt(TEXTS, tmp_path / "out", model=str(tiny_dir), **FAST)
+    a, b = _weights(whole), _weights(done.path)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the run went on as if never snapshotted
+    clf = PromptClassifier(pvp=SENTIMENT_PVP, model=str(snap.path), verbose=0).fit(None)
+    assert clf.predict(["good"]).shape == (1,)
+
+
+def test_snapshot_refuses_other_texts_and_a_missing_checkpoint(tiny_dir, tmp_path):
+    with pytest.raises(InputError, match="no adapt checkpoint"):
+        snapshot(TEXTS, tmp_path / "s", checkpoint_dir=tmp_path / "none", model=str(tiny_dir))
+    adapt(TEXTS, tmp_path / "a", model=str(tiny_dir), max_minutes=1e-9, **FAST)
+    with pytest.raises(InputError, match="another adapt run"):
+        snapshot(
+            TEXTS[:-3],
+            tmp_path / "s",
+            checkpoint_dir=tmp_path / ".a.adapt-checkpoint",
+            model=str(tiny_dir),
+        )
