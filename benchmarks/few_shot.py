@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_texts": train_all["text"].tolist(),
             "adapt_steps": args.adapt_steps,
             "adapt_info": data.setdefault("adapt", {}),
+            "transfer_info": data.setdefault("transfer", {}),
         }
         for method in args.methods:
             if method in ("setfit", "setfit_adapted"):

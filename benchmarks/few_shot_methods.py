@@ -39,6 +39,18 @@ The PET family, all on the task template's soft patterns:
                   the untrained prompt, raw or calibrated) chosen by 4-fold CV on the K
                   examples (one repetition; the default one-standard-error rule).
 
+Prompt transfer (leave one task out), both rows on one pattern per task that every task
+can share: ``TRANSFER_SLOTS`` soft slots before the task's hard pattern (Lester et al.'s
+prefix prompt), the pet_kit row's learning rate and epochs:
+
+``pet_kit_prefix``    the prefix prompt, initialised as today (vocabulary vectors);
+``pet_kit_transfer``  the same prefix, initialised from a *source* prompt trained with
+                  :func:`pet_kit.train_shared_prompt` on the other three tasks
+                  (``TRANSFER_SOURCE``: 64 examples per class from each one's train
+                  split; the target task's data never), built once per target and cached;
+``pet_kit_transfer_rank1``  the source prompt frozen, adapted to the target by a trained
+                  rank-1 matrix of scales (``prompt_encoder="rank1"``, MPT-style).
+
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
 
@@ -88,6 +100,9 @@ METHODS = (
     "pet_kit_deep",
     # settings chosen by cross-validation on the K examples (untrained prompt included)
     "pet_kit_cv",
+    "pet_kit_prefix",
+    "pet_kit_transfer",
+    "pet_kit_transfer_rank1",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).
 ENSEMBLE_ROWS = (
@@ -428,6 +443,91 @@ def _adapted_encoder(ctx: dict[str, Any]) -> Encoder:
     return ctx["encoder_adapted"]
 
 
+# ------------------------------------------------------------------ prompt transfer
+TRANSFER_TASKS = ("rotten_tomatoes", "subjectivity", "bbc_news", "chinese_reviews")
+TRANSFER_SLOTS = 8
+#: The source prompt: examples per class from each source task, optimizer steps, batch size.
+TRANSFER_SOURCE = {"per_class": 64, "max_steps": 300, "batch_size": 8, "seed": 0}
+TRANSFER_CACHE = Path("~/.cache/pet_kit/benchmark_transfer").expanduser()
+
+
+def prefix_pvp(task: str) -> Any:
+    """``[SOFT*TRANSFER_SLOTS]`` before the task's hard pattern, with its verbalizer."""
+    from pet_kit import PVP, load_pvps
+    from pet_kit.config.pattern import parse_pattern
+
+    path, name = pvp_refs(task)[0].split("#", 1)
+    hard = next(p for p in load_pvps(path) if p.name.split("#", 1)[1] == name)
+    pattern = parse_pattern(f"[SOFT*{TRANSFER_SLOTS}] {hard.pattern.text}")
+    return PVP(pattern, hard.verbalizer, hard.fields, name=f"{task}#prefix", source=path)
+
+
+def transfer_source(ctx: dict[str, Any]) -> str:
+    """The prompt trained on every transfer task but ``ctx['task']`` (built once, cached)."""
+    import hashlib
+
+    from pet_kit import PromptClassifier, train_shared_prompt
+    from pet_kit.io.datasets import load_task, sample_k_shot
+
+    sources = [t for t in TRANSFER_TASKS if t != ctx["task"]]
+    settings = {**TRANSFER_SOURCE, "slots": TRANSFER_SLOTS, **ctx["pet_params"]}
+    key = hashlib.sha256(json.dumps([sources, settings]).encode()).hexdigest()[:12]
+    path = TRANSFER_CACHE / f"without-{ctx['task']}-{key}"
+    info = path / "transfer_source.json"
+    if not info.is_file():
+        log.info("%s: training the source prompt on %s", ctx["task"], sources)
+        tasks = {}
+        for name in sources:
+            train = sample_k_shot(
+                load_task(name, "train"), TRANSFER_SOURCE["per_class"], TRANSFER_SOURCE["seed"]
+            )
+            tasks[name] = (prefix_pvp(name), train["text"].tolist(), train["label"].tolist())
+        base = PromptClassifier(
+            max_length=ctx["max_length"],
+            learning_rate=ctx["pet_params"]["learning_rate"],
+            max_steps=TRANSFER_SOURCE["max_steps"],
+            batch_size=TRANSFER_SOURCE["batch_size"],
+            random_state=TRANSFER_SOURCE["seed"],
+            verbose=0,
+        )
+        started = time.perf_counter()
+        fitted = train_shared_prompt(tasks, base)
+        seconds = time.perf_counter() - started
+        if path.exists():
+            shutil.rmtree(path)
+        fitted[sources[0]].save(path / "prompt")
+        record = {"sources": sources, "settings": settings, "seconds": round(seconds, 1)}
+        info.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    record = json.loads(info.read_text(encoding="utf-8"))
+    ctx.setdefault("transfer_info", {})[ctx["task"]] = record
+    return str(path / "prompt")
+
+
+def _prefix_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
+    return _soft_clf(ctx, seed, pvp=prefix_pvp(ctx["task"]), **extra)
+
+
+def _fit_score(clf: Any, train: Any, test: Any) -> float:
+    if len(train):
+        clf.fit(train["text"], train["label"])
+    else:
+        clf.fit(None)
+    return clf.score(test["text"], test["label"])
+
+
+def run_pet_kit_prefix(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _fit_score(_prefix_clf(ctx, seed), train, test)
+
+
+def run_pet_kit_transfer(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _fit_score(_prefix_clf(ctx, seed, prompt_init=transfer_source(ctx)), train, test)
+
+
+def run_pet_kit_transfer_rank1(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _prefix_clf(ctx, seed, prompt_init=transfer_source(ctx), prompt_encoder="rank1")
+    return _fit_score(clf, train, test)
+
+
 def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from pet_kit import PromptClassifier
 
@@ -472,4 +572,7 @@ RUNNERS = {
     "pet_kit_full": run_pet_kit_full,
     "pet_kit_deep": run_pet_kit_deep,
     "pet_kit_cv": run_pet_kit_cv,
+    "pet_kit_prefix": run_pet_kit_prefix,
+    "pet_kit_transfer": run_pet_kit_transfer,
+    "pet_kit_transfer_rank1": run_pet_kit_transfer_rank1,
 }

@@ -22,6 +22,7 @@ from few_shot_methods import METHODS, ZERO_SHOT_ONLY
 #: The peers comparison (few_shot.md) and the PET family / prompt mechanics rows
 #: (few_shot_pet.md, with the pet_kit row for reference).
 PEER_METHODS = METHODS[: METHODS.index("zero_shot_calibrated")]
+TRANSFER_ROWS = ("pet_kit_transfer", "pet_kit_transfer_rank1")
 PET_METHODS = ("zero_shot", "pet_kit", *METHODS[METHODS.index("zero_shot_calibrated") :])
 
 log = logging.getLogger("few_shot")
@@ -77,18 +78,20 @@ def paired(rows: list[dict[str, Any]], base: str = "pet_kit") -> dict[str, dict[
     return dict(out)
 
 
-def paired_markdown(pairs: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
-    """The paired comparison as one Markdown table (methods x tasks)."""
+def paired_markdown(
+    pairs: dict[str, dict[str, Any]], methods: tuple[str, ...], base: str = "pet_kit"
+) -> str:
+    """The paired comparison with ``base`` as one Markdown table (methods x tasks)."""
     tasks = sorted(t for t in pairs if any(m in pairs[t] for m in methods))
     shown = [m for m in methods if any(m in pairs[t] for t in tasks)]
     if not shown:
         return ""
     lines = [
         "",
-        "**Paired with pet_kit** (same task, K and seed, hence the same training split):"
+        f"**Paired with {base}** (same task, K and seed, hence the same training split):"
         " mean ± std of the accuracy difference over all (K > 0, seed) pairs; wins = pairs"
-        " where the row beat pet_kit; σ↓ = K values where the row's std over seeds is"
-        " below pet_kit's.",
+        f" where the row beat {base}; σ↓ = K values where the row's std over seeds is"
+        f" below {base}'s.",
         "",
     ]
     rows = []
@@ -220,6 +223,14 @@ def markdown(
                 f" {info['device']}, {info['threads']} thread(s)); held-out MLM accuracy"
                 f" {before['accuracy']:.3f} -> {after['accuracy']:.3f}.",
             ]
+        source = data.get("transfer", {}).get(task)
+        if source and any(m.startswith("pet_kit_transfer") and by_method.get(m) for m in methods):
+            lines += [
+                "",
+                f"Transfer rows: the source prompt was trained on {', '.join(source['sources'])}"
+                f" ({source['settings']['per_class']} examples per class each,"
+                f" {source['settings']['max_steps']} steps; {source['seconds'] / 60:.1f} min).",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -268,13 +279,23 @@ def report(data: dict[str, Any], out: Path) -> None:
     data["summary"] = summary
     pairs = paired(data["runs"])
     data["paired_with_pet_kit"] = pairs
+    transfer = paired(data["runs"], base="pet_kit_prefix")
+    transfer = {
+        t: {m: c for m, c in ms.items() if m in TRANSFER_ROWS} for t, ms in transfer.items()
+    }
+    transfer = {t: ms for t, ms in transfer.items() if ms}
+    if transfer:
+        data["paired_with_pet_kit_prefix"] = transfer
     write_json(out, data)
     print(table(summary))
     out.with_suffix(".md").write_text(markdown(summary, data, PEER_METHODS), encoding="utf-8")
     pet = out.with_name(out.stem + "_pet.md")
     pet_rows = tuple(m for m in PET_METHODS if m not in ("zero_shot", "pet_kit"))
     pet.write_text(
-        markdown(summary, data, PET_METHODS) + paired_markdown(pairs, pet_rows), encoding="utf-8"
+        markdown(summary, data, PET_METHODS)
+        + paired_markdown(pairs, pet_rows)
+        + paired_markdown(transfer, TRANSFER_ROWS, base="pet_kit_prefix"),
+        encoding="utf-8",
     )
     try:
         plot(summary, out.with_suffix(".png"), PEER_METHODS)

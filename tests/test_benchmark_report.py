@@ -179,3 +179,30 @@ def test_adapted_rows_run_at_the_same_ks_as_their_plain_rows(methods):
     assert methods.ZERO_SHOT_ONLY[-1] == "zero_shot_adapted"
     assert "pet_kit_adapted" in methods.WITH_K0
     assert set(methods.RUNNERS) == set(methods.METHODS)
+
+
+def test_transfer_rows_are_paired_with_the_prefix_row_and_say_what_the_source_cost(
+    report, tmp_path
+):
+    runs = _runs("pet_kit", [0.5] * 3) + _runs("pet_kit_prefix", [0.6, 0.6, 0.7])
+    runs += _runs("pet_kit_transfer", [0.7, 0.5, 0.8])
+    source = {
+        "sources": ["a", "b"],
+        "settings": {"per_class": 64, "max_steps": 300},
+        "seconds": 120.0,
+    }
+    data = {"runs": runs, "machine": {}, "invocations": [], "transfer": {"toy": source}}
+    report.report(data, tmp_path / "fs.json")
+    pet = (tmp_path / "fs_pet.md").read_text()
+    assert "trained on a, b (64 examples per class each, 300 steps; 2.0 min)" in pet
+    assert "**Paired with pet_kit_prefix**" in pet
+    assert "| pet_kit_transfer | +0.033 ± 0.094, wins 2/3, σ↓ 0/1 |" in pet
+    saved = json.loads((tmp_path / "fs.json").read_text())
+    assert set(saved["paired_with_pet_kit_prefix"]["toy"]) == {"pet_kit_transfer"}
+
+
+def test_prefix_pattern_puts_the_slots_before_each_tasks_hard_pattern(methods):
+    for task in methods.TRANSFER_TASKS:
+        pvp = methods.prefix_pvp(task)
+        assert pvp.pattern.text.startswith(f"[SOFT*{methods.TRANSFER_SLOTS}] ")
+        assert "[MASK]" in pvp.pattern.text and pvp.verbalizer.labels
