@@ -57,7 +57,8 @@ def task_data(task: str, test_size: int) -> tuple[Any, Any]:
 def merge(data: dict[str, Any], paths: list[Path]) -> int:
     """Add the runs of other result files (e.g. parallel workers) that ``data`` lacks.
 
-    A run is identified by (task, method, K, seed); the first one recorded wins. The
+    A run is identified by (task, method, K, seed); the first one recorded wins, as does
+    the first record of a task's adapting or transfer-source cost. The
     other files' invocations are kept (with their machine) so every run stays traceable.
     Returns the number of runs added.
     """
@@ -83,6 +84,9 @@ def merge(data: dict[str, Any], paths: list[Path]) -> int:
                 data["runs"].append(r)
                 done.add(key)
                 added += 1
+        for key in ("adapt", "transfer"):  # per-task costs of shared set-ups
+            for task, info in other.get(key, {}).items():
+                data.setdefault(key, {}).setdefault(task, info)
         failures = data.setdefault("failures", [])
         failures.extend(f for f in other.get("failures", []) if f not in failures)
     if not data.get("failures"):

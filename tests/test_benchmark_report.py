@@ -100,6 +100,16 @@ def test_merge_adds_only_missing_runs_and_keeps_their_machine(few_shot, report, 
     assert len(mine["invocations"]) == 1 and len(mine["runs"]) == 3
 
 
+def test_merge_keeps_the_first_record_of_each_tasks_set_up_cost(few_shot, tmp_path):
+    mine = {"runs": [], "transfer": {"a": {"seconds": 1.0}}}
+    theirs = tmp_path / "worker.json"
+    costs = {"a": {"seconds": 9.0}, "b": {"seconds": 2.0}}
+    theirs.write_text(json.dumps({"runs": [], "transfer": costs, "adapt": {"b": {"steps": 3}}}))
+    few_shot.merge(mine, [theirs])
+    assert mine["transfer"] == {"a": {"seconds": 1.0}, "b": {"seconds": 2.0}}
+    assert mine["adapt"] == {"b": {"steps": 3}}
+
+
 @pytest.fixture()
 def parallel(bench: Importer) -> ModuleType:
     return bench("few_shot_parallel")
