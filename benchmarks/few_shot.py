@@ -39,6 +39,7 @@ from few_shot_methods import (
     adapted_backbone,
     pvp_refs,
     soft_refs,
+    transfer_source,
 )
 from few_shot_report import report
 
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                     train = sample_k_shot(train_all, k, seed=seed)
                     if method.endswith("_adapted"):  # once per task, recorded apart
                         adapted_backbone(ctx)
+                    if method.startswith("pet_kit_transfer"):  # likewise
+                        transfer_source(ctx)
                     t0 = time.perf_counter()
                     try:
                         acc = RUNNERS[method](ctx, train, test, seed)
