@@ -49,7 +49,10 @@ prefix prompt), the pet_kit row's learning rate and epochs:
                   (``TRANSFER_SOURCE``: 64 examples per class from each one's train
                   split; the target task's data never), built once per target and cached;
 ``pet_kit_transfer_rank1``  the source prompt frozen, adapted to the target by a trained
-                  rank-1 matrix of scales (``prompt_encoder="rank1"``, MPT-style).
+                  rank-1 matrix of scales (``prompt_encoder="rank1"``, MPT-style);
+``pet_kit_prefix_rank1``  the control for it: the same rank-1 adaptation of the
+                  vocabulary-initialised prefix (so the report says whether a gain is the
+                  transfer's or the rank-1 constraint's).
 
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
@@ -103,6 +106,7 @@ METHODS = (
     "pet_kit_prefix",
     "pet_kit_transfer",
     "pet_kit_transfer_rank1",
+    "pet_kit_prefix_rank1",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).
 ENSEMBLE_ROWS = (
@@ -528,6 +532,10 @@ def run_pet_kit_transfer_rank1(ctx: dict[str, Any], train: Any, test: Any, seed:
     return _fit_score(clf, train, test)
 
 
+def run_pet_kit_prefix_rank1(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _fit_score(_prefix_clf(ctx, seed, prompt_encoder="rank1"), train, test)
+
+
 def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from pet_kit import PromptClassifier
 
@@ -575,4 +583,5 @@ RUNNERS = {
     "pet_kit_prefix": run_pet_kit_prefix,
     "pet_kit_transfer": run_pet_kit_transfer,
     "pet_kit_transfer_rank1": run_pet_kit_transfer_rank1,
+    "pet_kit_prefix_rank1": run_pet_kit_prefix_rank1,
 }

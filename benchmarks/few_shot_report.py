@@ -22,7 +22,7 @@ from few_shot_methods import METHODS, ZERO_SHOT_ONLY
 #: The peers comparison (few_shot.md) and the PET family / prompt mechanics rows
 #: (few_shot_pet.md, with the pet_kit row for reference).
 PEER_METHODS = METHODS[: METHODS.index("zero_shot_calibrated")]
-TRANSFER_ROWS = ("pet_kit_transfer", "pet_kit_transfer_rank1")
+TRANSFER_ROWS = ("pet_kit_transfer", "pet_kit_transfer_rank1", "pet_kit_prefix_rank1")
 PET_METHODS = ("zero_shot", "pet_kit", *METHODS[METHODS.index("zero_shot_calibrated") :])
 
 log = logging.getLogger("few_shot")
