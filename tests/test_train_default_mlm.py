@@ -62,3 +62,43 @@ def test_a_time_boxed_run_continues_to_a_model_folder(script, tmp_path):
     assert script.main(args) == 0
     info = json.loads((tmp_path / "run" / "model" / "pet_kit_adapt.json").read_text("utf-8"))
     assert info["steps"] == 2 and info["settings"]["pack"] is True
+
+
+@pytest.mark.integration
+def test_evaluate_checkpoint_measures_a_snapshot_and_leaves_the_run(script, tmp_path, monkeypatch):
+    corpus = _corpus(tmp_path / "corpus")
+    run = tmp_path / "run"
+    base = ["--corpus", str(corpus), "--run", str(run)]
+    train = [*base, "train", "--max-steps", "4", "--batch-size", "2", "--max-length", "16"]
+    train += ["--checkpoint-every", "2", "--threads", "1"]
+    # stop after step 2 (its state is saved), as a time box would
+    from pet_kit.train import adapt as adapt_module
+
+    real_adapt = adapt_module.adapt
+
+    def two_steps(*args, **kwargs):
+        return real_adapt(*args, **{**kwargs, "max_minutes": None, "on_step": stop_at_2})
+
+    def stop_at_2(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(adapt_module, "adapt", two_steps)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(train)
+    monkeypatch.setattr(adapt_module, "adapt", real_adapt)
+    measured = []
+
+    def fake_gates(ref):  # the real one scores 1,000 reviews on the default backbone
+        measured.append(ref)
+        return {"zero_shot_rotten_tomatoes": 0.5, "evaluative_in_top5": []}
+
+    monkeypatch.setattr(script, "evaluate_one", fake_gates)
+    assert script.main([*base, "evaluate", "--checkpoint"]) == 0
+    snap = run / "snapshot-2"
+    assert measured == [None, str(snap)]
+    report = json.loads((run / "evaluation-checkpoint.json").read_text("utf-8"))
+    assert report["steps"] == "2 of 4" and report["heldout_mlm"]["after"]["masked_tokens"] > 0
+    assert not (run / "evaluation.json").exists()
+    assert script.main(train) == 0  # the run continues from its checkpoint to the end
+    assert json.loads((run / "model" / "pet_kit_adapt.json").read_text("utf-8"))["steps"] == 4
