@@ -102,3 +102,10 @@ def test_evaluate_checkpoint_measures_a_snapshot_and_leaves_the_run(script, tmp_
     assert not (run / "evaluation.json").exists()
     assert script.main(train) == 0  # the run continues from its checkpoint to the end
     assert json.loads((run / "model" / "pet_kit_adapt.json").read_text("utf-8"))["steps"] == 4
+
+
+def test_steady_malloc_is_safe_to_call_anywhere(script):
+    first = script.steady_malloc()
+    assert isinstance(first, bool) and script.steady_malloc() == first
+    big = [bytearray(200_000) for _ in range(20)]  # allocations still work afterwards
+    assert sum(len(b) for b in big) == 4_000_000

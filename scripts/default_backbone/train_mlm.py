@@ -204,7 +204,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def steady_malloc() -> bool:
+    """Keep glibc from hoarding freed memory over a long run (Linux only; else a no-op).
+
+    Every step masks a different number of tokens, so the tensors change size step to
+    step; with glibc's adaptive mmap threshold the freed blocks stay in the heap and the
+    process grew 2–7 MB a step (the default run: 2.9 → 7.2 GB in its first 35 minutes).
+    A fixed threshold (64 KiB) and trim threshold (128 KiB) kept it flat in a 275-step
+    probe: ``MALLOC_MMAP_THRESHOLD_=65536
+    MALLOC_TRIM_THRESHOLD_=131072`` in the environment does the same for any program.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, 65536)) and bool(libc.mallopt(-1, 131072))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    steady_malloc()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
