@@ -235,13 +235,17 @@ def _soft_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
     return PromptClassifier(**params)
 
 
-def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed)
+def _fit_score(clf: Any, train: Any, test: Any) -> float:
+    """Fit ``clf`` on the K-shot sample (untrained at K = 0) and score it on the test set."""
     if len(train):
         clf.fit(train["text"], train["label"])
     else:
         clf.fit(None)
     return clf.score(test["text"], test["label"])
+
+
+def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    return _fit_score(_soft_clf(ctx, seed), train, test)
 
 
 def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
@@ -511,14 +515,6 @@ def _prefix_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
     return _soft_clf(ctx, seed, pvp=prefix_pvp(ctx["task"]), **extra)
 
 
-def _fit_score(clf: Any, train: Any, test: Any) -> float:
-    if len(train):
-        clf.fit(train["text"], train["label"])
-    else:
-        clf.fit(None)
-    return clf.score(test["text"], test["label"])
-
-
 def run_pet_kit_prefix(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     return _fit_score(_prefix_clf(ctx, seed), train, test)
 
@@ -545,12 +541,7 @@ def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int)
 
 
 def run_pet_kit_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed, model=adapted_backbone(ctx))
-    if len(train):
-        clf.fit(train["text"], train["label"])
-    else:
-        clf.fit(None)
-    return clf.score(test["text"], test["label"])
+    return _fit_score(_soft_clf(ctx, seed, model=adapted_backbone(ctx)), train, test)
 
 
 def run_linear_probe_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:

@@ -465,15 +465,22 @@ def _read_checkpoint(folder: Path, cfg: _Config) -> tuple[dict[str, Any], dict[s
     return meta, tensors
 
 
+def _load_params(params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's trained values into ``params``."""
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[f"param.{name}"].to(p.device, p.dtype))
+
+
 def _restore(
     params: dict[str, nn.Parameter],
     optim: torch.optim.Optimizer,
     meta: dict[str, Any],
     tensors: dict[str, torch.Tensor],
 ) -> None:
+    _load_params(params, tensors)
     with torch.no_grad():
         for name, p in params.items():
-            p.copy_(tensors[f"param.{name}"].to(p.device, p.dtype))
             if name in meta["adam_steps"]:
                 optim.state[p] = {
                     "step": torch.tensor(meta["adam_steps"][name]),
@@ -969,9 +976,7 @@ def snapshot(
     dev = next(net.parameters()).device
     net.requires_grad_(False)
     params = _trainable(net, cfg.train, cfg.train_embeddings)
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(tensors[f"param.{name}"].to(p.device, p.dtype))
+    _load_params(params, tensors)
     with torch_threads(threads):
         held_chunks = _chunks(tokenizer, held_texts, cfg.max_length, cfg.pack)
         after = _evaluate(_Mlm(net), held_chunks, tokenizer, cfg, dev)
