@@ -518,7 +518,11 @@ def transfer_source(ctx: dict[str, Any], like: bool = False) -> str:
             verbose=0,
         )
         started = time.perf_counter()
-        fitted = train_shared_prompt(tasks, base)
+        if len(tasks) > 1:
+            fitted = train_shared_prompt(tasks, base)
+        else:  # one source task: a plain prompt on its prefix pattern
+            ((name, (pvp, x, y)),) = tasks.items()
+            fitted = {name: base.set_params(pvp=pvp).fit(x, y)}
         seconds = time.perf_counter() - started
         if path.exists():
             shutil.rmtree(path)
