@@ -216,3 +216,48 @@ def test_prefix_pattern_puts_the_slots_before_each_tasks_hard_pattern(methods):
         pvp = methods.prefix_pvp(task)
         assert pvp.pattern.text.startswith(f"[SOFT*{methods.TRANSFER_SLOTS}] ")
         assert "[MASK]" in pvp.pattern.text and pvp.verbalizer.labels
+
+
+def test_cv_check_holds_the_cv_row_against_the_better_reference(report, tmp_path):
+    runs = (
+        _runs("zero_shot", [0.70], k=0)
+        + _runs("zero_shot_calibrated", [0.75], k=0)
+        + _runs("pet_kit", [0.60] * 5)
+        + _runs("pet_kit_cv", [0.70, 0.74, 0.72, 0.66, 0.68])  # 0.70 +- 0.028
+        + _runs("pet_kit", [0.80] * 5, k=16)
+        + _runs("pet_kit_cv", [0.79] * 5, k=16)
+    )
+    out = tmp_path / "fs.json"
+    report.report({"runs": runs, "machine": {}, "invocations": []}, out)
+    by_k = {c["k"]: c for c in json.loads(out.read_text())["cv_check"]}
+    assert by_k[8]["reference"] == "zero_shot_calibrated"  # 0.75 beats pet_kit's 0.60
+    assert by_k[8]["beats_default"] is True
+    assert by_k[8]["within_one_std"] is False  # 0.70 + 0.028 < 0.75
+    assert by_k[16]["reference"] == "pet_kit"
+    assert by_k[16]["beats_default"] is False
+    assert by_k[16]["within_one_std"] is False  # std 0: any shortfall is a miss
+    table = (tmp_path / "fs_cv.md").read_text()
+    assert "| toy | 8 | 0.700 ± 0.028 | 0.600 | yes | 0.750 (zero_shot_calibrated) | **no** |" in (
+        table
+    )
+
+
+def test_no_cv_rows_no_cv_table(report, tmp_path):
+    out = tmp_path / "fs.json"
+    report.report({"runs": _runs("pet_kit", [0.8] * 2), "machine": {}, "invocations": []}, out)
+    assert not (tmp_path / "fs_cv.md").exists()
+    assert "cv_check" not in json.loads(out.read_text())
+
+
+def test_like_transfer_rows_run_only_where_a_like_source_exists(methods):
+    assert set(methods.LIKE_ROWS) <= set(methods.METHODS) and set(methods.LIKE_ROWS) <= set(
+        methods.RUNNERS
+    )
+    for target, sources in methods.LIKE_SOURCES.items():
+        assert target not in sources
+        for source in sources:  # like = same labels and language
+            assert methods.pvp_refs(source)  # a template file exists for it
+            from pet_kit.io.datasets import task_info
+
+            assert task_info(source).labels == task_info(target).labels
+            assert task_info(source).language == task_info(target).language
