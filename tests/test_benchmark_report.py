@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 #: The benchmark's own modules (imported from benchmarks/, as the scripts import them).
-MODULES = ("few_shot", "few_shot_methods", "few_shot_report", "few_shot_parallel")
+MODULES = ("few_shot", "few_shot_methods", "few_shot_report", "few_shot_parallel", "adapt_domain")
 Importer = Callable[[str], ModuleType]
 
 
@@ -261,3 +261,26 @@ def test_like_transfer_rows_run_only_where_a_like_source_exists(methods):
 
             assert task_info(source).labels == task_info(target).labels
             assert task_info(source).language == task_info(target).language
+
+
+def test_adapt_domain_report_names_the_run_and_both_backbones(bench):
+    adapt_domain = bench("adapt_domain")
+    probes = {"The movie was [MASK].": [".", "the"], "X [MASK].": ["a", "b"]}
+    cell = {f"{t}/{c}": 0.5 for t in adapt_domain.EVAL_TASKS for c in ("raw", "content_free")}
+    data = {
+        "run": {
+            "steps": 664,
+            "texts": 39672,
+            "source": "imdb",
+            "complete": False,
+            "heldout_before": {"accuracy": 0.2255},
+            "heldout_after": {"accuracy": 0.2634},
+        },
+        "default": {**cell, "fill_mask_top5": probes},
+        "adapted": {**cell, "imdb/content_free": 0.617, "fill_mask_top5": probes},
+    }
+    text = adapt_domain.markdown(data)
+    assert "after 664 continued-MLM steps" in text and "unfinished run, snapshot" in text
+    assert "0.226 -> 0.263" in text
+    assert "| adapted | 0.500 | 0.500 | 0.500 | 0.617 |" in text
+    assert "| `The movie was [MASK].` | ., the | ., the |" in text

@@ -780,7 +780,8 @@ def load_task(
     ValueError
         Unknown task, split, format, or invalid ``max_size``/``max_chars``.
     DataPackageMissingError
-        If the package holding the data is not installed.
+        If the package holding the data is not installed (for ``imdb``: its data not
+        fetched yet; the message names ``pet-kit fetch-data imdb``).
     """
     info = _check_name(name)
     if split not in ("train", "test", "all"):

@@ -339,12 +339,15 @@ def decontaminate(units: Sequence[str], index: NgramIndex) -> tuple[list[str], i
 
 
 def evaluation_texts() -> tuple[list[str], dict[str, dict[str, int]]]:
-    """Every text of every pet_kit evaluation task, train and test (full rows, untruncated)."""
+    """Every text of every pet_kit evaluation task, train and test (full rows, untruncated);
+    a task whose data is fetched rather than installed (imdb) is fetched first."""
     from pet_kit.io import datasets
 
     texts: list[str] = []
     rows: dict[str, dict[str, int]] = {}
     for name in datasets.list_tasks():
+        if not datasets.data_available(name):
+            datasets.fetch_task_data(name)
         rows[name] = {}
         for split in ("train", "test"):
             frame = datasets.load_task(name, split, max_size=None, max_chars=None)

