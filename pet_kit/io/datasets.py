@@ -79,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PetKitError
+from ..model.default_backbone import cache_root
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -373,8 +374,7 @@ def _package_dir(info: TaskInfo) -> Path:
 
 
 def _data_home() -> Path:
-    env = os.environ.get("PET_KIT_CACHE")
-    return (Path(env).expanduser() if env else Path.home() / ".cache" / "pet_kit") / "data"
+    return cache_root() / "data"
 
 
 def _fetched_path(info: TaskInfo, rel: str) -> Path:

@@ -121,7 +121,9 @@ def _resource_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """pet_kit's cache folder: ``cache_dir`` if given, else ``$PET_KIT_CACHE``, else
+    ``~/.cache/pet_kit`` (assembled default models; fetched task data under ``data/``)."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     env = os.environ.get("PET_KIT_CACHE")
@@ -199,7 +201,7 @@ def default_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     >>> from transformers import AutoModelForMaskedLM
     >>> model = AutoModelForMaskedLM.from_pretrained(default_model_path())  # doctest: +SKIP
     """
-    root = _cache_root(cache_dir)
+    root = cache_root(cache_dir)
     target = root / f"minilm-l6-mlm-{_resource_digest()}"
     if _is_complete(target):
         logger.debug("Using cached default backbone at %s", target)
