@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                             }
                         )
                         break
-                    for name, (acc, secs) in results.items():
+                    for name, (acc, secs, *extra) in results.items():
                         if (task, name, k, seed) in done:
                             continue
                         log.info("%s %s K=%d seed=%d: %.4f (%.1fs)", task, name, k, seed, acc, secs)
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "n_test": len(test),
                                 "threads": torch.get_num_threads(),
                                 "device": "cpu" if name in CPU_ONLY else device_name(),
+                                **(extra[0] if extra else {}),
                             }
                         )
                         done.add((task, name, k, seed))

@@ -259,10 +259,13 @@ def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> flo
     """PromptClassifierCV on the pet_kit row's settings: one repetition of k-fold CV."""
     from pet_kit import PromptClassifierCV
 
+    t0 = time.perf_counter()
     clf = PromptClassifierCV(_soft_clf(ctx, seed), n_repeats=CV_REPEATS, random_state=seed)
     clf.fit(train["text"], train["label"])
     log.info("pet_kit_cv chose %s", clf.best_params_)
-    return clf.score(test["text"], test["label"])
+    acc = clf.score(test["text"], test["label"])
+    chosen = {"chosen": dict(clf.best_params_), "cv_accuracy": clf.best_score_}
+    return {"pet_kit_cv": (acc, time.perf_counter() - t0, chosen)}
 
 
 def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:

@@ -122,14 +122,32 @@ def paired_markdown(
 CV_REFERENCES = ("zero_shot", "zero_shot_calibrated")
 
 
-def cv_check(summary: dict[str, Any], method: str = "pet_kit_cv") -> list[dict[str, Any]]:
+def cv_choices(rows: list[dict[str, Any]], method: str = "pet_kit_cv") -> dict[tuple, list]:
+    """Per (task, K): how many of ``method``'s runs that recorded their choice (the
+    ``chosen`` parameters) chose a trained candidate, and how many recorded one."""
+    out: dict[tuple, list] = {}
+    for r in rows:
+        if r["method"] == method and isinstance(r.get("chosen"), dict):
+            counts = out.setdefault((r["task"], r["k"]), [0, 0])
+            counts[0] += r["chosen"].get("epochs") != 0
+            counts[1] += 1
+    return out
+
+
+def cv_check(
+    summary: dict[str, Any],
+    method: str = "pet_kit_cv",
+    runs: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """``method`` against the better of the zero-shot rows and the default-trained prompt.
 
     Per task and K where ``method`` ran: its mean and std over seeds, the reference (the
     best mean among :data:`CV_REFERENCES` at K = 0 and ``pet_kit`` at this K, and which one
     it is), ``within_one_std`` (``method``'s mean is at most one of its stds below the
-    reference) and ``beats_default`` (its mean is above ``pet_kit``'s at this K).
+    reference) and ``beats_default`` (its mean is above ``pet_kit``'s at this K); with
+    ``runs``, also ``trained_chosen`` / ``choices_recorded`` (:func:`cv_choices`).
     """
+    choices = cv_choices(runs or [], method)
     out = []
     for task, by_method in summary.items():
         for k, c in sorted(by_method.get(method, {}).items()):
@@ -152,6 +170,8 @@ def cv_check(summary: dict[str, Any], method: str = "pet_kit_cv") -> list[dict[s
                     "within_one_std": c["mean"] >= refs[best] - c["std"],
                     "default_mean": None if default is None else default["mean"],
                     "beats_default": None if default is None else c["mean"] > default["mean"],
+                    "trained_chosen": choices.get((task, k), [None, 0])[0],
+                    "choices_recorded": choices.get((task, k), [None, 0])[1],
                 }
             )
     return out
@@ -166,7 +186,8 @@ def cv_markdown(rows: list[dict[str, Any]], method: str = "pet_kit_cv") -> str:
         f"{method} against the better of zero-shot ({', '.join(CV_REFERENCES)}, K = 0) and"
         " the default-trained pet_kit row at the same K (mean ± std over seeds; n = seeds"
         " when fewer than 5). *Within 1 std*: the CV row's mean is at most one of its stds"
-        " below that reference.",
+        " below that reference. *Trained chosen*: in how many of the seeds that recorded"
+        " their choice cross-validation chose a trained candidate over the untrained prompt.",
         "",
     ]
     body = []
@@ -183,9 +204,23 @@ def cv_markdown(rows: list[dict[str, Any]], method: str = "pet_kit_cv") -> str:
                 beats,
                 f"{r['reference_mean']:.3f} ({r['reference']})",
                 "yes" if r["within_one_std"] else "**no**",
+                (
+                    f"{r['trained_chosen']} of {r['choices_recorded']}"
+                    if r.get("choices_recorded")
+                    else "not recorded"
+                ),
             ]
         )
-    header = ["task", "K", method, "pet_kit", "beats pet_kit", "better reference", "within 1 std"]
+    header = [
+        "task",
+        "K",
+        method,
+        "pet_kit",
+        "beats pet_kit",
+        "better reference",
+        "within 1 std",
+        "trained chosen",
+    ]
     return "\n".join(lines + markdown_table(header, body)) + "\n"
 
 
@@ -369,7 +404,7 @@ def report(data: dict[str, Any], out: Path) -> None:
     transfer = {t: ms for t, ms in transfer.items() if ms}
     if transfer:
         data["paired_with_pet_kit_prefix"] = transfer
-    checks = cv_check(summary)
+    checks = cv_check(summary, runs=data["runs"])
     if checks:
         data["cv_check"] = checks
     write_json(out, data)

@@ -227,6 +227,10 @@ def test_cv_check_holds_the_cv_row_against_the_better_reference(report, tmp_path
         + _runs("pet_kit", [0.80] * 5, k=16)
         + _runs("pet_kit_cv", [0.79] * 5, k=16)
     )
+    chosen = [{"epochs": 0, "calibration": None}, {"learning_rate": 0.03}, {"epochs": 0}]
+    cv8 = [r for r in runs if r["method"] == "pet_kit_cv" and r["k"] == 8]
+    for run, params in zip(cv8[:3], chosen, strict=True):  # 3 of 5 recorded, 1 trained
+        run["chosen"] = params
     out = tmp_path / "fs.json"
     report.report({"runs": runs, "machine": {}, "invocations": []}, out)
     by_k = {c["k"]: c for c in json.loads(out.read_text())["cv_check"]}
@@ -236,9 +240,16 @@ def test_cv_check_holds_the_cv_row_against_the_better_reference(report, tmp_path
     assert by_k[16]["reference"] == "pet_kit"
     assert by_k[16]["beats_default"] is False
     assert by_k[16]["within_one_std"] is False  # std 0: any shortfall is a miss
+    assert (by_k[8]["trained_chosen"], by_k[8]["choices_recorded"]) == (1, 3)
+    assert by_k[16]["choices_recorded"] == 0
     table = (tmp_path / "fs_cv.md").read_text()
-    assert "| toy | 8 | 0.700 ± 0.028 | 0.600 | yes | 0.750 (zero_shot_calibrated) | **no** |" in (
-        table
+    assert (
+        "| toy | 8 | 0.700 ± 0.028 | 0.600 | yes | 0.750 (zero_shot_calibrated) | **no** | 1 of 3 |"
+        in table
+    )
+    assert (
+        "| toy | 16 | 0.790 ± 0.000 | 0.800 | no | 0.800 (pet_kit) | **no** | not recorded |"
+        in table
     )
 
 
