@@ -16,7 +16,14 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 #: The benchmark's own modules (imported from benchmarks/, as the scripts import them).
-MODULES = ("few_shot", "few_shot_methods", "few_shot_report", "few_shot_parallel", "adapt_domain")
+MODULES = (
+    "few_shot",
+    "few_shot_methods",
+    "few_shot_report",
+    "few_shot_parallel",
+    "adapt_domain",
+    "cloze_readout",
+)
 Importer = Callable[[str], ModuleType]
 
 
@@ -295,3 +302,49 @@ def test_adapt_domain_report_names_the_run_and_both_backbones(bench):
     assert "0.226 -> 0.263" in text
     assert "| adapted | 0.500 | 0.500 | 0.500 | 0.617 |" in text
     assert "| `The movie was [MASK].` | ., the | ., the |" in text
+
+
+def test_cloze_readout_reads_the_mask_pet_kit_scores(bench, make_clf, toy_data):
+    """The readout's mask features are the ones pet_kit scores with: the label words'
+    vocabulary log-probabilities are the class scores shifted by one constant per text."""
+    import numpy as np
+
+    readout = bench("cloze_readout")
+    clf = make_clf(
+        pvp={
+            "pattern": "{text} It was [MASK].",
+            "verbalizer": {"positive": ["great"], "negative": ["terrible"]},
+        }
+    ).fit(None)
+    texts = [*toy_data[0][:5], "a much longer text " * 3]
+    feats = readout.cloze_features(clf, texts, batch_size=4)  # two batches, length-sorted
+    hidden = clf.model_.backbone.model.config.hidden_size
+    assert feats["state"].shape == (len(texts), hidden)
+    assert feats["vocab"].shape[0] == len(texts) and feats["cloze"].shape == (len(texts), 2)
+    tok = clf.model_.backbone.tokenizer
+    cols = [tok.convert_tokens_to_ids(w) for w in ("great", "terrible")]  # classes_ order
+    order = [list(clf.classes_).index(c) for c in ("positive", "negative")]
+    shift = feats["vocab"][:, cols] - feats["cloze"][:, order]
+    np.testing.assert_allclose(shift, shift[:, :1].repeat(2, 1), atol=1e-4)
+    assert np.ptp(shift[:, 0]) > 1e-3  # a per-text constant (the log-partition), not global
+
+
+def test_cloze_readout_table(bench):
+    readout = bench("cloze_readout")
+    cell = {"mean": 0.61, "std": 0.02, "n_seeds": 5, "runs": []}
+    data = {
+        "config": {"ks": [8], "seeds": [0, 1], "model": None},
+        "results": [
+            {
+                "task": "toy",
+                "readouts": {
+                    "cloze": {"0": {**cell, "mean": 0.5, "std": 0.0}},
+                    "mask_state_lr": {"8": cell},
+                },
+            }
+        ],
+    }
+    table = readout.markdown(data)
+    assert "| toy | cloze | 0.500 ± 0.000 |  |" in table
+    assert "| toy | mask_state_lr |  | 0.610 ± 0.020 |" in table
+    assert "the embedded default" in table
