@@ -25,6 +25,7 @@ Writes ``benchmarks/results/cloze_readout.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -92,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="a masked-LM folder or hub name (default: the embedded default backbone)",
     )
+    p.add_argument(
+        "--label",
+        default=None,
+        help="the backbone's name in the table (default: 'default' or the model's folder name)",
+    )
     p.add_argument("--out", default=str(RESULTS / "cloze_readout.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -105,7 +111,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = []
+    label = args.label or (Path(args.model).name if args.model else "default")
+    out = Path(args.out)
+    # results of other backbones / tasks already in --out are kept (one table for all)
+    kept = json.loads(out.read_text(encoding="utf-8"))["results"] if out.is_file() else []
+    results = [
+        r for r in kept if (r["backbone"], r["task"]) not in {(label, t) for t in args.tasks}
+    ]
     for task in args.tasks:
         t0 = time.perf_counter()
         hard, _ = pvp_refs(task)
@@ -155,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%s: %.0f s", task, secs)
         results.append(
             {
+                "backbone": label,
+                "model": args.model,
                 "task": task,
                 "pvp": hard,
                 "n_test": len(test),
@@ -163,7 +177,6 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     data = {"machine": machine(), "config": vars(args), "results": results}
-    out = Path(args.out)
     write_json(out, data)
     text = markdown(data)
     print(text)
@@ -179,18 +192,23 @@ def markdown(data: dict[str, Any]) -> str:
         f"Accuracy on the fixed test subset; the trained readouts are logistic regressions on"
         f" K examples per class (mean ± std over seeds {seeds}, the splits of few_shot.py);"
         " `cloze` is the untrained zero-shot prompt (K = 0). The task's default hard"
-        f" pattern; backbone: {data['config']['model'] or 'the embedded default'}.",
+        " pattern. Backbones: "
+        + "; ".join(
+            f"`{name}` = {model or 'the embedded default'}"
+            for name, model in sorted({(r["backbone"], r["model"]) for r in data["results"]})
+        )
+        + ".",
         "",
     ]
     body = []
-    for res in data["results"]:
+    for res in sorted(data["results"], key=lambda r: (r["task"], r["backbone"] != "default")):
         for readout, by_k in res["readouts"].items():
             cells = []
             for k in ["0", *ks]:
                 c = by_k.get(k)
                 cells.append("" if c is None else f"{c['mean']:.3f} ± {c['std']:.3f}")
-            body.append([res["task"], readout, *cells])
-    header = ["task", "readout", "K = 0", *[f"K = {k}" for k in ks]]
+            body.append([res["task"], res["backbone"], readout, *cells])
+    header = ["task", "backbone", "readout", "K = 0", *[f"K = {k}" for k in ks]]
     return "\n".join(lines + markdown_table(header, body)) + "\n"
 
 

@@ -333,18 +333,30 @@ def test_cloze_readout_table(bench):
     readout = bench("cloze_readout")
     cell = {"mean": 0.61, "std": 0.02, "n_seeds": 5, "runs": []}
     data = {
-        "config": {"ks": [8], "seeds": [0, 1], "model": None},
+        "config": {"ks": [8], "seeds": [0, 1]},
         "results": [
             {
+                "backbone": "mine",
+                "model": "/models/mine",
+                "task": "toy",
+                "readouts": {"mask_state_lr": {"8": {**cell, "mean": 0.7}}},
+            },
+            {
+                "backbone": "default",
+                "model": None,
                 "task": "toy",
                 "readouts": {
                     "cloze": {"0": {**cell, "mean": 0.5, "std": 0.0}},
                     "mask_state_lr": {"8": cell},
                 },
-            }
+            },
         ],
     }
     table = readout.markdown(data)
-    assert "| toy | cloze | 0.500 ± 0.000 |  |" in table
-    assert "| toy | mask_state_lr |  | 0.610 ± 0.020 |" in table
-    assert "the embedded default" in table
+    rows = [line for line in table.splitlines() if line.startswith("| toy")]
+    assert rows == [  # the default backbone first
+        "| toy | default | cloze | 0.500 ± 0.000 |  |",
+        "| toy | default | mask_state_lr |  | 0.610 ± 0.020 |",
+        "| toy | mine | mask_state_lr |  | 0.700 ± 0.020 |",
+    ]
+    assert "`default` = the embedded default; `mine` = /models/mine." in table
