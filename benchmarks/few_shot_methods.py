@@ -31,6 +31,9 @@ The PET family, all on the task template's soft patterns:
 ``pet_kit_distill_linear``  ... into a linear classifier on the frozen encoder;
 ``pet_kit_demos``     one LM-BFF demonstration per class (most similar), 2x max length;
 ``pet_kit_head``      tuning="prompt+head" (soft verbalizer);
+``pet_kit_head_hard`` the task's hard (zero-shot) pattern with tuning="prompt+head": no soft
+                  slots, so only the label words' head rows train, from the zero-shot
+                  readout (a soft verbalizer on the untrained prompt);
 ``pet_kit_lora``      tuning="lora" (rank 8 adapters on query/value);
 ``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts;
 ``pet_kit_deep``      the pet_kit row's pattern plus a deep prompt (deep_prompt=4: trainable
@@ -102,6 +105,7 @@ METHODS = (
     "pet_kit_distill_linear",
     "pet_kit_demos",
     "pet_kit_head",
+    "pet_kit_head_hard",
     "pet_kit_lora",
     "pet_kit_full",
     # prompt mechanics
@@ -344,6 +348,11 @@ def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> 
 
 def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     clf = _soft_clf(ctx, seed, tuning="prompt+head")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_pet_kit_head_hard(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, pvp=ctx["hard"], tuning="prompt+head")
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
@@ -603,6 +612,7 @@ RUNNERS = {
     **dict.fromkeys(ENSEMBLE_ROWS, run_ensemble_rows),
     "pet_kit_demos": run_pet_kit_demos,
     "pet_kit_head": run_pet_kit_head,
+    "pet_kit_head_hard": run_pet_kit_head_hard,
     "pet_kit_lora": run_pet_kit_lora,
     "pet_kit_full": run_pet_kit_full,
     "pet_kit_deep": run_pet_kit_deep,

@@ -40,6 +40,7 @@ COST = {
     "pet_kit_full": 120,
     "pet_kit_lora": 40,
     "pet_kit_head": 32,
+    "pet_kit_head_hard": 30,
     "pet_kit_deep": 35,
     "pet_kit": 30,
 }
