@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             r: {
                 str(k): {
                     "mean": statistics.mean(v),
-                    "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                    "std": statistics.pstdev(v),  # as few_shot.py
                     "n_seeds": len(v),
                     "runs": v,
                 }
