@@ -260,6 +260,15 @@ def test_cv_check_holds_the_cv_row_against_the_better_reference(report, tmp_path
     )
 
 
+def test_cv_table_without_recorded_choices_has_no_choice_column(report, tmp_path):
+    runs = _runs("zero_shot", [0.70], k=0) + _runs("pet_kit_cv", [0.72] * 5)
+    out = tmp_path / "fs.json"
+    report.report({"runs": runs, "machine": {}, "invocations": []}, out)
+    table = (tmp_path / "fs_cv.md").read_text()
+    assert "| toy | 8 | 0.720 ± 0.000 |  |  | 0.700 (zero_shot) | yes |\n" in table
+    assert "trained chosen" not in table.lower()
+
+
 def test_no_cv_rows_no_cv_table(report, tmp_path):
     out = tmp_path / "fs.json"
     report.report({"runs": _runs("pet_kit", [0.8] * 2), "machine": {}, "invocations": []}, out)
