@@ -259,8 +259,9 @@ def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     return _fit_score(_soft_clf(ctx, seed), train, test)
 
 
-def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    """PromptClassifierCV on the pet_kit row's settings: one repetition of k-fold CV."""
+def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> dict[str, tuple]:
+    """PromptClassifierCV on the pet_kit row's settings: one repetition of k-fold CV (the
+    run records what it chose)."""
     from pet_kit import PromptClassifierCV
 
     t0 = time.perf_counter()
