@@ -7,8 +7,8 @@ together. Each group parameter also accepts a shorthand:
 ============== ========================================== ===============================
 parameter      shorthand                                  group object
 ============== ========================================== ===============================
-tuning         ``"prompt"``, ``"prompt+head"``, ``"lora"``, :class:`Tuning`
-               ``"full"`` (the mode)
+tuning         ``"prompt"``, ``"prompt+head"``, ``"head"``, :class:`Tuning`
+               ``"lora"``, ``"full"`` (the mode)
 deep_prompt    an int (slots; ``0`` or ``None``: off)     :class:`DeepPrompt`
 early_stopping ``True`` (defaults); ``False``/``None``:   :class:`EarlyStopping`
                off
@@ -59,6 +59,7 @@ __all__ = [
     "DEMO_MODES",
     "FALLBACK_BACKBONE_LR",
     "GROUPS",
+    "HEAD_TUNINGS",
     "INIT_STRATEGIES",
     "OBJECT_PARAMS",
     "PARAMETERS",
@@ -94,7 +95,9 @@ DEEP_ENCODERS = (None, "mlp")
 #: ``demonstrations`` (``None``: none; the others are :attr:`Demonstrations.mode`).
 DEMO_MODES = (None, "random", "similar")
 #: ``tuning`` modes (:attr:`Tuning.mode`).
-TUNINGS = ("prompt", "prompt+head", "lora", "full")
+TUNINGS = ("prompt", "prompt+head", "head", "lora", "full")
+#: Modes that train a soft verbalizer (trainable copies of the label words' head rows).
+HEAD_TUNINGS = ("prompt+head", "head")
 #: Modes that train (a copy of) the backbone.
 BACKBONE_TUNINGS = ("lora", "full")
 #: ``Tuning.learning_rate=None`` means this, per mode.
@@ -316,12 +319,13 @@ class Tuning(SettingsGroup):
 
     Parameters
     ----------
-    mode : {"prompt", "prompt+head", "lora", "full"}, default="prompt"
+    mode : {"prompt", "prompt+head", "head", "lora", "full"}, default="prompt"
         ``"prompt"``: the soft slots only (backbone and MLM head frozen).
         ``"prompt+head"``: also a soft verbalizer (trainable copies of the label words'
-        MLM decoder rows). ``"lora"``: also LoRA adapters on a private copy of the
-        backbone. ``"full"``: every weight of a private copy of the masked LM, with
-        PET's auxiliary MLM loss.
+        MLM decoder rows). ``"head"``: the soft verbalizer only; the slots keep their
+        initial vectors (a readout trained on the untrained prompt). ``"lora"``: also
+        LoRA adapters on a private copy of the backbone. ``"full"``: every weight of a
+        private copy of the masked LM, with PET's auxiliary MLM loss.
     rank : int, default=8
         LoRA rank ``r``; an integer >= 1 (``"lora"`` only).
     alpha : float, default=16.0

@@ -118,7 +118,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         ``"prompt"``: the soft slots only (backbone and MLM head frozen).
         ``"prompt+head"``: also a soft verbalizer — trainable copies of the MLM decoder
         rows and biases of the label words' tokens, initialised from the frozen head;
-        trains even a pattern without soft slots. ``"lora"``: also LoRA adapters
+        trains even a pattern without soft slots. ``"head"``: that soft verbalizer only,
+        the slots kept at their initial vectors (a trained readout of the untrained
+        prompt). ``"lora"``: also LoRA adapters
         (``peft``, ``pip install 'pet_kit[lora]'``) on the attention query/value
         projections of a private copy of the backbone. ``"full"``: every weight of a
         private copy trains (PET's fine-tuning) with PET's auxiliary MLM loss on
@@ -559,7 +561,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
 
     @property
     def label_head_(self) -> Any:
-        """The trained soft verbalizer (``tuning="prompt+head"``)."""
+        """The trained soft verbalizer (``tuning="prompt+head"`` or ``"head"``)."""
         return self._part("label_head").label_head
 
     @property

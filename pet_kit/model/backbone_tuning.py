@@ -24,7 +24,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..config.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, TUNINGS
+from ..config.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, HEAD_TUNINGS, TUNINGS
 from ..errors import InputError, SavedPromptError
 from .backbone import Backbone
 from .encoding import tokenize_plain
@@ -32,6 +32,7 @@ from .encoding import tokenize_plain
 __all__ = [
     "BACKBONE_TUNINGS",
     "DEFAULT_BACKBONE_LR",
+    "HEAD_TUNINGS",
     "LORA_TARGETS",
     "TUNINGS",
     "backbone_delta",

@@ -33,7 +33,7 @@ from ..errors import BackboneError, BackboneMismatchError, InputError, PetKitErr
 from ..io.inputs import to_records
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
 from .backbone import Backbone, frozen, load_backbone
-from .backbone_tuning import BACKBONE_TUNINGS, backbone_delta, tuned_backbone
+from .backbone_tuning import BACKBONE_TUNINGS, HEAD_TUNINGS, backbone_delta, tuned_backbone
 from .deep import DeepStates, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, DemoBuilder, DemoPool, with_demo_field
 from .encoding import ClozeEncoder, Encoded, OwnText
@@ -93,7 +93,7 @@ class BuildOptions:
     demo_max_tokens : int, optional
     seed : int
         Seeds the choice of random demonstrations.
-    tuning : {"prompt", "prompt+head", "lora", "full"}
+    tuning : {"prompt", "prompt+head", "head", "lora", "full"}
     lora_rank : int
     lora_alpha : float
     verbose : int
@@ -157,7 +157,7 @@ class ClozeModel:
     slots_init : Tensor or None
         The slots before training (for drift reports).
     label_head : LabelHead or None
-        Soft verbalizer (``tuning="prompt+head"``).
+        Soft verbalizer (``tuning="prompt+head"`` or ``"head"``).
     deep : DeepStates or None
         Per-layer deep-prompt states.
     delta : dict of str to Tensor, or None
@@ -325,7 +325,8 @@ class ClozeModel:
 
     @property
     def label_head(self) -> LabelHead | None:
-        """The soft verbalizer (``None`` unless ``tuning="prompt+head"``)."""
+        """The soft verbalizer (``None`` unless ``tuning`` is ``"prompt+head"`` or
+        ``"head"``)."""
         return self._label_head
 
     @label_head.setter
@@ -379,7 +380,7 @@ class ClozeModel:
         return (
             scorer.head is not None
             and scorer.deep is None
-            and self.options.tuning in ("prompt", "prompt+head")
+            and self.options.tuning not in BACKBONE_TUNINGS
             and self.options.inference is None
             and encoder.demos is None
             and len(scorer.groups) == 1
@@ -658,7 +659,7 @@ class ClozeModel:
             shape = (n_layers - 1, int(options.deep_length), emb_dim)
             states = loaded_deep_states(tensors, shape, int(options.deep_length), tensor_file)
             cm.deep = DeepStates(states).to(backbone.device).eval()
-        if options.tuning == "prompt+head":
+        if options.tuning in HEAD_TUNINGS:
             cm.label_head = loaded_label_head(cm.scorer, tensors, tensor_file)
         return cm, meta
 

@@ -74,9 +74,9 @@ def loaded_label_head(
     )
     if not shapes_ok or not all(bool(torch.isfinite(v).all()) for v in state.values()):
         raise SavedPromptError(
-            f"{tensor_file}: tuning is 'prompt+head' but the label-head tensors are missing,"
-            f" damaged or of the wrong shape (expected {sorted(expected)}); save the prompt"
-            " again"
+            f"{tensor_file}: tuning has a label head ('prompt+head' / 'head') but its tensors"
+            f" are missing, damaged or of the wrong shape (expected {sorted(expected)}); save"
+            " the prompt again"
         )
     head.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return head.eval()

@@ -26,8 +26,8 @@ __all__ = ["ClozeScorer", "LabelHead"]
 class LabelHead(nn.Module):
     """Trainable copies of the MLM decoder rows (and biases) of the label words' tokens.
 
-    A "soft verbalizer" (``tuning="prompt+head"``): it starts equal to the frozen head's
-    rows, so an untrained label head scores exactly like the frozen model. One weight
+    A "soft verbalizer" (``tuning="prompt+head"`` or ``"head"``): it starts equal to the
+    frozen head's rows, so an untrained label head scores exactly like the frozen model. One weight
     ``(U_g, hidden)`` and bias ``(U_g,)`` per word-length group ``g``.
     """
 
@@ -173,12 +173,12 @@ class ClozeScorer:
         Raises
         ------
         InputError
-            The architecture has no known head split (``tuning="prompt+head"`` needs
+            The architecture has no known head split (``tuning="prompt+head"`` / ``"head"`` need
             the hidden state at the mask).
         """
         if self.head is None:
             raise InputError(
-                f"tuning='prompt+head' is not available for {type(self.model).__name__}:"
+                f"tuning='prompt+head' / 'head' is not available for {type(self.model).__name__}:"
                 " pet_kit cannot split its MLM head into transform + decoder. Use"
                 " tuning='prompt' (or a BERT/RoBERTa/ALBERT/DistilBERT/ELECTRA backbone)"
             )

@@ -10,12 +10,13 @@ checkpoints. The estimator only orders these calls and keeps the result.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
 from ..model.backbone import frozen
 from ..model.backbone_tuning import (
     BACKBONE_TUNINGS,
+    HEAD_TUNINGS,
     mlm_loss_fn,
     trainable_backbone_params,
     training_params,
@@ -221,6 +223,21 @@ def _warm_prompt(
     return prompt.to(now.device)
 
 
+@contextlib.contextmanager
+def _slots_fixed(model: ClozeModel, fixed: bool) -> Iterator[None]:
+    """Keep the prompt's parameters out of training while ``fixed`` (``tuning="head"``);
+    their ``requires_grad`` flags are restored afterwards."""
+    params = list(model.prompt.parameters()) if fixed and model.prompt is not None else []
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
 def saved_slots(folder: str, model: ClozeModel) -> torch.Tensor:
     """The slot vectors of the saved prompt in ``folder``, checked against ``model``'s
     backbone.
@@ -299,7 +316,7 @@ def prepare(
     with torch.no_grad():
         model.slots_init = prompt().detach().float().cpu().clone()  # for explain: drift
     model.label_head = None
-    if tuning == "prompt+head":
+    if tuning in HEAD_TUNINGS:
         head = model.scorer.make_label_head()
         if fitted is not None and fitted.label_head is not None:
             head.load_state_dict(fitted.label_head.state_dict())
@@ -383,7 +400,7 @@ def train_model(
             aux_loss = mlm_loss_fn(
                 backbone, texts, int(settings.batch_size), int(settings.max_length), generator
             )
-    with frozen(backbone.model), training_params(named):
+    with frozen(backbone.model), training_params(named), _slots_fixed(model, mode == "head"):
         result = train_prompt(
             model.scorer,
             model.prompt,

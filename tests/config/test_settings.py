@@ -385,14 +385,18 @@ BAD = [
     # tuning
     (
         {"tuning": 3},
-        "tuning must be one of ('prompt', 'prompt+head', 'lora', 'full') or a Tuning(mode,"
+        "tuning must be one of ('prompt', 'prompt+head', 'head', 'lora', 'full') or a Tuning(mode,"
         " rank=8, alpha=16.0, learning_rate=None, mlm_loss_weight=1e-4), got 3",
     ),
-    ({"tuning": "LoRA"}, "tuning must be one of ('prompt', 'prompt+head', 'lora', 'full') or"),
+    (
+        {"tuning": "LoRA"},
+        "tuning must be one of ('prompt', 'prompt+head', 'head', 'lora', 'full') or",
+    ),
     ({"tuning": None}, "tuning must be one of"),
     (
         {"tuning": Tuning("adapter")},
-        "tuning.mode must be one of ('prompt', 'prompt+head', 'lora', 'full'), got 'adapter'",
+        "tuning.mode must be one of ('prompt', 'prompt+head', 'head', 'lora', 'full'),"
+        " got 'adapter'",
     ),
     ({"tuning": Tuning(rank=0)}, "tuning.rank must be a positive integer, got 0"),
     ({"tuning": Tuning(rank=True)}, "tuning.rank must be a positive integer, got True"),

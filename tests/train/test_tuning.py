@@ -1,4 +1,5 @@
-"""tuning="prompt+head": a soft verbalizer trained with the prompt, the real head untouched."""
+"""tuning="prompt+head" / "head": a soft verbalizer trained with the prompt (or alone), the
+real head untouched."""
 
 from __future__ import annotations
 
@@ -59,6 +60,38 @@ def test_a_hard_pattern_trains_its_label_head(make_clf, toy_data):
     assert clf.score(X, labels) > make_clf(pvp=hard).fit(None).score(X, labels)
 
 
+def test_head_mode_trains_the_label_rows_and_keeps_the_slots(make_clf, toy_data):
+    X, y = toy_data
+    untrained = make_clf(tuning="head").fit(None)  # same seed: the same initial slots
+    clf = make_clf(tuning="head", epochs=5).fit(X, y)
+    assert torch.equal(clf.model_.slots(), untrained.model_.slots())
+    init = clf.model_.scorer.make_label_head()
+    assert not torch.allclose(clf.label_head_.weight[0], init.weight[0])
+    assert clf.history_["train_loss"][-1] < clf.history_["train_loss"][0]
+    # the flags are restored: the same prompt object trains again in "prompt" mode
+    assert all(p.requires_grad for p in clf.model_.prompt.parameters())
+    warm = clf.set_params(tuning="prompt+head", warm_start=True, epochs=2).fit(X, y)
+    assert not torch.equal(warm.model_.slots(), untrained.model_.slots())
+
+
+def test_head_mode_moves_less_than_prompt_head_at_the_start(make_clf, toy_data):
+    """One step of "head" changes only the readout: the slots' drift is zero."""
+    X, y = toy_data
+    both = make_clf(tuning="prompt+head", epochs=1).fit(X, y)
+    head = make_clf(tuning="head", epochs=1).fit(X, y)
+    assert float((both.model_.slots() - both.model_.slots_init).abs().max()) > 0
+    assert float((head.model_.slots() - head.model_.slots_init).abs().max()) == 0
+
+
+def test_head_mode_saved_and_loaded(make_clf, toy_data, tmp_path):
+    X, y = toy_data
+    clf = make_clf(tuning="head").fit(X, y)
+    clf.save(tmp_path / "h")
+    loaded = PromptClassifier.load(tmp_path / "h")
+    assert loaded.tuning == "head" and loaded.label_head_ is not None
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 def test_saved_and_loaded_with_the_prompt(make_clf, toy_data, tmp_path):
     X, y = toy_data
     clf = make_clf(tuning="prompt+head").fit(X, y)
@@ -70,13 +103,13 @@ def test_saved_and_loaded_with_the_prompt(make_clf, toy_data, tmp_path):
     q_meta = json.loads((tmp_path / "q" / "prompt.json").read_text())
     q_meta["params"]["tuning"] = "prompt+head"
     (tmp_path / "q" / "prompt.json").write_text(json.dumps(q_meta))
-    with pytest.raises(SavedPromptError, match="label-head"):
+    with pytest.raises(SavedPromptError, match="label head"):
         PromptClassifier.load(tmp_path / "q")
 
 
 def test_unknown_modes_are_refused(make_clf, toy_data):
     with pytest.raises(InputError, match="tuning"):
-        make_clf(tuning="head").fit(*toy_data)
+        make_clf(tuning="verbalizer").fit(*toy_data)
 
 
 def test_architectures_without_a_head_split_are_refused(make_clf, toy_data, monkeypatch):
