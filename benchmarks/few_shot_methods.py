@@ -34,6 +34,8 @@ The PET family, all on the task template's soft patterns:
 ``pet_kit_head_hard`` the task's hard (zero-shot) pattern with tuning="prompt+head": no soft
                   slots, so only the label words' head rows train, from the zero-shot
                   readout (a soft verbalizer on the untrained prompt);
+``pet_kit_head_only`` the pet_kit row's soft pattern with tuning="head": the same soft
+                  verbalizer, the slots kept at their initial vectors;
 ``pet_kit_lora``      tuning="lora" (rank 8 adapters on query/value);
 ``pet_kit_full``      tuning="full" with PET's auxiliary MLM loss on the unlabeled texts;
 ``pet_kit_deep``      the pet_kit row's pattern plus a deep prompt (deep_prompt=4: trainable
@@ -106,6 +108,7 @@ METHODS = (
     "pet_kit_demos",
     "pet_kit_head",
     "pet_kit_head_hard",
+    "pet_kit_head_only",
     "pet_kit_lora",
     "pet_kit_full",
     # prompt mechanics
@@ -354,6 +357,11 @@ def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> f
 
 def run_pet_kit_head_hard(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     clf = _soft_clf(ctx, seed, pvp=ctx["hard"], tuning="prompt+head")
+    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+
+
+def run_pet_kit_head_only(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
+    clf = _soft_clf(ctx, seed, tuning="head")
     return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
 
 
@@ -614,6 +622,7 @@ RUNNERS = {
     "pet_kit_demos": run_pet_kit_demos,
     "pet_kit_head": run_pet_kit_head,
     "pet_kit_head_hard": run_pet_kit_head_hard,
+    "pet_kit_head_only": run_pet_kit_head_only,
     "pet_kit_lora": run_pet_kit_lora,
     "pet_kit_full": run_pet_kit_full,
     "pet_kit_deep": run_pet_kit_deep,

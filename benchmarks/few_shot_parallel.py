@@ -41,6 +41,7 @@ COST = {
     "pet_kit_lora": 40,
     "pet_kit_head": 32,
     "pet_kit_head_hard": 30,
+    "pet_kit_head_only": 30,
     "pet_kit_deep": 35,
     "pet_kit": 30,
 }
