@@ -43,6 +43,8 @@ The PET family, all on the task template's soft patterns:
 ``pet_kit_cv``        PromptClassifierCV on the pet_kit row's settings: learning rate (or
                   the untrained prompt, raw or calibrated) chosen by 4-fold CV on the K
                   examples (one repetition; the default one-standard-error rule).
+``pet_kit_cv_head``   the same with one more candidate: tuning="head" (the soft verbalizer
+                  trained on the untrained prompt).
 
 Prompt transfer (leave one task out), both rows on one pattern per task that every task
 can share: ``TRANSFER_SLOTS`` soft slots before the task's hard pattern (Lester et al.'s
@@ -115,6 +117,7 @@ METHODS = (
     "pet_kit_deep",
     # settings chosen by cross-validation on the K examples (untrained prompt included)
     "pet_kit_cv",
+    "pet_kit_cv_head",
     "pet_kit_prefix",
     "pet_kit_transfer",
     "pet_kit_transfer_rank1",
@@ -265,15 +268,31 @@ def run_pet_kit(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
 def run_pet_kit_cv(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> dict[str, tuple]:
     """PromptClassifierCV on the pet_kit row's settings: one repetition of k-fold CV (the
     run records what it chose)."""
+    return _cv_rows(ctx, train, test, seed, "pet_kit_cv", None)
+
+
+def run_pet_kit_cv_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> dict[str, tuple]:
+    """pet_kit_cv with tuning="head" among the candidates."""
+    from pet_kit.estimators.prompt_classifier_cv import DEFAULT_CANDIDATES
+
+    candidates = [*DEFAULT_CANDIDATES, {"tuning": ["head"]}]
+    return _cv_rows(ctx, train, test, seed, "pet_kit_cv_head", candidates)
+
+
+def _cv_rows(
+    ctx: dict[str, Any], train: Any, test: Any, seed: int, name: str, candidates: Any
+) -> dict[str, tuple]:
     from pet_kit import PromptClassifierCV
 
     t0 = time.perf_counter()
-    clf = PromptClassifierCV(_soft_clf(ctx, seed), n_repeats=CV_REPEATS, random_state=seed)
+    clf = PromptClassifierCV(
+        _soft_clf(ctx, seed), candidates=candidates, n_repeats=CV_REPEATS, random_state=seed
+    )
     clf.fit(train["text"], train["label"])
-    log.info("pet_kit_cv chose %s", clf.best_params_)
+    log.info("%s chose %s", name, clf.best_params_)
     acc = clf.score(test["text"], test["label"])
     chosen = {"chosen": dict(clf.best_params_), "cv_accuracy": clf.best_score_}
-    return {"pet_kit_cv": (acc, time.perf_counter() - t0, chosen)}
+    return {name: (acc, time.perf_counter() - t0, chosen)}
 
 
 def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:
@@ -627,6 +646,7 @@ RUNNERS = {
     "pet_kit_full": run_pet_kit_full,
     "pet_kit_deep": run_pet_kit_deep,
     "pet_kit_cv": run_pet_kit_cv,
+    "pet_kit_cv_head": run_pet_kit_cv_head,
     "pet_kit_prefix": run_pet_kit_prefix,
     "pet_kit_transfer": run_pet_kit_transfer,
     "pet_kit_transfer_rank1": run_pet_kit_transfer_rank1,

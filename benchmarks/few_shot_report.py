@@ -118,6 +118,8 @@ def paired_markdown(
     return "\n".join(lines + markdown_table(["method", *tasks], rows)) + "\n"
 
 
+#: The rows of PromptClassifierCV (each gets its own check table).
+CV_METHODS = ("pet_kit_cv", "pet_kit_cv_head")
 #: The untrained rows the CV row is held against (with the default-trained ``pet_kit``).
 CV_REFERENCES = ("zero_shot", "zero_shot_calibrated")
 
@@ -411,7 +413,9 @@ def report(data: dict[str, Any], out: Path) -> None:
     transfer = {t: ms for t, ms in transfer.items() if ms}
     if transfer:
         data["paired_with_pet_kit_prefix"] = transfer
-    checks = cv_check(summary, runs=data["runs"])
+    by_method = {m: cv_check(summary, m, runs=data["runs"]) for m in CV_METHODS}
+    by_method = {m: rows for m, rows in by_method.items() if rows}
+    checks = [{"method": m, **r} for m, rows in by_method.items() for r in rows]
     if checks:
         data["cv_check"] = checks
     write_json(out, data)
@@ -426,7 +430,8 @@ def report(data: dict[str, Any], out: Path) -> None:
         encoding="utf-8",
     )
     if checks:
-        out.with_name(out.stem + "_cv.md").write_text(cv_markdown(checks), encoding="utf-8")
+        tables = "\n".join(cv_markdown(rows, m) for m, rows in by_method.items())
+        out.with_name(out.stem + "_cv.md").write_text(tables, encoding="utf-8")
     try:
         plot(summary, out.with_suffix(".png"), PEER_METHODS)
         plot(summary, out.with_name(out.stem + "_pet.png"), PET_METHODS)

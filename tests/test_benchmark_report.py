@@ -269,6 +269,23 @@ def test_cv_table_without_recorded_choices_has_no_choice_column(report, tmp_path
     assert "trained chosen" not in table.lower()
 
 
+def test_each_cv_row_gets_its_own_check(report, tmp_path):
+    runs = (
+        _runs("zero_shot", [0.70], k=0)
+        + _runs("pet_kit_cv", [0.72] * 5)
+        + _runs("pet_kit_cv_head", [0.60] * 5)
+    )
+    out = tmp_path / "fs.json"
+    report.report({"runs": runs, "machine": {}, "invocations": []}, out)
+    checks = {c["method"]: c for c in json.loads(out.read_text())["cv_check"]}
+    assert (
+        checks["pet_kit_cv"]["within_one_std"] and not checks["pet_kit_cv_head"]["within_one_std"]
+    )
+    table = (tmp_path / "fs_cv.md").read_text()
+    assert table.index("pet_kit_cv against") < table.index("pet_kit_cv_head against")
+    assert "| toy | 8 | 0.600 ± 0.000 |  |  | 0.700 (zero_shot) | **no** |" in table
+
+
 def test_no_cv_rows_no_cv_table(report, tmp_path):
     out = tmp_path / "fs.json"
     report.report({"runs": _runs("pet_kit", [0.8] * 2), "machine": {}, "invocations": []}, out)
