@@ -16,7 +16,8 @@ when it is *allowed* a trained linear readout (logistic regression on the K exam
 
 If ``mask_state_lr`` is close to ``mean_pool_lr`` but ``cloze_lr`` / ``mask_vocab_lr`` are
 far below, the information reaches the mask position and the frozen head's word scores lose
-it; a soft prompt, which only moves the input, cannot recover what the head discards.
+it. The readouts bound the *hard* pattern, not prompt tuning: trained slots change the mask
+state itself (on subjectivity the trained prompt beats every readout here).
 Writes ``benchmarks/results/cloze_readout.{json,md}``.
 
     python benchmarks/cloze_readout.py --tasks rotten_tomatoes subjectivity
