@@ -50,27 +50,15 @@ def cloze_features(clf: Any, texts: list[str], batch_size: int = 32) -> dict[str
 
     model = clf.model_
     scorer = model.scorer
-    head = scorer.head
-    if head is None:
-        raise SystemExit(f"{type(scorer.model).__name__}: no split MLM head to read from")
     examples = model.encode(texts)
     out: dict[str, list[tuple[list[int], np.ndarray]]] = {"state": [], "vocab": []}
     order = sorted(range(len(examples)), key=lambda i: examples[i].length())
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            batch = [examples[i] for i in idx]
-            tensors = {k: v.to(scorer.device) for k, v in scorer.encoder.collate(batch, 1).items()}
-            emb = scorer.embed(tensors, None)
-            hidden = scorer.model.base_model(
-                inputs_embeds=emb, attention_mask=tensors["attention_mask"]
-            )[0]
-            state = hidden[torch.arange(len(idx)), tensors["mask_pos"]]
-            logits = head.transform(state) @ head.weight.T
-            if head.bias is not None:
-                logits = logits + head.bias
+            state = scorer.mask_states([examples[i] for i in idx], None)
             out["state"].append((idx, state.float().numpy()))
-            out["vocab"].append((idx, torch.log_softmax(logits.float(), -1).numpy()))
+            out["vocab"].append((idx, scorer.vocab_logprobs(state).numpy()))
     feats = {}
     for name, parts in out.items():
         arr = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)

@@ -370,18 +370,15 @@ def run_pet_kit_demos(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> 
 
 
 def run_pet_kit_head(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed, tuning="prompt+head")
-    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+    return _fit_score(_soft_clf(ctx, seed, tuning="prompt+head"), train, test)
 
 
 def run_pet_kit_head_hard(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed, pvp=ctx["hard"], tuning="prompt+head")
-    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+    return _fit_score(_soft_clf(ctx, seed, pvp=ctx["hard"], tuning="prompt+head"), train, test)
 
 
 def run_pet_kit_head_only(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
-    clf = _soft_clf(ctx, seed, tuning="head")
-    return clf.fit(train["text"], train["label"]).score(test["text"], test["label"])
+    return _fit_score(_soft_clf(ctx, seed, tuning="head"), train, test)
 
 
 def run_linear_probe(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:

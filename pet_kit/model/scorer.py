@@ -193,24 +193,50 @@ class ClozeScorer:
             )
         return LabelHead(weights, biases).to(self.device)
 
-    def mask_logprobs(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
-        """Log-probabilities over the whole vocabulary at the (first) mask, ``(B, V)``."""
+    def _at_mask(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """One encoder pass; at the (first) mask, the final hidden states ``(B, H)`` when
+        the head is split (``self.head``), else the full vocabulary logits ``(B, V)``."""
         tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, 1).items()}
         emb = self.embed(tensors, slots)
         am = tensors["attention_mask"]
         rows = torch.arange(len(batch), device=am.device)
         with self._layers(tensors):
             if self.head is not None:
-                hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
+                out = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
             else:
-                logits = self.model(inputs_embeds=emb, attention_mask=am).logits
-        if self.head is not None:
-            logits = self.head.transform(hidden[rows, tensors["mask_pos"]]) @ self.head.weight.T
-            if self.head.bias is not None:
-                logits = logits + self.head.bias
-        else:
-            logits = logits[rows, tensors["mask_pos"]]
+                out = self.model(inputs_embeds=emb, attention_mask=am).logits
+        return out[rows, tensors["mask_pos"]]
+
+    def mask_states(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's final hidden states at the (first) mask, ``(B, H)``: what the MLM
+        head reads.
+
+        Raises
+        ------
+        InputError
+            The architecture has no known head split.
+        """
+        if self.head is None:
+            raise InputError(
+                f"{type(self.model).__name__}: pet_kit cannot split its MLM head into"
+                " transform + decoder, so the hidden states at the mask are not available"
+            )
+        return self._at_mask(batch, slots)
+
+    def vocab_logprobs(self, states: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities over the whole vocabulary, ``(B, V)``, from hidden states at
+        the mask (:meth:`mask_states`; split head only)."""
+        logits = self.head.transform(states) @ self.head.weight.T
+        if self.head.bias is not None:
+            logits = logits + self.head.bias
         return torch.log_softmax(logits.float(), dim=-1)
+
+    def mask_logprobs(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """Log-probabilities over the whole vocabulary at the (first) mask, ``(B, V)``."""
+        at_mask = self._at_mask(batch, slots)
+        if self.head is not None:
+            return self.vocab_logprobs(at_mask)
+        return torch.log_softmax(at_mask.float(), dim=-1)
 
     def word_scores(
         self, batch: Sequence[Encoded], slots: torch.Tensor | None, drop_slot: int | None = None

@@ -152,3 +152,25 @@ def test_bad_group_by_length_is_refused(make_clf, toy_data):
     refused = r"batching\.group_by_length must be True, False or 'auto', got 'yes'"
     with pytest.raises(InputError, match=refused):
         make_clf(batching=Batching(group_by_length="yes")).fit(*toy_data)
+
+
+def test_mask_states_feed_the_vocabulary_log_probabilities(make_clf, toy_data):
+    """mask_logprobs is the head applied to mask_states (one pass, split head)."""
+    clf = make_clf().fit(None)
+    scorer, model = clf.model_.scorer, clf.model_
+    batch = model.encode(toy_data[0][:3])
+    with torch.inference_mode():
+        states = scorer.mask_states(batch, model.slots())
+        assert states.shape == (3, model.backbone.model.config.hidden_size)
+        torch.testing.assert_close(
+            scorer.vocab_logprobs(states), scorer.mask_logprobs(batch, model.slots())
+        )
+
+
+def test_mask_states_need_a_split_head(make_clf, toy_data):
+    clf = make_clf().fit(None)
+    scorer = ClozeScorer(clf.model_.backbone, clf.model_.encoder, fast=False)
+    batch = clf.model_.encode(toy_data[0][:2])
+    with pytest.raises(InputError, match="cannot split its MLM head"):
+        scorer.mask_states(batch, clf.model_.slots())
+    assert scorer.mask_logprobs(batch, clf.model_.slots()).shape[0] == 2  # full-logits path
