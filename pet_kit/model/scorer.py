@@ -105,10 +105,12 @@ class ClozeScorer:
             return contextlib.nullcontext()
         return self.deep.attached(self.model, batch["soft_index"])
 
-    def _group_scores(
+    def _group_pass(
         self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
     ) -> torch.Tensor:
-        """Word scores ``(B, W_g)``: mean over each word's tokens of its (log-)score."""
+        """One encoder pass over a batch collated for group ``gi``; at its ``gi.length``
+        mask positions, the final hidden states ``(B, L, H)`` when the head is split,
+        else the full vocabulary logits ``(B, L, V)``."""
         emb = self.embed(batch, slots)
         am = batch["attention_mask"]
         n = batch["mask_pos"].shape[0]
@@ -116,11 +118,25 @@ class ClozeScorer:
         rows_b = torch.arange(n, device=am.device).unsqueeze(1)
         with self._layers(batch):
             if self.head is not None:
-                hidden = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
-            else:
-                full = self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
+                return self.model.base_model(inputs_embeds=emb, attention_mask=am)[0][rows_b, pos]
+            return self.model(inputs_embeds=emb, attention_mask=am).logits[rows_b, pos]
+
+    def group_states(
+        self, batch: Sequence[Encoded], gi: _GroupIndex, slots: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The encoder's final hidden states at group ``gi``'s mask positions,
+        ``(B, L, H)`` (split head only): the input of :meth:`words_from_hidden`."""
+        tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, gi.length).items()}
+        return self._group_pass(tensors, gi, slots)
+
+    def _group_scores(
+        self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Word scores ``(B, W_g)``: mean over each word's tokens of its (log-)score."""
+        out = self._group_pass(batch, gi, slots)
         if self.head is not None:
-            return self.words_from_hidden(hidden[rows_b, pos], gi)
+            return self.words_from_hidden(out, gi)
+        full = out
         logits = full[..., gi.rows]
         if self.normalise:
             logits = logits - full.logsumexp(-1, keepdim=True)

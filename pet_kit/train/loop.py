@@ -30,6 +30,7 @@ from ..model.cloze_model import batches as _batches
 from ..model.encoding import Encoded
 from ..model.scorer import ClozeScorer
 from ..model.soft_prompt import SoftPrompt
+from ..model.state_cache import CachedStates
 
 __all__ = [
     "TrainConfig",
@@ -229,7 +230,7 @@ def _diverged_message(
 
 
 def _scores(
-    scorer: ClozeScorer,
+    scorer: ClozeScorer | CachedStates,
     examples: Sequence[Encoded],
     slots: torch.Tensor | None,
     batch_size: int = 32,
@@ -250,7 +251,7 @@ def _scores(
 
 
 def train_prompt(
-    scorer: ClozeScorer,
+    scorer: ClozeScorer | CachedStates,
     prompt: SoftPrompt,
     examples: Sequence[Encoded],
     y: np.ndarray,
@@ -267,7 +268,8 @@ def train_prompt(
 
     Parameters
     ----------
-    scorer : ClozeScorer
+    scorer : ClozeScorer or CachedStates
+        Scores the examples; a ``CachedStates`` when the encoder's inputs stay fixed.
     prompt : SoftPrompt
     examples : sequence of Encoded
     y : ndarray

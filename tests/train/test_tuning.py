@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SENTIMENT_PVP
 
-from pet_kit import InputError, PromptClassifier, SavedPromptError
+from pet_kit import EarlyStopping, InputError, PromptClassifier, SavedPromptError
 from pet_kit.model.scorer import ClozeScorer
+from pet_kit.model.state_cache import CachedStates
+from pet_kit.train import trainer
 
 
 def test_untrained_label_head_scores_exactly_like_the_frozen_head(make_clf, toy_data):
@@ -121,3 +124,98 @@ def test_architectures_without_a_head_split_are_refused(make_clf, toy_data, monk
     monkeypatch.setattr(ClozeScorer, "__init__", no_head)
     with pytest.raises(InputError, match="prompt\\+head"):
         make_clf(tuning="prompt+head").fit(*toy_data)
+
+
+MULTI_LENGTH_PVP = {
+    "pattern": "[SOFT] {text} It was [MASK].",
+    "verbalizer": {"positive": ["great", "good fun"], "negative": ["terrible"]},
+}
+
+
+def _uncached(monkeypatch):
+    """Make ``tuning="head"`` train through the scorer, as every other mode does."""
+    monkeypatch.setattr(trainer, "CachedStates", lambda scorer, slots, batch_size: scorer)
+
+
+def _encoder_calls(clf, monkeypatch):
+    """Count the backbone's encoder passes (the fast path's ``base_model`` forward)."""
+    base = clf.model_.backbone.model.base_model
+    calls = []
+    real = base.forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("pvp", [SENTIMENT_PVP, MULTI_LENGTH_PVP])
+def test_cached_states_score_and_train_like_the_scorer(make_clf, toy_data, pvp):
+    X, _ = toy_data
+    clf = make_clf(pvp=pvp, tuning="head").fit(None)
+    scorer, slots = clf.model_.scorer, clf.model_.slots()
+    with torch.no_grad():  # a label head away from the frozen rows
+        for w in clf.label_head_.weight:
+            w.add_(0.05 * torch.randn_like(w))
+    examples = clf.model_.encode_records([{"text": t} for t in X])
+    cached = CachedStates(scorer, slots, batch_size=3)  # states from batches of 3
+    batch = examples[::2]
+    got, want = cached.class_scores(batch), scorer.class_scores(batch, slots)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    grads = []
+    for scores in (got, want):
+        clf.label_head_.zero_grad()
+        scores.logsumexp(-1).sum().backward()
+        grads.append([w.grad.clone() for w in clf.label_head_.weight])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_head_mode_runs_the_encoder_once_per_example(make_clf, toy_data, monkeypatch):
+    X, y = toy_data
+    clf = make_clf(tuning="head", epochs=4, batch_size=4).fit(X, y)  # the backbone loaded
+    calls = _encoder_calls(clf, monkeypatch)
+    clf.set_params(epochs=4).fit(X, y)
+    cached = len(calls)
+    assert cached == -(-len(X) // 4)  # one pass per batch of new examples, every epoch after
+    calls.clear()
+    _uncached(monkeypatch)
+    clf.fit(X, y)
+    assert len(calls) >= 4 * cached  # a pass per batch and epoch
+
+
+def test_head_mode_cached_trains_like_uncached(make_clf, toy_data, monkeypatch):
+    X, y = toy_data
+    fast = make_clf(pvp=MULTI_LENGTH_PVP, tuning="head", epochs=5).fit(X, y)
+    _uncached(monkeypatch)
+    slow = make_clf(pvp=MULTI_LENGTH_PVP, tuning="head", epochs=5).fit(X, y)
+    for a, b in zip(fast.label_head_.weight, slow.label_head_.weight, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(fast.history_["train_loss"], slow.history_["train_loss"], atol=1e-4)
+
+
+def test_head_mode_with_early_stopping_caches_the_validation_states_too(
+    make_clf, toy_data, monkeypatch
+):
+    """Validation scores under inference mode, then training steps on plain tensors."""
+    X, y = toy_data
+    early = EarlyStopping(n_iter_no_change=50, validation_fraction=0.25)
+    clf = make_clf(tuning="head", epochs=6, early_stopping=early).fit(X, y)
+    assert len(clf.history_["val_accuracy"]) == 6
+    calls = _encoder_calls(clf, monkeypatch)
+    clf.fit(X, y)
+    assert len(calls) <= 4  # the training and validation examples, once each
+
+
+def test_head_mode_with_a_deep_prompt_is_not_cached(make_clf, toy_data, monkeypatch):
+    """The deep states train, so the encoder's states change every step."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the states are not fixed with a deep prompt")
+
+    monkeypatch.setattr(trainer, "CachedStates", refuse)
+    X, y = toy_data
+    clf = make_clf(tuning="head", deep_prompt=2, epochs=2).fit(X, y)
+    assert clf.deep_prompt_ is not None
