@@ -53,7 +53,6 @@ class CachedStates:
         self.device = scorer.device
         self.n_labels = scorer.n_labels
         self.batch_size = max(1, int(batch_size))
-        self.encoder_passes = 0
         self._slots = None if slots is None else slots.detach()
         self._states: dict[int, tuple[Encoded, list[torch.Tensor]]] = {}
 
@@ -72,7 +71,6 @@ class CachedStates:
                 groups = [
                     self.scorer.group_states(part, gi, self._slots) for gi in self.scorer.groups
                 ]
-                self.encoder_passes += len(groups)
                 for i, e in enumerate(part):
                     self._states[id(e)] = (e, [g[i].clone() for g in groups])
 
