@@ -105,16 +105,20 @@ class ClozeScorer:
             return contextlib.nullcontext()
         return self.deep.attached(self.model, batch["soft_index"])
 
-    def _group_pass(
-        self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
+    def _collated(self, batch: Sequence[Encoded], length: int) -> dict[str, torch.Tensor]:
+        """``batch`` collated for a mask of ``length`` tokens, on the scorer's device."""
+        return {k: v.to(self.device) for k, v in self.encoder.collate(batch, length).items()}
+
+    def _pass(
+        self, batch: dict[str, torch.Tensor], length: int, slots: torch.Tensor | None
     ) -> torch.Tensor:
-        """One encoder pass over a batch collated for group ``gi``; at its ``gi.length``
-        mask positions, the final hidden states ``(B, L, H)`` when the head is split,
-        else the full vocabulary logits ``(B, L, V)``."""
+        """One encoder pass over a collated ``batch``; at its ``length`` mask positions,
+        the final hidden states ``(B, L, H)`` when the head is split, else the full
+        vocabulary logits ``(B, L, V)``."""
         emb = self.embed(batch, slots)
         am = batch["attention_mask"]
         n = batch["mask_pos"].shape[0]
-        pos = batch["mask_pos"].unsqueeze(1) + torch.arange(gi.length, device=am.device)
+        pos = batch["mask_pos"].unsqueeze(1) + torch.arange(length, device=am.device)
         rows_b = torch.arange(n, device=am.device).unsqueeze(1)
         with self._layers(batch):
             if self.head is not None:
@@ -126,17 +130,16 @@ class ClozeScorer:
     ) -> torch.Tensor:
         """The encoder's final hidden states at group ``gi``'s mask positions,
         ``(B, L, H)`` (split head only): the input of :meth:`words_from_hidden`."""
-        tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, gi.length).items()}
-        return self._group_pass(tensors, gi, slots)
+        return self._pass(self._collated(batch, gi.length), gi.length, slots)
 
     def _group_scores(
         self, batch: dict[str, torch.Tensor], gi: _GroupIndex, slots: torch.Tensor | None
     ) -> torch.Tensor:
         """Word scores ``(B, W_g)``: mean over each word's tokens of its (log-)score."""
-        out = self._group_pass(batch, gi, slots)
+        out = self._pass(batch, gi.length, slots)
         if self.head is not None:
             return self.words_from_hidden(out, gi)
-        full = out
+        full = out  # (B, L, V) vocabulary logits
         logits = full[..., gi.rows]
         if self.normalise:
             logits = logits - full.logsumexp(-1, keepdim=True)
@@ -212,16 +215,7 @@ class ClozeScorer:
     def _at_mask(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """One encoder pass; at the (first) mask, the final hidden states ``(B, H)`` when
         the head is split (``self.head``), else the full vocabulary logits ``(B, V)``."""
-        tensors = {k: v.to(self.device) for k, v in self.encoder.collate(batch, 1).items()}
-        emb = self.embed(tensors, slots)
-        am = tensors["attention_mask"]
-        rows = torch.arange(len(batch), device=am.device)
-        with self._layers(tensors):
-            if self.head is not None:
-                out = self.model.base_model(inputs_embeds=emb, attention_mask=am)[0]
-            else:
-                out = self.model(inputs_embeds=emb, attention_mask=am).logits
-        return out[rows, tensors["mask_pos"]]
+        return self._pass(self._collated(batch, 1), 1, slots)[:, 0]
 
     def mask_states(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
         """The encoder's final hidden states at the (first) mask, ``(B, H)``: what the MLM
