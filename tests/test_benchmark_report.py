@@ -386,3 +386,34 @@ def test_cloze_readout_table(bench):
         "| toy | mine | mask_state_lr |  | 0.700 ± 0.020 |",
     ]
     assert "`default` = the embedded default; `mine` = /models/mine." in table
+
+
+def test_cv_row_read_off_the_head_search_equals_its_own_search(methods, tiny_dir, toy_data):
+    """One pet_kit_cv_head run gives the pet_kit_cv row: the same choice, cross-validated
+    accuracy and test accuracy as running pet_kit_cv's own search, whether its choice is
+    the larger search's (reused) or another candidate (refitted)."""
+    import pandas as pd
+
+    from pet_kit.estimators.prompt_classifier_cv import DEFAULT_CANDIDATES
+    from tests.conftest import SENTIMENT_PVP
+
+    X, y = toy_data
+    train = pd.DataFrame({"text": X, "label": y})
+    test = pd.DataFrame({"text": [f"{t} indeed" for t in X], "label": y})
+    params = {"model": str(tiny_dir), "epochs": 2, "batch_size": 4, "device": "cpu"}
+    ctx = {"soft": SENTIMENT_PVP, "max_length": 32, "pet_params": params}
+    seed = 2
+    both = methods.run_pet_kit_cv_head(ctx, train, test, seed)
+    alone = methods.run_pet_kit_cv(ctx, train, test, seed)["pet_kit_cv"]
+    assert (
+        both["pet_kit_cv"][0] == alone[0] and both["pet_kit_cv"][2]["chosen"] == alone[2]["chosen"]
+    )
+    assert both["pet_kit_cv"][2]["derived_from"] == "pet_kit_cv_head"
+
+    first = {"epochs": [0], "calibration": [None]}  # the first candidate alone
+    big = methods._cv_search(ctx, train, test, seed, [*DEFAULT_CANDIDATES, {"tuning": ["head"]}])
+    assert big.clf.best_params_ != {"epochs": 0, "calibration": None}  # so it is refitted
+    derived = big.subset_row(1, train, test)
+    own = methods._cv_search(ctx, train, test, seed, [first]).row()
+    assert derived[0] == own[0] and derived[2]["chosen"] == own[2]["chosen"]
+    assert derived[2]["cv_accuracy"] == pytest.approx(own[2]["cv_accuracy"])
