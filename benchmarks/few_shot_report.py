@@ -119,7 +119,7 @@ def paired_markdown(
 
 
 #: The rows of PromptClassifierCV (each gets its own check table).
-CV_METHODS = ("pet_kit_cv", "pet_kit_cv_head")
+CV_METHODS = ("pet_kit_cv", "pet_kit_cv_head", "pet_kit_cv_r2")
 #: The untrained rows the CV row is held against (with the default-trained ``pet_kit``).
 CV_REFERENCES = ("zero_shot", "zero_shot_calibrated")
 
