@@ -393,9 +393,9 @@ def test_cv_row_read_off_the_head_search_equals_its_own_search(methods, tiny_dir
     accuracy and test accuracy as running pet_kit_cv's own search, whether its choice is
     the larger search's (reused) or another candidate (refitted)."""
     import pandas as pd
+    from conftest import SENTIMENT_PVP
 
     from pet_kit.estimators.prompt_classifier_cv import DEFAULT_CANDIDATES
-    from tests.conftest import SENTIMENT_PVP
 
     X, y = toy_data
     train = pd.DataFrame({"text": X, "label": y})
