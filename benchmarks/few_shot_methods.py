@@ -334,12 +334,13 @@ class _CVSearch:
             "cv_accuracy": float(sub["mean_test_score"][index]),
             "derived_from": "pet_kit_cv_head",
         }
-        return (acc, _cv_seconds(sub) + secs, chosen)
+        return (acc, _cv_seconds(self.clf, sub) + secs, chosen)
 
 
-def _cv_seconds(results: dict[str, Any]) -> float:
-    """Fit and score seconds of every candidate on every fold of a search."""
-    folds = sum(1 for key in results if key.startswith("split") and key.endswith("_test_score"))
+def _cv_seconds(clf: Any, results: dict[str, Any]) -> float:
+    """Fit and score seconds of every candidate in ``results`` (``clf``'s search or the
+    first candidates of it) on every fold of ``clf``'s split."""
+    folds = clf.n_splits_ * clf.n_repeats_
     return float(np.sum(results["mean_fit_time"]) + np.sum(results["mean_score_time"])) * folds
 
 
@@ -363,7 +364,7 @@ def _cv_search(
     acc = clf.score(test["text"], test["label"])
     secs = time.perf_counter() - t0
     # the chosen candidate's refit (fit time beyond the search) and its test score
-    refit = max(0.0, (t1 - t0) - _cv_seconds(clf.cv_results_)) + (secs - (t1 - t0))
+    refit = max(0.0, (t1 - t0) - _cv_seconds(clf, clf.cv_results_)) + (secs - (t1 - t0))
     return _CVSearch(clf, acc, secs, refit)
 
 
