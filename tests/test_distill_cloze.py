@@ -1,0 +1,141 @@
+"""scripts/default_backbone/distill_cloze.py: teacher phrases, windows, and a tiny run that
+resumes bit-identically from its single-file checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone"
+
+
+@pytest.fixture()
+def script():
+    spec = importlib.util.spec_from_file_location("distill_cloze", HERE / "distill_cloze.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["distill_cloze"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("distill_cloze", None)
+
+
+def test_pattern_phrase_leaves_the_text_out_and_fills_the_slot(script):
+    assert script.pattern_phrase("{text} It was [MASK].", "great") == "It was great."
+    assert script.pattern_phrase("[MASK]: {text}", "review") == "review:"
+    assert script.pattern_phrase("[MASK] - {text}", "sport") == "sport"
+    assert script.pattern_phrase("It was [MASK], because {text}", "bad") == "It was bad, because"
+
+
+def test_generic_patterns_each_have_one_text_and_one_slot(script):
+    patterns = script.read_patterns()
+    assert len(patterns) >= 20
+    for p in patterns:
+        assert p.count("{text}") == 1 and p.count("[MASK]") == 1, p
+    starts = sum(p.startswith("[MASK]") for p in patterns)
+    ends = sum(p.endswith(("[MASK].", "[MASK]")) for p in patterns)
+    assert starts and ends and len(patterns) - starts - ends  # start, end and middle
+
+
+def test_windows_cut_at_sentence_ends_and_drop_short_pieces(script):
+    unit = "One two three four five six. " * 5 + "Tiny."
+    out = script.windows(unit, 12)
+    assert all(6 <= len(w.split()) <= 12 for w in out)
+    assert script.windows("too short here", 12) == []
+
+
+def test_config_key_changes_with_any_setting(script):
+    a = script.Config()
+    assert a.key() == script.Config().key()
+    assert a.key() != script.Config(tau=0.1).key()
+
+
+class _HashTeacher:
+    """A deterministic stand-in teacher: normalised bag of hashed words."""
+
+    name = "fake"
+
+    def encode(self, texts, batch_size=64):
+        import torch
+
+        out = torch.zeros(len(texts), 16)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, sum(map(ord, w)) % 16] += 1.0
+        return torch.nn.functional.normalize(out + 1e-3, dim=-1)
+
+
+def _prepared(run: Path, tok) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    prep = run / "prepared"
+    prep.mkdir(parents=True)
+    texts = [f"a great movie and a good film number {i} with bad music" for i in range(20)]
+    (prep / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    (prep / "mlm_units.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    (prep / "heldout.txt").write_text("a terrible movie\n", encoding="utf-8")
+    vocab = tok.get_vocab()
+    words = [w for w in ("great", "good", "bad", "terrible", "movie", "film") if w in vocab]
+    multi = ["fantastic"]  # fan ##tastic in the test vocabulary
+    patterns = ["{text} It was [MASK].", "[MASK]: {text}"]
+    info = {"teacher": "fake", "words": words, "multi_words": multi, "patterns": patterns}
+    (prep / "manifest.json").write_text(json.dumps(info), encoding="utf-8")
+    g = torch.Generator().manual_seed(0)
+    fills = {
+        "single": torch.nn.functional.normalize(
+            torch.randn(2, len(words), 16, generator=g), dim=-1
+        ),
+        "multi": torch.nn.functional.normalize(torch.randn(2, len(multi), 16, generator=g), dim=-1),
+    }
+    save_file({k: v.half().contiguous() for k, v in fills.items()}, prep / "fills-fake.safetensors")
+
+
+def _run(script, run: Path, tiny_dir: Path, max_steps: int):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    model = AutoModelForMaskedLM.from_pretrained(str(tiny_dir))
+    args = argparse.Namespace(run=run, mlm_units=100)
+    cfg = script.Config(teacher="fake", train_layers=1, max_steps=max_steps, texts_per_step=2,
+                        patterns_per_text=2, multi_per_step=2, mlm_per_step=2, mlm_length=16,
+                        max_length=32, warmup_steps=2)  # fmt: skip
+    return script.Run(args, cfg, student=(model, tok), teacher=_HashTeacher())
+
+
+def test_a_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(script, tmp_path, tiny_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    for name in ("straight", "resumed"):
+        _prepared(tmp_path / name, tok)
+    straight = _run(script, tmp_path / "straight", tiny_dir, max_steps=4)
+    before = {n: p.detach().clone() for n, p in straight.params.items()}
+    straight.train(None, checkpoint_every=100)
+    assert straight.step == 4
+    assert any(not torch.equal(before[n], p) for n, p in straight.params.items())
+
+    first = _run(script, tmp_path / "resumed", tiny_dir, max_steps=4)
+    assert not first.restore()  # nothing saved yet
+    first.train(None, checkpoint_every=1, stop_at=2)
+    assert (tmp_path / "resumed" / script.CHECKPOINT).is_file()
+    again = _run(script, tmp_path / "resumed", tiny_dir, max_steps=4)
+    assert again.restore() and again.step == 2
+    again.train(None, checkpoint_every=100)
+    for name, p in straight.params.items():
+        torch.testing.assert_close(again.params[name], p, rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(script, tmp_path, tiny_dir):
+    from transformers import AutoTokenizer
+
+    _prepared(tmp_path / "r", AutoTokenizer.from_pretrained(str(tiny_dir)))
+    _run(script, tmp_path / "r", tiny_dir, max_steps=1).train(None, checkpoint_every=1)
+    other = _run(script, tmp_path / "r", tiny_dir, max_steps=2)
+    with pytest.raises(SystemExit, match="another configuration"):
+        other.restore()
