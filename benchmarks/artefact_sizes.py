@@ -21,7 +21,7 @@ from _common import machine, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-PVP = str(REPO / "pet_kit" / "pvps" / "templates" / "rotten_tomatoes.yaml#soft")
+PVP = str(REPO / "templates" / "rotten_tomatoes.yaml#soft")
 MODES = ("prompt", "prompt+head", "lora", "full")
 
 

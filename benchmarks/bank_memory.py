@@ -22,7 +22,7 @@ from _common import machine, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-PVP = str(REPO / "pet_kit" / "pvps" / "templates" / "rotten_tomatoes.yaml#soft")
+PVP = str(REPO / "templates" / "rotten_tomatoes.yaml#soft")
 TEXTS = ["a gripping, beautifully acted film", "a tedious mess", "it was fine"] * 4
 
 

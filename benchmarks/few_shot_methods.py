@@ -169,7 +169,7 @@ def soft_refs(task: str) -> list[str]:
     """Every soft pattern of a task's template file (the ensemble's members)."""
     from pet_kit import load_pvps
 
-    path = REPO / "pet_kit" / "pvps" / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
     return [f"{path}#{p.name.split('#', 1)[1]}" for p in load_pvps(str(path)) if p.pattern.has_soft]
 
 
@@ -177,7 +177,7 @@ def pvp_refs(task: str) -> tuple[str, str]:
     """(hard pattern ref, soft pattern ref) for a task's template file."""
     from pet_kit import load_pvps
 
-    path = REPO / "pet_kit" / "pvps" / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
+    path = REPO / "templates" / f"{TEMPLATE_FOR_TASK.get(task, task)}.yaml"
     pvps = load_pvps(str(path))
     hard = next(p for p in pvps if not p.pattern.has_soft)
     soft = next(p for p in pvps if p.pattern.has_soft)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     for task in args.tasks:
-        template = REPO / "pet_kit" / "pvps" / "templates" / f"{task}.yaml"
+        template = REPO / "templates" / f"{task}.yaml"
         pvp = load_pvp(str(template))  # the default (hard) pattern
         pattern = pvp.pattern.text
         train_all = load_task(task, "train")

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     data["machine"] = machine()
     data["config"] = {k: v for k, v in vars(args).items() if k != "out"}
     done = {(r["position"], r["n_slots"], r["seed"]) for r in data["runs"]}
-    words = str(REPO / "pet_kit" / "pvps" / "verbalizers" / f"{args.task}.yaml")
+    words = str(REPO / "verbalizers" / f"{args.task}.yaml")
     train_all = load_task(args.task, "train")
     test = load_task(args.task, "test", max_size=args.test_size)
     for n in args.lengths:

@@ -45,7 +45,7 @@ def main() -> None:
     rows = []
     for task in args.tasks:
         train_all = load_task(task, "train")
-        soft = f"{REPO}/pet_kit/pvps/templates/{task}.yaml#soft"
+        soft = f"{REPO}/templates/{task}.yaml#soft"
         for lr, epochs, enc in itertools.product(args.lrs, args.epochs, args.encoders):
             accs, secs = [], []
             for seed in args.seeds:

@@ -65,7 +65,7 @@ def test_import_pet_kit_is_light_until_a_model_is_needed():
         ["validate", "--help"],
         ["train", "--help"],
         ["predict", "--help"],
-        ["validate", "sentiment_en", "pet_kit/pvps/verbalizers/sentiment_en.yaml"],
+        ["validate", "sentiment_en", "verbalizers/sentiment_en.yaml"],
         ["list-pvps"],
     ],
     ids=" ".join,

@@ -19,7 +19,7 @@ from pet_kit.model.scorer import ClozeScorer
 pytestmark = pytest.mark.integration
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOFT = os.path.join(REPO, "pet_kit", "pvps", "templates", "rotten_tomatoes.yaml#soft")
+SOFT = os.path.join(REPO, "templates", "rotten_tomatoes.yaml#soft")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_shipped_english_pvps_compile_on_the_default_backbone():
     from pet_kit.model.encoding import ClozeEncoder
 
     tok = load_backbone(None, device="cpu").tokenizer
-    for path in sorted(glob.glob(os.path.join(REPO, "pet_kit", "pvps", "templates", "*.yaml"))):
+    for path in sorted(glob.glob(os.path.join(REPO, "templates", "*.yaml"))):
         for pvp in load_pvps(path):
             if "zh" in path or "chinese" in path:
                 continue
@@ -90,7 +90,7 @@ def test_pet_family_on_the_default_backbone(rt, tmp_path):
 
     train, test = rt
     X, y, Xt = train["text"], train["label"], test["text"]
-    hard = os.path.join(REPO, "pet_kit", "pvps", "templates", "rotten_tomatoes.yaml#it_was")
+    hard = os.path.join(REPO, "templates", "rotten_tomatoes.yaml#it_was")
     raw = PromptClassifier(pvp=hard, verbose=0).fit(None)
     cal = PromptClassifier(pvp=hard, calibration="content_free", verbose=0).fit(None)
     assert np.isclose(cal.calibration_prior_.sum(), 1.0)
@@ -100,7 +100,7 @@ def test_pet_family_on_the_default_backbone(rt, tmp_path):
     assert abs(cal_share - 0.5) < abs(raw_share - 0.5)
 
     soft = [
-        os.path.join(REPO, "pet_kit", "pvps", "templates", f"rotten_tomatoes.yaml#{n}")
+        os.path.join(REPO, "templates", f"rotten_tomatoes.yaml#{n}")
         for n in ("soft", "soft_just")
     ]
     ens = PromptEnsemble(

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PVPS = REPO / "pet_kit" / "pvps"
+PVP_FOLDERS = ("templates", "verbalizers")  # mapped into the wheel as pet_kit/pvps/...
 PIP = [sys.executable, "-m", "pip"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -52,9 +52,10 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "setup.cfg", "README.md"):
         if (REPO / name).exists():
             shutil.copy2(REPO / name, src / name)
-    shutil.copytree(
-        REPO / "pet_kit", src / "pet_kit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    for name in ("pet_kit", *PVP_FOLDERS):
+        shutil.copytree(
+            REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     dist = root / "dist"
     build = ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
     _run([*PIP, *build, "-w", str(dist), str(src)], cwd=root)
@@ -65,7 +66,9 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_the_shipped_pvps(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {
-        p.relative_to(REPO).as_posix() for p in PVPS.rglob("*.yaml") if "__pycache__" not in p.parts
+        f"pet_kit/pvps/{p.relative_to(REPO).as_posix()}"
+        for folder in PVP_FOLDERS
+        for p in (REPO / folder).glob("*.yaml")
     }
     assert any("/templates/" in f for f in shipped) and any("/verbalizers/" in f for f in shipped)
     assert shipped <= names, f"missing from the wheel: {sorted(shipped - names)}"

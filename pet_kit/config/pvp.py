@@ -19,9 +19,10 @@ paths inside a file are resolved against that file's folder.
 
 Names and paths: a string with no path separator and no ``.yaml``/``.yml`` suffix that is
 not an existing file (relative to the working directory, or to the file that names it)
-is the name of a shipped PVP; an existing file always wins. The shipped files are
-package data (``pet_kit/pvps/templates/NAME.yaml`` and
-``pet_kit/pvps/verbalizers/NAME.yaml``), so names work from any folder and in an
+is the name of a shipped PVP; an existing file always wins. The shipped files live at the
+top of a checkout (``templates/NAME.yaml`` and ``verbalizers/NAME.yaml``, where a user
+edits them) and are mapped into the wheel as package data (``pet_kit/pvps/templates/``,
+``pet_kit/pvps/verbalizers/``), so names work from any folder, in a checkout and in an
 installed wheel.
 """
 
@@ -62,9 +63,18 @@ log = logging.getLogger(__name__)
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
-#: Folder of the PVPs shipped with pet_kit (package data): ``templates/`` and
-#: ``verbalizers/``, one YAML file per name.
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "pvps"
+
+def _shipped_dir() -> Path:
+    """The folder holding the shipped ``templates/`` and ``verbalizers/``: ``pet_kit/pvps``
+    in an installed wheel, else the checkout's top level (an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "pvps"
+    return installed if (installed / "templates").is_dir() else package.parent
+
+
+#: Folder of the PVPs shipped with pet_kit: ``templates/`` and ``verbalizers/``, one YAML
+#: file per name (the checkout's top level, or ``pet_kit/pvps`` in a wheel).
+SHIPPED_DIR = _shipped_dir()
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Three shapes exist:
 
-* a **verbalizer** (``pvps/verbalizers/*.yaml``): ``labels`` mapping each label to words;
-* a **template** file (``pvps/templates/*.yaml``): one or more ``patterns`` plus the
+* a **verbalizer** (``verbalizers/*.yaml``): ``labels`` mapping each label to words;
+* a **template** file (``templates/*.yaml``): one or more ``patterns`` plus the
   ``verbalizer`` they go with;
 * a **PVP** (a file or an inline ``dict``): one ``pattern`` and one ``verbalizer``.
 

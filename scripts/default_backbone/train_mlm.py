@@ -116,7 +116,7 @@ def hard_pattern() -> str:
     """The shipped Rotten Tomatoes template file's first hard pattern (as the benchmark)."""
     from pet_kit import load_pvps
 
-    path = REPO / "pet_kit" / "pvps" / "templates" / "rotten_tomatoes.yaml"
+    path = REPO / "templates" / "rotten_tomatoes.yaml"
     hard = next(p for p in load_pvps(str(path)) if not p.pattern.has_soft)
     return f"{path}#{hard.name.split('#', 1)[1]}"
 

@@ -17,8 +17,8 @@ def test_validate_ok_and_errors(tmp_path, capsys):
     code = main(
         [
             "validate",
-            str(REPO / "pet_kit" / "pvps" / "templates" / "sentiment_en.yaml"),
-            str(REPO / "pet_kit" / "pvps" / "verbalizers" / "sentiment_en.yaml"),
+            str(REPO / "templates" / "sentiment_en.yaml"),
+            str(REPO / "verbalizers" / "sentiment_en.yaml"),
             str(bad),
         ]
     )

@@ -37,35 +37,53 @@ def elsewhere(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------- the files
-def test_shipped_files_live_in_the_package():
-    assert SHIPPED_DIR == REPO / "pet_kit" / "pvps"
+def test_shipped_files_live_at_the_top_of_the_checkout():
+    assert SHIPPED_DIR == REPO
     names = shipped_pvp_names()
     assert names == sorted(p.stem for p in TEMPLATE_FILES)
     assert {"sentiment_en", "rotten_tomatoes", "subjectivity", "nli_en"} <= set(names)
     assert set(shipped_verbalizer_names()) <= set(names)
-    # one home: no second copy at the repository root to drift apart
-    assert not (REPO / "templates").exists() and not (REPO / "verbalizers").exists()
+    # one home: no second copy inside the package to drift apart
+    assert not (REPO / "pet_kit" / "pvps").exists()
+
+
+def test_an_edited_template_in_the_checkout_is_what_a_name_loads(tmp_path, monkeypatch):
+    path = REPO / "templates" / "sentiment_en.yaml"
+    assert shipped_pvp_path("sentiment_en") == path
+    assert load_pvp("sentiment_en").source == str(path)
 
 
 def test_package_data_covers_every_shipped_file():
-    """pyproject's package-data globs match every file under pet_kit/pvps (so a wheel has them)."""
+    """pyproject maps templates/ and verbalizers/ into the wheel, every file included."""
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    globs = config["tool"]["setuptools"]["package-data"]["pet_kit"]
-    files = [p.relative_to(REPO / "pet_kit").as_posix() for p in SHIPPED_DIR.rglob("*")]
-    files = [f for f in files if (REPO / "pet_kit" / f).is_file() and "__pycache__" not in f]
-    assert files
-    missing = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
-    assert not missing, f"not package data (add a glob to pyproject.toml): {missing}"
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    dirs, data = config["setuptools"]["package-dir"], config["setuptools"]["package-data"]
+    for folder in ("templates", "verbalizers"):
+        package = f"pet_kit.pvps.{folder}"
+        assert dirs[package] == folder and package in config["setuptools"]["packages"]
+        files = [p.name for p in (REPO / folder).iterdir() if p.is_file()]
+        assert files
+        missing = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in data[package])]
+        assert not missing, f"not package data (add a glob to pyproject.toml): {missing}"
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "pet_kit").rglob("__init__.py")
+    }
+    assert found <= set(config["setuptools"]["packages"])
 
 
 @pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.stem)
 def test_templates_reference_only_shipped_verbalizers(path):
-    """A template's verbalizer path stays inside pet_kit/pvps, so installed copies work."""
+    """A template's verbalizer path names a shipped verbalizer beside it (../verbalizers/),
+    so the same relative path works in the wheel's pet_kit/pvps."""
     ref = yaml.safe_load(path.read_text(encoding="utf-8")).get("verbalizer")
     if isinstance(ref, str):
         target = (path.parent / ref).resolve()
-        assert target.is_file() and SHIPPED_DIR in target.parents, ref
+        assert target.is_file() and target.parent == SHIPPED_DIR / "verbalizers", ref
 
 
 # ------------------------------------------------------------ load by name
@@ -205,7 +223,7 @@ def test_validate_by_name(elsewhere, capsys):
 def test_train_config_resolves_names_and_relative_files(tmp_path):
     """What ``pet-kit train`` does with a config's ``pvp``: a file beside the config wins."""
     assert pvp_reference("subjectivity#soft", tmp_path).endswith(
-        str(Path("pvps") / "templates" / "subjectivity.yaml#soft")
+        str(REPO / "templates" / "subjectivity.yaml#soft")
     )
     (tmp_path / "subjectivity.yaml").write_text("x", encoding="utf-8")
     assert pvp_reference("subjectivity.yaml#soft", tmp_path) == str(

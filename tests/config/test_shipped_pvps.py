@@ -24,8 +24,8 @@ from pet_kit import PVP, Verbalizer, load_pvps, load_verbalizer
 from pet_kit.model.encoding import ClozeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = sorted((REPO / "pet_kit" / "pvps" / "templates").glob("*.yaml"))
-VERBALIZERS = sorted((REPO / "pet_kit" / "pvps" / "verbalizers").glob("*.yaml"))
+TEMPLATES = sorted((REPO / "templates").glob("*.yaml"))
+VERBALIZERS = sorted((REPO / "verbalizers").glob("*.yaml"))
 
 
 def _language(path: Path) -> str | None:
@@ -183,8 +183,8 @@ def test_chinese_template_compiles(path):
 
 
 def test_sentiment_zh_words_are_two_token_groups():
-    template = REPO / "pet_kit" / "pvps" / "templates" / "sentiment_zh.yaml"
-    vpath = REPO / "pet_kit" / "pvps" / "verbalizers" / "sentiment_zh.yaml"
+    template = REPO / "templates" / "sentiment_zh.yaml"
+    vpath = REPO / "verbalizers" / "sentiment_zh.yaml"
     tok = chinese_tokenizer(template, vpath.resolve())
     v = load_verbalizer(vpath)
     words = [w for ws in v.labels.values() for w in ws]
@@ -204,9 +204,9 @@ def test_sentiment_zh_words_are_two_token_groups():
 
 
 def test_chinese_reviews_words_are_single_characters():
-    vpath = REPO / "pet_kit" / "pvps" / "verbalizers" / "chinese_reviews.yaml"
+    vpath = REPO / "verbalizers" / "chinese_reviews.yaml"
     tok = chinese_tokenizer(
-        REPO / "pet_kit" / "pvps" / "templates" / "chinese_reviews.yaml", vpath.resolve()
+        REPO / "templates" / "chinese_reviews.yaml", vpath.resolve()
     )
     cv = load_verbalizer(vpath).compile(tok, space_before=False)
     assert [g.length for g in cv.groups] == [1]
@@ -217,6 +217,6 @@ def test_chinese_reviews_pvp_is_refused_by_an_english_vocabulary(bert_uncased):
     that points at the verbalizer file, not a silent [UNK] label word."""
     from pet_kit import VerbalizerError
 
-    (pvp, *_) = load_pvps(REPO / "pet_kit" / "pvps" / "templates" / "chinese_reviews.yaml")
+    (pvp, *_) = load_pvps(REPO / "templates" / "chinese_reviews.yaml")
     with pytest.raises(VerbalizerError, match=r"chinese_reviews\.yaml:\d+.*\[UNK\]"):
         ClozeEncoder(pvp, bert_uncased, max_length=128)

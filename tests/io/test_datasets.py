@@ -319,7 +319,7 @@ def test_dataset_format() -> None:
 @pytest.mark.parametrize("task", TASKS)
 def test_pvp_files_match_task(task: str) -> None:
     pvp = pytest.importorskip("pet_kit.config.pvp")
-    pvps = pvp.load_pvps(REPO / "pet_kit" / "pvps" / "templates" / f"{task}.yaml")
+    pvps = pvp.load_pvps(REPO / "templates" / f"{task}.yaml")
     assert 2 <= len(pvps) <= 8
     assert any(p.pattern.has_soft for p in pvps)
     assert any(not p.pattern.has_soft for p in pvps)
@@ -338,7 +338,7 @@ def test_english_label_words_are_single_wordpieces() -> None:
     for task in TASKS:
         if ds.task_info(task).language != "en":
             continue
-        verbalizer = pvp.load_verbalizer(REPO / "pet_kit" / "pvps" / "verbalizers" / f"{task}.yaml")
+        verbalizer = pvp.load_verbalizer(REPO / "verbalizers" / f"{task}.yaml")
         for words in verbalizer.labels.values():
             for word in words:
                 assert word in vocab, (task, word)
