@@ -473,14 +473,16 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
     return False
 
 
-def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
+def _config_params(params: dict[str, Any], base: Path, overwrite: bool = False) -> dict[str, Any]:
     """A train config's ``params`` as :class:`~pet_kit.PromptClassifier` arguments.
 
     A relative ``prompt_init`` prompt folder (prompt transfer) or ``checkpoint`` folder
     (the shorthand string, or the ``dir`` of a mapping such as
-    ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder.
-    Mappings under the other grouped settings (``tuning: {mode: lora, rank: 4}``) are
-    passed on: the estimator reads a mapping of a group's fields as that group."""
+    ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder;
+    ``overwrite`` (``--overwrite``) lets the checkpoint folder's prompt be replaced as the
+    output's is. Mappings under the other grouped settings (``tuning: {mode: lora,
+    rank: 4}``) are passed on: the estimator reads a mapping of a group's fields as that
+    group."""
     from .config.settings import is_transfer
 
     out = dict(params)
@@ -489,9 +491,11 @@ def _config_params(params: dict[str, Any], base: Path) -> dict[str, Any]:
         out["prompt_init"] = _resolve(base, init)
     checkpoint = out.get("checkpoint")
     if isinstance(checkpoint, str):
-        out["checkpoint"] = _resolve(base, checkpoint)
-    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
-        out["checkpoint"] = {**checkpoint, "dir": _resolve(base, checkpoint["dir"])}
+        checkpoint = {"dir": checkpoint} if overwrite else _resolve(base, checkpoint)
+        out["checkpoint"] = checkpoint
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
+        extra = {"overwrite": True} if overwrite else {}
+        out["checkpoint"] = {**checkpoint, "dir": _resolve(base, checkpoint["dir"]), **extra}
     return out
 
 
@@ -510,7 +514,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(exc.problem, source=args.config, key="pvp") from exc
     model = _resolve_model(base, cfg.model) if cfg.model else None
-    params = _config_params({"verbose": 1, **cfg.params}, base)
+    params = _config_params({"verbose": 1, **cfg.params}, base, args.overwrite)
     clf = PromptClassifier(pvp=pvp, model=model, **params)
     try:
         clf.settings()  # before the data, the backbone and training
@@ -518,11 +522,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(f"{args.config}: params: {exc}") from exc
     out = Path(args.output or _resolve(base, cfg.output))
     persist.check_save_target(out)  # an unwritable output would lose the trained prompt
-    if not args.overwrite and os.path.lexists(out / persist.META_FILE):
-        raise PetKitError(
-            f"the output folder {out} already holds a prompt; pass --overwrite to replace it,"
-            " or choose another folder with --output"
-        )
+    persist.check_replace(
+        out,
+        overwrite=args.overwrite,
+        fix="Pass --overwrite to replace it, or choose another folder with --output",
+    )
     labels = list(clf.resolved_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"

@@ -201,17 +201,24 @@ def _check_texts(name: str, texts: Any) -> list[str] | None:
     return None if texts is None else [str(t) for t in texts]
 
 
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is an integer seed numpy accepts (0 to 2**32 - 1; bools pass, as
+    scikit-learn lets them, as 0 and 1)."""
+    if not isinstance(value, (int, np.integer)):
+        return False
+    try:
+        np.random.RandomState(value)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 def _check_random_state(name: str, value: Any) -> Any:
     """What ``sklearn.utils.check_random_state`` accepts (without importing sklearn)."""
     if value is None or value is np.random or isinstance(value, np.random.RandomState):
         return value
-    if isinstance(value, (int, np.integer)):  # as sklearn: bools pass, as 0 and 1
-        try:
-            np.random.RandomState(value)
-        except (ValueError, TypeError, OverflowError):
-            pass
-        else:
-            return value if _is_bool(value) else int(value)
+    if is_seed(value):
+        return value if _is_bool(value) else int(value)
     raise InputError(f"{name} must be None, an integer or a numpy RandomState, got {value!r}")
 
 
@@ -534,13 +541,18 @@ class Checkpoints(SettingsGroup):
     every : int, optional
         Optimizer steps between checkpoints; None (at the end of every epoch) or an
         integer >= 1.
+    overwrite : bool
+        Replace a prompt of another task found in ``dir`` (one of the same PVP, left by
+        an earlier run, is always replaced). Off by default: ``fit`` then refuses such a
+        folder before anything trains.
     """
 
     dir: str | os.PathLike[str]
     every: int | None = None
+    overwrite: bool = False
 
     _forms: ClassVar[str] = (
-        "None, a folder path (str or PathLike) or a Checkpoints(dir, every=None)"
+        "None, a folder path (str or PathLike) or a Checkpoints(dir, every=None, overwrite=False)"
     )
 
     def _checked(self, name: str) -> Checkpoints:
@@ -549,7 +561,11 @@ class Checkpoints(SettingsGroup):
                 f"{name}.dir must be a folder path (str or PathLike), got {self.dir!r}; for no"
                 f" checkpoints use {name}=None"
             )
-        return Checkpoints(dir=self.dir, every=_check_optional_int(f"{name}.every", self.every))
+        return Checkpoints(
+            dir=self.dir,
+            every=_check_optional_int(f"{name}.every", self.every),
+            overwrite=_check_bool(f"{name}.overwrite", self.overwrite),
+        )
 
 
 @dataclass

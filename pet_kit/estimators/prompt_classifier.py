@@ -8,6 +8,7 @@ trainer (:mod:`pet_kit.train.trainer`) and keeps the result as ``model_``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Hashable
@@ -34,7 +35,7 @@ from ..config.settings import (
 )
 from ..errors import InputError, SavedPromptError
 from ..io.inputs import to_label_indices
-from ..io.prompt_folder import check_save_target
+from ..io.prompt_folder import check_replace, check_save_target
 from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.threads import torch_threads
 from ..train import trainer
@@ -414,15 +415,31 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
 
     def _check_checkpoint_target(self, settings: Settings) -> None:
         """Refuse an unusable checkpoint folder before anything is loaded or trained (a
-        file, an unwritable folder, a folder of other files)."""
+        file, an unwritable folder, a folder of other files, a prompt of another task
+        without ``checkpoint.overwrite``)."""
         if settings.checkpoint is None:
             return
+        folder = settings.checkpoint.dir
         try:
-            check_save_target(settings.checkpoint.dir)
+            check_save_target(folder)
+            check_replace(
+                folder,
+                overwrite=settings.checkpoint.overwrite,
+                own=self._same_task,
+                fix="Choose another checkpoint folder, or pass checkpoint=Checkpoints(dir,"
+                " overwrite=True) (in a pet-kit train config: checkpoint: {dir: ...,"
+                " overwrite: true}, or --overwrite) to replace it",
+            )
         except SavedPromptError as exc:
             raise SavedPromptError(
                 f"checkpoint folder cannot hold checkpoints, nothing was trained: {exc}"
             ) from exc
+
+    def _same_task(self, meta: dict[str, Any]) -> bool:
+        """Whether a saved prompt's ``prompt.json`` is of this estimator's PVP (labels
+        included): an earlier checkpoint of the same task, which ``fit`` may replace."""
+        mine = json.loads(json.dumps(self.resolved_pvp().to_dict(), default=str))
+        return bool(meta.get("pvp") == mine)
 
     def _checkpoint_writer(
         self, model: ClozeModel, settings: Settings, warm: bool

@@ -78,6 +78,7 @@ __all__ = [
     "MAX_TENSOR_BYTES",
     "META_FILE",
     "TENSOR_FILE",
+    "check_replace",
     "check_save_target",
     "json_file_digest",
     "non_finite_tensors",
@@ -87,6 +88,7 @@ __all__ = [
     "restore_moved_aside",
     "save_folder",
     "write_file_atomically",
+    "write_new_file",
     "write_prompt_dir",
 ]
 
@@ -101,6 +103,12 @@ ENSEMBLE_FORMAT = "pet_kit.ensemble"
 FORMATS = {META_FILE: FORMAT_NAME, ENSEMBLE_FILE: ENSEMBLE_FORMAT}
 #: The file names pet_kit writes in a folder (and replaces on a save).
 OWNED_FILES = (META_FILE, TENSOR_FILE, ENSEMBLE_FILE)
+#: The file that marks a folder as holding a pet_kit result -> (its format, what it is).
+RESULT_MARKERS = {
+    META_FILE: (FORMAT_NAME, "a pet_kit prompt"),
+    ENSEMBLE_FILE: (ENSEMBLE_FORMAT, "a pet_kit ensemble"),
+    "pet_kit_adapt.json": ("pet_kit.adapt", "an adapted model"),
+}
 
 #: Largest ``prompt.json`` / ``ensemble.json`` read (demonstration pools live there).
 MAX_PROMPT_JSON_BYTES = 64 * 2**20
@@ -221,6 +229,13 @@ def _write_new_file(path: Path, data: bytes) -> None:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create the new file ``path`` with ``data``: exclusively (a file or symbolic link
+    already there is an error, never written through), with the permissions the umask
+    gives, fsynced; nothing is left behind when the write fails."""
+    _write_new_file(path, data)
 
 
 def save_file(
@@ -603,6 +618,77 @@ def check_save_target(
             " the folder's permissions, or choose another path"
         ) from exc
     return target
+
+
+def _held_result(real: Path) -> tuple[str, dict[str, Any]] | None:
+    """The pet_kit result the folder ``real`` holds: what it is and its marker file's
+    JSON; ``None`` when no marker file there carries pet_kit's format."""
+    for name, (fmt, what) in RESULT_MARKERS.items():
+        path = real / name
+        if not path.is_file():
+            continue
+        try:
+            meta = _load_json(path)
+        except _NotJson:
+            continue
+        if isinstance(meta, dict) and meta.get("format") == fmt:
+            return what, meta
+    return None
+
+
+def _describe(what: str, meta: dict[str, Any]) -> str:
+    """``what`` with the classes of a prompt, for messages."""
+    classes = meta.get("classes")
+    if not isinstance(classes, list):
+        return what
+    shown = ", ".join(repr(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return f"{what} (classes {shown})"
+
+
+def check_replace(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    fix: str,
+    own: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """The overwrite rule of every folder pet_kit writes a result into.
+
+    ``pet-kit train``'s output, a ``checkpoint`` folder of ``fit`` and the output of
+    ``adapt`` all follow it: a folder that already holds a pet_kit result (a prompt, an
+    ensemble, an adapted model: :data:`RESULT_MARKERS`) is replaced only with
+    ``overwrite``, or when ``own(meta)`` says the result is the caller's own (a checkpoint
+    of the same task, left by an earlier run). A new or empty folder passes. Files pet_kit
+    did not write are another matter: :func:`check_save_target` refuses them whatever
+    ``overwrite`` says.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder about to be written.
+    overwrite : bool
+        Whether the caller asked to replace an existing result.
+    fix : str
+        How to go on, for the message (e.g. ``"Pass --overwrite to replace it"``).
+    own : callable, optional
+        ``own(meta)``, given the marker file's JSON: whether the result may be replaced
+        without ``overwrite``.
+
+    Raises
+    ------
+    SavedPromptError
+        Naming the folder, what it holds, and ``fix``.
+    """
+    if overwrite:
+        return
+    target = _save_path(path)
+    real = Path(os.path.realpath(target))
+    held = _held_result(real) if real.is_dir() else None
+    if held is None or (own is not None and own(held[1])):
+        return
+    raise SavedPromptError(
+        f"{target} already holds {_describe(*held)}; refusing to replace it. {fix}"
+    )
 
 
 # ------------------------------------------------------------- leftover handling

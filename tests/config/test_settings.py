@@ -521,7 +521,7 @@ BAD = [
     (
         {"checkpoint": 3},
         "checkpoint must be None, a folder path (str or PathLike) or a Checkpoints(dir,"
-        " every=None), got 3",
+        " every=None, overwrite=False), got 3",
     ),
     ({"checkpoint": b"ck"}, "checkpoint must be None, a folder path (str or PathLike)"),
     (
@@ -533,6 +533,10 @@ BAD = [
     (
         {"checkpoint": Checkpoints("ck", every=0)},
         "checkpoint.every must be None or a positive integer, got 0",
+    ),
+    (
+        {"checkpoint": Checkpoints("ck", overwrite="yes")},  # type: ignore[arg-type]
+        "checkpoint.overwrite must be True or False, got 'yes'",
     ),
     # batching
     (
@@ -735,7 +739,7 @@ def test_json_format():
         "learning_rate": 1e-3,
         "mlm_loss_weight": 0.0,
     }
-    assert data["checkpoint"] == {"dir": "ck", "every": 5}
+    assert data["checkpoint"] == {"dir": "ck", "every": 5, "overwrite": False}
     assert data["calibration"] == {"mode": "content_free", "texts": ["N/A", ""]}
     assert _json_trip(data) == data
 
@@ -792,7 +796,7 @@ def test_to_json_converts_values():
         "max_length": 64,
         "learning_rate": 0.5,
         "warm_start": True,
-        "checkpoint": {"dir": str(Path("a") / "b"), "every": 3},
+        "checkpoint": {"dir": str(Path("a") / "b"), "every": 3, "overwrite": False},
         "calibration": {"mode": "content_free", "texts": ["N/A"]},
         "tuning": {
             "mode": "prompt",
