@@ -31,7 +31,9 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import stat
 import time
 import uuid
 from array import array
@@ -42,18 +44,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import InputError
-from ..io.prompt_folder import write_file_atomically
 from ..model.backbone import fingerprint, head_parts
 from ..model.deep import layer_hooks_spec
 from ..model.threads import torch_threads
+from . import adapt_checkpoint as checkpoints
 
 __all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts", "snapshot"]
 
@@ -61,8 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Provenance file written into every adapted model folder.
 ADAPT_FILE = "pet_kit_adapt.json"
-_STATE_TENSORS = "adapt_state.safetensors"
-_STATE_JSON = "adapt_state.json"
 _MAX_EVAL_TEXTS = 512
 _EVAL_SEED = 2_654_435_761  # masks of the held-out texts: fixed, independent of ``seed``
 
@@ -87,12 +84,16 @@ def read_texts(source: Any, text_column: str = "text") -> list[str]:
     Raises
     ------
     InputError
-        A missing file or column, texts that are not strings, or fewer than 2 texts.
+        A missing file or column, a folder or FIFO given as the file, texts that are not
+        strings or hold lone surrogates, or fewer than 2 texts.
     """
+    from ..io.inputs import check_text
+
     if isinstance(source, (str, os.PathLike)):
         from ..io.tables import read_table
 
         path = Path(source)
+        _check_texts_file(path, text_column)
         frame = read_table(path)
         if path.suffix.lower() == ".txt":
             text_column = "text"
@@ -119,14 +120,30 @@ def read_texts(source: Any, text_column: str = "text") -> list[str]:
         )
     out = []
     for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputError(f"{where}[{i}] is {type(text).__name__}, not str; pass text only")
+        text = check_text(text, f"{where}[{i}]")
         if text.strip():
             out.append(text.strip())
     if len(out) < 2:
         raise InputError(f"{where}: {len(out)} non-blank text(s); adapting needs at least 2")
     log.info("adapt: %d texts from %s", len(out), where)
     return out
+
+
+def _check_texts_file(path: Path, text_column: str) -> None:
+    """Refuse a folder, FIFO, socket or device given as the texts file (a missing path is
+    left to the table reader, which says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+    raise InputError(
+        f"{path} is {what}; adapt reads its texts from a file, and again on every resumed"
+        f" call: pass a .txt file (one text per line) or a .csv/.tsv/.jsonl file with a"
+        f" {text_column!r} column (save streamed texts to a file first)"
+    )
 
 
 def texts_digest(texts: Sequence[str]) -> str:
@@ -164,9 +181,19 @@ def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
     return built[:i], built[i + 1 :]
 
 
+def _local_words(words: list[int]) -> list[int]:
+    """Word indices renumbered from 0 within one window (-1 stays -1), order kept:
+    masking needs them distinct within a window only, so they stay below the window's
+    length however long the text (a 32-bit array holds them)."""
+    known = [w for w in words if w >= 0]
+    base = min(known) if known else 0
+    return [w - base if w >= 0 else -1 for w in words]
+
+
 def _pieces(tokenizer: Any, texts: list[str], room: int) -> Iterator[tuple[list[int], list[int]]]:
-    """Each text's (token ids, word index per token) in windows of at most ``room`` tokens;
-    special-token strings in a text are plain characters, and ``[UNK]`` gets word -1."""
+    """Each text's (token ids, word index per token) in windows of at most ``room`` tokens,
+    word indices counted from 0 in each window; special-token strings in a text are plain
+    characters, and ``[UNK]`` gets word -1."""
     from ..model.encoding import tokenize_plain
 
     specials = set(tokenizer.all_special_ids)  # [UNK] from the text: nothing to learn
@@ -179,7 +206,7 @@ def _pieces(tokenizer: Any, texts: list[str], room: int) -> Iterator[tuple[list[
                 words = list(range(len(ids)))
             words = [-1 if t in specials else w for t, w in zip(ids, words, strict=True)]
             for start in range(0, len(ids), room):
-                yield list(ids[start : start + room]), words[start : start + room]
+                yield list(ids[start : start + room]), _local_words(words[start : start + room])
 
 
 def _chunks(tokenizer: Any, texts: list[str], max_length: int, pack: bool = False) -> list[_Chunk]:
@@ -192,30 +219,28 @@ def _chunks(tokenizer: Any, texts: list[str], max_length: int, pack: bool = Fals
     out: list[_Chunk] = []
     ids: list[int] = []
     words: list[int] = []
-    offset = 0  # word indices of packed texts must not collide
+    free = 0  # the next word index of the window: packed texts' words must not collide
 
     def flush() -> None:
+        nonlocal free
         if ids:
             full = prefix + ids + suffix
             frame = [-1] * len(prefix) + words + [-1] * len(suffix)
             out.append(_Chunk(array("i", full), array("i", frame)))
         ids.clear()
         words.clear()
+        free = 0
 
     for piece, wpiece in _pieces(tokenizer, texts, room):
         if not piece:
             continue
-        shifted = [w + offset if w >= 0 else -1 for w in wpiece]
-        offset = max([offset - 1, *shifted]) + 1
-        if not pack:
-            ids[:], words[:] = piece, shifted
-            flush()
-            continue
-        if ids and len(ids) + len(sep) + len(piece) > room:
+        if ids and (not pack or len(ids) + len(sep) + len(piece) > room):
             flush()
         if ids:
             ids.extend(sep)
             words.extend([-1] * len(sep))
+        shifted = [w + free if w >= 0 else -1 for w in wpiece]
+        free = max([free - 1, *shifted]) + 1
         ids.extend(piece)
         words.extend(shifted)
     flush()
@@ -292,10 +317,11 @@ def _trainable(model: nn.Module, train: str, train_embeddings: bool) -> dict[str
 
 
 def _check_train(train: Any) -> str:
+    """``train`` as ``"head"``, ``"top<N>"`` (ASCII digits) or ``"all"``."""
     if isinstance(train, (int, np.integer)) and not isinstance(train, bool) and train >= 0:
         return "head" if train == 0 else f"top{int(train)}"
     if isinstance(train, str) and (
-        train in ("head", "all") or (train.startswith("top") and train[3:].isdigit())
+        train in ("head", "all") or re.fullmatch("top[0-9]+", train) is not None
     ):
         return train
     raise InputError(
@@ -388,18 +414,25 @@ class _Config:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:32]
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: what a checkpoint records besides the tensors."""
+
+    step: int
+    seconds: float
+    losses: list[float]
+    before: dict[str, float]
+    created: bool  # pet_kit made the checkpoint folder (so removes it once empty)
+
+
 def _write_checkpoint(
     folder: Path,
     cfg: _Config,
     params: dict[str, nn.Parameter],
     optim: torch.optim.Optimizer,
-    step: int,
-    seconds: float,
-    losses: list[float],
-    before: dict[str, float],
+    progress: _Progress,
 ) -> None:
-    """Write the resumable state atomically (tensors first, the JSON commit point last)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the resumable state with one commit point (see :mod:`.adapt_checkpoint`)."""
     tensors: dict[str, torch.Tensor] = {}
     adam_steps = {}
     for name, p in params.items():
@@ -409,59 +442,41 @@ def _write_checkpoint(
             tensors[f"exp_avg.{name}"] = state["exp_avg"].detach().to("cpu").contiguous()
             tensors[f"exp_avg_sq.{name}"] = state["exp_avg_sq"].detach().to("cpu").contiguous()
             adam_steps[name] = float(state["step"])
-    data = tensors_to_bytes(tensors)
-    digest = hashlib.sha256(data).hexdigest()
-    # fsynced temporary file + os.replace; the mode the umask gives; links replaced
-    write_file_atomically(folder / _STATE_TENSORS, data)
     meta = {
-        "format": "pet_kit.adapt_checkpoint",
         "config_key": cfg.key(),
         "config": dataclasses.asdict(cfg),
-        "step": step,
-        "seconds": round(seconds, 2),
+        "step": progress.step,
+        "seconds": round(progress.seconds, 2),
         "adam_steps": adam_steps,
-        "losses": losses,
-        "heldout_before": before,
-        "tensors_sha256": digest,
+        "losses": progress.losses,
+        "heldout_before": progress.before,
+        "created_folder": progress.created,
     }
-    write_file_atomically(folder / _STATE_JSON, (json.dumps(meta, indent=1) + "\n").encode())
+    checkpoints.write_state(folder, meta, tensors)
 
 
-def _read_checkpoint(folder: Path, cfg: _Config) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The checkpoint's JSON and tensors, checked against ``cfg``.
+def _read_checkpoint(
+    folder: Path, cfg: _Config, params: dict[str, nn.Parameter]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The checkpoint's JSON and tensors, checked against the run (``cfg``, ``params``).
 
     Raises
     ------
     InputError
-        The checkpoint belongs to another run (other texts, source or settings) or is
-        damaged.
+        The checkpoint belongs to another run (other texts, source or settings), or is
+        damaged or edited.
     """
-    meta_path, tensor_path = folder / _STATE_JSON, folder / _STATE_TENSORS
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        raw = tensor_path.read_bytes()
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{folder}: unreadable adapt checkpoint ({exc}); delete the folder or pass"
-            " resume=False (pet-kit adapt --no-resume) to start over"
-        ) from exc
+    meta, tensors = checkpoints.read_state(folder)
     if meta.get("config_key") != cfg.key():
-        theirs = meta.get("config") or {}
+        theirs = meta.get("config") if isinstance(meta.get("config"), dict) else {}
         diff = [k for k, v in dataclasses.asdict(cfg).items() if theirs.get(k) != v]
         raise InputError(
             f"{folder}: this checkpoint is of another adapt run (differs in: {diff}); pass the"
             " same texts and settings to continue it, another checkpoint_dir, or resume=False"
             " to start over"
         )
-    if hashlib.sha256(raw).hexdigest() != meta.get("tensors_sha256"):
-        raise InputError(
-            f"{tensor_path}: checksum mismatch (damaged checkpoint); delete {folder} or pass"
-            " resume=False to start over"
-        )
-    try:
-        tensors = load_file(str(tensor_path))
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{tensor_path}: unreadable ({exc}); pass resume=False") from exc
+    shapes = {name: p.shape for name, p in params.items()}
+    checkpoints.check_state(folder, meta, tensors, cfg.max_steps, shapes)
     return meta, tensors
 
 
@@ -526,8 +541,9 @@ class AdaptResult:
 
 
 # ----------------------------------------------------------------------------- main
-def _load_source(model: Any, device: str | None) -> tuple[nn.Module, Any, str]:
-    """A private, trainable copy of the source masked LM (the caller's object untouched)."""
+def _load_source(model: Any, device: str | None) -> tuple[nn.Module, Any, str, int | None]:
+    """A private, trainable copy of the source masked LM (the caller's object untouched),
+    its tokenizer, name and longest input (``None``: no limit known)."""
     from ..model.backbone import default_device, load_backbone
 
     if isinstance(model, nn.Module):
@@ -542,19 +558,80 @@ def _load_source(model: Any, device: str | None) -> tuple[nn.Module, Any, str]:
         source = AutoModelForMaskedLM.from_pretrained(ref)
         name = backbone.name
     source.to(default_device(device))
-    return source, backbone.tokenizer, name
+    return source, backbone.tokenizer, name, backbone.max_positions()
 
 
-def _check_output(output: str | os.PathLike[str]) -> Path:
-    target = Path(output).expanduser().absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+def _capped_length(max_length: int, limit: int | None) -> int:
+    """``max_length`` capped to the backbone's limit, as the estimators cap it."""
+    if limit is not None and max_length > limit:
+        log.info("max_length %d capped to the backbone's limit %d", max_length, limit)
+        return limit
+    return max_length
+
+
+def _folder_path(value: Any, name: str) -> Path:
+    """The folder path ``value`` (the argument ``name``) made absolute, refusing what no
+    file system accepts."""
+    try:
+        text = os.fsdecode(os.fspath(value))
+    except TypeError as exc:
+        raise InputError(f"{name} must be a folder path (str or PathLike), got {value!r}") from exc
+    if "\0" in text:
         raise InputError(
-            f"{target} already exists; adapt writes a new model folder: choose another"
-            " output path or remove it yourself"
+            f"{name} {text!r} contains a NUL byte ('\\x00'), which no file name may hold;"
+            " remove it from the path"
         )
-    if target.parent.exists() and not target.parent.is_dir():
-        raise InputError(f"{target.parent} is a file, so {target.name} cannot be created in it")
+    return Path(text).expanduser().absolute()
+
+
+def _check_output(output: Any) -> Path:
+    """The output folder, checked before anything is loaded or trained: a new path or an
+    empty folder (never a result, see :func:`~pet_kit.io.prompt_folder.check_replace`), not
+    a symbolic link, inside a writable folder."""
+    from ..io.prompt_folder import check_replace
+
+    target = _folder_path(output, "output")
+    if target.is_symlink():
+        raise InputError(
+            f"{target} is a symbolic link (to {os.readlink(target)}); adapt writes its output"
+            " as a new folder renamed into place, which replaces a link rather than filling"
+            f" the folder it points to: pass that folder's own path"
+            f" ({os.path.realpath(target)}) or a new one"
+        )
+    fix = "adapt writes a new model folder: choose another output path"
+    check_replace(target, overwrite=False, fix=fix)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} already exists; {fix}, or remove it yourself")
+    parent = target.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{parent} is a file, so {target} cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"folder {parent} is not writable (no permission or a read-only file system), so"
+            f" {target} cannot be created; choose a writable place for the output"
+        )
     return target
+
+
+def _check_run_args(threads: Any, seed: Any, device: Any, warmup_steps: Any) -> None:
+    """The settings :class:`~pet_kit.PromptClassifier` checks the same way."""
+    from ..config.settings import check_device, is_seed
+    from ..io.inputs import check_positive_int
+
+    check_positive_int("threads", threads, none_ok=True)
+    if not is_seed(seed):
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    check_device(device)
+    if warmup_steps is not None and (
+        not isinstance(warmup_steps, (int, np.integer))
+        or isinstance(warmup_steps, bool)
+        or warmup_steps < 0
+    ):
+        raise InputError(
+            f"warmup_steps must be None (6% of max_steps) or an integer >= 0, got {warmup_steps!r}"
+        )
 
 
 def _write_output(
@@ -708,15 +785,18 @@ def adapt(
         not is_real_number(max_minutes) or not math.isfinite(max_minutes) or max_minutes <= 0
     ):
         raise InputError(f"max_minutes must be None or a number > 0, got {max_minutes!r}")
+    _check_run_args(threads, seed, device, warmup_steps)
     target = _check_output(output)
+    default = checkpoint_dir is None
     ckpt = (
-        Path(checkpoint_dir).expanduser().absolute()
-        if checkpoint_dir is not None
-        else target.parent / f".{target.name}.adapt-checkpoint"
+        target.parent / f".{target.name}.adapt-checkpoint"
+        if default
+        else _folder_path(checkpoint_dir, "checkpoint_dir")
     )
+    created = checkpoints.prepare_folder(ckpt, target, default)
     all_texts = read_texts(texts, text_column)
     train_texts, held_texts = _split_heldout(all_texts, heldout_fraction)
-    net, tokenizer, source_name = _load_source(model, device)
+    net, tokenizer, source_name, limit = _load_source(model, device)
     dev = next(net.parameters()).device
     warm = int(warmup_steps) if warmup_steps is not None else max(1, round(0.06 * max_steps))
     cfg = _Config(
@@ -728,7 +808,7 @@ def adapt(
         train_embeddings=bool(train_embeddings),
         max_steps=int(max_steps),
         batch_size=int(batch_size),
-        max_length=int(max_length),
+        max_length=_capped_length(int(max_length), limit),
         learning_rate=float(learning_rate),
         warmup_steps=warm,
         weight_decay=float(weight_decay),
@@ -739,7 +819,7 @@ def adapt(
     )
     with torch_threads(threads):
         return _run(
-            cfg, net, tokenizer, train_texts, held_texts, target, ckpt, resume,
+            cfg, net, tokenizer, train_texts, held_texts, target, ckpt, created, resume,
             checkpoint_every, max_minutes, verbose, on_step, dev,
         )  # fmt: skip
 
@@ -752,6 +832,7 @@ def _run(
     held_texts: list[str],
     target: Path,
     ckpt: Path,
+    created: bool,
     resume: bool,
     checkpoint_every: int,
     max_minutes: float | None,
@@ -760,6 +841,7 @@ def _run(
     dev: torch.device,
 ) -> AdaptResult:
     train_chunks = _chunks(tokenizer, train_texts, cfg.max_length, cfg.pack)
+    _check_maskable(train_chunks, cfg.source)
     held_chunks = _chunks(tokenizer, held_texts, cfg.max_length, cfg.pack)
     net.requires_grad_(False)
     params = _trainable(net, cfg.train, cfg.train_embeddings)
@@ -770,8 +852,8 @@ def _run(
     )
     mlm = _Mlm(net)
     step, seconds, losses = 0, 0.0, []
-    if resume and (ckpt / _STATE_JSON).is_file():
-        meta, tensors = _read_checkpoint(ckpt, cfg)
+    if resume and checkpoints.has_state(ckpt):
+        meta, tensors = _read_checkpoint(ckpt, cfg, params)
         _restore(params, optim, meta, tensors)
         step, seconds = int(meta["step"]), float(meta["seconds"])
         losses, before = list(meta["losses"]), meta["heldout_before"]
@@ -791,8 +873,9 @@ def _run(
             return (s + 1) / cfg.warmup_steps
         return max(0.0, (cfg.max_steps - s) / max(1, cfg.max_steps - cfg.warmup_steps))
 
-    def save_state() -> None:
-        _write_checkpoint(ckpt, cfg, params, optim, step, seconds, losses, before)
+    def save_state(seconds_now: float) -> None:
+        progress = _Progress(step, seconds_now, losses, before, created)
+        _write_checkpoint(ckpt, cfg, params, optim, progress)
 
     n = len(train_chunks)
     order_epoch, order = -1, []
@@ -839,22 +922,28 @@ def _run(
             if on_step is not None:
                 on_step(step, value)
             if step % checkpoint_every == 0 and step < cfg.max_steps:
-                seconds_now = seconds + time.monotonic() - started
-                _write_checkpoint(ckpt, cfg, params, optim, step, seconds_now, losses, before)
+                save_state(seconds + time.monotonic() - started)
     except KeyboardInterrupt:
         seconds += time.monotonic() - started
         bar.close()
-        save_state()
+        save_state(seconds)
         log.warning("adapt interrupted at step %d: state saved to %s", step, ckpt)
         raise
     seconds += time.monotonic() - started
     bar.close()
     net.eval()
     if step < cfg.max_steps:
-        save_state()
-        log.info("adapt: time box reached at step %d of %d; state in %s", step, cfg.max_steps, ckpt)
+        save_state(seconds)
+        log.warning(
+            "adapt: unfinished: the time box ended the call at step %d of %d and no model"
+            " folder was written yet (result.path is None); the state is saved in %s: call"
+            " adapt again with the same texts and settings to continue",
+            step,
+            cfg.max_steps,
+            ckpt,
+        )
         return AdaptResult(None, step, cfg.max_steps, seconds, before, None, ckpt, losses)
-    save_state()  # the finished training, kept until the model folder is in place
+    save_state(seconds)  # the finished training, kept until the model folder is in place
     after = _evaluate(mlm, held_chunks, tokenizer, cfg, dev)
     for p in net.parameters():
         p.requires_grad_(False)
@@ -863,7 +952,7 @@ def _run(
     provenance = _provenance(cfg, net, params, train_texts, held_texts, step, seconds)
     provenance.update(heldout_before=before, heldout_after=after, train_losses=losses)
     _write_output(target, net.to("cpu"), tokenizer, provenance, ckpt)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    checkpoints.remove_state(ckpt, created)
     log.info(
         "adapt: wrote %s (held-out MLM accuracy %.3f -> %.3f)",
         target,
@@ -871,6 +960,17 @@ def _run(
         after["accuracy"],
     )
     return AdaptResult(target, step, cfg.max_steps, seconds, before, after, ckpt, losses)
+
+
+def _check_maskable(chunks: list[_Chunk], source: str) -> None:
+    """Refuse training windows with nothing to mask (every token ``[UNK]`` or special)."""
+    if not any(w >= 0 for chunk in chunks for w in chunk.words):
+        raise InputError(
+            f"the texts give adapt nothing to mask: under the tokenizer of {source!r} every"
+            " token is [UNK] or a special token (a script or language its vocabulary lacks?),"
+            " so training would learn nothing; adapt texts in the model's language, or a"
+            " model whose vocabulary covers them"
+        )
 
 
 def _provenance(
@@ -955,27 +1055,30 @@ def snapshot(
     InputError
         No checkpoint in ``checkpoint_dir``, or one of another run (other texts, source).
     """
+    _check_run_args(threads, 0, device, None)
     target = _check_output(output)
-    ckpt = Path(checkpoint_dir).expanduser().absolute()
-    if not (ckpt / _STATE_JSON).is_file():
-        raise InputError(f"{ckpt}: no adapt checkpoint here ({_STATE_JSON} is missing)")
+    ckpt = _folder_path(checkpoint_dir, "checkpoint_dir")
+    if not checkpoints.has_state(ckpt):
+        raise InputError(f"{ckpt}: no adapt checkpoint here ({checkpoints.STATE_JSON} is missing)")
     try:
-        saved = json.loads((ckpt / _STATE_JSON).read_text(encoding="utf-8"))["config"]
-        cfg = _Config(**saved)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{ckpt}: unreadable adapt checkpoint ({exc})") from exc
+        cfg = _Config(**checkpoints.read_meta(ckpt)["config"])
+    except (KeyError, TypeError) as exc:
+        raise InputError(
+            f"{ckpt / checkpoints.STATE_JSON}: no readable 'config' ({exc}); the file was"
+            " edited or damaged"
+        ) from exc
     all_texts = read_texts(texts, text_column)
     train_texts, held_texts = _split_heldout(all_texts, heldout_fraction)
-    net, tokenizer, _ = _load_source(model, device)
+    net, tokenizer, _, _ = _load_source(model, device)
     if fingerprint(net) != cfg.source_fingerprint or texts_digest(all_texts) != cfg.texts_sha256:
         raise InputError(
             f"{ckpt}: this checkpoint is of another adapt run (other source model or texts);"
             " pass the texts and model the run was started with"
         )
-    meta, tensors = _read_checkpoint(ckpt, cfg)
     dev = next(net.parameters()).device
     net.requires_grad_(False)
     params = _trainable(net, cfg.train, cfg.train_embeddings)
+    meta, tensors = _read_checkpoint(ckpt, cfg, params)
     _load_params(params, tensors)
     with torch_threads(threads):
         held_chunks = _chunks(tokenizer, held_texts, cfg.max_length, cfg.pack)
