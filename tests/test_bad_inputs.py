@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import time
@@ -346,6 +347,8 @@ def run_cli_train(case: dict[str, Any], ctx: Ctx) -> Outcome:
     pd.DataFrame({"text": TOY_X, "label": labels}).to_csv(ctx.work / "train.csv", index=False)
     for name in case.get("make_files", []):
         (ctx.work / name).write_text("not a folder", encoding="utf-8")
+    for name, builder in case.get("make_folders", {}).items():
+        TARGET_BUILDERS[builder](ctx.work / name, ctx)
     config = {
         "pvp": SENTIMENT_PVP,
         "model": str(ctx.tiny_dir),
@@ -402,6 +405,82 @@ def run_cli(case: dict[str, Any], ctx: Ctx) -> Outcome:
     return Outcome(ctx.fitted, TOY_X)
 
 
+# ------------------------------------------------------------------------ adapt
+ADAPT_FAST = {"max_steps": 2, "batch_size": 4, "max_length": 16, "verbose": 0, "seed": 0}
+
+
+def _adapt_fifo(work: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    os.mkfifo(work / "texts.fifo")
+    return work / "texts.fifo"
+
+
+#: ``texts_builder``: the texts an adapt case reads (a path made in the case's folder).
+ADAPT_TEXTS: dict[str, Callable[[Path], Any]] = {
+    "all_unk": lambda work: ["ζζζ ωωω", "ξξξ ψψψ", "φφφ χχχ"] * 4,
+    "surrogate": lambda work: [*TOY_X[:-1], "bad \udc80 text"],
+    "long_text": lambda work: [" ".join(["great", "film"] * 125_000), *TOY_X],
+    "folder": lambda work: (work / "texts").mkdir() or work / "texts",
+    "fifo": _adapt_fifo,
+}
+
+
+def _user_work(ctx: Ctx) -> None:
+    (ctx.work / "c.txt").write_text("\n".join(TOY_X), encoding="utf-8")
+    (ctx.work / "notes.txt").write_text("mine", encoding="utf-8")
+
+
+def _edited_checkpoint(case: dict[str, Any], ctx: Ctx) -> None:
+    """An unfinished run of the case (time-boxed at step 0), its JSON then edited."""
+    from pet_kit.train.adapt import adapt
+
+    adapt(TOY_X, ctx.work / "out", model=str(ctx.tiny_dir), max_minutes=1e-9, **ADAPT_FAST)
+    path = ctx.work / ".out.adapt-checkpoint" / "adapt_state.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    _merge(meta, case.get("json_patch", {}))
+    for key in case.get("json_delete", []):
+        del meta[key]
+    path.write_text(case.get("json_text") or json.dumps(meta), encoding="utf-8")
+
+
+#: ``adapt_setup``: what the case's folder holds before an ``adapt`` case runs.
+ADAPT_SETUPS: dict[str, Callable[[dict[str, Any], Ctx], None]] = {
+    "user_work": lambda case, ctx: _user_work(ctx),
+    "a_file": lambda case, ctx: (ctx.work / "file.txt").write_text("a file", encoding="utf-8"),
+    "output_link": lambda case, ctx: (
+        (ctx.work / "empty").mkdir(),
+        (ctx.work / "link").symlink_to(ctx.work / "empty"),
+    ),
+    "edited_checkpoint": _edited_checkpoint,
+}
+
+
+def run_adapt(case: dict[str, Any], ctx: Ctx) -> Outcome:
+    """``adapt`` (pet_kit.train.adapt) on the toy texts (or ``texts_builder``'s) into
+    ``output`` (default ``out`` in the case's folder, also the working folder) with the
+    case's ``params`` (``{model}`` in a value: the tiny model's folder), after
+    ``adapt_setup`` prepared the folder. A refused call must leave every file of the
+    case's folder and the model's unchanged; an ok case's model must serve a prompt."""
+    from pet_kit.train.adapt import adapt
+
+    if "adapt_setup" in case:
+        ADAPT_SETUPS[case["adapt_setup"]](case, ctx)
+    texts = ADAPT_TEXTS[case["texts_builder"]](ctx.work) if "texts_builder" in case else TOY_X
+    params = {**ADAPT_FAST, **case.get("params", {})}
+    params = {
+        k: v.format(model=ctx.tiny_dir) if isinstance(v, str) else v for k, v in params.items()
+    }
+    before = _snapshot(ctx.work), _snapshot(ctx.tiny_dir)
+    try:
+        res = adapt(texts, ctx.work / case.get("output", "out"), model=str(ctx.tiny_dir), **params)
+    except BaseException:
+        assert (_snapshot(ctx.work), _snapshot(ctx.tiny_dir)) == before, case["id"]
+        raise
+    clf = PromptClassifier(pvp=SENTIMENT_PVP, model=str(res.path), device="cpu", verbose=0)
+    return Outcome(clf.fit(None), TOY_X)
+
+
 # ------------------------------------------------------ saving: never lose a file
 USER_FILES = {"notes.txt": b"my notes\n", "runs/log.csv": b"step,loss\n"}
 PET_KIT_FILES = (META_FILE, TENSOR_FILE)
@@ -423,6 +502,14 @@ def _target_with(name: str, data: bytes) -> Callable[[Path, Ctx], None]:
     return build
 
 
+def _other_task_prompt(target: Path, ctx: Ctx) -> None:
+    """A pet_kit prompt folder of another task (its PVP's pattern differs)."""
+    shutil.copytree(ctx.pristine, target)
+    meta = json.loads((target / META_FILE).read_text(encoding="utf-8"))
+    meta["pvp"]["pattern"] = "{text} Topic: [MASK]."
+    (target / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+
+
 def _target_symlinked_prompt_json(target: Path, ctx: Ctx) -> None:
     shutil.copytree(ctx.pristine, target)
     _user_files(target)
@@ -439,6 +526,7 @@ TARGET_BUILDERS: dict[str, Callable[[Path, Ctx], None]] = {
     "deep_prompt_json": _target_with(META_FILE, b"[" * 200_000 + b"]" * 200_000),
     "foreign_tensor_file": _target_with(TENSOR_FILE, b"my tensors"),
     "symlinked_prompt_json": _target_symlinked_prompt_json,
+    "other_task_prompt": _other_task_prompt,
     "a_file": lambda t, c: (c.work / "file.txt").write_bytes(b"a file"),
 }
 
@@ -543,6 +631,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Ctx], Outcome]] = {
     "cli": run_cli,
     "server": run_server,
     "cli_train": run_cli_train,
+    "adapt": run_adapt,
 }
 #: What a runner needs installed (the case is skipped without it).
 NEEDS = {"server": "fastapi"}
