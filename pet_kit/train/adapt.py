@@ -14,8 +14,9 @@ head). Word embeddings stay frozen (and with them the decoder tied to them) unle
 
 Runs are budgeted (``max_steps`` in all, ``max_minutes`` per call) and resumable: a
 checkpoint folder (default: ``.NAME.adapt-checkpoint`` beside the output) holds the
-trainable tensors, the AdamW moments and the step, written atomically every
-``checkpoint_every`` steps, at the end of the time box and on Ctrl-C. Calling
+trainable tensors, the AdamW moments and the step, written with one commit point every
+``checkpoint_every`` steps, at the end of the time box and on Ctrl-C
+(:mod:`.adapt_checkpoint`: it never deletes a file adapt did not write). Calling
 :func:`adapt` again with the same texts and settings continues from it; the result is
 bit-identical to an uninterrupted run (masks and batch order are functions of the seed and
 the step). The output folder is written once, atomically, when ``max_steps`` is reached.
@@ -735,7 +736,10 @@ def adapt(
         accuracy before and after.
     checkpoint_dir : str or PathLike, optional
         Where the resumable state goes (default ``.NAME.adapt-checkpoint`` beside the
-        output). Removed when the output is written.
+        output): a new or empty folder, or one holding only this run's checkpoint (a
+        folder of other files is refused, see :mod:`.adapt_checkpoint`). When the output
+        is written its checkpoint files are deleted, and the folder too if adapt made it
+        and it is then empty.
     checkpoint_every : int
         Steps between checkpoints.
     resume : bool
@@ -758,7 +762,11 @@ def adapt(
     Raises
     ------
     InputError
-        Bad settings or texts, an existing output folder, a checkpoint of another run.
+        Bad settings or texts, an output folder that is not new or empty (or is a
+        symbolic link), a checkpoint folder of other files, a checkpoint of another run
+        or an edited one.
+    SavedPromptError
+        The output folder holds an adapted model (never replaced).
     KeyboardInterrupt
         After writing a checkpoint (call again to continue).
     """
