@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -171,6 +172,20 @@ def test_a_crash_at_any_file_operation_leaves_a_resumable_checkpoint(
         assert _same_weights(whole, out), f"crash before file operation {n}"
         n += 1
     assert n > 5  # the checkpoints at steps 1, 2, 3 and the clean-up were all crash points
+
+
+def test_a_checkpoint_in_the_earlier_two_file_layout_still_resumes(tiny_dir, tmp_path):
+    whole = adapt(TEXTS, tmp_path / "whole", model=str(tiny_dir), **FAST).path
+    with pytest.raises(KeyboardInterrupt):
+        adapt(TEXTS, tmp_path / "out", model=str(tiny_dir), on_step=_stop_at(3), **FAST)
+    ckpt = tmp_path / ".out.adapt-checkpoint"
+    state = ckpt / "adapt_state.json"
+    meta = json.loads(state.read_text("utf-8"))  # as pet_kit wrote it before one commit point
+    (ckpt / meta.pop("tensors_file")).rename(ckpt / "adapt_state.safetensors")
+    del meta["tensors_bytes"], meta["created_folder"]
+    state.write_text(json.dumps(meta), encoding="utf-8")
+    res = adapt(TEXTS, tmp_path / "out", model=str(tiny_dir), **FAST)
+    assert res.complete and _same_weights(whole, res.path) and not ckpt.exists()
 
 
 def _adapt_in_child(ckpt_parent: Path, tiny_dir: Path, run: dict, report: int) -> None:
