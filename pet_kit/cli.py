@@ -526,6 +526,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out,
         overwrite=args.overwrite,
         fix="Pass --overwrite to replace it, or choose another folder with --output",
+        role="output folder",
     )
     labels = list(clf.resolved_pvp().verbalizer.labels)
     train, test = _training_frame(cfg.data, base)

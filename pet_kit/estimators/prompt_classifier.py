@@ -429,6 +429,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
                 fix="Choose another checkpoint folder, or pass checkpoint=Checkpoints(dir,"
                 " overwrite=True) (in a pet-kit train config: checkpoint: {dir: ...,"
                 " overwrite: true}, or --overwrite) to replace it",
+                role="checkpoint folder",
             )
         except SavedPromptError as exc:
             raise SavedPromptError(

@@ -651,6 +651,7 @@ def check_replace(
     overwrite: bool,
     fix: str,
     own: Callable[[dict[str, Any]], bool] | None = None,
+    role: str = "folder",
 ) -> None:
     """The overwrite rule of every folder pet_kit writes a result into.
 
@@ -673,6 +674,8 @@ def check_replace(
     own : callable, optional
         ``own(meta)``, given the marker file's JSON: whether the result may be replaced
         without ``overwrite``.
+    role : str
+        What the folder is to the caller, for the message (``"output folder"``).
 
     Raises
     ------
@@ -687,7 +690,7 @@ def check_replace(
     if held is None or (own is not None and own(held[1])):
         return
     raise SavedPromptError(
-        f"{target} already holds {_describe(*held)}; refusing to replace it. {fix}"
+        f"the {role} {target} already holds {_describe(*held)}; refusing to replace it. {fix}"
     )
 
 

@@ -600,7 +600,7 @@ def _check_output(output: Any) -> Path:
             f" ({os.path.realpath(target)}) or a new one"
         )
     fix = "adapt writes a new model folder: choose another output path"
-    check_replace(target, overwrite=False, fix=fix)
+    check_replace(target, overwrite=False, fix=fix, role="output folder")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError(f"{target} already exists; {fix}, or remove it yourself")
     parent = target.parent

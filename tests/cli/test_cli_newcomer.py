@@ -52,7 +52,7 @@ def test_train_refuses_an_existing_prompt_unless_overwrite(tmp_path, tiny_dir, c
         _refuse_backbone(m)  # refused before the data or the backbone is loaded
         assert main(["train", str(cfg)]) == 1
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"error: the output folder {out} already holds a prompt")
+    assert captured.err.startswith(f"error: the output folder {out} already holds a pet_kit prompt")
     assert "--overwrite" in captured.err and captured.out == ""
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
