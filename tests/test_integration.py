@@ -100,8 +100,7 @@ def test_pet_family_on_the_default_backbone(rt, tmp_path):
     assert abs(cal_share - 0.5) < abs(raw_share - 0.5)
 
     soft = [
-        os.path.join(REPO, "templates", f"rotten_tomatoes.yaml#{n}")
-        for n in ("soft", "soft_just")
+        os.path.join(REPO, "templates", f"rotten_tomatoes.yaml#{n}") for n in ("soft", "soft_just")
     ]
     ens = PromptEnsemble(
         pvps=soft,

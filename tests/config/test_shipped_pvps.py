@@ -205,9 +205,7 @@ def test_sentiment_zh_words_are_two_token_groups():
 
 def test_chinese_reviews_words_are_single_characters():
     vpath = REPO / "verbalizers" / "chinese_reviews.yaml"
-    tok = chinese_tokenizer(
-        REPO / "templates" / "chinese_reviews.yaml", vpath.resolve()
-    )
+    tok = chinese_tokenizer(REPO / "templates" / "chinese_reviews.yaml", vpath.resolve())
     cv = load_verbalizer(vpath).compile(tok, space_before=False)
     assert [g.length for g in cv.groups] == [1]
 
