@@ -263,6 +263,7 @@ def train_prompt(
     extra: nn.Module | None = None,
     backbone_params: Sequence[tuple[str, nn.Parameter]] = (),
     aux_loss: Callable[[], torch.Tensor] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``prompt`` in place with cross-entropy over the class scores.
 
@@ -298,6 +299,9 @@ def train_prompt(
     aux_loss : callable, optional
         Returns an auxiliary loss (PET's MLM loss) added to every micro-batch as
         ``(1 - w) * task_loss + w * aux_loss()``, ``w = config.aux_loss_weight``.
+    sample_weight : ndarray, optional
+        One weight > 0 per example, scaled to mean 1 over ``examples``: each example's
+        task loss is multiplied by its weight (the auxiliary loss is not weighted).
 
     Returns
     -------
@@ -346,12 +350,19 @@ def train_prompt(
     loss_fn = nn.CrossEntropyLoss()
     temp = float(config.temperature)
 
-    def loss_of(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss_of(
+        scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if not soft:
-            return loss_fn(scores, target)
+            if weight is None:
+                return loss_fn(scores, target)
+            return (nn.functional.cross_entropy(scores, target, reduction="none") * weight).mean()
         # distillation: T^2 * cross-entropy(soft targets, softmax(scores / T))
         logp = torch.log_softmax(scores / temp, dim=1)
-        return -(target * logp).sum(1).mean() * (temp * temp)
+        per_example = -(target * logp).sum(1)
+        if weight is not None:
+            per_example = per_example * weight
+        return per_example.mean() * (temp * temp)
 
     accum = max(1, int(config.gradient_accumulation_steps))
     micro = max(1, int(config.batch_size) // accum) if accum > 1 else int(config.batch_size)
@@ -359,6 +370,10 @@ def train_prompt(
     total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
     total = max(0, int(total))
     y_t = torch.as_tensor(y, dtype=torch.float32 if soft else torch.long, device=scorer.device)
+    w_t = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        w_t = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=scorer.device)
     best_acc, best_state, bad_epochs = -1.0, None, 0
     bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
     step = 0
@@ -445,7 +460,7 @@ def train_prompt(
                 for chunk in group:
                     slots = prompt()
                     scores = scorer.class_scores([examples[i] for i in chunk], slots)
-                    loss = loss_of(scores.float(), y_t[chunk])
+                    loss = loss_of(scores.float(), y_t[chunk], None if w_t is None else w_t[chunk])
                     if aux_w > 0:
                         loss = (1 - aux_w) * loss + aux_w * aux_loss()
                     loss = loss * (len(chunk) / count)
