@@ -9,18 +9,63 @@ model's full forward pass; both give the same numbers (tested).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..config.verbalizer import WordGroup
 from ..errors import InputError
 from .backbone import Backbone, head_parts
 from .encoding import ClozeEncoder, Encoded
 
-__all__ = ["ClozeScorer", "LabelHead"]
+__all__ = ["ClozeScorer", "LabelHead", "Scorer", "batch_scores"]
+
+
+class Scorer(Protocol):
+    """What every scorer offers: class scores of a batch of encoded examples.
+
+    :class:`ClozeScorer` scores one PVP on one backbone; stand-ins for training implement
+    the same (:class:`~pet_kit.model.state_cache.CachedStates`, from cached encoder states;
+    the multi-task mixer in :mod:`pet_kit.train.trainer`, several PVPs at once). The
+    training loop and :func:`batch_scores` are typed against this protocol. (A
+    :class:`~pet_kit.model.cloze_model.ClozeModel`'s ``class_scores`` is another thing:
+    it takes raw inputs and returns calibrated numpy scores.)
+
+    Attributes
+    ----------
+    n_labels : int
+        Columns of the scores.
+    device : torch.device
+        Where the scores (and the slots given to :meth:`class_scores`) live.
+    """
+
+    n_labels: int
+    device: torch.device
+
+    def class_scores(self, batch: Sequence[Encoded], slots: torch.Tensor | None) -> torch.Tensor:
+        """Class scores ``(B, n_labels)`` (logits; softmax gives probabilities) of
+        ``batch`` with the soft ``slots``."""
+        ...
+
+
+def batch_scores(
+    scorer: Scorer,
+    examples: Sequence[Encoded],
+    slots: torch.Tensor | None,
+    groups: Iterable[list[int]],
+    verbose: int = 0,
+) -> np.ndarray:
+    """Class scores of ``examples`` as float32, shape ``(n, n_labels)``, in input order:
+    one :meth:`Scorer.class_scores` call per list of indices in ``groups`` (the caller
+    chooses the batches and the gradient or inference mode)."""
+    out = np.empty((len(examples), scorer.n_labels), dtype=np.float32)
+    for idx in tqdm(groups, desc="predict", disable=verbose <= 0, leave=False):
+        out[idx] = scorer.class_scores([examples[i] for i in idx], slots).float().cpu().numpy()
+    return out
 
 
 class LabelHead(nn.Module):

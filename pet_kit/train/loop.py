@@ -1,4 +1,5 @@
-"""The soft-prompt training loop.
+"""The soft-prompt training loop: :class:`PromptTraining` (one run, its state named)
+and :func:`train_prompt` (build one and run it).
 
 Only the prompt's parameters are given to the optimizer; the backbone runs with
 ``requires_grad=False`` so no weight gradients or optimizer state exist for it.
@@ -28,11 +29,11 @@ from ..config.settings import DEFAULTS, FALLBACK_BACKBONE_LR, Batching
 from ..errors import TrainingDivergedError
 from ..model.cloze_model import batches as _batches
 from ..model.encoding import Encoded
-from ..model.scorer import ClozeScorer
+from ..model.scorer import Scorer, batch_scores
 from ..model.soft_prompt import SoftPrompt
-from ..model.state_cache import CachedStates
 
 __all__ = [
+    "PromptTraining",
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
@@ -229,29 +230,8 @@ def _diverged_message(
     )
 
 
-def _scores(
-    scorer: ClozeScorer | CachedStates,
-    examples: Sequence[Encoded],
-    slots: torch.Tensor | None,
-    batch_size: int = 32,
-    verbose: int = 0,
-    desc: str = "predict",
-) -> np.ndarray:
-    """Class scores for ``examples`` (in input order), batched by similar length."""
-    n = len(examples)
-    out = np.empty((n, scorer.n_labels), dtype=np.float32)
-    if n == 0:
-        return out
-    order = sorted(range(n), key=lambda i: examples[i].length())
-    with torch.inference_mode():
-        for idx in tqdm(_batches(order, batch_size), desc=desc, disable=verbose <= 0, leave=False):
-            scores = scorer.class_scores([examples[i] for i in idx], slots)
-            out[idx] = scores.float().cpu().numpy()
-    return out
-
-
 def train_prompt(
-    scorer: ClozeScorer | CachedStates,
+    scorer: Scorer,
     prompt: SoftPrompt,
     examples: Sequence[Encoded],
     y: np.ndarray,
@@ -269,8 +249,9 @@ def train_prompt(
 
     Parameters
     ----------
-    scorer : ClozeScorer or CachedStates
-        Scores the examples; a ``CachedStates`` when the encoder's inputs stay fixed.
+    scorer : Scorer
+        Scores the examples (:class:`~pet_kit.model.scorer.Scorer`): a ``ClozeScorer``,
+        a ``CachedStates`` when the encoder's inputs stay fixed, or the multi-task mixer.
     prompt : SoftPrompt
     examples : sequence of Encoded
     y : ndarray
@@ -325,214 +306,316 @@ def train_prompt(
         checked states. The exception carries the step, the loss, the learning rates
         and the result so far.
     """
-    result = TrainResult()
-    n = len(examples)
-    named: list[tuple[str, torch.Tensor]] = []
-    if prompt.n_slots:
-        named += [(f"prompt.{k}", p) for k, p in prompt.named_parameters() if p.requires_grad]
-    if extra is not None:
-        kind = type(extra).__name__
-        named += [(f"{kind}.{k}", p) for k, p in extra.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    bb_params = [p for _, p in backbone_params]
-    if n == 0 or not (params or bb_params):
-        return result
-    groups = [{"params": params, "lr": config.learning_rate}] if params else []
-    rates = {"learning_rate": float(config.learning_rate)} if params else {}
-    if bb_params:
-        groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
-        rates["tuning.learning_rate"] = float(config.backbone_learning_rate)
-    large = sum(p.numel() for p in bb_params) > STEP_SNAPSHOT_LIMIT
-    guard = _LastFinite(named + list(backbone_params), per_step=not large)
-    optim = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
-    aux_w = float(config.aux_loss_weight) if aux_loss is not None else 0.0
-    soft = np.ndim(y) == 2
-    loss_fn = nn.CrossEntropyLoss()
-    temp = float(config.temperature)
+    return PromptTraining(
+        scorer,
+        prompt,
+        examples,
+        y,
+        config,
+        generator,
+        validation=validation,
+        on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        extra=extra,
+        backbone_params=backbone_params,
+        aux_loss=aux_loss,
+        sample_weight=sample_weight,
+    ).run()
 
-    def loss_of(
-        scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+
+class PromptTraining:
+    """One run of :func:`train_prompt` (same parameters), its state named.
+
+    Attributes
+    ----------
+    step, epoch : int
+        Optimizer steps and epochs done.
+    result : TrainResult
+        What the run did so far.
+    guard : _LastFinite
+        The trained tensors' last state that passed the finiteness check.
+    last_loss : float
+        The last finite training loss (for messages).
+    best_accuracy, best_state, bad_epochs
+        Early stopping: the best validation accuracy, the state it was reached with, and
+        the epochs since.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        prompt: SoftPrompt,
+        examples: Sequence[Encoded],
+        y: np.ndarray,
+        config: TrainConfig,
+        generator: torch.Generator,
+        *,
+        validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
+        on_step: Callable[[int], None] | None = None,
+        on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+        extra: nn.Module | None = None,
+        backbone_params: Sequence[tuple[str, nn.Parameter]] = (),
+        aux_loss: Callable[[], torch.Tensor] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
+        self.scorer, self.prompt, self.examples = scorer, prompt, examples
+        self.config, self.generator = config, generator
+        self.validation, self.on_step, self.on_checkpoint = validation, on_step, on_checkpoint
+        self.extra, self.aux_loss = extra, aux_loss
+        self.backbone_params = list(backbone_params)
+        self.result = TrainResult()
+        self.n = len(examples)
+        named: list[tuple[str, torch.Tensor]] = []
+        if prompt.n_slots:
+            named += [(f"prompt.{k}", p) for k, p in prompt.named_parameters() if p.requires_grad]
+        if extra is not None:
+            kind = type(extra).__name__
+            named += [(f"{kind}.{k}", p) for k, p in extra.named_parameters() if p.requires_grad]
+        self.named = named
+        self.soft = np.ndim(y) == 2
+        self.temperature = float(config.temperature)
+        self.y = torch.as_tensor(
+            y, dtype=torch.float32 if self.soft else torch.long, device=scorer.device
+        )
+        self.weight: torch.Tensor | None = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            self.weight = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=scorer.device)
+        self.accum = max(1, int(config.gradient_accumulation_steps))
+        size = int(config.batch_size)
+        self.micro = max(1, size // self.accum) if self.accum > 1 else size
+        self.steps_per_epoch = math.ceil(self.n / (self.micro * self.accum))
+        total = (
+            config.max_steps
+            if config.max_steps is not None
+            else config.epochs * (self.steps_per_epoch)
+        )
+        self.total = max(0, int(total))
+        self.step = 0
+        self.epoch = 0
+        self.last_loss = math.nan
+        self.best_accuracy = -1.0
+        self.best_state: tuple[dict, dict, dict] | None = None
+        self.bad_epochs = 0
+        self.probe = list(range(min(self.n, self.micro)))  # checks the latest update
+        self.backbone_names = {name for name, _ in self.backbone_params}
+
+    # ------------------------------------------------------------------- the run
+    def run(self) -> TrainResult:
+        """Train; see :func:`train_prompt`."""
+        params = [p for _, p in self.named]
+        bb_params = [p for _, p in self.backbone_params]
+        if self.n == 0 or not (params or bb_params):
+            return self.result
+        config = self.config
+        groups = [{"params": params, "lr": config.learning_rate}] if params else []
+        self.rates = {"learning_rate": float(config.learning_rate)} if params else {}
+        if bb_params:
+            groups.append({"params": bb_params, "lr": config.backbone_learning_rate})
+            self.rates["tuning.learning_rate"] = float(config.backbone_learning_rate)
+        large = sum(p.numel() for p in bb_params) > STEP_SNAPSHOT_LIMIT
+        self.guard = _LastFinite(self.named + self.backbone_params, per_step=not large)
+        self.optim = torch.optim.AdamW(
+            groups, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.aux_weight = float(config.aux_loss_weight) if self.aux_loss is not None else 0.0
+        self.bar = tqdm(total=self.total, desc="fit", disable=config.verbose <= 0, leave=False)
+        self.prompt.train()
+        grouped = config.group_by_length
+        if grouped == "auto":
+            grouped = self.n > GROUP_MEGABATCH * self.micro * self.accum
+        lengths = [e.length() for e in self.examples] if grouped else []
+        interrupted = False
+        try:
+            while self.step < self.total:
+                order = torch.randperm(self.n, generator=self.generator).tolist()
+                size = self.micro * self.accum
+                if grouped:
+                    batches = _grouped_batches(order, lengths, size, self.generator)
+                else:
+                    batches = _batches(order, size)
+                if self._epoch(batches):
+                    self.result.stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("training interrupted after %d optimizer step(s)", self.step)
+        if self.best_state is None:  # the best state passed the check when it was kept
+            self._check_latest()
+        self.bar.close()
+        self.prompt.eval()
+        self._restore_best()
+        self._count_steps(self.step)
+        self.result.interrupted = interrupted
+        if interrupted:
+            raise TrainingInterrupted(self.result)
+        return self.result
+
+    def _epoch(self, batches: list[list[int]]) -> bool:
+        """One pass over ``batches`` (or what is left of the step budget), then the
+        validation and end-of-epoch checkpoint; returns whether to stop early."""
+        epoch_loss, seen = 0.0, 0
+        every = self.config.checkpoint_every
+        for batch in batches:
+            if self.step >= self.total:
+                break
+            loss, count = self._optimizer_step(batch)
+            epoch_loss += loss * count
+            seen += count
+            if not self.bar.disable:  # this epoch's running mean loss, shown with the step
+                self.bar.set_postfix(
+                    epoch=self.epoch + 1, loss=f"{epoch_loss / max(seen, 1):.4f}", refresh=False
+                )
+            self.bar.update(1)
+            if self.on_step is not None:
+                self.on_step(self.step)
+            if every is not None and self.step % every == 0:
+                self._checkpoint()
+        self.epoch += 1
+        mean_loss = epoch_loss / max(seen, 1)
+        self.result.train_loss.append(mean_loss)
+        log.debug("epoch %d: loss %.4f", self.epoch, mean_loss)
+        stop = False
+        if self.validation is not None:
+            stop = self._validate()
+        elif not self.guard.per_step:
+            self._check_latest(epoch_end=True)
+        if every is None:
+            self._checkpoint()
+        return stop
+
+    def _optimizer_step(self, batch: list[int]) -> tuple[float, int]:
+        """Accumulate the gradients of ``batch``'s micro-batches, check, step; returns the
+        step's loss and its example count."""
+        group = _batches(batch, self.micro)
+        count = sum(len(c) for c in group)
+        self.optim.zero_grad(set_to_none=True)
+        step_loss = torch.zeros((), device=self.y.device)
+        for chunk in group:
+            scores = self.scorer.class_scores([self.examples[i] for i in chunk], self.prompt())
+            weight = None if self.weight is None else self.weight[chunk]
+            loss = self._loss(scores.float(), self.y[chunk], weight)
+            if self.aux_weight > 0:
+                loss = (1 - self.aux_weight) * loss + self.aux_weight * self.aux_loss()
+            loss = loss * (len(chunk) / count)
+            loss.backward()
+            step_loss += loss.detach().float()
+        # the one sync of the step: its loss and the previous update's values
+        self.last_loss = self._check(step_loss, "the training loss")
+        self.optim.step()
+        self.step += 1
+        return self.last_loss, count
+
+    def _loss(
+        self, scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if not soft:
+        """The task loss of one micro-batch (mean over its examples)."""
+        if not self.soft:
             if weight is None:
-                return loss_fn(scores, target)
+                return nn.functional.cross_entropy(scores, target)
             return (nn.functional.cross_entropy(scores, target, reduction="none") * weight).mean()
         # distillation: T^2 * cross-entropy(soft targets, softmax(scores / T))
-        logp = torch.log_softmax(scores / temp, dim=1)
-        per_example = -(target * logp).sum(1)
+        temp = self.temperature
+        per_example = -(target * torch.log_softmax(scores / temp, dim=1)).sum(1)
         if weight is not None:
             per_example = per_example * weight
         return per_example.mean() * (temp * temp)
 
-    accum = max(1, int(config.gradient_accumulation_steps))
-    micro = max(1, int(config.batch_size) // accum) if accum > 1 else int(config.batch_size)
-    steps_per_epoch = math.ceil(n / (micro * accum))
-    total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
-    total = max(0, int(total))
-    y_t = torch.as_tensor(y, dtype=torch.float32 if soft else torch.long, device=scorer.device)
-    w_t = None
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        w_t = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=scorer.device)
-    best_acc, best_state, bad_epochs = -1.0, None, 0
-    bar = tqdm(total=total, desc="fit", disable=config.verbose <= 0, leave=False)
-    step = 0
-    epoch = 0
-    every = config.checkpoint_every
-    interrupted = False
-    probe = list(range(min(n, micro)))  # the examples checking the latest update
-    prompt.train()
+    def _validate(self) -> bool:
+        """Score the validation set (checking the latest update) and keep the best state;
+        returns whether early stopping ends the run."""
+        examples, labels = self.validation
+        with torch.no_grad():
+            slots = self.prompt()
+        order = sorted(range(len(examples)), key=lambda i: examples[i].length())
+        with torch.inference_mode():
+            scores = batch_scores(self.scorer, examples, slots, _batches(order, 32))
+        loss = torch.tensor(math.nan)  # checks the latest update
+        if np.isfinite(scores).all():
+            loss = nn.functional.cross_entropy(torch.from_numpy(scores), torch.as_tensor(labels))
+        self._check(loss, "the validation loss", epoch_end=True)
+        accuracy = float((scores.argmax(1) == labels).mean())
+        self.result.val_accuracy.append(accuracy)
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.bad_epochs = accuracy, 0
+            self.best_state = _snapshot(self.prompt, self.extra, self.backbone_params)
+            self.result.best_epoch = self.epoch
+            return False
+        self.bad_epochs += 1
+        patience = self.config.n_iter_no_change
+        return patience is not None and self.bad_epochs >= patience
 
-    last_loss = [math.nan]  # the last finite training loss (for messages)
+    def _restore_best(self) -> None:
+        """Put the best validation state back (early stopping)."""
+        if self.best_state is None:
+            return
+        prompt_state, extra_state, backbone_state = self.best_state
+        self.prompt.load_state_dict(prompt_state)
+        if self.extra is not None:
+            self.extra.load_state_dict(extra_state)
+        with torch.no_grad():
+            for name, param in self.backbone_params:
+                param.copy_(backbone_state[name])
 
-    def diverge(cause: str, loss: float, lower: Sequence[str]) -> NoReturn:
-        restored = guard.restore()
-        prompt.eval()
-        bar.close()
-        result.steps = restored
-        result.epochs = restored / steps_per_epoch if steps_per_epoch else 0.0
-        if step and math.isfinite(last_loss[0]):
-            cause += f" (the last finite training loss was {last_loss[0]:.4g})"
+    def _count_steps(self, steps: int) -> None:
+        self.result.steps = steps
+        self.result.epochs = steps / self.steps_per_epoch if self.steps_per_epoch else 0.0
+
+    # ---------------------------------------------------------------- the checks
+    def _check(self, loss: torch.Tensor, what: str, epoch_end: bool = False) -> float:
+        """Check ``loss`` (``what``, of the current state: after ``step`` steps) and every
+        trained value, in one device-to-host transfer; returns the loss."""
+        guard = self.guard
+        flag = guard.finite()
+        value, ok = torch.stack([loss.detach().float().to(flag.device), flag.float()]).tolist()
+        after = "after that step" if self.step else "before any update"
+        if not ok:
+            name = guard.first_non_finite() or "a trained tensor"
+            rate = "tuning.learning_rate" if name in self.backbone_names else "learning_rate"
+            self._diverge(f"{name} holds NaN or inf {after}", value, [rate])
+        if not math.isfinite(value):
+            self._diverge(f"{what} is {value} {after}", value, list(self.rates))
+        guard.keep(self.step, epoch_end=epoch_end)
+        return value
+
+    def _check_latest(self, epoch_end: bool = False) -> None:
+        """Check the state after the latest step (unless checked) on the probe batch."""
+        if self.guard.checked == self.step:
+            if epoch_end and not self.guard.per_step:
+                self.guard.keep(self.step, epoch_end=True)
+            return
+        probe = self.probe
+        with torch.no_grad():
+            scores = self.scorer.class_scores([self.examples[i] for i in probe], self.prompt())
+            scores = scores.float()
+            loss = self._loss(scores, self.y[probe])
+            loss = torch.where(torch.isfinite(scores).all(), loss, math.nan)
+            self._check(loss, "the training loss", epoch_end)
+
+    def _checkpoint(self) -> None:
+        self._count_steps(self.step)
+        if self.on_checkpoint is not None:
+            self._check_latest()  # a checkpoint only ever holds a checked state
+            with torch.no_grad():
+                self.on_checkpoint(self.step, self.result)
+
+    def _diverge(self, cause: str, loss: float, lower: Sequence[str]) -> NoReturn:
+        restored = self.guard.restore()
+        self.prompt.eval()
+        self.bar.close()
+        self._count_steps(restored)
+        if self.step and math.isfinite(self.last_loss):
+            cause += f" (the last finite training loss was {self.last_loss:.4g})"
         message = _diverged_message(
-            step, cause, rates, lower, restored, config.weight_decay, temp if soft else None
+            self.step,
+            cause,
+            self.rates,
+            lower,
+            restored,
+            self.config.weight_decay,
+            self.temperature if self.soft else None,
         )
         log.error("%s", message)
         raise TrainingDivergedError(
-            message, step=step, loss=loss, learning_rates=rates, result=result
+            message, step=self.step, loss=loss, learning_rates=self.rates, result=self.result
         )
-
-    backbone_names = {name for name, _ in backbone_params}
-
-    def check(loss: torch.Tensor, what: str, epoch_end: bool = False) -> float:
-        """Check ``loss`` (``what``, of the current state: after ``step`` steps) and every
-        trained value, in one device-to-host transfer; returns the loss."""
-        flag = guard.finite()
-        value, ok = torch.stack([loss.detach().float().to(flag.device), flag.float()]).tolist()
-        after = "after that step" if step else "before any update"
-        if not ok:
-            name = guard.first_non_finite() or "a trained tensor"
-            rate = "tuning.learning_rate" if name in backbone_names else "learning_rate"
-            diverge(f"{name} holds NaN or inf {after}", value, [rate])
-        if not math.isfinite(value):
-            diverge(f"{what} is {value} {after}", value, list(rates))
-        guard.keep(step, epoch_end=epoch_end)
-        return value
-
-    def check_latest(epoch_end: bool = False) -> None:
-        """Check the state after the latest step (unless checked) on the probe batch."""
-        if guard.checked == step:
-            if epoch_end and not guard.per_step:
-                guard.keep(step, epoch_end=True)
-            return
-        with torch.no_grad():
-            scores = scorer.class_scores([examples[i] for i in probe], prompt()).float()
-            loss = loss_of(scores, y_t[probe])
-            loss = torch.where(torch.isfinite(scores).all(), loss, math.nan)
-            check(loss, "the training loss", epoch_end)
-
-    def checkpoint() -> None:
-        result.steps = step
-        result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
-        if on_checkpoint is not None:
-            check_latest()  # a checkpoint only ever holds a checked state
-            with torch.no_grad():
-                on_checkpoint(step, result)
-
-    grouped = config.group_by_length
-    if grouped == "auto":
-        grouped = n > GROUP_MEGABATCH * micro * accum
-    lengths = [e.length() for e in examples] if grouped else []
-    try:
-        while step < total:
-            order = torch.randperm(n, generator=generator).tolist()
-            if grouped:
-                batches = _grouped_batches(order, lengths, micro * accum, generator)
-            else:
-                batches = _batches(order, micro * accum)
-            epoch_loss, seen = 0.0, 0
-            for batch in batches:
-                if step >= total:
-                    break
-                group = _batches(batch, micro)
-                count = sum(len(c) for c in group)
-                optim.zero_grad(set_to_none=True)
-                step_loss = torch.zeros((), device=y_t.device)
-                for chunk in group:
-                    slots = prompt()
-                    scores = scorer.class_scores([examples[i] for i in chunk], slots)
-                    loss = loss_of(scores.float(), y_t[chunk], None if w_t is None else w_t[chunk])
-                    if aux_w > 0:
-                        loss = (1 - aux_w) * loss + aux_w * aux_loss()
-                    loss = loss * (len(chunk) / count)
-                    loss.backward()
-                    step_loss += loss.detach().float()
-                    seen += len(chunk)
-                # the one sync of the step: its loss and the previous update's values
-                last_loss[0] = check(step_loss, "the training loss")
-                epoch_loss += last_loss[0] * count
-                optim.step()
-                step += 1
-                if not bar.disable:  # this epoch's running mean loss, shown with the step
-                    bar.set_postfix(
-                        epoch=epoch + 1, loss=f"{epoch_loss / max(seen, 1):.4f}", refresh=False
-                    )
-                bar.update(1)
-                if on_step is not None:
-                    on_step(step)
-                if every is not None and step % every == 0:
-                    checkpoint()
-            epoch += 1
-            mean_loss = epoch_loss / max(seen, 1)
-            result.train_loss.append(mean_loss)
-            log.debug("epoch %d: loss %.4f", epoch, mean_loss)
-            stop = False
-            if validation is not None:
-                with torch.no_grad():
-                    slots = prompt()
-                val_scores = _scores(scorer, validation[0], slots)
-                val_loss = torch.tensor(math.nan)  # checks the latest update
-                if np.isfinite(val_scores).all():
-                    val_loss = nn.functional.cross_entropy(
-                        torch.from_numpy(val_scores), torch.as_tensor(validation[1])
-                    )
-                check(val_loss, "the validation loss", epoch_end=True)
-                pred = val_scores.argmax(1)
-                acc = float((pred == validation[1]).mean())
-                result.val_accuracy.append(acc)
-                if acc > best_acc:
-                    best_acc, bad_epochs = acc, 0
-                    best_state = _snapshot(prompt, extra, backbone_params)
-                    result.best_epoch = epoch
-                else:
-                    bad_epochs += 1
-                    stop = (
-                        config.n_iter_no_change is not None
-                        and bad_epochs >= config.n_iter_no_change
-                    )
-            elif not guard.per_step:
-                check_latest(epoch_end=True)
-            if every is None:
-                checkpoint()
-            if stop:
-                result.stopped_early = True
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("training interrupted after %d optimizer step(s)", step)
-    if best_state is None:  # the best state passed the check when it was kept
-        check_latest()
-    bar.close()
-    prompt.eval()
-    if best_state is not None:
-        prompt.load_state_dict(best_state[0])
-        if extra is not None:
-            extra.load_state_dict(best_state[1])
-        with torch.no_grad():
-            for name, param in backbone_params:
-                param.copy_(best_state[2][name])
-    result.steps = step
-    result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
-    result.interrupted = interrupted
-    if interrupted:
-        raise TrainingInterrupted(result)
-    return result

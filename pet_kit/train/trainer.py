@@ -41,7 +41,7 @@ from ..model.deep import DeepStates, initial_states
 from ..model.demonstrations import DemoPool
 from ..model.encoding import Encoded
 from ..model.prompt_tensors import loaded_slots
-from ..model.scorer import ClozeScorer
+from ..model.scorer import Scorer
 from ..model.soft_prompt import SoftPrompt
 from ..model.state_cache import CachedStates
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
@@ -404,7 +404,7 @@ def train_model(
             )
     fixed_inputs = mode == "head" and model.deep is None
     with frozen(backbone.model), training_params(named), _slots_fixed(model, mode == "head"):
-        scorer: ClozeScorer | CachedStates = model.scorer
+        scorer: Scorer = model.scorer
         if fixed_inputs:  # the encoder's inputs never change: one pass per example
             with torch.no_grad():
                 scorer = CachedStates(model.scorer, model.prompt(), int(settings.batch_size))
