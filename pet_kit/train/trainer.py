@@ -74,12 +74,15 @@ class TrainingData:
         What the loss trains on: ``y``, or the soft labels ``(n, n_classes)``.
     pool : DemoPool or None
         The demonstration pool (the training data itself), with demonstrations.
+    weights : ndarray or None
+        One weight > 0 per example multiplying its loss (``None``: all equal).
     """
 
     examples: list[Encoded]
     y: np.ndarray
     targets: np.ndarray
     pool: DemoPool | None
+    weights: np.ndarray | None = None
 
 
 def _soft_labels(y: Any, labels: list[Any], n: int) -> np.ndarray | None:
@@ -341,11 +344,12 @@ def prepare(
 
 def _split_validation(
     data: TrainingData, settings: Settings, rs: np.random.RandomState
-) -> tuple[list[Encoded], np.ndarray, tuple[list[Encoded], np.ndarray] | None]:
-    """Hold out a stratified validation set when early stopping is on."""
+) -> tuple[list[Encoded], np.ndarray, np.ndarray | None, tuple[list[Encoded], np.ndarray] | None]:
+    """Hold out a stratified validation set when early stopping is on; returns the
+    training examples, targets and weights, and the validation set."""
     stopping = settings.early_stopping
     if stopping is None:
-        return data.examples, data.targets, None
+        return data.examples, data.targets, data.weights, None
     idx = np.arange(len(data.examples))
     counts = np.bincount(data.y)
     strat = data.y if counts[counts > 0].min() >= 2 else None
@@ -362,6 +366,7 @@ def _split_validation(
     return (
         [examples[i] for i in tr],
         data.targets[tr],
+        None if data.weights is None else data.weights[tr],
         ([examples[i] for i in va], data.y[va]),
     )
 
@@ -388,7 +393,7 @@ def train_model(
         The loss or a trained value became NaN or infinite.
     """
     assert model.prompt is not None  # set by prepare()
-    train_ex, train_y, validation = _split_validation(data, settings, rs)
+    train_ex, train_y, train_w, validation = _split_validation(data, settings, rs)
     config = train_config(settings)
     backbone = model.backbone
     named: list[tuple[str, torch.nn.Parameter]] = []
@@ -420,6 +425,7 @@ def train_model(
             extra=model.trainable_modules(),
             backbone_params=named,
             aux_loss=aux_loss,
+            sample_weight=train_w,
         )
     return result
 
