@@ -241,6 +241,12 @@ def _value_problem(errors: list[Any], is_key: bool) -> str:
         problem += (
             '; YAML reads unquoted yes/no/true/false/on/off as booleans: quote the word, e.g. "yes"'
         )
+    if isinstance(value, (list, dict)) and any(e["type"] == "string_type" for e in errors):
+        kind = "list" if isinstance(value, list) else "mapping"
+        problem += (
+            f"; YAML reads an unquoted value starting with '{'[' if kind == 'list' else '{'}'"
+            f' as a {kind}: quote the whole value, e.g. pattern: "[MASK] News: {{text}}"'
+        )
     return problem
 
 

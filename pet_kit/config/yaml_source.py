@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,27 @@ class YamlSource:
         return cls.from_problems([self.problem(problem, loc)])
 
 
+_FLOW_VALUE = re.compile(r"^\s*(?:-\s+)?(?:[\w.-]+\s*:\s+)?(?P<value>[\[{].*)$")
+
+
+def _quote_hint(text: str, exc: yaml.MarkedYAMLError) -> str:
+    """A hint for the commonest slip: an unquoted value starting with ``[`` or ``{``
+    (``pattern: [MASK] News: {text}``), which YAML reads as a list or mapping."""
+    lines = text.splitlines()
+    marks = [m for m in (exc.context_mark, exc.problem_mark) if m is not None]
+    for mark in marks:
+        if 0 <= mark.line < len(lines):
+            match = _FLOW_VALUE.match(lines[mark.line])
+            if match:
+                value = match.group("value").rstrip()
+                return (
+                    f"; a value starting with {value[0]!r} is read as a YAML"
+                    f" {'list' if value[0] == '[' else 'mapping'}: quote the whole value,"
+                    f' e.g. "{value}"'
+                )
+    return ""
+
+
 def _parse(text: str, name: str) -> YamlSource:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -166,6 +188,7 @@ def _parse(text: str, name: str) -> YamlSource:
             )
         if column is not None:
             problem += f" (column {column})"
+        problem += _quote_hint(text, exc)
         raise ConfigError(
             f"invalid YAML: {problem}", source=name, line=line, column=column
         ) from exc

@@ -955,3 +955,16 @@ def test_a_huge_yaml_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     assert "PET_KIT_MAX_YAML_BYTES='lots' is not a positive integer" in str(
         config_error(path, loader=load_verbalizer, names="PET_KIT_MAX_YAML_BYTES")
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pattern: [MASK] News: {text}\nverbalizer:\n  a: [x]\n  b: [y]\n",  # not YAML
+        "pattern: [MASK]\nverbalizer:\n  a: [x]\n  b: [y]\n",  # YAML, but a list
+    ],
+)
+def test_an_unquoted_pattern_starting_with_a_bracket_says_to_quote_it(tmp_path, text):
+    err = config_error(write(tmp_path, "p.yaml", text))
+    assert "quote the whole value" in str(err), str(err)
+    located(err, tmp_path / "p.yaml", 1)
