@@ -41,7 +41,7 @@ import yaml
 
 from ..errors import ConfigError, display_path
 from .pattern import Pattern, parse_pattern
-from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, validate
+from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, did_you_mean, validate
 from .verbalizer import Verbalizer
 from .yaml_source import YamlSource, read_yaml
 
@@ -485,7 +485,11 @@ def _select(src: YamlSource, spec: TemplateFile, names: list[str], wanted: str |
     if wanted is None:
         return 0
     if wanted not in names:
-        raise src.error(f"no pattern named {wanted!r}; this file has: {', '.join(names)}", key)
+        raise src.error(
+            f"no pattern named {wanted!r}{did_you_mean(wanted, names) or ';'} this file has:"
+            f" {', '.join(names)}",
+            key,
+        )
     return names.index(wanted)
 
 

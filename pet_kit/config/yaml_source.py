@@ -15,6 +15,7 @@ that read as the same value (``1:``, ``1.0:``, ``0x1:``, ``+1:`` are all the num
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
@@ -335,6 +336,20 @@ def _reject_same_value(
     )
 
 
+def _nearby_file(path: Path) -> str:
+    """``" (did you mean 'x.yaml'?)"`` for the YAML file beside ``path`` whose name is
+    closest to it, ``" (no folder ...)"`` when its folder is missing, else ``""``."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" (no folder {str(folder)!r})"
+    try:
+        names = sorted(f.name for f in folder.iterdir() if f.suffix in (".yaml", ".yml"))
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names[:10_000], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
     """Read and safely parse a YAML file.
 
@@ -357,7 +372,7 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
     p = Path(path)
     name = str(path)
     if not p.is_file():
-        hint = " (it is a folder)" if p.is_dir() else ""
+        hint = " (it is a folder)" if p.is_dir() else _nearby_file(p)
         raise ConfigError(f"file not found{hint}; check the path", source=name)
     limit = max_yaml_bytes()
     try:

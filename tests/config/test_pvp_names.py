@@ -239,3 +239,13 @@ def test_estimator_takes_a_name(elsewhere):
     assert pvp.name == "sentiment_en#it_was"
     assert list(pvp.verbalizer.labels) == ["negative", "positive"]  # sorted: classes_ order
     assert len(_pvp_list(PromptEnsemble(pvps="rotten_tomatoes").pvps)) == 6
+
+
+def test_a_misspelled_file_or_pattern_name_gets_a_suggestion(tmp_path):
+    (tmp_path / "support_tickets.yaml").write_text("x: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"did you mean 'support_tickets.yaml'\?"):
+        load_pvp(tmp_path / "suport_tickets.yaml")
+    with pytest.raises(ConfigError, match="no folder"):
+        load_pvp(tmp_path / "missing" / "pvp.yaml")
+    with pytest.raises(ConfigError, match=r"no pattern named 'sofft'; did you mean 'soft'\?"):
+        load_pvp(REPO / "templates" / "sentiment_en.yaml#sofft")
