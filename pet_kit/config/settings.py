@@ -49,17 +49,17 @@ from typing import Any, ClassVar, TypeVar, cast
 import numpy as np
 
 from ..errors import InputError
+from ..tuning import FIELDS as TUNING_FIELDS
+from ..tuning import METHODS as TUNING_METHODS
+from ..tuning import Field as TuningField
 
 __all__ = [
-    "BACKBONE_TUNINGS",
     "CALIBRATIONS",
     "DEEP_ENCODERS",
     "DEFAULTS",
-    "DEFAULT_BACKBONE_LR",
     "DEMO_MODES",
     "FALLBACK_BACKBONE_LR",
     "GROUPS",
-    "HEAD_TUNINGS",
     "INIT_STRATEGIES",
     "OBJECT_PARAMS",
     "PARAMETERS",
@@ -94,15 +94,10 @@ PROMPT_ENCODERS = (None, "mlp", "lstm", "rank1")
 DEEP_ENCODERS = (None, "mlp")
 #: ``demonstrations`` (``None``: none; the others are :attr:`Demonstrations.mode`).
 DEMO_MODES = (None, "random", "similar")
-#: ``tuning`` modes (:attr:`Tuning.mode`).
-TUNINGS = ("prompt", "prompt+head", "head", "lora", "full")
-#: Modes that train a soft verbalizer (trainable copies of the label words' head rows).
-HEAD_TUNINGS = ("prompt+head", "head")
-#: Modes that train (a copy of) the backbone.
-BACKBONE_TUNINGS = ("lora", "full")
-#: ``Tuning.learning_rate=None`` means this, per mode.
-DEFAULT_BACKBONE_LR = {"lora": 5e-4, "full": 3e-5}
-#: ... and this for the modes not in :data:`DEFAULT_BACKBONE_LR` (no backbone trains).
+#: ``tuning`` modes (:attr:`Tuning.mode`): the names of :data:`pet_kit.tuning.METHODS`.
+TUNINGS = tuple(TUNING_METHODS)
+#: The backbone learning rate of the modes without a default of their own (no backbone
+#: trains): see :attr:`Tuning.backbone_learning_rate`.
 FALLBACK_BACKBONE_LR = 1e-4
 #: ``calibration`` (``None``: none; the others are :attr:`Calibration.mode`).
 CALIBRATIONS = (None, "content_free", "unlabeled")
@@ -318,72 +313,69 @@ class SettingsGroup:
         raise NotImplementedError
 
 
-@dataclass
-class Tuning(SettingsGroup):
-    """What training changes, and the settings of backbone tuning.
+def _check_method_field(name: str, value: Any, field: TuningField) -> Any:
+    """``value`` of a tuning method's field, checked as the field declares."""
+    if field.optional and value is None:
+        return None
+    if field.minimum is not None:
+        return _check_int(name, value, field.minimum)
+    assert field.ok is not None  # a field is an integer or a number
+    return _check_float(name, value, field.ok, field.what, field.default)
 
-    Shorthand: ``tuning="lora"`` means ``tuning=Tuning("lora")``.
+
+def _indented(text: str) -> str:
+    return "\n".join(f"        {line}" for line in text.splitlines())
+
+
+def _with_method_fields(cls: type[_G]) -> type[_G]:
+    """Give the ``Tuning`` group (before it becomes a dataclass) every tuning method's
+    own fields (:data:`pet_kit.tuning.FIELDS`, defaults and types), and complete its
+    docstring from the methods and fields."""
+    names = ", ".join(f'"{name}"' for name in TUNING_METHODS)
+    lines = [f'    mode : {{{names}}}, default="prompt"']
+    lines += [_indented(f'``"{m.name}"``: {m.summary}') for m in TUNING_METHODS.values()]
+    for field in TUNING_FIELDS:
+        cls.__annotations__[field.name] = field.annotation
+        setattr(cls, field.name, field.default)
+        lines += [f"    {field.name} : {field.spec}", _indented(field.doc)]
+    cls.__doc__ = (cls.__doc__ or "").rstrip(" ") + "\n".join(lines) + "\n    "
+    shown = ", ".join(f"{f.name}={f.default_text}" for f in TUNING_FIELDS)
+    cls._forms = f"one of {TUNINGS} or a Tuning(mode, {shown})"
+    return cls
+
+
+@dataclass
+@_with_method_fields
+class Tuning(SettingsGroup):
+    """What training changes, and the settings of the tuning methods.
+
+    Shorthand: ``tuning="lora"`` means ``tuning=Tuning("lora")``. Each mode is a
+    tuning method of :mod:`pet_kit.tuning` (one module each); after ``mode`` come the
+    methods' own fields, in the order of :data:`pet_kit.tuning.METHODS`. A method
+    reads only its own fields; all are checked whatever the mode.
 
     Parameters
     ----------
-    mode : {"prompt", "prompt+head", "head", "lora", "full"}, default="prompt"
-        ``"prompt"``: the soft slots only (backbone and MLM head frozen).
-        ``"prompt+head"``: also a soft verbalizer (trainable copies of the label words'
-        MLM decoder rows). ``"head"``: the soft verbalizer only; the slots keep their
-        initial vectors (a readout trained on the untrained prompt). ``"lora"``: also
-        LoRA adapters on a private copy of the backbone. ``"full"``: every weight of a
-        private copy of the masked LM, with PET's auxiliary MLM loss.
-    rank : int, default=8
-        LoRA rank ``r``; an integer >= 1 (``"lora"`` only).
-    alpha : float, default=16.0
-        LoRA scaling numerator (updates are scaled by ``alpha / rank``); finite, > 0.
-    learning_rate : float, optional
-        AdamW learning rate of the backbone weights (``"lora"`` / ``"full"``); finite,
-        > 0. ``None``: :data:`DEFAULT_BACKBONE_LR` of the mode (5e-4 for LoRA, 3e-5 for
-        full), see :attr:`backbone_learning_rate`.
-    mlm_loss_weight : float, default=1e-4
-        ``"full"`` only: weight ``w`` of PET's auxiliary masked-LM loss,
-        ``(1 - w) * task_loss + w * mlm_loss``; in [0, 1), 0 turns it off.
     """
 
     mode: str = "prompt"
-    rank: int = 8
-    alpha: float = 16.0
-    learning_rate: float | None = None
-    mlm_loss_weight: float = 1e-4
-
-    _forms: ClassVar[str] = (
-        f"one of {TUNINGS} or a Tuning(mode, rank=8, alpha=16.0, learning_rate=None,"
-        " mlm_loss_weight=1e-4)"
-    )
 
     @property
     def backbone_learning_rate(self) -> float:
         """The backbone's effective learning rate: ``learning_rate`` or the mode's default."""
-        if self.learning_rate is not None:
-            return float(self.learning_rate)
-        return DEFAULT_BACKBONE_LR.get(self.mode, FALLBACK_BACKBONE_LR)
+        learning_rate = getattr(self, "learning_rate", None)
+        if learning_rate is not None:
+            return float(learning_rate)
+        method = TUNING_METHODS.get(self.mode)
+        default = None if method is None else method.learning_rate
+        return FALLBACK_BACKBONE_LR if default is None else default
 
     def _checked(self, name: str) -> Tuning:
-        cls = type(self)
-        lr = self.learning_rate
-        if lr is not None:
-            lr = _check_float(f"{name}.learning_rate", lr, lambda v: v > 0, "> 0 (or None)", None)
-        return Tuning(
-            mode=_check_choice(f"{name}.mode", self.mode, TUNINGS),
-            rank=_check_int(f"{name}.rank", self.rank),
-            alpha=_check_float(
-                f"{name}.alpha", self.alpha, lambda v: v > 0, "> 0", _default(cls, "alpha")
-            ),
-            learning_rate=lr,
-            mlm_loss_weight=_check_float(
-                f"{name}.mlm_loss_weight",
-                self.mlm_loss_weight,
-                lambda v: 0 <= v < 1,
-                "in [0, 1)",
-                _default(cls, "mlm_loss_weight"),
-            ),
-        )
+        values = {"mode": _check_choice(f"{name}.mode", self.mode, TUNINGS)}
+        for field in TUNING_FIELDS:
+            value = getattr(self, field.name)
+            values[field.name] = _check_method_field(f"{name}.{field.name}", value, field)
+        return Tuning(**values)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.encoding import Encoded
 from ..train.loop import train_prompt
 from ..train.trainer import calibration_prior, finish, train_config, training_data
+from ..tuning import METHODS
 from .prompt_classifier import PromptClassifier
 
 __all__ = ["train_shared_prompt"]
@@ -121,7 +122,7 @@ def train_shared_prompt(
         )
     base = clone(estimator) if estimator is not None else PromptClassifier()
     settings = base.set_params(pvp=None).settings()
-    if settings.tuning.mode != "prompt" or settings.deep_prompt is not None:
+    if not METHODS[settings.tuning.mode].shares_prompt or settings.deep_prompt is not None:
         raise InputError(
             "a shared prompt trains the soft slots only: use tuning='prompt' and no"
             " deep_prompt (each task can add its own afterwards, starting from the shared"

@@ -1,14 +1,9 @@
-"""Backbone tuning modes beyond the prompt: LoRA adapters and full fine-tuning.
+"""The private backbone copy that the backbone-tuning methods train (``"lora"``,
+``"full"``: :mod:`pet_kit.tuning`), and PET's auxiliary MLM loss.
 
-Both work on a private *copy* of the shared backbone, so the model other estimators
-(or the caller) use is never changed. The copy keeps the shared backbone's identity
-(fingerprint): a saved LoRA or full-tuning prompt stores only what differs from that
-backbone and is loaded on top of it.
-
-* ``"lora"``: low-rank adapters (``peft``) on the attention query/value projections;
-  only the adapters train. Saved: the adapter matrices (a few hundred KB).
-* ``"full"``: every weight of the masked LM trains (PET's original set-up), optionally
-  with PET's auxiliary MLM loss on unlabeled text. Saved: the whole model.
+The copy is private, so the model other estimators (or the caller) use is never changed.
+It keeps the shared backbone's identity (fingerprint): a saved LoRA or full-tuning prompt
+stores only what the method trains, and is loaded on top of the shared backbone.
 
 Dropout stays off in every mode (the model runs in eval mode, as in prompt tuning).
 """
@@ -18,81 +13,46 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config.settings import BACKBONE_TUNINGS, DEFAULT_BACKBONE_LR, HEAD_TUNINGS, TUNINGS
 from ..errors import InputError, SavedPromptError
+from ..tuning import TuningMethod
 from .backbone import Backbone
 from .encoding import tokenize_plain
 
 __all__ = [
-    "BACKBONE_TUNINGS",
-    "DEFAULT_BACKBONE_LR",
-    "HEAD_TUNINGS",
-    "LORA_TARGETS",
-    "TUNINGS",
     "backbone_delta",
     "mlm_loss_fn",
-    "trainable_backbone_params",
     "training_params",
     "tuned_backbone",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Attention projections LoRA adapts, per ``config.model_type``.
-LORA_TARGETS = {
-    "bert": ["query", "value"],
-    "roberta": ["query", "value"],
-    "xlm-roberta": ["query", "value"],
-    "camembert": ["query", "value"],
-    "electra": ["query", "value"],
-    "albert": ["query", "value"],
-    "distilbert": ["q_lin", "v_lin"],
-}
-
-
-def _lora_config(model: nn.Module, rank: int, alpha: float):
-    try:
-        from peft import LoraConfig
-    except ImportError as exc:
-        raise InputError(
-            "tuning='lora' needs the peft library: pip install 'pet_kit[lora]' (or pip install"
-            " peft)"
-        ) from exc
-    model_type = getattr(model.config, "model_type", None)
-    targets = LORA_TARGETS.get(str(model_type))
-    if targets is None:
-        raise InputError(
-            f"tuning='lora' does not know the attention layers of model_type {model_type!r};"
-            f" supported: {sorted(LORA_TARGETS)}. Use tuning='prompt' or 'full'"
-        )
-    return LoraConfig(
-        r=int(rank), lora_alpha=float(alpha), lora_dropout=0.0, target_modules=targets
-    )
-
 
 def tuned_backbone(
     backbone: Backbone,
-    tuning: str,
-    lora_rank: int = 8,
-    lora_alpha: float = 16.0,
+    method: TuningMethod,
+    settings: Mapping[str, Any],
     delta: dict[str, torch.Tensor] | None = None,
     where: str = "",
 ) -> Backbone:
-    """A private copy of ``backbone`` prepared for ``tuning`` ("lora" or "full").
+    """A private copy of ``backbone`` prepared for ``method`` (one that copies it).
 
     Parameters
     ----------
     backbone : Backbone
         The shared backbone (never modified).
-    tuning : {"lora", "full"}
-    lora_rank, lora_alpha : int, float
-        LoRA rank and scaling (``alpha / rank``).
+    method : TuningMethod
+        Adapts the copy (:meth:`~pet_kit.tuning.base.TuningMethod.adapt`: LoRA's
+        adapters) and names the weights it trains.
+    settings : mapping
+        The method's fields (``rank``, ``alpha``...).
     delta : dict, optional
         Weights from :func:`backbone_delta` (a saved or warm-started model) to load into
         the copy; every key must exist with the same shape.
@@ -105,32 +65,15 @@ def tuned_backbone(
         The copy, frozen (``requires_grad=False``, eval mode), with the shared
         backbone's name and fingerprint.
     """
-    if tuning not in BACKBONE_TUNINGS:
-        raise ValueError(f"tuned_backbone is for {BACKBONE_TUNINGS}, got {tuning!r}")
-    model = copy.deepcopy(backbone.model)
-    if tuning == "lora":
-        config = _lora_config(model, lora_rank, lora_alpha)  # checks peft is installed
-        from peft import inject_adapter_in_model
-
-        model = inject_adapter_in_model(config, model)
+    if not method.copies_backbone:
+        raise ValueError(f"tuned_backbone is for methods that copy the backbone, not {method}")
+    model = method.adapt(copy.deepcopy(backbone.model), settings)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     if delta is not None:
-        _load_delta(model, tuning, delta, where)
+        _load_delta(model, method, delta, where)
     return replace(backbone, model=model, owned=True, _fingerprint=backbone.fingerprint)
-
-
-def _is_lora(name: str) -> bool:
-    return ".lora_" in name or name.startswith("lora_")
-
-
-def trainable_backbone_params(model: nn.Module, tuning: str) -> list[tuple[str, nn.Parameter]]:
-    """The (name, parameter) pairs ``tuning`` trains: the adapters, or every weight."""
-    named = list(model.named_parameters())  # tied weights appear once
-    if tuning == "lora":
-        return [(n, p) for n, p in named if _is_lora(n)]
-    return named
 
 
 @contextlib.contextmanager
@@ -146,13 +89,17 @@ def training_params(named: Sequence[tuple[str, nn.Parameter]]) -> Iterator[None]
             p.requires_grad_(False)
 
 
-def backbone_delta(model: nn.Module, tuning: str) -> dict[str, torch.Tensor]:
-    """What a tuned copy holds beyond the shared backbone (tensors share its memory)."""
-    return {n: p.detach() for n, p in trainable_backbone_params(model, tuning)}
+def backbone_delta(model: nn.Module, method: TuningMethod) -> dict[str, torch.Tensor]:
+    """What a tuned copy holds beyond the shared backbone: the weights ``method`` trains
+    (tensors share their memory)."""
+    return {n: p.detach() for n, p in method.trainable(model)}
 
 
-def _load_delta(model: nn.Module, tuning: str, delta: dict[str, torch.Tensor], where: str) -> None:
-    expected = dict(trainable_backbone_params(model, tuning))
+def _load_delta(
+    model: nn.Module, method: TuningMethod, delta: dict[str, torch.Tensor], where: str
+) -> None:
+    tuning = method.name
+    expected = dict(method.trainable(model))
     missing = sorted(set(expected) - set(delta))
     unknown = sorted(set(delta) - set(expected))
     bad_shape = sorted(

@@ -32,16 +32,15 @@ from ..config.settings import Settings, from_json, resolve
 from ..errors import BackboneError, BackboneMismatchError, InputError, PetKitError, SavedPromptError
 from ..io.inputs import to_records
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
+from ..tuning import METHODS, TuningMethod
 from .backbone import Backbone, frozen, load_backbone
-from .backbone_tuning import BACKBONE_TUNINGS, HEAD_TUNINGS, backbone_delta, tuned_backbone
+from .backbone_tuning import backbone_delta, tuned_backbone
 from .deep import DeepStates, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, DemoBuilder, DemoPool, with_demo_field
 from .encoding import ClozeEncoder, Encoded, OwnText
 from .fast_inference import check_inference, inference_context, optimized_backbone
 from .prompt_tensors import (
     loaded_deep_states,
-    loaded_delta,
-    loaded_label_head,
     loaded_pool,
     loaded_prior,
     loaded_slots,
@@ -93,9 +92,10 @@ class BuildOptions:
     demo_max_tokens : int, optional
     seed : int
         Seeds the choice of random demonstrations.
-    tuning : {"prompt", "prompt+head", "head", "lora", "full"}
-    lora_rank : int
-    lora_alpha : float
+    tuning : str
+        The tuning method's name (a key of :data:`pet_kit.tuning.METHODS`).
+    tuning_settings : tuple of (str, object)
+        The values of that method's own fields (LoRA's ``rank`` and ``alpha``...).
     verbose : int
         ``0``: the backbone loads silently (no transformers progress bars).
     inference : {None, "bf16", "int8"}
@@ -111,8 +111,7 @@ class BuildOptions:
     demo_max_tokens: int | None = None
     seed: int = 0
     tuning: str = "prompt"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
+    tuning_settings: tuple[tuple[str, Any], ...] = ()
     verbose: int = 0
     inference: str | None = None
 
@@ -134,8 +133,9 @@ class BuildOptions:
             demo_max_tokens=None if demos is None else demos.max_tokens,
             seed=int(seed) if isinstance(seed, (int, np.integer)) else 0,
             tuning=tuning.mode,
-            lora_rank=int(tuning.rank),
-            lora_alpha=float(tuning.alpha),
+            tuning_settings=tuple(
+                (f.name, getattr(tuning, f.name)) for f in METHODS[tuning.mode].fields
+            ),
             verbose=int(settings.verbose),
         )
 
@@ -253,12 +253,7 @@ class ClozeModel:
         weights ``delta`` loaded into it."""
         opts = self.options
         tuned = tuned_backbone(
-            self.backbone,
-            opts.tuning,
-            lora_rank=int(opts.lora_rank),
-            lora_alpha=float(opts.lora_alpha),
-            delta=delta,
-            where=where,
+            self.backbone, self.tuning, dict(opts.tuning_settings), delta=delta, where=where
         )
         self._set_runtime(tuned, self.encoder)
         self.delta = self.backbone_delta()
@@ -289,10 +284,13 @@ class ClozeModel:
         self.options = dataclasses.replace(self.options, inference=mode)
 
     def backbone_delta(self) -> dict[str, torch.Tensor] | None:
-        """The current LoRA / full-tuning weights (``None`` in prompt-only modes)."""
-        if self.options.tuning not in BACKBONE_TUNINGS:
+        """The current LoRA / full-tuning weights (``None`` in modes that train no backbone
+        copy)."""
+        if not self.tuning.copies_backbone:
             return None
-        return backbone_delta(self.backbone.model, self.options.tuning)
+        if self._scorer is None:  # not rebuilt since unpickling: nothing trained since
+            return self.delta
+        return backbone_delta(self.backbone.model, self.tuning)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -335,6 +333,20 @@ class ClozeModel:
         if self._scorer is not None:
             self._scorer.label_head = head
 
+    def add_label_head(self, state: dict[str, torch.Tensor] | None = None) -> LabelHead:
+        """Give the model a soft verbalizer, starting from the frozen head's label-word
+        rows (or loaded with ``state``), and return it."""
+        head = self.scorer.make_label_head()
+        if state is not None:
+            head.load_state_dict(state)
+        self.label_head = head
+        return head
+
+    @property
+    def tuning(self) -> TuningMethod:
+        """The tuning method (:mod:`pet_kit.tuning`) the model was built for."""
+        return METHODS[self.options.tuning]
+
     @property
     def deep(self) -> DeepStates | None:
         """The deep-prompt states (``None`` without a deep prompt)."""
@@ -370,7 +382,7 @@ class ClozeModel:
     @property
     def trains_backbone(self) -> bool:
         """Whether the model runs on a private LoRA / full-tuning backbone copy."""
-        return self.options.tuning in BACKBONE_TUNINGS
+        return self.tuning.copies_backbone
 
     @property
     def mixable(self) -> bool:
@@ -380,7 +392,7 @@ class ClozeModel:
         return (
             scorer.head is not None
             and scorer.deep is None
-            and self.options.tuning not in BACKBONE_TUNINGS
+            and not self.trains_backbone
             and self.options.inference is None
             and encoder.demos is None
             and len(scorer.groups) == 1
@@ -538,9 +550,8 @@ class ClozeModel:
         """What the prompt folder's tensor file holds for this model."""
         if self.prompt is None:
             raise InputError("this model has no prompt to save; train it first")
-        delta = self.backbone_delta() if self._scorer is not None else self.delta
         return prompt_tensors(
-            self.prompt, self.label_head, self.prior, delta, self.slots_init, self.deep
+            self.prompt, self.prior, self.tuning.saved(self), self.slots_init, self.deep
         )
 
     def record(self, params: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
@@ -643,10 +654,8 @@ class ClozeModel:
             raise SavedPromptError(
                 f"{where}: the saved PVP does not compile for this backbone ({exc})"
             ) from exc
-        if options.tuning in BACKBONE_TUNINGS:
-            delta = loaded_delta(tensors, options.tuning, tensor_file)
-            if cm.backbone.fingerprint == recorded.get("fingerprint"):
-                cm.use_backbone_copy(delta, tensor_file)
+        if cm.backbone.fingerprint == recorded.get("fingerprint"):  # else refused below
+            cm.tuning.load(cm, tensors, tensor_file)  # its own part: a backbone copy, a head
         cm._check_saved(path, where, recorded, meta, classes, slots)
         backbone = cm.backbone
         cm.prompt = SoftPrompt(slots.to(torch.float32)).to(backbone.device).eval()
@@ -659,8 +668,6 @@ class ClozeModel:
             shape = (n_layers - 1, int(options.deep_length), emb_dim)
             states = loaded_deep_states(tensors, shape, int(options.deep_length), tensor_file)
             cm.deep = DeepStates(states).to(backbone.device).eval()
-        if options.tuning in HEAD_TUNINGS:
-            cm.label_head = loaded_label_head(cm.scorer, tensors, tensor_file)
         return cm, meta
 
     def _check_saved(

@@ -1,8 +1,9 @@
 """What a saved prompt folder's tensor file holds, and the checks on reading it back.
 
 ``prompt.safetensors`` keys: ``slots`` (the soft slots), ``slots_init`` (their initial
-vectors, for drift reports), ``deep_states`` (deep prompt), ``label_head.*`` (soft
-verbalizer), ``backbone.*`` (LoRA / full-tuning weights), ``calibration_prior``.
+vectors, for drift reports), ``deep_states`` (deep prompt), the tuning method's own part
+(``label_head.*``: soft verbalizer, ``backbone.*``: LoRA / full-tuning weights; written and
+read by the method, :mod:`pet_kit.tuning`), ``calibration_prior``.
 Each reader names the file and the fix when a tensor is missing or damaged.
 """
 
@@ -16,15 +17,10 @@ from torch import nn
 
 from ..errors import SavedPromptError
 from .demonstrations import DemoPool
-from .scorer import ClozeScorer
 from .soft_prompt import SoftPrompt
 
 __all__ = [
-    "BACKBONE_PREFIX",
-    "LABEL_HEAD_PREFIX",
     "loaded_deep_states",
-    "loaded_delta",
-    "loaded_label_head",
     "loaded_pool",
     "loaded_prior",
     "loaded_slots",
@@ -32,54 +28,26 @@ __all__ = [
     "prompt_tensors",
 ]
 
-LABEL_HEAD_PREFIX = "label_head."
-BACKBONE_PREFIX = "backbone."
-
 
 def prompt_tensors(
     prompt: SoftPrompt,
-    label_head: nn.Module | None,
     prior: np.ndarray | None,
-    delta: dict[str, torch.Tensor] | None = None,
+    part: dict[str, torch.Tensor] | None = None,
     slots_init: torch.Tensor | None = None,
     deep: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """What a prompt folder's tensor file holds."""
+    """What a prompt folder's tensor file holds; ``part`` is the tuning method's own
+    (:meth:`~pet_kit.tuning.base.TuningMethod.saved`)."""
     with torch.no_grad():
         tensors = {"slots": prompt().detach().float()}
         if deep is not None:
             tensors["deep_states"] = deep.states().detach().float().contiguous()
     if slots_init is not None:
         tensors["slots_init"] = slots_init.detach().float()
-    if label_head is not None:
-        for key, value in label_head.state_dict().items():
-            tensors[LABEL_HEAD_PREFIX + key] = value.detach().float()
-    for key, value in (delta or {}).items():
-        tensors[BACKBONE_PREFIX + key] = value.detach().float().contiguous().clone()
+    tensors.update(part or {})
     if prior is not None:
         tensors["calibration_prior"] = torch.from_numpy(np.asarray(prior, dtype=np.float64))
     return tensors
-
-
-def loaded_label_head(
-    scorer: ClozeScorer, tensors: dict[str, torch.Tensor], tensor_file: str
-) -> nn.Module:
-    """The saved soft verbalizer, checked against the scorer's label rows."""
-    head = scorer.make_label_head()
-    cut = len(LABEL_HEAD_PREFIX)
-    state = {k[cut:]: v for k, v in tensors.items() if k.startswith(LABEL_HEAD_PREFIX)}
-    expected = head.state_dict()
-    shapes_ok = set(state) == set(expected) and all(
-        tuple(state[k].shape) == tuple(expected[k].shape) for k in expected
-    )
-    if not shapes_ok or not all(bool(torch.isfinite(v).all()) for v in state.values()):
-        raise SavedPromptError(
-            f"{tensor_file}: tuning has a label head ('prompt+head' / 'head') but its tensors"
-            f" are missing, damaged or of the wrong shape (expected {sorted(expected)}); save"
-            " the prompt again"
-        )
-    head.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    return head.eval()
 
 
 def loaded_pool(
@@ -178,17 +146,3 @@ def loaded_deep_states(
             f" is missing, damaged or not of shape {shape}; save the prompt again"
         )
     return states.float()
-
-
-def loaded_delta(
-    tensors: dict[str, torch.Tensor], tuning: str, tensor_file: str
-) -> dict[str, torch.Tensor]:
-    """The saved LoRA / full-tuning backbone weights (refused when there are none)."""
-    cut = len(BACKBONE_PREFIX)
-    delta = {k[cut:]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
-    if not delta:
-        raise SavedPromptError(
-            f"{tensor_file}: params.tuning is {tuning!r} but the file holds no"
-            " backbone weights; the file was edited. Save the prompt again"
-        )
-    return delta

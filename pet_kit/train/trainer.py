@@ -29,13 +29,7 @@ from ..errors import BackboneMismatchError, InputError
 from ..io.inputs import to_label_indices, to_records
 from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
 from ..model.backbone import frozen
-from ..model.backbone_tuning import (
-    BACKBONE_TUNINGS,
-    HEAD_TUNINGS,
-    mlm_loss_fn,
-    trainable_backbone_params,
-    training_params,
-)
+from ..model.backbone_tuning import mlm_loss_fn, training_params
 from ..model.cloze_model import ClozeModel
 from ..model.deep import DeepStates, initial_states
 from ..model.demonstrations import DemoPool
@@ -44,6 +38,7 @@ from ..model.prompt_tensors import loaded_slots
 from ..model.scorer import Scorer
 from ..model.soft_prompt import SoftPrompt
 from ..model.state_cache import CachedStates
+from ..tuning import METHODS
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
 
 __all__ = [
@@ -168,7 +163,7 @@ def train_config(settings: Settings) -> TrainConfig:
         checkpoint_every=None if settings.checkpoint is None else settings.checkpoint.every,
         temperature=float(settings.temperature),
         backbone_learning_rate=float(tuning.backbone_learning_rate),
-        aux_loss_weight=float(tuning.mlm_loss_weight) if tuning.mode == "full" else 0.0,
+        aux_loss_weight=METHODS[tuning.mode].aux_loss_weight(tuning.get_params()),
         group_by_length=settings.batching.group_by_length,
     )
 
@@ -303,12 +298,12 @@ def prepare(
     fitted: ClozeModel | None = None,
 ) -> None:
     """Give ``model`` what this fit trains: a prompt (fresh, or continued from ``fitted``
-    on a warm start) and the label head / deep prompt / private backbone copy the
+    on a warm start), what the tuning method trains beyond it (a soft verbalizer, a
+    private backbone copy: the shared one never changes) and the deep prompt the
     settings ask for."""
     prompt = _warm_prompt(model, fitted, settings, generator) if fitted is not None else None
-    tuning = settings.tuning.mode
-    if tuning in BACKBONE_TUNINGS:  # a private copy: the shared one never changes
-        model.use_backbone_copy(fitted.delta if fitted is not None else None)
+    model.label_head = None
+    model.tuning.prepare(model, fitted)
     if prompt is None:
         transfer = is_transfer(settings.prompt_init)
         init = "vocab" if transfer else settings.prompt_init
@@ -320,12 +315,6 @@ def prepare(
     model.prompt = prompt
     with torch.no_grad():
         model.slots_init = prompt().detach().float().cpu().clone()  # for explain: drift
-    model.label_head = None
-    if tuning in HEAD_TUNINGS:
-        head = model.scorer.make_label_head()
-        if fitted is not None and fitted.label_head is not None:
-            head.load_state_dict(fitted.label_head.state_dict())
-        model.label_head = head
     model.deep = None
     deep = settings.deep_prompt
     if deep is not None:
@@ -398,17 +387,18 @@ def train_model(
     backbone = model.backbone
     named: list[tuple[str, torch.nn.Parameter]] = []
     aux_loss = None
-    mode = settings.tuning.mode
-    if mode in BACKBONE_TUNINGS:
-        named = trainable_backbone_params(backbone.model, mode)
+    method = model.tuning
+    if method.copies_backbone:  # only a private copy's weights ever train
+        named = method.trainable(backbone.model)
         if config.aux_loss_weight > 0:  # PET's auxiliary MLM loss on the texts
             records = to_records(mlm_texts, model.user_fields)
             texts = [" ".join(r.values()) for r in records]
             aux_loss = mlm_loss_fn(
                 backbone, texts, int(settings.batch_size), int(settings.max_length), generator
             )
-    fixed_inputs = mode == "head" and model.deep is None
-    with frozen(backbone.model), training_params(named), _slots_fixed(model, mode == "head"):
+    fixed_slots = not method.trains_slots
+    fixed_inputs = fixed_slots and model.deep is None
+    with frozen(backbone.model), training_params(named), _slots_fixed(model, fixed_slots):
         scorer: Scorer = model.scorer
         if fixed_inputs:  # the encoder's inputs never change: one pass per example
             with torch.no_grad():

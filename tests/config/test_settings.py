@@ -98,15 +98,14 @@ def test_tables_are_read_only():
 
 def test_constants_are_those_of_the_torch_modules():
     from pet_kit.config import settings
-    from pet_kit.model import backbone_tuning, deep, demonstrations, soft_prompt
+    from pet_kit import tuning
+    from pet_kit.model import deep, demonstrations, soft_prompt
 
     assert settings.INIT_STRATEGIES == soft_prompt.INIT_STRATEGIES
     assert settings.PROMPT_ENCODERS == soft_prompt.PROMPT_ENCODERS
     assert settings.DEEP_ENCODERS == deep.DEEP_ENCODERS
     assert settings.DEMO_MODES == demonstrations.MODES
-    assert settings.TUNINGS == backbone_tuning.TUNINGS
-    assert settings.BACKBONE_TUNINGS == backbone_tuning.BACKBONE_TUNINGS
-    assert settings.DEFAULT_BACKBONE_LR == backbone_tuning.DEFAULT_BACKBONE_LR
+    assert settings.TUNINGS == tuple(tuning.METHODS)
 
 
 # ------------------------------------------------------------------ the groups
