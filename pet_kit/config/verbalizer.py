@@ -25,7 +25,10 @@ from typing import Any
 
 from ..errors import VerbalizerError
 
-__all__ = ["CompiledVerbalizer", "Verbalizer", "WordGroup"]
+__all__ = ["AGGREGATES", "CompiledVerbalizer", "Verbalizer", "WordGroup"]
+
+#: How the scores of one label's words combine into its class score (``aggregate``).
+AGGREGATES = ("mean", "max", "logsumexp")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,9 @@ class Verbalizer:
     lines: Mapping[Hashable, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.aggregate not in ("mean", "max", "logsumexp"):
+        if self.aggregate not in AGGREGATES:
             raise VerbalizerError(
-                f"aggregate must be one of mean, max, logsumexp (got {self.aggregate!r})",
+                f"aggregate must be one of {', '.join(AGGREGATES)} (got {self.aggregate!r})",
                 source=self.source,
                 key="aggregate",
             )

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config.verbalizer import WordGroup
+from ..config.verbalizer import AGGREGATES, WordGroup
 from ..errors import InputError
 from .backbone import Backbone, head_parts
 from .encoding import ClozeEncoder, Encoded
@@ -131,6 +131,10 @@ class ClozeScorer:
         onehot[torch.arange(labels.numel()), labels] = 1.0
         self.mean_matrix = onehot / onehot.sum(0, keepdim=True)
         self.aggregate = encoder.verbalizer.aggregate
+        if self.aggregate not in AGGREGATES:
+            raise InputError(
+                f"the verbalizer's aggregate must be one of {AGGREGATES}, got {self.aggregate!r}"
+            )
 
     # ---------------------------------------------------------------- internals
     def embed(self, batch: dict[str, torch.Tensor], slots: torch.Tensor | None) -> torch.Tensor:
@@ -228,7 +232,7 @@ class ClozeScorer:
         for c in range(self.n_labels):
             cols = words[:, self.word_label == c]
             out.append(cols.max(-1).values if self.aggregate == "max" else cols.logsumexp(-1))
-        return torch.stack(out, -1)
+        return torch.stack(out, -1)  # "logsumexp": the constructor refuses any other
 
     # ------------------------------------------------------------------- public
     def make_label_head(self) -> LabelHead:

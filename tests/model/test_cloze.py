@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from conftest import arch_clf, build_model
 
-from pet_kit import Batching, load_pvp
+from pet_kit import Batching, InputError, load_pvp
 from pet_kit.model.backbone import Backbone, frozen, head_parts
 from pet_kit.model.encoding import ClozeEncoder
 from pet_kit.model.scorer import ClozeScorer
@@ -123,6 +125,14 @@ def test_aggregation_rules(aggregate, tiny_tokenizer):
             "logsumexp": cols.logsumexp(1),
         }[aggregate]
         torch.testing.assert_close(classes[:, c], expected)
+
+
+def test_an_unknown_aggregate_is_refused_not_read_as_logsumexp(tiny_tokenizer):
+    model, enc, _ = _scorer("bert", tiny_tokenizer, "{text} It was [MASK].")
+    enc.verbalizer = dataclasses.replace(enc.verbalizer, aggregate="median")
+    backbone = Backbone(model=model, tokenizer=tiny_tokenizer, name="bert", owned=False)
+    with pytest.raises(InputError, match=r"aggregate must be one of .*'median'"):
+        ClozeScorer(backbone, enc)
 
 
 def test_batching_and_order_do_not_change_scores(make_clf, toy_data):
