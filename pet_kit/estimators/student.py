@@ -22,9 +22,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
 from ..errors import BackboneMismatchError, InputError, SavedPromptError, TrainingDivergedError
-from ..io.inputs import is_real_number, to_label_indices
+from ..io.inputs import check_text, is_real_number, to_label_indices
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
-from ..model.backbone import Backbone, frozen, load_backbone
+from ..model.backbone import Backbone, frozen, identity_matches, load_backbone
 from ..model.demonstrations import embed_texts
 
 __all__ = ["STUDENT_KIND", "LinearStudent"]
@@ -41,7 +41,7 @@ def _texts(X: Any) -> list[str]:
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         raise InputError(f"X must hold strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
-    return texts
+    return [check_text(t, f"X[{i}]") for i, t in enumerate(texts)]
 
 
 class LinearStudent(ClassifierMixin, BaseEstimator):
@@ -99,8 +99,21 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
     def _backbone(self) -> Backbone:
         return load_backbone(self.model, self.tokenizer, self.device)  # cached per process
 
+    def _fitted_backbone(self) -> Backbone:
+        """The backbone, refused unless it is the one the student was fitted on (the
+        model at a path may have been replaced since, e.g. before unpickling)."""
+        backbone = self._backbone()
+        if not identity_matches(backbone, self.backbone_fingerprint_, "LinearStudent"):
+            raise BackboneMismatchError(
+                f"this student was fitted on backbone {self.backbone_name_!r}"
+                f" ({self.backbone_fingerprint_}), but {backbone.name!r} now has fingerprint"
+                f" {backbone.fingerprint}: its weights differ. Use the original backbone or"
+                " fit the student again"
+            )
+        return backbone
+
     def _embed(self, texts: list[str], backbone: Backbone | None = None) -> torch.Tensor:
-        backbone = backbone if backbone is not None else self._backbone()
+        backbone = backbone if backbone is not None else self._fitted_backbone()
         with frozen(backbone.model):
             emb = embed_texts(backbone, texts, max_length=int(self.max_length))
         return torch.from_numpy(emb)
@@ -230,7 +243,7 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             model = recorded.get("name")
         est = cls(model=model, device=device, **params)
         backbone = load_backbone(model, None, device)
-        if backbone.fingerprint != recorded.get("fingerprint"):
+        if not identity_matches(backbone, recorded.get("fingerprint"), str(path)):
             raise BackboneMismatchError(
                 f"{path}: this student was trained on backbone {recorded.get('name')!r}"
                 f" ({recorded.get('fingerprint')}), not {backbone.name!r}"

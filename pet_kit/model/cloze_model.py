@@ -8,7 +8,10 @@ prompt folder. The estimators build one, hand it to the trainer and keep it as
 server use only its public methods.
 
 A model pickles without its backbone (which can be gigabytes and is shared per process);
-the runtime is rebuilt from :attr:`ClozeModel.options` on first use after unpickling.
+the runtime is rebuilt from :attr:`ClozeModel.options` on first use after unpickling, and
+refused (:class:`~pet_kit.errors.BackboneMismatchError`) when the backbone found there has
+another fingerprint than the one the model was pickled with (another model saved at the
+same path, say).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from ..errors import BackboneError, BackboneMismatchError, InputError, PetKitErr
 from ..io.inputs import to_records
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
 from ..tuning import METHODS, TuningMethod
-from .backbone import Backbone, frozen, load_backbone
+from .backbone import Backbone, frozen, identity_matches, load_backbone
 from .backbone_tuning import backbone_delta, tuned_backbone
 from .deep import DeepStates, layer_hooks_spec, with_deep_prefix
 from .demonstrations import DEMO_FIELD, DemoBuilder, DemoPool, with_demo_field
@@ -179,6 +182,8 @@ class ClozeModel:
         self._label_head: LabelHead | None = None
         self._deep: DeepStates | None = None
         self._backbone: Backbone | None = None
+        self._base: Backbone | None = None
+        self._identity: str | None = None
         self._encoder: ClozeEncoder | None = None
         self._scorer: ClozeScorer | None = None
 
@@ -201,8 +206,9 @@ class ClozeModel:
 
     def _compile(self) -> None:
         opts = self.options
-        backbone = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
-        backbone = optimized_backbone(backbone, opts.inference)
+        base = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
+        self._check_identity(base)
+        backbone = optimized_backbone(base, opts.inference)
         max_length = int(opts.max_length)
         limit = backbone.max_positions()
         if limit is not None and max_length > limit:
@@ -230,7 +236,27 @@ class ClozeModel:
                 seed=int(opts.seed),
                 backbone=backbone,
             )
+        self._base = base
         self._set_runtime(backbone, encoder)
+
+    def _check_identity(self, base: Backbone) -> None:
+        """Refuse a backbone other than the one this model was pickled with.
+
+        Raises
+        ------
+        BackboneMismatchError
+            ``base`` has another fingerprint than the recorded one.
+        """
+        expected = self.__dict__.get("_identity")  # absent in models pickled before it
+        if expected is None or identity_matches(base, expected, "an unpickled model"):
+            return
+        raise BackboneMismatchError(
+            f"this model was pickled with backbone {base.name!r} of fingerprint {expected},"
+            f" but the backbone loaded from {base.name!r} now has fingerprint"
+            f" {base.fingerprint}: its weights differ (another model saved at the same path?)."
+            " Restore the original backbone there, or pass it as a model object, or train"
+            " the prompt again on this one"
+        )
 
     def _set_runtime(self, backbone: Backbone, encoder: ClozeEncoder) -> None:
         self._backbone, self._encoder = backbone, encoder
@@ -277,11 +303,20 @@ class ClozeModel:
             )
         if mode == self.options.inference:
             return
-        if self._scorer is not None:
-            opts = self.options
-            base = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
-            self._set_runtime(optimized_backbone(base, mode), self.encoder)
+        if self._scorer is not None and self._base is not None:
+            self._set_runtime(optimized_backbone(self._base, mode), self.encoder)
         self.options = dataclasses.replace(self.options, inference=mode)
+
+    def _current_inference(self) -> None:
+        """Make sure an optimized copy still derives from the backbone's current weights
+        (the caller may have changed a model object in place): a stale copy is replaced
+        by :func:`~pet_kit.model.fast_inference.optimized_backbone`, which is keyed by
+        the backbone's fingerprint."""
+        if self.options.inference is None or self._base is None:
+            return
+        current = optimized_backbone(self._base, self.options.inference)
+        if current is not self._backbone:
+            self._set_runtime(current, self.encoder)
 
     def backbone_delta(self) -> dict[str, torch.Tensor] | None:
         """The current LoRA / full-tuning weights (``None`` in modes that train no backbone
@@ -296,7 +331,9 @@ class ClozeModel:
         state = self.__dict__.copy()
         if state.get("delta") is not None and self._scorer is not None:
             state["delta"] = self.backbone_delta()
-        state.update(_backbone=None, _encoder=None, _scorer=None)
+        if self._backbone is not None:  # checked when the runtime is rebuilt
+            state["_identity"] = self._backbone.fingerprint
+        state.update(_backbone=None, _base=None, _encoder=None, _scorer=None)
         return state
 
     # ------------------------------------------------------------- components
@@ -505,6 +542,7 @@ class ClozeModel:
         """Uncalibrated class scores of encoded examples, shape ``(n, n_classes)``, in
         input order (batched by similar length). ``slots`` defaults to the prompt's."""
         n = len(examples)
+        self._current_inference()
         scorer = self.scorer
         out = np.empty((n, scorer.n_labels), dtype=np.float32)
         if n == 0:
@@ -654,8 +692,8 @@ class ClozeModel:
             raise SavedPromptError(
                 f"{where}: the saved PVP does not compile for this backbone ({exc})"
             ) from exc
-        if cm.backbone.fingerprint == recorded.get("fingerprint"):  # else refused below
-            cm.tuning.load(cm, tensors, tensor_file)  # its own part: a backbone copy, a head
+        cm._check_backbone(path, where, recorded)
+        cm.tuning.load(cm, tensors, tensor_file)  # its own part: a backbone copy, a head
         cm._check_saved(path, where, recorded, meta, classes, slots)
         backbone = cm.backbone
         cm.prompt = SoftPrompt(slots.to(torch.float32)).to(backbone.device).eval()
@@ -670,6 +708,20 @@ class ClozeModel:
             cm.deep = DeepStates(states).to(backbone.device).eval()
         return cm, meta
 
+    def _check_backbone(
+        self, path: str | os.PathLike[str], where: str, recorded: dict[str, Any]
+    ) -> None:
+        """Refuse a saved prompt trained on a backbone with another fingerprint (any
+        weight differs: see :func:`~pet_kit.model.backbone.fingerprint`)."""
+        backbone = self.backbone
+        if not identity_matches(backbone, recorded.get("fingerprint"), where):
+            raise BackboneMismatchError(
+                f"{path}: this prompt was trained on backbone {recorded.get('name')!r}"
+                f" ({recorded.get('fingerprint')}), but the given backbone {backbone.name!r} has"
+                f" fingerprint {backbone.fingerprint}: their weights differ. Load it with the"
+                " original backbone (model=...) or retrain the prompt on this one"
+            )
+
     def _check_saved(
         self,
         path: str | os.PathLike[str],
@@ -679,15 +731,8 @@ class ClozeModel:
         classes: list[Any],
         slots: torch.Tensor,
     ) -> None:
-        """Refuse a prompt folder that does not belong to this backbone and pattern."""
+        """Refuse a prompt folder that does not belong to this pattern."""
         backbone, encoder = self.backbone, self.encoder
-        if backbone.fingerprint != recorded.get("fingerprint"):
-            raise BackboneMismatchError(
-                f"{path}: this prompt was trained on backbone {recorded.get('name')!r}"
-                f" ({recorded.get('fingerprint')}), but the given backbone {backbone.name!r} has"
-                f" fingerprint {backbone.fingerprint}. Load it with the original backbone"
-                " (model=...) or retrain the prompt on this one"
-            )
         emb_dim = backbone.model.get_input_embeddings().weight.shape[1]
         if tuple(slots.shape) != (encoder.n_slots, emb_dim):
             raise SavedPromptError(

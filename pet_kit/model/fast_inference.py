@@ -8,8 +8,8 @@
   activations quantized on the fly; CPU only. The MLM head and the embeddings stay in
   float32, so the soft slots are still input embeddings and only the label words' head
   rows are projected. One quantized copy serves every prompt on that backbone (cached per
-  process, like the backbone); it keeps the backbone's fingerprint, so saved prompts load
-  on it unchanged.
+  process and keyed by the backbone's fingerprint); it keeps that fingerprint, so saved
+  prompts load on it unchanged.
 
 How much faster, and how often the label changes against float32:
 ``benchmarks/speed.py``.
@@ -70,7 +70,11 @@ def _int8(model: nn.Module) -> nn.Module:
 
 
 def optimized_backbone(backbone: Backbone, mode: str | None) -> Backbone:
-    """``backbone`` for inference ``mode`` (itself for ``None``), cached per model.
+    """``backbone`` for inference ``mode`` (itself for ``None``).
+
+    The int8 copy is cached per model object and keyed by the backbone's fingerprint:
+    once the float weights change in place, the next call makes a new copy, so a copy
+    of weights that are gone is never used.
 
     Raises
     ------
@@ -85,17 +89,17 @@ def optimized_backbone(backbone: Backbone, mode: str | None) -> Backbone:
             f"inference={mode!r} runs on the CPU (dynamic quantization); this backbone is on"
             f" {backbone.device}. Load it with device='cpu' or use inference=None"
         )
+    identity = backbone.fingerprint  # of the float weights: prompts still match
     with _LOCK:
         per_model = _CACHE.setdefault(backbone.model, {})
         hit = per_model.get(mode)
-        if hit is None:
-            fingerprint = backbone.fingerprint  # of the float weights: prompts still match
+        if hit is None or hit.fingerprint != identity:  # none yet, or the weights changed
             hit = dataclasses.replace(
                 backbone,
                 model=_int8(backbone.model),
                 # the same name: it identifies the model's source (recorded on save)
                 owned=True,
-                _fingerprint=fingerprint,
+                _fingerprint=identity,
             )
             per_model[mode] = hit
             log.info("%s: %s copy of the encoder made", backbone.name, mode)

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..errors import InputError, SavedPromptError
+from ..errors import BackboneMismatchError, InputError, SavedPromptError
 from ..estimators.prompt_classifier import PromptClassifier
-from ..model.backbone import frozen
+from ..model.backbone import fingerprint, frozen, load_backbone
 from ..model.encoding import Encoded
 from ..model.fast_inference import check_inference
 
@@ -126,6 +127,8 @@ class PromptBank:
                 f"task {task!r} ({source}) was trained on backbone {clf.backbone_name_!r}, but"
                 f" the bank's other prompts use another one; one bank serves one backbone"
             )
+        if shared is None and source == "<object>":
+            self._check_object(task, clf)
         clf.set_params(verbose=0)
         if self.inference is not None:
             clf.optimize(self.inference)  # one optimized backbone copy for every task
@@ -141,6 +144,36 @@ class PromptBank:
         for t in self._tasks.values():
             return t.clf.backbone_fingerprint_
         return None
+
+    def _check_object(self, task: str, clf: PromptClassifier) -> None:
+        """Refuse a fitted classifier whose backbone is not the bank's ``model`` (when one
+        was given; prompts loaded from folders are checked by the load itself)."""
+        if self.model is None:
+            return
+        if isinstance(self.model, nn.Module):
+            name, identity = type(self.model).__name__, fingerprint(self.model)
+        else:
+            backbone = load_backbone(self.model, device=self.device)
+            name, identity = backbone.name, backbone.fingerprint
+        if clf.backbone_fingerprint_ != identity:
+            raise BackboneMismatchError(
+                f"task {task!r} was trained on backbone {clf.backbone_name_!r}"
+                f" ({clf.backbone_fingerprint_}), but the bank serves {name!r} ({identity});"
+                " one bank serves one backbone: add prompts trained on it"
+            )
+
+    def _check_shared(self, parts: list[tuple[str, Any, Any, Any]]) -> None:
+        """Refuse to run prompts in one encoder pass unless their backbones still have one
+        fingerprint (a model object may have been changed in place since they were added)."""
+        identity = parts[0][3].backbone.fingerprint
+        for name, _, _, model in parts[1:]:
+            if model.backbone.fingerprint != identity:
+                raise BackboneMismatchError(
+                    f"task {name!r} now runs on a backbone with another fingerprint than task"
+                    f" {parts[0][0]!r} ({model.backbone.fingerprint} vs {identity}): its"
+                    " weights were changed in place after it was added. Remove the task and"
+                    " add it again on the bank's backbone"
+                )
 
     # -------------------------------------------------------------- queries
     @property
@@ -260,6 +293,7 @@ class PromptBank:
             "attention_mask": padded("attention_mask", 0),
             "soft_index": padded("soft_index", -1),
         }
+        self._check_shared(parts)
         mask_pos = torch.cat([p[2]["mask_pos"] for p in parts])
         slots = torch.cat(slot_tables, 0)
         scorer0 = parts[0][3].scorer

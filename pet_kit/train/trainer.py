@@ -28,7 +28,7 @@ from ..config.settings import INIT_STRATEGIES, Calibration, Settings, is_transfe
 from ..errors import BackboneMismatchError, InputError
 from ..io.inputs import to_label_indices, to_records
 from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
-from ..model.backbone import frozen
+from ..model.backbone import frozen, identity_matches
 from ..model.backbone_tuning import mlm_loss_fn, training_params
 from ..model.cloze_model import ClozeModel
 from ..model.deep import DeepStates, initial_states
@@ -262,7 +262,7 @@ def saved_slots(folder: str, model: ClozeModel) -> torch.Tensor:
     slots = loaded_slots(tensors, os.path.join(folder, TENSOR_FILE))
     recorded = meta.get("backbone") if isinstance(meta.get("backbone"), dict) else {}
     backbone = model.backbone
-    if recorded.get("fingerprint") != backbone.fingerprint:
+    if not identity_matches(backbone, recorded.get("fingerprint"), os.path.join(folder, META_FILE)):
         raise BackboneMismatchError(
             f"prompt_init={folder!r} was trained on backbone {recorded.get('name')!r}"
             f" ({recorded.get('fingerprint')}), not on {backbone.name!r}"

@@ -37,7 +37,7 @@ def test_saved_prompt_is_small_and_pickle_free(fitted, tmp_path):
     raw = (out / TENSOR_FILE).read_bytes()
     assert b"\x80\x04" not in raw[:16] and not raw.startswith(b"PK")  # not a pickle/zip
     meta = json.loads((out / META_FILE).read_text())
-    assert meta["backbone"]["fingerprint"].startswith("sha256:")
+    assert meta["backbone"]["fingerprint"].startswith("weights-sha256:")
     assert meta["pvp"]["pattern"] == "[SOFT*2] {text} It was [MASK]."
     assert meta["classes"] == ["negative", "positive"]
     assert meta["pet_kit_version"] and meta["format_version"] == 1

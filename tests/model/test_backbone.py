@@ -73,7 +73,7 @@ def test_fingerprint_tracks_weights_not_object(tiny_tokenizer):
     m2 = build_model(len(tiny_tokenizer), seed=0)
     m3 = build_model(len(tiny_tokenizer), seed=1)
     assert fingerprint(m1) == fingerprint(m2) != fingerprint(m3)
-    assert fingerprint(m1).startswith("sha256:")
+    assert fingerprint(m1).startswith("weights-sha256:")
     with torch.no_grad():
         m2.get_input_embeddings().weight[0, 0] += 1.0
     assert fingerprint(m2) != fingerprint(m1)  # in-place edits are seen (no stale cache)
