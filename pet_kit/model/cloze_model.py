@@ -77,6 +77,20 @@ def batches(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[i : i + size]) for i in range(0, len(order), size)]
 
 
+def equal_length_batches(
+    order: Sequence[int], lengths: Sequence[int], size: int
+) -> list[list[int]]:
+    """``order`` cut into consecutive lists of at most ``size`` items of one length each
+    (``lengths[i]`` for item ``i``): batches that need no padding."""
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < size and lengths[out[-1][0]] == lengths[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
     """What compiling a PVP for a backbone needs (the estimator's settings, resolved).
@@ -540,7 +554,8 @@ class ClozeModel:
         slots: torch.Tensor | None = None,
     ) -> np.ndarray:
         """Uncalibrated class scores of encoded examples, shape ``(n, n_classes)``, in
-        input order (batched by similar length). ``slots`` defaults to the prompt's."""
+        input order (batched by similar length; with int8 inference, by equal length, so
+        that no text is padded). ``slots`` defaults to the prompt's."""
         n = len(examples)
         self._current_inference()
         scorer = self.scorer
@@ -549,12 +564,15 @@ class ClozeModel:
             return out
         if slots is None:
             slots = self.slots()
-        order = sorted(range(n), key=lambda i: examples[i].length())
+        lengths = [e.length() for e in examples]
+        order = sorted(range(n), key=lambda i: lengths[i])
+        if self.options.inference == "int8":  # no padding: see fast_inference
+            groups = equal_length_batches(order, lengths, batch_size)
+        else:
+            groups = batches(order, batch_size)
         fast = inference_context(self.options.inference, self.backbone.device)
         with torch.inference_mode(), frozen(self.backbone.model), fast:
-            for idx in tqdm(
-                batches(order, batch_size), desc="predict", disable=verbose <= 0, leave=False
-            ):
+            for idx in tqdm(groups, desc="predict", disable=verbose <= 0, leave=False):
                 scores = scorer.class_scores([examples[i] for i in idx], slots)
                 out[idx] = scores.float().cpu().numpy()
         return out
@@ -578,8 +596,16 @@ class ClozeModel:
 
     def estimate_prior(self, examples: Sequence[Encoded], batch_size: int = 32) -> np.ndarray:
         """The mean uncalibrated class probabilities over ``examples`` (the contextual
-        calibration prior)."""
-        prior = self.probabilities(self.raw_scores(examples, batch_size)).mean(0)
+        calibration prior), always computed on the float32 backbone: the prior is part of
+        the prompt (saved with it), while an inference mode (bf16, int8) is a runtime
+        choice that saving does not keep."""
+        mode = self.options.inference
+        self.set_inference(None)
+        try:
+            raw = self.raw_scores(examples, batch_size)
+        finally:
+            self.set_inference(mode)
+        prior = self.probabilities(raw).mean(0)
         log.info("calibration prior over %d inputs: %s", len(examples), np.round(prior, 4))
         return prior
 

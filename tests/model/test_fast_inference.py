@@ -80,3 +80,26 @@ def test_cli_predict_and_a_bank_take_the_mode(fitted, tmp_path, capsys):
     assert streaming._prompt_identity(bank._task("a").clf) != plain  # a resumed job notices
     with pytest.raises(InputError, match="inference must be one of"):
         PromptBank(inference="fp4")
+
+
+def test_int8_results_do_not_depend_on_the_batch(fitted):
+    """Per-token activation scales: a text gets the same probabilities alone as in a
+    batch with longer and shorter texts (per-tensor dynamic quantization: up to 0.06
+    apart on this model)."""
+    texts = [*X, "a much longer text about a great film with good music and a dull plot" * 3]
+    fitted.optimize("int8")
+    together = fitted.predict_proba(texts)
+    alone = np.vstack([fitted.predict_proba([t]) for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
+    fitted.set_params(batching={"eval_batch_size": 3})
+    assert np.abs(fitted.predict_proba(texts) - together).max() < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["int8", "bf16"])
+def test_calibrating_under_a_fast_mode_stores_the_float_prior(fitted, mode, tmp_path):
+    exact = pickle.loads(pickle.dumps(fitted)).calibrate().calibration_prior_
+    fast = fitted.optimize(mode).calibrate().calibration_prior_
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-7)
+    assert fitted.model_.options.inference == mode  # the mode stays on for predictions
+    loaded = PromptClassifier.load(fitted.save(tmp_path / "p"))
+    np.testing.assert_allclose(loaded.calibration_prior_, exact, rtol=0, atol=1e-7)
