@@ -99,3 +99,63 @@ def test_png_report_without_matplotlib_says_how_to_install(make_clf, monkeypatch
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     with pytest.raises(InputError, match=r"pet_kit\[plot\]"):
         save_report(clf, tmp_path / "r.png")
+
+
+def _report_figure(clf, path, text, monkeypatch):
+    """The figure save_report draws (kept open), and the file it writes."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    written = save_report(clf, path, text=text)
+    return figures[0], written
+
+
+def test_png_report_shows_the_text_probabilities_and_word_scores(
+    make_clf, toy_data, tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    X, y = toy_data
+    clf = make_clf(epochs=2).fit(X, y)
+    text = "a great movie, " * 40  # longer than the title shows
+    info = explain_prediction(clf, text)
+    fig, png = _report_figure(clf, tmp_path / "r.png", text, monkeypatch)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    title = fig._suptitle.get_text()
+    assert title.startswith("text: a great movie, a great movie") and title.endswith("...")
+    shown = [t.get_text() for ax in fig.axes for t in ax.texts]
+    ticks = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert f"prediction: {info['label']}" in titles
+    for label, p in info["probabilities"].items():
+        assert str(label) in ticks and f"{p:.3f}" in shown
+    for label, word, score in info["word_scores"]:
+        assert f"{label}: {word}" in ticks and f" {score:+.2f} " in shown
+
+
+def test_png_report_colours_ablation_bars_by_sign(make_clf, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_rgba
+
+    import pet_kit.tools.explain as explain
+
+    clf = make_clf().fit(None)
+    fake = {
+        "label": "positive",
+        "probabilities": {"negative": 0.3, "positive": 0.7},
+        "word_scores": [("negative", "bad", -1.0), ("positive", "good", 2.0)],
+        "ablation": [
+            {"slot": 0, "probability": 0.5, "change": -0.2},
+            {"slot": 1, "probability": 0.8, "change": 0.1},
+        ],
+    }
+    monkeypatch.setattr(explain, "explain_prediction", lambda clf, text: fake)
+    fig, _ = _report_figure(clf, tmp_path / "r.png", "a film", monkeypatch)
+    ax = next(a for a in fig.axes if a.get_title().startswith("removing one slot"))
+    supports, opposes = (bar.get_facecolor() for bar in ax.patches[:2])
+    assert supports == to_rgba(explain._SUPPORTS) and opposes == to_rgba(explain._OPPOSES)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "lowers p(positive): the slot supports it",
+        "raises p(positive): the slot works against it",
+    ]
