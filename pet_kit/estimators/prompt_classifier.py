@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..config.pvp import PVP, load_pvp
@@ -39,7 +38,7 @@ from ..io.prompt_folder import check_replace, check_save_target
 from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.threads import torch_threads
 from ..train import trainer
-from ..train.loop import TrainingInterrupted, TrainResult
+from ..train.loop import TrainResult
 
 __all__ = ["PromptClassifier"]
 
@@ -365,52 +364,27 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         model = ClozeModel.build(
             self.resolved_pvp(), BuildOptions.from_settings(settings, self.model, self.tokenizer)
         )
-        data = trainer.training_data(model, X, y)
-        rs = check_random_state(settings.random_state)
-        generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
         fitted = getattr(self, "model_", None) if settings.warm_start else None
-        trainer.prepare(model, settings, data, generator, fitted)
-        warm = fitted is not None
-        history: dict[str, Any] = {
-            "steps": 0,
-            "train_loss": [],
-            "zero_shot": True,
-            "interrupted": False,
-            "warm_started": warm,
-        }
-        interrupt: TrainingInterrupted | None = None
-        trained = False
-        if data is None:
-            log.info("no training data: zero-shot classifier")
-        elif model.n_slots == 0 and model.label_head is None and not model.trains_backbone:
-            log.info("the pattern has no soft slots: zero-shot, nothing to train")
-        else:
-            mlm_texts = X_unlabeled if X_unlabeled is not None else X
-            on_checkpoint = self._checkpoint_writer(model, settings, warm)
-            try:
-                result = trainer.train_model(
-                    model, settings, data, generator, rs, mlm_texts, on_checkpoint
-                )
-            except TrainingInterrupted as exc:
-                interrupt, result = exc, exc.result
-            history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
-            trained = True
-        trainer.finish(model)
-        model.prior = trainer.calibration_prior(model, settings, X, X_unlabeled)
+        result = trainer.fit(
+            trainer.Task(model, X, y, X_unlabeled),
+            settings,
+            fitted=fitted,
+            on_checkpoint=self._checkpoint_writer(model, settings, fitted is not None),
+        )
         # fitted attributes are set only once everything above succeeded (or was
         # interrupted with a usable prompt)
         self.model_ = model
         self.classes_ = model.classes
-        self.history_ = history
-        if trained and settings.checkpoint is not None:
+        self.history_ = result.history
+        if result.trained and settings.checkpoint is not None:
             path = self.save(settings.checkpoint.dir)
             log.info("final checkpoint written to %s", path)
-        if interrupt is not None:
+        if result.interrupt is not None:
             log.warning(
                 "fit interrupted after %d step(s): the estimator holds the prompt so far",
-                history["steps"],
+                result.history["steps"],
             )
-            raise interrupt
+            raise result.interrupt
         return self
 
     def _check_checkpoint_target(self, settings: Settings) -> None:

@@ -393,6 +393,39 @@ class ClozeModel:
         self.label_head = head
         return head
 
+    # ----------------------------------------------------------- training
+    # what the trainer (pet_kit.train.trainer) changes, and nothing else does
+    def set_prompt(self, prompt: SoftPrompt, start: torch.Tensor | None = None) -> None:
+        """Train ``prompt``; its vectors now (or ``start``) are kept as :attr:`slots_init`
+        (for drift reports)."""
+        self.prompt = prompt
+        if start is None:
+            with torch.no_grad():
+                start = prompt().detach().float().cpu().clone()
+        self.slots_init = start
+
+    def add_deep_prompt(self, states: torch.Tensor, encoder: str | None = None) -> None:
+        """Train deep-prompt states starting from ``states`` (``encoder``: their
+        reparameterisation while training)."""
+        self.deep = DeepStates(states, encoder=encoder).to(self.backbone.device)
+
+    def use_demo_pool(self, pool: DemoPool | None) -> None:
+        """Draw demonstrations from ``pool`` (the training data)."""
+        self.demo_pool = pool
+
+    def finish_training(self) -> None:
+        """Freeze what training produced for inference: the deep states with a P-tuning
+        MLP folded in, and the backbone copy's weights as :attr:`delta`."""
+        if self.deep is not None:
+            with torch.no_grad():
+                self.deep = DeepStates(self.deep.states().detach()).eval()
+        self.delta = self.backbone_delta()
+
+    def set_prior(self, prior: np.ndarray | None) -> None:
+        """Divide ``prior`` out of the probabilities from now on (``None``: no
+        calibration)."""
+        self.prior = prior
+
     @property
     def tuning(self) -> TuningMethod:
         """The tuning method (:mod:`pet_kit.tuning`) the model was built for."""

@@ -1,11 +1,14 @@
 """The training driver: from resolved settings, a :class:`~pet_kit.ClozeModel` and data
 to a trained model.
 
-:func:`training_data` encodes the labelled examples (hard or soft labels, the
-demonstration pool); :func:`train_model` sets up what trains (soft prompt, soft
-verbalizer, deep prompt, a private LoRA / full-tuning backbone copy), continues from a
-fitted model on a warm start, runs :func:`~pet_kit.train.loop.train_prompt` and writes
-checkpoints. The estimator only orders these calls and keeps the result.
+:func:`fit` is the one entry point: every estimator's fit (``PromptClassifier``, and
+through it ensembles and cross-validation; shared multi-task prompts) runs its recipe:
+:func:`training_data` reads and encodes the labelled examples once (hard or soft labels,
+the demonstration pool); :func:`prepare` sets up what trains (soft prompt, what the
+tuning method adds, deep prompt), continued from a fitted model on a warm start;
+:func:`train_model` runs :func:`~pet_kit.train.loop.train_prompt` and writes checkpoints;
+:func:`finish` freezes the result and :func:`calibration_prior` estimates the prior. The
+trainer changes the model only through its methods.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import dataclasses
 import difflib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
 
 from ..config.pvp import PVP
 from ..config.settings import INIT_STRATEGIES, Calibration, Settings, is_transfer
@@ -31,7 +35,7 @@ from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
 from ..model.backbone import frozen, identity_matches
 from ..model.backbone_tuning import mlm_loss_fn, training_params
 from ..model.cloze_model import ClozeModel
-from ..model.deep import DeepStates, initial_states
+from ..model.deep import initial_states
 from ..model.demonstrations import DemoPool
 from ..model.encoding import Encoded
 from ..model.prompt_tensors import loaded_slots
@@ -40,12 +44,16 @@ from ..model.soft_prompt import SoftPrompt
 from ..model.state_cache import CachedStates
 from ..tuning import METHODS
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
+from .shared import MixedScorer, mix
 
 __all__ = [
+    "Fitted",
+    "Task",
     "TrainingData",
     "TrainingInterrupted",
     "calibration_prior",
     "finish",
+    "fit",
     "prepare",
     "saved_slots",
     "train_config",
@@ -71,6 +79,9 @@ class TrainingData:
         The demonstration pool (the training data itself), with demonstrations.
     weights : ndarray or None
         One weight > 0 per example multiplying its loss (``None``: all equal).
+    records : list of dict
+        The inputs as read (one field dict each), for what else reads ``X`` (the
+        auxiliary MLM loss, the calibration prior).
     """
 
     examples: list[Encoded]
@@ -78,6 +89,7 @@ class TrainingData:
     targets: np.ndarray
     pool: DemoPool | None
     weights: np.ndarray | None = None
+    records: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
 
 def _soft_labels(y: Any, labels: list[Any], n: int) -> np.ndarray | None:
@@ -144,7 +156,7 @@ def training_data(model: ClozeModel, X: Any, y: Any) -> TrainingData | None:
         targets = y_idx
     pool = DemoPool(records, np.asarray(y_idx)) if demos is not None else None
     examples = model.encode_records(records, pool, exclude_self=True)
-    return TrainingData(examples, np.asarray(y_idx), targets, pool)
+    return TrainingData(examples, np.asarray(y_idx), targets, pool, records=records)
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -297,12 +309,11 @@ def prepare(
     generator: torch.Generator,
     fitted: ClozeModel | None = None,
 ) -> None:
-    """Give ``model`` what this fit trains: a prompt (fresh, or continued from ``fitted``
-    on a warm start), what the tuning method trains beyond it (a soft verbalizer, a
-    private backbone copy: the shared one never changes) and the deep prompt the
-    settings ask for."""
+    """Give ``model`` (freshly built) what this fit trains: a prompt (fresh, or continued
+    from ``fitted`` on a warm start), what the tuning method trains beyond it (a soft
+    verbalizer, a private backbone copy: the shared one never changes) and the deep
+    prompt the settings ask for."""
     prompt = _warm_prompt(model, fitted, settings, generator) if fitted is not None else None
-    model.label_head = None
     model.tuning.prepare(model, fitted)
     if prompt is None:
         transfer = is_transfer(settings.prompt_init)
@@ -312,10 +323,7 @@ def prepare(
             _start_from_saved(model, prompt, settings.prompt_init)
     elif is_transfer(settings.prompt_init):
         log.info("warm start: the fitted prompt wins over prompt_init=%r", settings.prompt_init)
-    model.prompt = prompt
-    with torch.no_grad():
-        model.slots_init = prompt().detach().float().cpu().clone()  # for explain: drift
-    model.deep = None
+    model.set_prompt(prompt)
     deep = settings.deep_prompt
     if deep is not None:
         if fitted is not None and fitted.deep is not None:
@@ -327,8 +335,8 @@ def prepare(
                 else model.encode_records([dict.fromkeys(model.user_fields, "N/A")])[0]
             )
             init = initial_states(model.scorer, probe, prompt().detach(), int(deep.length))
-        model.deep = DeepStates(init, encoder=deep.encoder).to(model.backbone.device)
-    model.demo_pool = None if data is None else data.pool
+        model.add_deep_prompt(init, deep.encoder)
+    model.use_demo_pool(None if data is None else data.pool)
 
 
 def _split_validation(
@@ -366,13 +374,16 @@ def train_model(
     data: TrainingData,
     generator: torch.Generator,
     rs: np.random.RandomState,
-    mlm_texts: Any = None,
+    X_unlabeled: Any = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+    scorer: Scorer | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable parts (set by :func:`prepare`) on ``data``.
 
     The backbone stays frozen except for the LoRA / full-tuning copy's own weights.
-    ``mlm_texts`` feed PET's auxiliary MLM loss (``tuning="full"`` only).
+    PET's auxiliary MLM loss (``tuning="full"`` only) reads ``X_unlabeled``, else the
+    training texts. ``scorer`` scores the examples instead of the model's (several
+    tasks' examples: :class:`~pet_kit.train.shared.MixedScorer`).
 
     Raises
     ------
@@ -391,7 +402,10 @@ def train_model(
     if method.copies_backbone:  # only a private copy's weights ever train
         named = method.trainable(backbone.model)
         if config.aux_loss_weight > 0:  # PET's auxiliary MLM loss on the texts
-            records = to_records(mlm_texts, model.user_fields)
+            if X_unlabeled is not None:
+                records = to_records(X_unlabeled, model.user_fields)
+            else:
+                records = data.records
             texts = [" ".join(r.values()) for r in records]
             aux_loss = mlm_loss_fn(
                 backbone, texts, int(settings.batch_size), int(settings.max_length), generator
@@ -399,7 +413,8 @@ def train_model(
     fixed_slots = not method.trains_slots
     fixed_inputs = fixed_slots and model.deep is None
     with frozen(backbone.model), training_params(named), _slots_fixed(model, fixed_slots):
-        scorer: Scorer = model.scorer
+        if scorer is None:
+            scorer = model.scorer
         if fixed_inputs:  # the encoder's inputs never change: one pass per example
             with torch.no_grad():
                 scorer = CachedStates(model.scorer, model.prompt(), int(settings.batch_size))
@@ -426,12 +441,13 @@ def calibration_prior(
     X: Any,
     X_unlabeled: Any,
     calibration: Calibration | None = None,
+    data: TrainingData | None = None,
 ) -> np.ndarray | None:
     """The contextual-calibration prior for ``model`` (``None``: calibration is off).
 
     ``calibration`` defaults to the settings'. ``"content_free"`` averages the raw
     probabilities of the content-free inputs; ``"unlabeled"`` those of ``X_unlabeled``
-    (else ``X``).
+    (else ``X``, or the training data as :func:`training_data` read it).
 
     Raises
     ------
@@ -441,10 +457,12 @@ def calibration_prior(
     calibration = settings.calibration if calibration is None else calibration
     if calibration is None:
         return None
-    model.prior = None  # the prior is estimated on raw probabilities
+    model.set_prior(None)  # the prior is estimated on raw probabilities
     batch = int(settings.batching.eval_batch_size)
     if calibration.mode == "content_free":
         return model.estimate_prior(model.content_free(calibration.texts), batch)
+    if X_unlabeled is None and data is not None:  # read and encoded once, for training
+        return model.estimate_prior(_as_predicted(model, data), batch)
     source = X_unlabeled if X_unlabeled is not None else X
     if source is None or not hasattr(source, "__len__") or len(source) == 0:
         raise InputError(
@@ -455,10 +473,195 @@ def calibration_prior(
     return model.estimate_prior(model.encode(source), batch)
 
 
+def _as_predicted(model: ClozeModel, data: TrainingData) -> list[Encoded]:
+    """The training inputs encoded as a prediction encodes them: the training encoding
+    itself, unless demonstrations differ (a training example never is its own)."""
+    if model.encoder.demos is None:
+        return data.examples
+    return model.encode_records(data.records)
+
+
 def finish(model: ClozeModel) -> None:
     """Freeze what training produced for inference: the deep states with a P-tuning MLP
     folded in, and the backbone copy's weights as ``delta``."""
-    if model.deep is not None:
-        with torch.no_grad():
-            model.deep = DeepStates(model.deep.states().detach()).eval()
-    model.delta = model.backbone_delta()
+    model.finish_training()
+
+
+@dataclasses.dataclass
+class Task:
+    """One task of a :func:`fit`: its model (freshly built) and its data.
+
+    Attributes
+    ----------
+    model : ClozeModel
+    X, y : optional
+        The labelled examples (``None``: zero-shot), as ``PromptClassifier.fit`` takes
+        them.
+    X_unlabeled : optional
+        Texts for ``calibration="unlabeled"`` and PET's auxiliary MLM loss.
+    name : str
+        For messages and the history of a shared prompt.
+    weight : float, optional
+        The task's share of a shared prompt's training examples (default: its size).
+    """
+
+    model: ClozeModel
+    X: Any = None
+    y: Any = None
+    X_unlabeled: Any = None
+    name: str = "task"
+    weight: float | None = None
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What :func:`fit` did.
+
+    Attributes
+    ----------
+    history : dict
+        The estimator's ``history_``.
+    trained : bool
+        Something trained (``False``: zero-shot).
+    interrupt : TrainingInterrupted or None
+        Ctrl-C stopped training; the models hold the prompt so far and are finished
+        and calibrated. The caller keeps them, then raises it.
+    """
+
+    history: dict[str, Any]
+    trained: bool = False
+    interrupt: TrainingInterrupted | None = None
+
+
+def fit(
+    tasks: Task | Sequence[Task],
+    settings: Settings,
+    *,
+    fitted: ClozeModel | None = None,
+    on_checkpoint: Callable[[int, TrainResult], None] | None = None,
+    weigh: Callable[[TrainingData | None], TrainingData | None] | None = None,
+) -> Fitted:
+    """Train ``tasks``' models: the whole recipe of a fit.
+
+    Each task's ``X`` is read and encoded once (:func:`training_data`); then
+    :func:`prepare`, :func:`train_model`, :func:`finish` and :func:`calibration_prior`.
+    Several tasks share one soft prompt (the first model's, prepared as one task's
+    would be, ``prompt_init`` included): their examples are mixed, each scored by its
+    own PVP (:mod:`pet_kit.train.shared`).
+
+    Parameters
+    ----------
+    tasks : Task or sequence of Task
+    settings : Settings
+    fitted : ClozeModel, optional
+        The model to continue from (``warm_start``; one task only).
+    on_checkpoint : callable, optional
+        Called as ``on_checkpoint(step, result)`` at each checkpoint.
+    weigh : callable, optional
+        Applied to a task's encoded training data before training (the estimator's
+        ``sample_weight``); calibration and the MLM loss read the data as it was.
+
+    Returns
+    -------
+    Fitted
+
+    Raises
+    ------
+    InputError
+        Invalid data; tasks that cannot share a prompt (a task without examples,
+        unequal slot counts, different backbones).
+    TrainingDivergedError
+        The loss or a trained value became NaN or infinite.
+    """
+    several = not isinstance(tasks, Task)
+    tasks = list(tasks) if several else [tasks]
+    encoded = [training_data(t.model, t.X, t.y) for t in tasks]
+    data = [weigh(d) if weigh is not None else d for d in encoded]
+    if several:
+        _check_shared(tasks, data)
+    rs = check_random_state(settings.random_state)
+    generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
+    lead = tasks[0].model
+    prepare(lead, settings, data[0], generator, fitted)
+    for task in tasks[1:]:
+        task.model.set_prompt(lead.prompt, lead.slots_init)
+    warm = fitted is not None
+    history: dict[str, Any] = {
+        "steps": 0,
+        "train_loss": [],
+        "zero_shot": True,
+        "interrupted": False,
+        "warm_started": warm,
+    }
+    out = Fitted(history)
+    if data[0] is None:
+        log.info("no training data: zero-shot classifier")
+    elif lead.n_slots == 0 and lead.label_head is None and not lead.trains_backbone:
+        log.info("the pattern has no soft slots: zero-shot, nothing to train")
+    else:
+        train_data, scorer = data[0], None
+        if several:
+            train_data, scorer = _mixed(tasks, data)
+        try:
+            result = train_model(
+                lead,
+                settings,
+                train_data,
+                generator,
+                rs,
+                tasks[0].X_unlabeled,
+                on_checkpoint,
+                scorer,
+            )
+        except TrainingInterrupted as exc:
+            out.interrupt, result = exc, exc.result
+        out.history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
+        if several:
+            out.history["tasks"] = [t.name for t in tasks]
+        out.trained = True
+    for task, task_data in zip(tasks, encoded, strict=True):
+        finish(task.model)
+        task.model.set_prior(
+            calibration_prior(task.model, settings, None, task.X_unlabeled, data=task_data)
+        )
+    return out
+
+
+def _check_shared(tasks: list[Task], data: list[TrainingData | None]) -> None:
+    """Refuse tasks that cannot share one prompt.
+
+    Raises
+    ------
+    InputError
+        A task without examples, unequal slot counts, different backbones.
+    """
+    for task, task_data in zip(tasks, data, strict=True):
+        if task_data is None:
+            raise InputError(f"task {task.name!r} has no examples")
+    slots = {t.name: t.model.n_slots for t in tasks}
+    if len(set(slots.values())) != 1 or 0 in slots.values():
+        raise InputError(
+            f"the tasks' patterns must have the same number of soft slots (> 0) to share"
+            f" them; they have {slots}"
+        )
+    if len({t.model.backbone.fingerprint for t in tasks}) != 1:
+        raise InputError("every task must run on the same backbone")
+
+
+def _mixed(tasks: list[Task], data: list[TrainingData | None]) -> tuple[TrainingData, Scorer]:
+    """The tasks' examples as one training set, and the scorer that scores each example
+    by its own task."""
+    examples = [d.examples for d in data if d is not None]
+    targets = [np.asarray(d.targets) for d in data if d is not None]
+    weights = [t.weight for t in tasks]
+    shares = None if any(w is None for w in weights) else [float(w) for w in weights]
+    mixed, y = mix(examples, targets, shares)
+    log.info(
+        "shared prompt: %d task(s), %d mixed examples (%s)",
+        len(tasks),
+        len(mixed),
+        ", ".join(f"{t.name}: {len(e)}" for t, e in zip(tasks, examples, strict=True)),
+    )
+    task_of = {id(e): i for i, ex in enumerate(examples) for e in ex}
+    scorer = MixedScorer([t.model.scorer for t in tasks], task_of)
+    return TrainingData(mixed, y, y, None), scorer

@@ -78,3 +78,17 @@ def test_rank1_adaptation_scales_a_saved_prompt(tiny_dir, tmp_path):
     assert not torch.allclose(end, start)
     back = PromptClassifier.load(clf.save(tmp_path / "adapted"))
     assert np.allclose(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_shared_prompt_can_start_from_a_saved_prompt(tiny_dir, tmp_path):
+    source = train_shared_prompt(_tasks(), tiny_clf(tiny_dir, epochs=1))["sentiment"]
+    folder = source.save(tmp_path / "start")
+    fitted = train_shared_prompt(_tasks(), tiny_clf(tiny_dir, prompt_init=str(folder), epochs=1))
+    start = fitted["quality"].prompt_init_
+    assert torch.allclose(start, source.prompt_().detach().float())  # prompt transfer
+    assert not torch.allclose(fitted["quality"].prompt_().detach().float(), start)
+
+
+def test_a_shared_prompt_names_a_prompt_init_that_is_no_folder(tiny_dir, tmp_path):
+    with pytest.raises(InputError, match="neither one of"):
+        train_shared_prompt(_tasks(), tiny_clf(tiny_dir, prompt_init=str(tmp_path / "none")))
