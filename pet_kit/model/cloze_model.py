@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..config.pvp import PVP
@@ -50,7 +49,7 @@ from .prompt_tensors import (
     loaded_slots_init,
     prompt_tensors,
 )
-from .scorer import ClozeScorer, LabelHead
+from .scorer import ClozeScorer, LabelHead, batch_scores
 from .soft_prompt import SoftPrompt, initial_vectors
 
 __all__ = ["BuildOptions", "ClozeModel", "labels_array"]
@@ -592,9 +591,8 @@ class ClozeModel:
         n = len(examples)
         self._current_inference()
         scorer = self.scorer
-        out = np.empty((n, scorer.n_labels), dtype=np.float32)
         if n == 0:
-            return out
+            return np.empty((0, scorer.n_labels), dtype=np.float32)
         if slots is None:
             slots = self.slots()
         lengths = [e.length() for e in examples]
@@ -605,10 +603,7 @@ class ClozeModel:
             groups = batches(order, batch_size)
         fast = inference_context(self.options.inference, self.backbone.device)
         with torch.inference_mode(), frozen(self.backbone.model), fast:
-            for idx in tqdm(groups, desc="predict", disable=verbose <= 0, leave=False):
-                scores = scorer.class_scores([examples[i] for i in idx], slots)
-                out[idx] = scores.float().cpu().numpy()
-        return out
+            return batch_scores(scorer, examples, slots, groups, verbose)
 
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         """Raw class scores with :attr:`prior` divided out (unchanged without one)."""
