@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from ..config.settings import PARAMETERS
 from ..errors import InputError
 from ..io.inputs import check_positive_int
 from .prompt_classifier import PromptClassifier
@@ -57,6 +58,72 @@ def _n_candidates(candidates: list[dict[str, list[Any]]]) -> int:
     return sum(math.prod(len(v) for v in grid.values()) for grid in candidates)
 
 
+def _is_zero(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 0
+
+
+def _untrained_apart(grid: dict[str, list[Any]], max_steps: Any) -> list[dict[str, list[Any]]]:
+    """``grid``, its ``epochs=0`` candidates made untrained for sure.
+
+    ``max_steps`` (the base estimator's, or listed in the grid) overrides ``epochs``, so
+    ``epochs=0`` alone would still train; the untrained candidates become a grid of their
+    own with ``max_steps=None``, listed first (a tie keeps them), the grid's other
+    ``epochs`` values after it.
+    """
+    epochs = list(grid.get("epochs", ()))
+    if not any(_is_zero(e) for e in epochs) or (max_steps is None and "max_steps" not in grid):
+        return [grid]
+    untrained = {**grid, "epochs": [0], "max_steps": [None]}
+    rest = [e for e in epochs if not _is_zero(e)]
+    return [untrained, {**grid, "epochs": rest}] if rest else [untrained]
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):  # pandas.NA
+        return True
+
+
+def _examples(X: Any, y: Any) -> tuple[Any, np.ndarray]:
+    """``X`` (an iterator such as a generator read into a list) and ``y`` as a 1-D array
+    of labels, refused when stratified folds cannot be made from them.
+
+    Raises
+    ------
+    InputError
+        ``y`` is not one label per example (soft labels, a ragged list), a label is
+        missing, or ``X`` and ``y`` differ in length.
+    """
+    if not hasattr(X, "__len__") and hasattr(X, "__iter__"):  # a generator: read it once
+        X = list(X)
+    try:
+        labels = np.asarray(list(y), dtype=object)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"y must be one label per example, got {type(y).__name__} ({exc})"
+        ) from exc
+    if labels.ndim != 1:
+        raise InputError(
+            f"PromptClassifierCV needs one label per example to stratify its folds; y has"
+            f" shape {labels.shape} (soft labels?). Pass hard labels, or train on soft"
+            " labels with PromptClassifier"
+        )
+    missing = [i for i, v in enumerate(labels) if _is_missing(v)]
+    if missing:
+        raise InputError(
+            f"y[{missing[0]}] is missing ({labels[missing[0]]!r}; {len(missing)} missing in"
+            f" all); PromptClassifierCV needs a label for every example: drop or fill the"
+            " examples without one"
+        )
+    if hasattr(X, "__len__") and len(X) != len(labels):
+        raise InputError(f"X has {len(X)} examples but y has {len(labels)} labels")
+    return X, labels
+
+
 class PromptClassifierCV(ClassifierMixin, BaseEstimator):
     """A :class:`~pet_kit.PromptClassifier` whose settings are chosen by cross-validation
     on the training examples, keeping the untrained prompt when training does not help.
@@ -71,6 +138,9 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
     estimator : PromptClassifier, optional
         The base settings (PVP, backbone, ...); candidates override some of them.
         Default: ``PromptClassifier()`` (which then needs ``pvp`` in the candidates).
+        Its ``max_steps`` (which overrides ``epochs``) does not apply to the
+        ``epochs=0`` candidates: they are listed with ``max_steps=None``, so they stay
+        untrained.
     candidates : list of dict, optional
         Parameter grids as in ``GridSearchCV(param_grid=...)``, e.g.
         ``[{"epochs": [0]}, {"learning_rate": [1e-2, 1e-1], "epochs": [10, 30]}]``.
@@ -143,7 +213,9 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
-    def _candidates(self) -> list[dict[str, list[Any]]]:
+    def _candidates(self, base: PromptClassifier) -> list[dict[str, list[Any]]]:
+        """The candidate grids, checked; ``epochs=0`` ones untrained whatever ``base``'s
+        ``max_steps`` (:func:`_untrained_apart`)."""
         grids = [dict(g) for g in (self.candidates or DEFAULT_CANDIDATES)]
         for grid in grids:
             if not isinstance(grid, dict) or not grid:
@@ -156,7 +228,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
                     raise InputError(
                         f"candidates: {name!r} must map to a list of values, got {values!r}"
                     )
-        return grids
+        max_steps = base.get_params().get("max_steps")
+        return [part for grid in grids for part in _untrained_apart(grid, max_steps)]
 
     def _split(self, y: np.ndarray, n_candidates: int) -> tuple[int, int]:
         """Folds and repeats for labels ``y`` within the budget."""
@@ -169,6 +242,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             )
         if self.rule not in ("one_se", "best"):
             raise InputError(f"rule must be 'one_se' or 'best', got {self.rule!r}")
+        PARAMETERS["random_state"].check("random_state", self.random_state)
         check_positive_int("n_repeats", self.n_repeats)
         check_positive_int("n_splits", self.n_splits, none_ok=True)
         check_positive_int("max_fits", self.max_fits, none_ok=True)
@@ -208,11 +282,12 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         base = clone(self.estimator) if self.estimator is not None else PromptClassifier()
         if base.random_state is None and self.random_state is not None:
             base.set_params(random_state=self.random_state)
-        grids = self._candidates()
+        grids = self._candidates(base)
         n_candidates = _n_candidates(grids)
         if X is None or y is None:
             raise InputError("PromptClassifierCV needs labelled examples: fit(X, y)")
-        y_arr = np.asarray(list(y), dtype=object)
+        X, y_arr = _examples(X, y)
+        y = y_arr  # an iterator is read once: the search gets the labels read
         splits, repeats = self._split(y_arr.astype(str), n_candidates)
         cv = RepeatedStratifiedKFold(
             n_splits=splits, n_repeats=repeats, random_state=self.random_state

@@ -106,3 +106,45 @@ def test_the_one_standard_error_rule(means, stds, chosen):
     results = _results(means, stds, [0, 20])
     assert _choose(results, "one_se") == chosen
     assert _choose(results, "best") == int(np.argmax(means))
+
+
+def test_the_untrained_candidate_stays_untrained_when_the_base_sets_max_steps(tiny_dir):
+    """``max_steps`` overrides ``epochs``: ``epochs=0`` alone would train 5 steps."""
+    base = tiny_clf(tiny_dir, max_steps=5)
+    cv = PromptClassifierCV(
+        base, candidates=[{"epochs": [0, 1]}], n_splits=2, n_repeats=1, rule="best"
+    ).fit(X, Y)
+    params = cv.cv_results_["params"]
+    assert params[0] == {"epochs": 0, "max_steps": None}  # untrained, listed first
+    assert params[1] == {"epochs": 1}  # trained: the base's max_steps applies
+    only = PromptClassifierCV(base, candidates=[{"epochs": [0]}], n_splits=2, n_repeats=1)
+    chosen = only.fit(X, Y).best_estimator_
+    assert chosen.history_["steps"] == 0
+    assert np.array_equal(chosen.prompt_().detach(), chosen.prompt_init_)
+    assert base.max_steps == 5  # the caller's estimator is not changed
+
+
+def test_a_generator_of_texts_is_read_once(tiny_dir):
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir), candidates=[{"epochs": [0]}], n_splits=2, n_repeats=1
+    )
+    assert cv.fit((x for x in X), iter(Y)).classes_.tolist() == ["negative", "positive"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "y", "match"),
+    [
+        ({}, np.eye(2)[[1] * 6 + [0] * 6], r"one label per example.*shape \(12, 2\)"),
+        ({}, [*Y[:-1], float("nan")], r"y\[11\] is missing"),
+        ({}, [None, *Y[1:]], r"y\[0\] is missing"),
+        ({}, Y[:-1], "X has 12 examples but y has 11"),
+        ({"random_state": 2**70}, Y, "random_state must be None, an integer"),
+        ({"random_state": "x"}, Y, "random_state must be None, an integer"),
+    ],
+)
+def test_labels_folds_cannot_use_are_refused_clearly(tiny_dir, kwargs, y, match):
+    cv = PromptClassifierCV(
+        tiny_clf(tiny_dir), candidates=[{"epochs": [0]}], n_splits=2, n_repeats=1, **kwargs
+    )
+    with pytest.raises(InputError, match=match):
+        cv.fit(X, y)
