@@ -101,15 +101,15 @@ def train_shared_prompt(
             )
         )
     result = trainer.fit(
+        models,
         [
-            trainer.Task(
-                model,
+            trainer.TaskData(
                 tasks[name][1],
                 tasks[name][2],
                 name=name,
                 weight=None if weights is None else float(weights[name]),
             )
-            for name, model in zip(names, models, strict=True)
+            for name in names
         ],
         settings,
     )

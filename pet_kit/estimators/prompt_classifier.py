@@ -366,7 +366,8 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         )
         fitted = getattr(self, "model_", None) if settings.warm_start else None
         result = trainer.fit(
-            trainer.Task(model, X, y, X_unlabeled),
+            model,
+            trainer.TaskData(X, y, X_unlabeled),
             settings,
             fitted=fitted,
             on_checkpoint=self._checkpoint_writer(model, settings, fitted is not None),
@@ -464,8 +465,9 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         texts = settings.calibration.texts if settings.calibration is not None else None
         calibration = Calibration(mode=method, texts=texts)
         with self._threads(settings):
-            self.model_.prior = trainer.calibration_prior(
-                self.model_, settings, None, X_unlabeled, calibration
+            unlabeled = trainer.read_unlabeled(self.model_, settings, X_unlabeled, calibration)
+            self.model_.set_prior(
+                trainer.calibration_prior(self.model_, settings, calibration, unlabeled=unlabeled)
             )
         return self
 

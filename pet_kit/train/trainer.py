@@ -48,13 +48,14 @@ from .shared import MixedScorer, mix
 
 __all__ = [
     "Fitted",
-    "Task",
+    "TaskData",
     "TrainingData",
     "TrainingInterrupted",
     "calibration_prior",
     "finish",
     "fit",
     "prepare",
+    "read_unlabeled",
     "saved_slots",
     "train_config",
     "train_model",
@@ -374,16 +375,17 @@ def train_model(
     data: TrainingData,
     generator: torch.Generator,
     rs: np.random.RandomState,
-    X_unlabeled: Any = None,
+    unlabeled: list[dict[str, str]] | None = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
     scorer: Scorer | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable parts (set by :func:`prepare`) on ``data``.
 
     The backbone stays frozen except for the LoRA / full-tuning copy's own weights.
-    PET's auxiliary MLM loss (``tuning="full"`` only) reads ``X_unlabeled``, else the
-    training texts. ``scorer`` scores the examples instead of the model's (several
-    tasks' examples: :class:`~pet_kit.train.shared.MixedScorer`).
+    PET's auxiliary MLM loss (``tuning="full"`` only) reads ``unlabeled`` (the unlabeled
+    texts as read: :func:`read_unlabeled`), else the training texts. ``scorer`` scores
+    the examples instead of the model's (several tasks' examples:
+    :class:`~pet_kit.train.shared.MixedScorer`).
 
     Raises
     ------
@@ -402,10 +404,7 @@ def train_model(
     if method.copies_backbone:  # only a private copy's weights ever train
         named = method.trainable(backbone.model)
         if config.aux_loss_weight > 0:  # PET's auxiliary MLM loss on the texts
-            if X_unlabeled is not None:
-                records = to_records(X_unlabeled, model.user_fields)
-            else:
-                records = data.records
+            records = unlabeled if unlabeled is not None else data.records
             texts = [" ".join(r.values()) for r in records]
             aux_loss = mlm_loss_fn(
                 backbone, texts, int(settings.batch_size), int(settings.max_length), generator
@@ -438,16 +437,17 @@ def train_model(
 def calibration_prior(
     model: ClozeModel,
     settings: Settings,
-    X: Any,
-    X_unlabeled: Any,
     calibration: Calibration | None = None,
+    *,
     data: TrainingData | None = None,
+    unlabeled: list[dict[str, str]] | None = None,
 ) -> np.ndarray | None:
     """The contextual-calibration prior for ``model`` (``None``: calibration is off).
 
     ``calibration`` defaults to the settings'. ``"content_free"`` averages the raw
-    probabilities of the content-free inputs; ``"unlabeled"`` those of ``X_unlabeled``
-    (else ``X``, or the training data as :func:`training_data` read it).
+    probabilities of the content-free inputs; ``"unlabeled"`` those of ``unlabeled``
+    (``X_unlabeled`` as :func:`read_unlabeled` read it), else of the training inputs
+    (``data``, as :func:`training_data` read and encoded them).
 
     Raises
     ------
@@ -461,16 +461,31 @@ def calibration_prior(
     batch = int(settings.batching.eval_batch_size)
     if calibration.mode == "content_free":
         return model.estimate_prior(model.content_free(calibration.texts), batch)
-    if X_unlabeled is None and data is not None:  # read and encoded once, for training
+    if unlabeled is None and data is not None:
         return model.estimate_prior(_as_predicted(model, data), batch)
-    source = X_unlabeled if X_unlabeled is not None else X
-    if source is None or not hasattr(source, "__len__") or len(source) == 0:
+    if not unlabeled:
         raise InputError(
             "calibration='unlabeled' needs texts to estimate the class prior: pass"
             " fit(X, y, X_unlabeled=texts), or training texts X, or use"
             " calibration='content_free'"
         )
-    return model.estimate_prior(model.encode(source), batch)
+    return model.estimate_prior(model.encode_records(unlabeled), batch)
+
+
+def read_unlabeled(
+    model: ClozeModel, settings: Settings, X_unlabeled: Any, calibration: Calibration | None = None
+) -> list[dict[str, str]] | None:
+    """``X_unlabeled`` read once for what reads it (PET's auxiliary MLM loss, the
+    ``"unlabeled"`` calibration prior: ``calibration``, default the settings'); ``None``
+    when nothing does."""
+    calibration = settings.calibration if calibration is None else calibration
+    wanted = (calibration is not None and calibration.mode == "unlabeled") or (
+        model.tuning.copies_backbone
+        and model.tuning.aux_loss_weight(settings.tuning.get_params()) > 0
+    )
+    if X_unlabeled is None or not wanted:
+        return None
+    return to_records(X_unlabeled, model.user_fields)
 
 
 def _as_predicted(model: ClozeModel, data: TrainingData) -> list[Encoded]:
@@ -488,12 +503,11 @@ def finish(model: ClozeModel) -> None:
 
 
 @dataclasses.dataclass
-class Task:
-    """One task of a :func:`fit`: its model (freshly built) and its data.
+class TaskData:
+    """What one task of a :func:`fit` trains on.
 
     Attributes
     ----------
-    model : ClozeModel
     X, y : optional
         The labelled examples (``None``: zero-shot), as ``PromptClassifier.fit`` takes
         them.
@@ -505,7 +519,6 @@ class Task:
         The task's share of a shared prompt's training examples (default: its size).
     """
 
-    model: ClozeModel
     X: Any = None
     y: Any = None
     X_unlabeled: Any = None
@@ -534,14 +547,15 @@ class Fitted:
 
 
 def fit(
-    tasks: Task | Sequence[Task],
+    models: ClozeModel | Sequence[ClozeModel],
+    tasks: TaskData | Sequence[TaskData],
     settings: Settings,
     *,
     fitted: ClozeModel | None = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
     weigh: Callable[[TrainingData | None], TrainingData | None] | None = None,
 ) -> Fitted:
-    """Train ``tasks``' models: the whole recipe of a fit.
+    """Train ``models`` on ``tasks`` (one each): the whole recipe of a fit.
 
     Each task's ``X`` is read and encoded once (:func:`training_data`); then
     :func:`prepare`, :func:`train_model`, :func:`finish` and :func:`calibration_prior`.
@@ -551,7 +565,10 @@ def fit(
 
     Parameters
     ----------
-    tasks : Task or sequence of Task
+    models : ClozeModel or sequence of ClozeModel
+        Freshly built; the trainer changes them through their methods.
+    tasks : TaskData or sequence of TaskData
+        Their data, in the same order.
     settings : Settings
     fitted : ClozeModel, optional
         The model to continue from (``warm_start``; one task only).
@@ -573,18 +590,24 @@ def fit(
     TrainingDivergedError
         The loss or a trained value became NaN or infinite.
     """
-    several = not isinstance(tasks, Task)
+    several = not isinstance(tasks, TaskData)
     tasks = list(tasks) if several else [tasks]
-    encoded = [training_data(t.model, t.X, t.y) for t in tasks]
+    models = list(models) if several else [models]
+    encoded = []  # each task's X read and encoded, once
+    for model, task in zip(models, tasks, strict=True):
+        encoded.append(training_data(model, task.X, task.y))
     data = [weigh(d) if weigh is not None else d for d in encoded]
     if several:
-        _check_shared(tasks, data)
+        _check_shared(models, tasks, data)
     rs = check_random_state(settings.random_state)
     generator = torch.Generator().manual_seed(int(rs.randint(2**31 - 1)))
-    lead = tasks[0].model
+    unlabeled = []  # each task's X_unlabeled read once, if anything reads it
+    for model, task in zip(models, tasks, strict=True):
+        unlabeled.append(read_unlabeled(model, settings, task.X_unlabeled))
+    lead = models[0]
     prepare(lead, settings, data[0], generator, fitted)
-    for task in tasks[1:]:
-        task.model.set_prompt(lead.prompt, lead.slots_init)
+    for model in models[1:]:
+        model.set_prompt(lead.prompt, lead.slots_init)
     warm = fitted is not None
     history: dict[str, Any] = {
         "steps": 0,
@@ -601,7 +624,7 @@ def fit(
     else:
         train_data, scorer = data[0], None
         if several:
-            train_data, scorer = _mixed(tasks, data)
+            train_data, scorer = _mixed(models, tasks, data)
         try:
             result = train_model(
                 lead,
@@ -609,7 +632,7 @@ def fit(
                 train_data,
                 generator,
                 rs,
-                tasks[0].X_unlabeled,
+                unlabeled[0],
                 on_checkpoint,
                 scorer,
             )
@@ -619,15 +642,15 @@ def fit(
         if several:
             out.history["tasks"] = [t.name for t in tasks]
         out.trained = True
-    for task, task_data in zip(tasks, encoded, strict=True):
-        finish(task.model)
-        task.model.set_prior(
-            calibration_prior(task.model, settings, None, task.X_unlabeled, data=task_data)
-        )
+    for i, model in enumerate(models):
+        finish(model)
+        model.set_prior(calibration_prior(model, settings, data=encoded[i], unlabeled=unlabeled[i]))
     return out
 
 
-def _check_shared(tasks: list[Task], data: list[TrainingData | None]) -> None:
+def _check_shared(
+    models: list[ClozeModel], tasks: list[TaskData], data: list[TrainingData | None]
+) -> None:
     """Refuse tasks that cannot share one prompt.
 
     Raises
@@ -638,17 +661,19 @@ def _check_shared(tasks: list[Task], data: list[TrainingData | None]) -> None:
     for task, task_data in zip(tasks, data, strict=True):
         if task_data is None:
             raise InputError(f"task {task.name!r} has no examples")
-    slots = {t.name: t.model.n_slots for t in tasks}
+    slots = {t.name: m.n_slots for m, t in zip(models, tasks, strict=True)}
     if len(set(slots.values())) != 1 or 0 in slots.values():
         raise InputError(
             f"the tasks' patterns must have the same number of soft slots (> 0) to share"
             f" them; they have {slots}"
         )
-    if len({t.model.backbone.fingerprint for t in tasks}) != 1:
+    if len({m.backbone.fingerprint for m in models}) != 1:
         raise InputError("every task must run on the same backbone")
 
 
-def _mixed(tasks: list[Task], data: list[TrainingData | None]) -> tuple[TrainingData, Scorer]:
+def _mixed(
+    models: list[ClozeModel], tasks: list[TaskData], data: list[TrainingData | None]
+) -> tuple[TrainingData, Scorer]:
     """The tasks' examples as one training set, and the scorer that scores each example
     by its own task."""
     examples = [d.examples for d in data if d is not None]
@@ -663,5 +688,5 @@ def _mixed(tasks: list[Task], data: list[TrainingData | None]) -> tuple[Training
         ", ".join(f"{t.name}: {len(e)}" for t, e in zip(tasks, examples, strict=True)),
     )
     task_of = {id(e): i for i, ex in enumerate(examples) for e in ex}
-    scorer = MixedScorer([t.model.scorer for t in tasks], task_of)
+    scorer = MixedScorer([m.scorer for m in models], task_of)
     return TrainingData(mixed, y, y, None), scorer
