@@ -12,7 +12,8 @@ from pet_kit.tuning import FIELDS, METHODS, TuningMethod, method
 
 
 def test_every_mode_is_a_row_of_the_table():
-    assert TUNINGS == tuple(METHODS) == ("prompt", "prompt+head", "head", "lora", "full")
+    assert TUNINGS == tuple(METHODS)
+    assert TUNINGS[:5] == ("prompt", "prompt+head", "head", "lora", "full")  # public names
     for name, row in METHODS.items():
         assert isinstance(row, TuningMethod)
         assert row.name == name and method(name) is row
