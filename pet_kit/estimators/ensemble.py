@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..config.pvp import PVP, load_pvps
 from ..errors import InputError, SavedPromptError, TrainingDivergedError
-from ..io.inputs import is_real_number, to_label_indices
+from ..io.inputs import is_real_number, label_vector, to_label_indices
 from ..io.prompt_folder import (
     ENSEMBLE_FILE,
     ENSEMBLE_FORMAT,
@@ -35,6 +35,7 @@ from ..io.prompt_folder import (
     save_folder,
     write_file_atomically,
 )
+from ._sklearn import decision_scores, no_weight_without_data, weights_per_example
 from .prompt_classifier import PromptClassifier
 from .student import STUDENT_KIND, LinearStudent
 
@@ -206,7 +207,9 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         return clone(self.estimator) if self.estimator is not None else PromptClassifier()
 
     # -------------------------------------------------------------------- API
-    def fit(self, X: Any, y: Any = None, X_unlabeled: Any = None) -> PromptEnsemble:
+    def fit(
+        self, X: Any, y: Any = None, X_unlabeled: Any = None, sample_weight: Any = None
+    ) -> PromptEnsemble:
         """Train every member on ``(X, y)`` (and distil when asked).
 
         Parameters
@@ -214,9 +217,15 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         X : texts or None
             Training texts (``None``: every member zero-shot).
         y : array-like
-            Labels.
+            Labels (a column of labels, ``(n, 1)`` or a one-column DataFrame, is read as
+            its labels).
         X_unlabeled : texts, optional
             Unlabeled texts for distillation (``distill="prompt"``).
+        sample_weight : array-like of shape (n_examples,), optional
+            A weight >= 0 per labelled example: every member trains with it (see
+            :meth:`PromptClassifier.fit`), ``"wmean"`` weighs its accuracies with it,
+            and iPET generations and the distilled student weigh the labelled examples
+            with it (scaled to average 1) and each pseudo- or soft-labelled text 1.
 
         Returns
         -------
@@ -249,12 +258,15 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
                     f"every PVP of an ensemble must have the same labels; PVP {i} has"
                     f" {lab}, PVP 0 has {labels[0]}"
                 )
+        y = label_vector(y)
+        sample_w = _labelled_weights(X, y, sample_weight, labels[0])
+        fit_params = {} if sample_w is None else {"sample_weight": sample_w}
         weights = []
         for i, member in enumerate(members):
             if self.weighting == "wmean" and X is not None:
-                weights.append(clone(member).fit(None).score(X, y))
+                weights.append(clone(member).fit(None).score(X, y, sample_weight=sample_w))
             try:
-                member.fit(X, y)
+                member.fit(X, y, **fit_params)
             except TrainingDivergedError as exc:
                 raise exc.within(f"ensemble member {i + 1} of {len(members)}") from exc
             log.info("member %d/%d (%s) trained", i + 1, len(members), member.pvp_.name)
@@ -269,17 +281,18 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.student_ = None
         self.generations_ = [[len(X) if X is not None else 0] * len(members)]
         for gen in range(1, int(self.ipet_generations) + 1):
-            self._ipet_generation(gen, X, y, X_unlabeled, seeds)
+            self._ipet_generation(gen, X, y, X_unlabeled, seeds, sample_w)
         self._student_seed = int(seeds[-1])
         if self.distill is not None:
-            self.distil(X, y, X_unlabeled)
+            self.distil(X, y, X_unlabeled, sample_w)
         return self
 
-    def distil(self, X: Any, y: Any, X_unlabeled: Any) -> PromptEnsemble:
+    def distil(self, X: Any, y: Any, X_unlabeled: Any, sample_weight: Any = None) -> PromptEnsemble:
         """(Re)train the student from the fitted members, as ``distill`` says.
 
         ``fit`` calls it; call it again after ``set_params(distill=...)`` to try another
-        student without retraining the members. ``X, y`` must be ``fit``'s labelled data.
+        student without retraining the members. ``X, y`` (and ``sample_weight``) must be
+        ``fit``'s labelled data.
 
         Returns
         -------
@@ -294,11 +307,19 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             raise InputError(f"distill={self.distill!r} needs unlabeled texts (X_unlabeled)")
         refs = _pvp_list(self.pvps)
         seed = getattr(self, "_student_seed", 0)
-        self.student_ = self._distil(refs, X, y, X_unlabeled, seed)
+        y = label_vector(y)
+        sample_w = _labelled_weights(X, y, sample_weight, self.classes_.tolist())
+        self.student_ = self._distil(refs, X, y, X_unlabeled, seed, sample_w)
         return self
 
     def _ipet_generation(
-        self, gen: int, X: Any, y: Any, X_unlabeled: Any, seeds: np.ndarray
+        self,
+        gen: int,
+        X: Any,
+        y: Any,
+        X_unlabeled: Any,
+        seeds: np.ndarray,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         """iPET: retrain every member on the labelled data plus unlabeled texts labelled
         by the *other* members, ``ipet_scale ** gen`` times as many per class as the
@@ -322,8 +343,13 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
             texts = list(X) + [texts_u[k] for k in chosen]
             labels = list(self.classes_[y_idx]) + [self.classes_[pred[k]] for k in chosen]
             seed = int((int(seeds[i]) + 7919 * gen) % (2**31 - 1))
+            fit_params = {}
+            if sample_weight is not None:  # each pseudo-labelled text weighs 1
+                fit_params["sample_weight"] = np.r_[sample_weight, np.ones(len(chosen))]
             try:
-                retrained = clone(member).set_params(random_state=seed).fit(texts, labels)
+                retrained = (
+                    clone(member).set_params(random_state=seed).fit(texts, labels, **fit_params)
+                )
             except TrainingDivergedError as exc:
                 raise exc.within(f"iPET generation {gen}, member {i + 1}") from exc
             log.info(
@@ -339,15 +365,24 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         self.generations_.append(sizes)
 
     def _distil(
-        self, refs: list[Any], X: Any, y: Any, X_unlabeled: Any, seed: int
+        self,
+        refs: list[Any],
+        X: Any,
+        y: Any,
+        X_unlabeled: Any,
+        seed: int,
+        sample_weight: np.ndarray | None = None,
     ) -> PromptClassifier | LinearStudent:
         soft = _temperature_scale(self.ensemble_proba(X_unlabeled), float(self.temperature))
         texts = list(X_unlabeled)
         targets = soft
+        fit_params = {}
         if X is not None and len(X):
             onehot = np.eye(len(self.classes_))[to_label_indices(y, self.classes_.tolist(), len(X))]
             texts = list(X) + texts
             targets = np.vstack([onehot, soft])
+            if sample_weight is not None:  # each soft-labelled text weighs 1
+                fit_params["sample_weight"] = np.r_[sample_weight, np.ones(len(soft))]
         if self.distill == "linear":
             base = self._base()
             log.info("distilling into a linear classifier on %d texts", len(texts))
@@ -358,7 +393,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
                 temperature=float(self.temperature),
                 max_length=int(base.max_length),
                 device=base.device,
-            ).fit(texts, targets)
+            ).fit(texts, targets, **fit_params)
         student_ref = self.student_pvp if self.student_pvp is not None else refs[0]
         student = self._base().set_params(
             pvp=student_ref,
@@ -368,7 +403,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         )
         log.info("distilling into one prompt on %d texts", len(texts))
         try:
-            return student.fit(texts, targets)
+            return student.fit(texts, targets, **fit_params)
         except TrainingDivergedError as exc:
             raise exc.within("the distilled student prompt") from exc
 
@@ -384,6 +419,13 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         if self.student_ is not None:
             return self.student_.predict_proba(X)
         return self.ensemble_proba(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores: the log of :meth:`predict_proba` (its softmax), in scikit-learn's
+        shape — (n,) for two classes (the log-odds of ``classes_[1]``: positive means
+        ``classes_[1]``), else (n, n_classes)."""
+        proba = self.predict_proba(X)
+        return decision_scores(np.log(np.maximum(proba, np.finfo(np.float64).tiny)))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels."""
@@ -500,6 +542,24 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         est.classes_ = classes
         est.student_ = None
         return est
+
+
+def _labelled_weights(X: Any, y: Any, sample_weight: Any, labels: list[Any]) -> np.ndarray | None:
+    """``fit``'s ``sample_weight`` checked, one per labelled example, the positive ones
+    averaging 1 (``None``: not given, or all equal).
+
+    Raises
+    ------
+    InputError
+        An invalid ``sample_weight``, or one given without labelled data.
+    """
+    if X is None or (hasattr(X, "__len__") and len(X) == 0):
+        no_weight_without_data(sample_weight)
+        return None
+    if sample_weight is None or y is None:  # no y: the members say it is required
+        return None
+    y_idx = to_label_indices(y, labels, len(X))
+    return weights_per_example(sample_weight, y_idx, labels)
 
 
 # ------------------------------------------------------------------ folder helpers

@@ -33,12 +33,13 @@ from ..config.settings import (
     to_json,
 )
 from ..errors import InputError, SavedPromptError
-from ..io.inputs import to_label_indices
+from ..io.inputs import label_vector, to_label_indices
 from ..io.prompt_folder import check_replace, check_save_target
 from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.threads import torch_threads
 from ..train import trainer
 from ..train.loop import TrainResult
+from ._sklearn import decision_scores, fit_weights, no_weight_without_data
 
 __all__ = ["PromptClassifier"]
 
@@ -55,6 +56,33 @@ def _sorted_labels(labels: list[Hashable]) -> list[Hashable]:
         return sorted(labels)
     except TypeError:
         return labels
+
+
+def _weighted(
+    data: trainer.TrainingData | None, sample_weight: Any, labels: list[Any]
+) -> trainer.TrainingData | None:
+    """``data`` with ``fit``'s ``sample_weight``: examples of weight 0 left out, the
+    others' weights kept (``None`` when all are equal).
+
+    Raises
+    ------
+    InputError
+        An invalid ``sample_weight``, or one given without training data.
+    """
+    if data is None:
+        no_weight_without_data(sample_weight)
+        return None
+    keep, weights = fit_weights(sample_weight, data.y, labels, hard=data.targets.ndim == 1)
+    if keep is None:
+        return dataclasses.replace(data, weights=weights)
+    idx = np.flatnonzero(keep)
+    return dataclasses.replace(
+        data,
+        examples=[data.examples[i] for i in idx],
+        y=data.y[idx],
+        targets=data.targets[idx],
+        weights=weights,
+    )
 
 
 class PromptClassifier(ClassifierMixin, BaseEstimator):
@@ -316,7 +344,9 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         return to_json(params)
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None, X_unlabeled: Any = None) -> PromptClassifier:
+    def fit(
+        self, X: Any, y: Any = None, X_unlabeled: Any = None, sample_weight: Any = None
+    ) -> PromptClassifier:
         """Train the soft slots on ``(X, y)``.
 
         Parameters
@@ -324,13 +354,25 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         X : list of str, array, Series, DataFrame, Dataset, or None
             Training texts. ``None`` (or empty) gives a zero-shot classifier.
         y : array-like
-            Labels; every label must be defined by the verbalizer. Or soft labels: an
-            array of shape ``(n, n_classes)`` of class probabilities, columns in
-            ``classes_`` order (the verbalizer's labels, sorted), trained with the
-            ``temperature``-scaled cross-entropy.
+            Labels; every label must be defined by the verbalizer. A column of labels
+            (an ``(n, 1)`` array, a one-column DataFrame) is read as its labels, with
+            scikit-learn's ``DataConversionWarning``. Or soft labels: an array of shape
+            ``(n, n_classes)`` of class probabilities, columns in ``classes_`` order (the
+            verbalizer's labels, sorted), trained with the ``temperature``-scaled
+            cross-entropy.
         X_unlabeled : texts, optional
             Unlabeled texts for ``calibration="unlabeled"`` (the class prior) and PET's
             auxiliary MLM loss (``tuning="full"``).
+        sample_weight : array-like of shape (n_examples,), optional
+            A weight >= 0 per example: each example's training loss is multiplied by its
+            weight (scaled to average 1, so only relative weights matter). Examples of
+            weight 0 are left out of training; equal weights train exactly as none.
+            Positive weight must fall on two classes at least (hard labels). Nothing
+            uses the weights when nothing trains (``fit(None)``, ``epochs=0``, a
+            pattern without soft slots under ``tuning="prompt"``); nor do early
+            stopping's held-out accuracy, the ``calibration="unlabeled"`` prior
+            estimated from the training texts, the demonstration pool
+            (``demonstrations``) and PET's auxiliary MLM loss (``tuning="full"``).
 
         Returns
         -------
@@ -346,7 +388,8 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
             ``warm_start=True``.
         InputError
             A parameter is invalid, e.g. a float parameter that is not finite
-            (``learning_rate=inf``); nothing was loaded or trained.
+            (``learning_rate=inf``); nothing was loaded or trained. Or ``sample_weight``
+            is invalid (its length, a negative or non-finite value, every weight 0).
         TrainingDivergedError
             The training loss or a trained value became NaN or infinite (usually a
             learning rate that is too high; the message names the step, the loss, the
@@ -356,10 +399,17 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
             ``ValueError``).
         """
         settings = self.settings()
+        if X is not None and y is None:
+            raise InputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None;"
+                " pass fit(X, y) with one label per text, or fit(None) for zero-shot"
+            )
         with self._threads(settings):
-            return self._fit(settings, X, y, X_unlabeled)
+            return self._fit(settings, X, label_vector(y), X_unlabeled, sample_weight)
 
-    def _fit(self, settings: Settings, X: Any, y: Any, X_unlabeled: Any) -> PromptClassifier:
+    def _fit(
+        self, settings: Settings, X: Any, y: Any, X_unlabeled: Any, sample_weight: Any = None
+    ) -> PromptClassifier:
         self._check_checkpoint_target(settings)
         model = ClozeModel.build(
             self.resolved_pvp(), BuildOptions.from_settings(settings, self.model, self.tokenizer)
@@ -371,6 +421,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
             settings,
             fitted=fitted,
             on_checkpoint=self._checkpoint_writer(model, settings, fitted is not None),
+            weigh=lambda data: _weighted(data, sample_weight, model.labels),
         )
         # fitted attributes are set only once everything above succeeded (or was
         # interrupted with a usable prompt)
@@ -491,12 +542,9 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         self.model_.set_inference(inference)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Class scores, shape (n, n_classes); softmax gives ``predict_proba``.
-
-        The label-word logits aggregated per class; with calibration, the class
-        log-probabilities minus the log of ``calibration_prior_``.
-        """
+    def _class_scores(self, X: Any) -> np.ndarray:
+        """Class scores, shape (n, n_classes) for any number of classes (as
+        ``model_.class_scores``); softmax gives ``predict_proba``."""
         check_is_fitted(self, "model_")
         settings = self.settings()
         with self._threads(settings):
@@ -504,13 +552,26 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
                 X, int(settings.batching.eval_batch_size), verbose=int(settings.verbose) - 1
             )
 
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores in scikit-learn's shape.
+
+        The label-word logits aggregated per class; with calibration, the class
+        log-probabilities minus the log of ``calibration_prior_``. Two classes: shape
+        (n,), the score of ``classes_[1]`` minus that of ``classes_[0]`` (positive means
+        ``classes_[1]``; its sigmoid is ``predict_proba[:, 1]``), so
+        ``scoring="roc_auc"`` works. More classes: shape (n, n_classes), whose softmax is
+        ``predict_proba``. ``model_.class_scores(X)`` gives one column per class for
+        any number of classes.
+        """
+        return decision_scores(self._class_scores(X))
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities; columns follow ``classes_``."""
-        return ClozeModel.probabilities(self.decision_function(X))
+        return ClozeModel.probabilities(self._class_scores(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (elements of ``classes_``)."""
-        scores = self.decision_function(X)
+        scores = self._class_scores(X)
         return self.classes_[scores.argmax(axis=1)] if len(scores) else self.classes_[:0]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

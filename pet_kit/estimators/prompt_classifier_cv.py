@@ -19,11 +19,19 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from ..config.settings import PARAMETERS
 from ..errors import InputError
-from ..io.inputs import check_positive_int
+from ..io.inputs import (
+    CONTINUOUS_HINT,
+    check_label,
+    check_positive_int,
+    label_vector,
+    looks_continuous,
+)
+from ._sklearn import fit_weights
 from .prompt_classifier import PromptClassifier
 
 __all__ = ["DEFAULT_CANDIDATES", "PromptClassifierCV"]
@@ -233,8 +241,13 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
 
     def _split(self, y: np.ndarray, n_candidates: int) -> tuple[int, int]:
         """Folds and repeats for labels ``y`` within the budget."""
-        _, counts = np.unique(y, return_counts=True)
-        if len(counts) < 2 or counts.min() < 2:
+        classes, counts = np.unique(y, return_counts=True)
+        if len(counts) < 2:
+            raise InputError(
+                f"y has one class ({classes[0]!r}); PromptClassifierCV needs at least 2"
+                " examples of each of at least 2 classes to cross-validate"
+            )
+        if counts.min() < 2:
             raise InputError(
                 "PromptClassifierCV needs at least 2 examples of each of at least 2 classes"
                 f" to cross-validate (smallest class: {int(counts.min())}); use"
@@ -265,15 +278,24 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
                 splits -= 1
         return splits, repeats
 
-    def fit(self, X: Any, y: Any, X_unlabeled: Any = None) -> PromptClassifierCV:
+    def fit(
+        self, X: Any, y: Any, X_unlabeled: Any = None, sample_weight: Any = None
+    ) -> PromptClassifierCV:
         """Cross-validate the candidates on ``(X, y)`` and refit the best on all of it.
 
         Parameters
         ----------
         X : texts (as for :meth:`PromptClassifier.fit`)
         y : array-like of labels
+            A column of labels (``(n, 1)``, a one-column DataFrame) is read as labels.
         X_unlabeled : texts, optional
             Passed to every fit (calibration on unlabeled texts, PET's MLM loss).
+        sample_weight : array-like of shape (n_examples,), optional
+            A weight >= 0 per example, passed to every fit (each fold's training
+            examples' weights; see :meth:`PromptClassifier.fit`). Examples of weight 0
+            are left out before the split. Not used by the cross-validated accuracy that
+            chooses the candidate (unweighted) nor by untrained candidates
+            (``epochs=0``).
 
         Returns
         -------
@@ -284,13 +306,32 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             base.set_params(random_state=self.random_state)
         grids = self._candidates(base)
         n_candidates = _n_candidates(grids)
-        if X is None or y is None:
+        if X is not None and y is None:
+            raise InputError(
+                "PromptClassifierCV requires y to be passed, but the target y is None; it"
+                " needs labelled examples: fit(X, y)"
+            )
+        if X is None:
             raise InputError("PromptClassifierCV needs labelled examples: fit(X, y)")
+        y = label_vector(y)
         X, y_arr = _examples(X, y)
         y = y_arr  # an iterator is read once: the search gets the labels read
-        splits, repeats = self._split(y_arr.astype(str), n_candidates)
-        cv = RepeatedStratifiedKFold(
-            n_splits=splits, n_repeats=repeats, random_state=self.random_state
+        for i, label in enumerate(y_arr):
+            check_label(label, i)
+        if looks_continuous(y_arr):
+            raise InputError(f"{CONTINUOUS_HINT}; pass the class labels of the examples")
+        names, y_idx = np.unique(y_arr.astype(str), return_inverse=True)
+        keep, weights = fit_weights(sample_weight, y_idx, names.tolist())
+        if keep is not None:  # examples of weight 0: as if not given
+            kept = np.flatnonzero(keep)
+            X, y, y_idx = _safe_indexing(X, kept), y_arr[kept], y_idx[kept]
+        splits, repeats = self._split(names[y_idx], n_candidates)
+        # the folds stratify the labels' string forms: labels of any type (an object
+        # column mixing ints and strings) split as they are matched
+        cv = list(
+            RepeatedStratifiedKFold(
+                n_splits=splits, n_repeats=repeats, random_state=self.random_state
+            ).split(np.zeros(len(y_idx)), y_idx)
         )
         log.info(
             "choosing among %d candidates by %d x %d-fold cross-validation (%d fits)",
@@ -308,6 +349,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
         fit_params = {} if X_unlabeled is None else {"X_unlabeled": X_unlabeled}
+        if weights is not None:
+            fit_params["sample_weight"] = weights
         search.fit(X, y, **fit_params)
         self.best_estimator_ = search.best_estimator_
         self.best_params_ = search.best_params_
@@ -320,7 +363,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ delegation
     def decision_function(self, X: Any) -> np.ndarray:
-        """Class scores of the chosen prompt."""
+        """Class scores of the chosen prompt (for two classes one score per example:
+        see :meth:`PromptClassifier.decision_function`)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.decision_function(X)
 

@@ -22,10 +22,18 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
 from ..errors import BackboneMismatchError, InputError, SavedPromptError, TrainingDivergedError
-from ..io.inputs import check_text, is_real_number, to_label_indices
+from ..io.inputs import (
+    CONTINUOUS_HINT,
+    check_text,
+    is_real_number,
+    label_vector,
+    looks_continuous,
+    to_label_indices,
+)
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
 from ..model.backbone import Backbone, frozen, identity_matches, load_backbone
 from ..model.demonstrations import embed_texts
+from ._sklearn import decision_scores, fit_weights
 
 __all__ = ["STUDENT_KIND", "LinearStudent"]
 
@@ -118,8 +126,32 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             emb = embed_texts(backbone, texts, max_length=int(self.max_length))
         return torch.from_numpy(emb)
 
-    def fit(self, X: Any, y: Any) -> LinearStudent:
-        """Fit on texts ``X`` and labels (or soft labels of shape (n, n_classes)) ``y``."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LinearStudent:
+        """Fit on texts ``X`` and labels (or soft labels of shape (n, n_classes)) ``y``.
+
+        Parameters
+        ----------
+        X : list of str
+        y : array-like
+            Labels (a column of labels, ``(n, 1)`` or a one-column DataFrame, is read as
+            its labels), or soft labels of shape ``(n, n_classes)`` in ``classes``
+            order.
+        sample_weight : array-like of shape (n,), optional
+            A weight >= 0 per text multiplying its loss (scaled to average 1: integer
+            weights train as repeated texts). Texts of weight 0 are left out; equal
+            weights train exactly as none.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InputError
+            Invalid parameters, texts, labels or ``sample_weight``.
+        TrainingDivergedError
+            The loss or the weights became NaN or infinite.
+        """
         for name in ("temperature", "l2"):
             v = getattr(self, name)
             if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
@@ -129,6 +161,12 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         texts = _texts(X)
         if len(texts) == 0:
             raise InputError("X is empty; the student needs training texts")
+        if y is None:
+            raise InputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None;"
+                " pass fit(X, y) with labels or soft labels"
+            )
+        y = label_vector(y)
         y_arr = np.asarray(y, dtype=object if np.ndim(y) == 1 else None)
         if np.ndim(y_arr) == 2:
             if self.classes is None:
@@ -140,10 +178,23 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
                     f" {y_arr.shape}"
                 )
             target = torch.as_tensor(np.asarray(y_arr, dtype=np.float32))
+            idx = target.argmax(1).numpy()
         else:
+            if self.classes is None and looks_continuous(y_arr):
+                raise InputError(
+                    f"{CONTINUOUS_HINT}; pass class labels (or soft labels of shape"
+                    " (n, n_classes) with classes=[...])"
+                )
             classes = list(self.classes) if self.classes is not None else sorted(set(y_arr))
             idx = to_label_indices(y_arr, classes, len(texts))
             target = torch.eye(len(classes))[torch.as_tensor(idx)]
+        keep, sample_w = fit_weights(sample_weight, idx, classes, hard=np.ndim(y_arr) == 1)
+        if keep is not None:
+            texts = [texts[i] for i in np.flatnonzero(keep)]
+            target = target[torch.as_tensor(keep)]
+        w = None
+        if sample_w is not None:
+            w = torch.as_tensor(sample_w / sample_w.mean(), dtype=torch.float32)
         backbone = self._backbone()
         emb = self._embed(texts, backbone)
         temp = float(self.temperature)
@@ -155,7 +206,8 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         def closure() -> torch.Tensor:
             optim.zero_grad()
             logp = torch.log_softmax(linear(emb) / temp, dim=1)
-            loss = -(target * logp).sum(1).mean() * temp * temp
+            per_text = -(target * logp).sum(1)
+            loss = (per_text if w is None else per_text * w).mean() * temp * temp
             loss = loss + float(self.l2) * linear.weight.pow(2).sum()
             loss.backward()
             return loss
@@ -184,19 +236,25 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         self.backbone_fingerprint_ = backbone.fingerprint
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def _logits(self, X: Any) -> np.ndarray:
         """Logits, shape (n, n_classes)."""
         check_is_fitted(self, "coef_")
         emb = self._embed(_texts(X)).numpy()
         return emb @ self.coef_.T + self.intercept_
 
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits in scikit-learn's shape: (n,) for two classes (that of ``classes_[1]``
+        minus that of ``classes_[0]``; positive means ``classes_[1]``), else
+        (n, n_classes)."""
+        return decision_scores(self._logits(X))
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities; columns follow ``classes_``."""
-        return torch.softmax(torch.from_numpy(self.decision_function(X)).double(), 1).numpy()
+        return torch.softmax(torch.from_numpy(self._logits(X)).double(), 1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels."""
-        return self.classes_[self.decision_function(X).argmax(1)]
+        return self.classes_[self._logits(X).argmax(1)]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save atomically to folder ``path`` (safetensors + JSON)."""

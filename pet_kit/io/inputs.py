@@ -19,7 +19,17 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["check_positive_int", "check_text", "is_real_number", "to_label_indices", "to_records"]
+__all__ = [
+    "check_label",
+    "check_positive_int",
+    "check_sample_weight",
+    "check_text",
+    "is_real_number",
+    "label_vector",
+    "looks_continuous",
+    "to_label_indices",
+    "to_records",
+]
 
 log = logging.getLogger(__name__)
 
@@ -203,19 +213,151 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
     return out
 
 
+def _is_fraction(value: Any) -> bool:
+    return (
+        isinstance(value, (float, np.floating))
+        and math.isfinite(value)
+        and not float(value).is_integer()
+    )
+
+
+def looks_continuous(labels: Any) -> bool:
+    """Whether ``labels`` hold a finite number with a fractional part (``0.37``): regression
+    targets rather than class labels."""
+    return any(_is_fraction(v) for v in labels)
+
+
+#: The hint added to a label error when :func:`looks_continuous`.
+CONTINUOUS_HINT = (
+    "y looks continuous (numbers with a fractional part): a classifier needs class"
+    " labels, not regression targets"
+)
+
+_COLUMN_VECTOR = (
+    "A column-vector y was passed when a 1d array was expected. Please change the shape"
+    " of y to (n_samples,), for example using ravel() (for a DataFrame: select its column,"
+    " df[name]); it is read as labels"
+)
+
+
+def label_vector(y: Any) -> Any:
+    """``y`` as scikit-learn reads labels: a column of labels made 1-D.
+
+    An object exposing only ``__array__`` (no length) becomes an array; an ``(n, 1)``
+    array, a one-column DataFrame or a list of one-item rows becomes its single column,
+    with scikit-learn's ``DataConversionWarning`` (as its own classifiers do). Anything
+    else (1-D labels, ``(n, n_classes)`` soft labels, ``None``) is returned unchanged.
+
+    Parameters
+    ----------
+    y : array-like or None
+
+    Returns
+    -------
+    array-like or None
+    """
+    if y is None or isinstance(y, (str, bytes)):
+        return y
+    if not hasattr(y, "__len__") and hasattr(y, "__array__"):
+        y = np.asarray(y)
+    columns = getattr(y, "columns", None)
+    if columns is not None and getattr(y, "ndim", 2) == 2 and len(columns) == 1:
+        _warn_column_vector()
+        return y.iloc[:, 0] if hasattr(y, "iloc") else y[columns[0]]
+    if isinstance(y, np.ndarray):
+        if y.ndim == 2 and y.shape[1] == 1:
+            _warn_column_vector()
+            return y[:, 0]
+        return y
+    if (
+        isinstance(y, (list, tuple))
+        and y
+        and all(isinstance(r, (list, tuple, np.ndarray)) and len(r) == 1 for r in y)
+    ):
+        _warn_column_vector()
+        return [r[0] for r in y]
+    return y
+
+
+def _warn_column_vector() -> None:
+    import warnings
+
+    from sklearn.exceptions import DataConversionWarning
+
+    warnings.warn(_COLUMN_VECTOR, DataConversionWarning, stacklevel=3)
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """``sample_weight`` for ``n`` examples as a new float64 array (``None``: not given).
+
+    Accepts what scikit-learn passes: a list, an array, a Series, an object exposing
+    only ``__array__``. The input is never changed.
+
+    Raises
+    ------
+    InputError
+        Not numbers, not 1-D, a length other than ``n``, a value that is NaN, infinite
+        or negative, or every weight 0.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        w = np.array(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"sample_weight must hold numbers (one weight >= 0 per example), got"
+            f" {sample_weight!r:.80}"
+        ) from exc
+    if w.ndim != 1:
+        raise InputError(f"sample_weight must be 1-D, one weight per example; got shape {w.shape}")
+    if len(w) != n:
+        raise InputError(
+            f"sample_weight has {len(w)} values but X has {n} examples; pass one weight per example"
+        )
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise InputError(
+            f"sample_weight[{i}] is {float(w[i])!r}; every weight must be a finite number >= 0"
+            " (0 leaves the example out of training)"
+        )
+    if n and not w.any():
+        raise InputError(
+            "every sample_weight is 0, so nothing would be trained; give some examples a"
+            " positive weight (or fit(None) for zero-shot)"
+        )
+    return w
+
+
+def check_label(label: Any, i: int) -> None:
+    """Refuse ``y[i] = label`` when it is missing (None, NaN) or an infinite number.
+
+    Raises
+    ------
+    InputError
+    """
+    if _is_missing(label):
+        raise InputError(f"y[{i}] is missing ({label!r}); drop unlabeled rows before fit")
+    if isinstance(label, (float, np.floating)) and not math.isfinite(label):
+        raise InputError(f"y[{i}] is {float(label)!r}, not a label; drop or fix that row")
+
+
 def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
     """Map labels to indices into ``classes``.
 
     Labels match by equality (``5.0`` and ``numpy.int64(5)`` match ``5``); when a label
     is not found but its string form equals a class's string form (``1`` vs ``"1"``), it
     is matched too. Booleans match only boolean classes (``True`` never matches ``1``).
-    ``y`` may mix types this way; a label that matches no class is an error.
+    ``y`` may mix types this way; a label that matches no class is an error. A column of
+    labels (an ``(n, 1)`` array, a one-column DataFrame) is read as its labels
+    (:func:`label_vector`).
 
     Raises
     ------
     InputError
         Length mismatch, missing labels, labels the verbalizer does not cover.
     """
+    y = label_vector(y)
     if hasattr(y, "tolist"):
         y = y.tolist()
     y = list(y)
@@ -228,9 +370,9 @@ def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
         by_str.setdefault(str(c), i)
     out = np.empty(len(y), dtype=np.int64)
     unknown: dict[str, int] = {}
+    fractional = False  # an unknown label such as 0.37: regression targets?
     for i, label in enumerate(y):
-        if _is_missing(label):
-            raise InputError(f"y[{i}] is missing ({label!r}); drop unlabeled rows before fit")
+        check_label(label, i)
         try:
             idx = lookup.get(label)
         except TypeError as exc:
@@ -244,12 +386,15 @@ def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
             idx = by_str.get(str(label))
         if idx is None:
             unknown.setdefault(repr(label), i)
+            fractional = fractional or _is_fraction(label)
             continue
         out[i] = idx
     if unknown:
         shown = ", ".join(list(unknown)[:5])
+        hint = f". {CONTINUOUS_HINT}" if fractional else ""
         raise InputError(
             f"y has label(s) {shown} that the verbalizer does not define (its labels:"
             f" {list(classes)}); add them to the verbalizer's 'labels' with label words"
+            f"{hint}"
         )
     return out
