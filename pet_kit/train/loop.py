@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -230,22 +230,15 @@ def _diverged_message(
     )
 
 
-def train_prompt(
-    scorer: Scorer,
-    prompt: SoftPrompt,
-    examples: Sequence[Encoded],
-    y: np.ndarray,
-    config: TrainConfig,
-    generator: torch.Generator,
-    validation: tuple[Sequence[Encoded], np.ndarray] | None = None,
-    on_step: Callable[[int], None] | None = None,
-    on_checkpoint: Callable[[int, TrainResult], None] | None = None,
-    extra: nn.Module | None = None,
-    backbone_params: Sequence[tuple[str, nn.Parameter]] = (),
-    aux_loss: Callable[[], torch.Tensor] | None = None,
-    sample_weight: np.ndarray | None = None,
-) -> TrainResult:
-    """Train ``prompt`` in place with cross-entropy over the class scores.
+def train_prompt(*args: Any, **kwargs: Any) -> TrainResult:
+    """Train a prompt in place: ``PromptTraining(*args, **kwargs).run()`` (the
+    parameters, the result and the errors: :class:`PromptTraining`)."""
+    return PromptTraining(*args, **kwargs).run()
+
+
+class PromptTraining:
+    """One training run: ``prompt`` trained in place with cross-entropy over the class
+    scores by :meth:`run` (which raises the errors below); its state is named.
 
     Parameters
     ----------
@@ -284,9 +277,19 @@ def train_prompt(
         One weight > 0 per example, scaled to mean 1 over ``examples``: each example's
         task loss is multiplied by its weight (the auxiliary loss is not weighted).
 
-    Returns
-    -------
-    TrainResult
+    Attributes
+    ----------
+    step, epoch : int
+        Optimizer steps and epochs done.
+    result : TrainResult
+        What the run did so far (:meth:`run` returns it).
+    guard : _LastFinite
+        The trained tensors' last state that passed the finiteness check.
+    last_loss : float
+        The last finite training loss (for messages).
+    best_accuracy, best_state, bad_epochs
+        Early stopping: the best validation accuracy, the state it was reached with, and
+        the epochs since.
 
     Raises
     ------
@@ -305,40 +308,6 @@ def train_prompt(
         last checked epoch end (or the start). ``on_checkpoint`` only ever sees
         checked states. The exception carries the step, the loss, the learning rates
         and the result so far.
-    """
-    return PromptTraining(
-        scorer,
-        prompt,
-        examples,
-        y,
-        config,
-        generator,
-        validation=validation,
-        on_step=on_step,
-        on_checkpoint=on_checkpoint,
-        extra=extra,
-        backbone_params=backbone_params,
-        aux_loss=aux_loss,
-        sample_weight=sample_weight,
-    ).run()
-
-
-class PromptTraining:
-    """One run of :func:`train_prompt` (same parameters), its state named.
-
-    Attributes
-    ----------
-    step, epoch : int
-        Optimizer steps and epochs done.
-    result : TrainResult
-        What the run did so far.
-    guard : _LastFinite
-        The trained tensors' last state that passed the finiteness check.
-    last_loss : float
-        The last finite training loss (for messages).
-    best_accuracy, best_state, bad_epochs
-        Early stopping: the best validation accuracy, the state it was reached with, and
-        the epochs since.
     """
 
     def __init__(
@@ -402,7 +371,7 @@ class PromptTraining:
 
     # ------------------------------------------------------------------- the run
     def run(self) -> TrainResult:
-        """Train; see :func:`train_prompt`."""
+        """Train; returns what was done (raises: see the class)."""
         params = [p for _, p in self.named]
         bb_params = [p for _, p in self.backbone_params]
         if self.n == 0 or not (params or bb_params):
