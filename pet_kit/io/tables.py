@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,19 +37,38 @@ log = logging.getLogger(__name__)
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
 
+def _lines(fh: Iterator[str]) -> Iterator[str]:
+    """The lines of a text file opened with ``newline="\n"``, without their line ending.
+
+    Lines end at ``\n`` only (a ``\r\n`` ending loses its ``\r`` too), as ``wc -l`` and
+    pandas count them: a form feed, a vertical tab, a lone ``\r`` or a Unicode line or
+    paragraph separator (``\u2028``...) inside a line stays part of its text, where
+    ``str.splitlines`` would cut it into several lines.
+    """
+    for line in fh:
+        if line.endswith("\n"):
+            line = line[:-1]
+        yield line[:-1] if line.endswith("\r") else line
+
+
 def _read_jsonl(p: Path) -> pd.DataFrame:
-    text = p.read_text(encoding="utf-8")
-    _check_json_keys(text.splitlines(), p, 1)
-    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    with p.open(encoding="utf-8", newline="\n") as fh:
+        for n, line in enumerate(_lines(fh), 1):
+            _check_json_keys([line], p, n)
+    return pd.read_json(p, lines=True, dtype=False)
+
+
+def _read_txt(p: Path) -> pd.DataFrame:
+    """One text per non-blank line (lines as :func:`_lines` splits them)."""
+    with p.open(encoding="utf-8", newline="\n") as fh:
+        return pd.DataFrame({"text": [ln for ln in _lines(fh) if ln.strip()]})
 
 
 _READERS = {
     ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
     ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False),
     ".jsonl": _read_jsonl,
-    ".txt": lambda p: pd.DataFrame(
-        {"text": [ln for ln in Path(p).read_text(encoding="utf-8").splitlines() if ln.strip()]}
-    ),
+    ".txt": _read_txt,
 }
 _SEPARATORS = {".csv": ",", ".tsv": "\t"}
 _SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
@@ -226,8 +246,22 @@ def check_input_path(path: str | os.PathLike[str]) -> Path:
     if p.suffix.lower() not in _READERS:
         raise InputError(f"{p}: unsupported file type {p.suffix!r}; use .csv, .tsv, .jsonl or .txt")
     if not p.is_file():
-        raise InputError(f"{p}: no such file")
+        raise InputError(f"{p}: {_not_a_file(p)}")
     return p
+
+
+def _not_a_file(p: Path) -> str:
+    """Why ``p``, which is no regular file, cannot be read as a table."""
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):
+        return "no such file"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file; pass the data file inside it"
+    return (
+        "is not a regular file (a named pipe, socket or device); save the data to a file"
+        " and pass that"
+    )
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
@@ -266,12 +300,12 @@ def _raw_chunks(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 first += len(lines)
                 if any(line.strip() for line in lines):
                     yield pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
-    else:  # .txt: one example per non-blank line, read line by line
+    else:  # .txt: one example per non-blank line, read line by line as read_table does
         lines: list[str] = []
-        with p.open(encoding="utf-8") as fh:
-            for line in fh:
-                # splitlines() as read_table does: it also splits at \v, \f, \u2028, ...
-                lines.extend(ln for ln in line.splitlines() if ln.strip())
+        with p.open(encoding="utf-8", newline="\n") as fh:
+            for line in _lines(fh):
+                if line.strip():
+                    lines.append(line)
                 if len(lines) >= chunk_size:
                     yield pd.DataFrame({"text": lines})
                     lines = []

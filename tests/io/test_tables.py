@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -120,3 +122,34 @@ def test_write_table_never_writes_through_a_planted_temp_link(tmp_path):
     (tmp_path / ".auto.yaml.tmp").symlink_to(target)
     write_verbalizer({"pos": ["great"], "neg": ["bad"]}, tmp_path / "auto.yaml")
     assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_txt_lines_end_at_newlines_only(tmp_path):
+    """As ``wc -l`` and pandas count lines: a form feed, a vertical tab, a lone carriage
+    return or a Unicode line separator inside a line stays in its text."""
+    path = tmp_path / "texts.txt"
+    texts = ["page\x0cbreak", "line\u2028separator", "old\rmac", "tab\x0bbed", "last"]
+    path.write_bytes(("\n".join(texts[:2]) + "\r\n" + "\n".join(texts[2:])).encode("utf-8"))
+    assert path.read_bytes().count(b"\n") == len(texts) - 1  # wc -l: the last has no \n
+    assert read_table(path)["text"].tolist() == texts
+    chunks = list(iter_table_chunks(path, 2))
+    assert [t for c in chunks for t in c["text"]] == texts
+    assert [len(c) for c in chunks] == [2, 2, 1]
+
+
+def test_a_json_record_with_a_line_separator_is_one_record(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a\u2028b", "label": "x"}\n{"text": "c", "text": "d"}\n', "utf-8")
+    with pytest.raises(InputError, match=r"d\.jsonl:2: the record has the key\(s\) \['text'\]"):
+        read_table(path)
+
+
+def test_a_folder_or_a_pipe_is_not_called_missing(tmp_path):
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(InputError, match=r"data\.csv: is a folder, not a file"):
+        read_table(tmp_path / "data.csv")
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(InputError, match=r"pipe\.txt: is not a regular file"):
+        read_table(tmp_path / "pipe.txt")
+    with pytest.raises(InputError, match=r"gone\.txt: no such file"):
+        read_table(tmp_path / "gone.txt")
