@@ -97,8 +97,8 @@ def test_tables_are_read_only():
 
 
 def test_constants_are_those_of_the_torch_modules():
-    from pet_kit.config import settings
     from pet_kit import tuning
+    from pet_kit.config import settings
     from pet_kit.model import deep, demonstrations, soft_prompt
 
     assert settings.INIT_STRATEGIES == soft_prompt.INIT_STRATEGIES
