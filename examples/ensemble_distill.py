@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import time
-from pathlib import Path
 
 from pet_kit import PromptClassifier, PromptEnsemble
 from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
 
-REPO = Path(__file__).resolve().parents[1]
 WORDS = "rotten_tomatoes"  # a shipped verbalizer, by name
 PVPS = [
     {"pattern": "[SOFT*4] {text} [SOFT:All in all, it was] [MASK].", "verbalizer": WORDS},
@@ -33,7 +32,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unlabeled", type=int, default=500, help="unlabeled train texts")
     parser.add_argument("--test-size", type=int, default=500)
-    parser.add_argument("--out", default=str(REPO / "prompts" / "rotten_tomatoes_distilled"))
+    parser.add_argument(
+        "--out",
+        help="a new or empty folder for the student prompt (default: a new folder in the"
+        " system's temporary folder; the path is printed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -59,7 +62,7 @@ def main() -> None:
     ens_acc = (ens.classes_[ens.ensemble_proba(Xt).argmax(1)] == yt.to_numpy()).mean()
     print(f"ensemble (wmean): {ens_acc:.4f}")
     print(f"distilled student prompt: {ens.score(Xt, yt):.4f}")
-    path = ens.save(args.out)
+    path = ens.save(args.out or tempfile.mkdtemp(prefix="pet_kit_rt_distilled_"))
     size = sum(f.stat().st_size for f in path.iterdir())
     print(f"saved the student prompt ({size / 1024:.1f} KB) to {path}")
     # the same members, another student: a linear classifier on the frozen encoder

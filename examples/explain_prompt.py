@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import load_task, sample_k_shot
 from pet_kit.tools.explain import explain_prediction, explain_slots, save_report
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=16)
-    parser.add_argument("--png", default=str(REPO / "prompts" / "explain_subjectivity.png"))
+    parser.add_argument(
+        "--png",
+        help="where the PNG report goes (default: a new folder in the system's temporary"
+        " folder; the path is printed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -49,7 +52,8 @@ def main() -> None:
         print(f"  {label}: {word} {score:+.2f}")
     for a in info["ablation"]:
         print(f"  without slot {a['slot']}: p({info['label']}) = {a['probability']:.3f}")
-    print(f"report: {save_report(clf, args.png, text=text)}")
+    png = args.png or Path(tempfile.mkdtemp(prefix="pet_kit_explain_")) / "report.png"
+    print(f"report: {save_report(clf, png, text=text)}")
 
 
 if __name__ == "__main__":

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 
 from pet_kit import PromptClassifier, load_pvp
 from pet_kit.io.datasets import load_task, sample_k_shot
 from pet_kit.tools.label_search import search_label_words, write_verbalizer
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--test-size", type=int, default=200)
-    parser.add_argument("--out", default=str(REPO / "prompts" / "bbc_news_auto_words.yaml"))
+    parser.add_argument(
+        "--out",
+        help="the verbalizer YAML file to write (default: in a new folder in the system's"
+        " temporary folder; the path is printed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -35,7 +38,8 @@ def main() -> None:
     )
     for label, picks in words.items():
         print(f"{label}: " + ", ".join(f"{w} ({s:+.2f})" for w, s in picks))
-    path = write_verbalizer(words, args.out, name="bbc_news_auto", note=f"K={args.k}, seed 0")
+    out = args.out or Path(tempfile.mkdtemp(prefix="pet_kit_label_words_")) / "bbc_news_auto.yaml"
+    path = write_verbalizer(words, out, name="bbc_news_auto", note=f"K={args.k}, seed 0")
     print(f"written to {path}")
     hand = PromptClassifier(pvp=pvp, max_length=128, verbose=0).fit(None)
     auto = PromptClassifier(

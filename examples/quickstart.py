@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import time
-from pathlib import Path
 
 from pet_kit import PromptClassifier
 from pet_kit.io.datasets import list_tasks, load_task, sample_k_shot
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -31,12 +29,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling and training seed")
     parser.add_argument("--test-size", type=int, default=1000, help="fixed test subset size")
     parser.add_argument("--pvp", help="PVP reference (default: the shipped PVP TASK#soft)")
-    parser.add_argument("--out", help="where the prompt goes (default: prompts/TASK)")
+    parser.add_argument(
+        "--out",
+        help="a new or empty folder for the saved prompt (default: a new folder in the"
+        " system's temporary folder; the path is printed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     template = {"chinese_reviews": "chinese_reviews_english_vocab"}.get(args.task, args.task)
     pvp = args.pvp or f"{template}#soft"
-    out_dir = args.out or str(REPO / "prompts" / args.task)
+    out_dir = args.out or tempfile.mkdtemp(prefix=f"pet_kit_{args.task}_prompt_")
 
     train = sample_k_shot(load_task(args.task, "train"), k=args.k, seed=args.seed)
     test = load_task(args.task, "test", max_size=args.test_size)

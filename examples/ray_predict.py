@@ -51,10 +51,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from pet_kit import PromptClassifier
 from pet_kit.errors import InputError
@@ -104,6 +106,8 @@ class Predictor:
         the same frame as pet_kit's reader whatever Ray's pandas conversion (Ray 2.56
         and later hand pandas batches with Arrow-backed dtypes).
         """
+        import pyarrow as pa
+
         df = batch.to_pandas()
         rows = df.pop(ROW) if ROW in df.columns else None
         first = int(rows.iloc[0]) if rows is not None and len(rows) else 0
@@ -295,6 +299,18 @@ def predict_file_ray(
     return rows
 
 
+def missing_ray() -> str | None:
+    """The first of Ray, Ray Data and pyarrow that cannot be imported (``None``: all can)."""
+    import importlib
+
+    for module in ("ray", "ray.data", "pyarrow"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return module
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
@@ -321,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.workers < 1 or args.batch_size < 1:
         parser.error("--workers and --batch-size must be positive integers")
+    missing = missing_ray()
+    if missing is not None:
+        print(
+            f"error: this example needs Ray Data, and {missing!r} is not installed:"
+            ' pip install "ray[data]" (or pet_kit\'s extra: pip install "pet_kit[ray]")',
+            file=sys.stderr,
+        )
+        return 1
 
     import ray
 

@@ -1,10 +1,14 @@
 """pet_kit inside scikit-learn tooling, inline PVPs, pair inputs and zero-shot.
 
-Runs on the embedded default backbone in about a minute on a laptop CPU:
-``python examples/sklearn_and_pairs.py``.
+An inline PVP with two trainable slots, tuned by ``GridSearchCV`` inside a ``Pipeline`` on
+K Rotten Tomatoes reviews per class, then a shipped NLI PVP applied zero-shot to pairs of
+texts (the pattern's two fields are DataFrame columns). Runs on the embedded default
+backbone in about a minute on a laptop CPU: ``python examples/sklearn_and_pairs.py``.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import pandas as pd
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -16,8 +20,17 @@ from pet_kit.io.datasets import load_task, sample_k_shot
 
 
 def main() -> None:
-    train = sample_k_shot(load_task("rotten_tomatoes", "train"), k=8, seed=0)
-    test = load_task("rotten_tomatoes", "test", max_size=200)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--k", type=int, default=8, help="labelled reviews per class (default %(default)s)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, default=200, help="test reviews scored (default %(default)s)"
+    )
+    args = parser.parse_args()
+
+    train = sample_k_shot(load_task("rotten_tomatoes", "train"), k=args.k, seed=0)
+    test = load_task("rotten_tomatoes", "test", max_size=args.test_size)
 
     # 1. an inline PVP: two trainable vectors in front of the review
     pvp = {
@@ -46,7 +59,10 @@ def main() -> None:
         }
     )
     print("zero-shot NLI:", list(nli.predict(pairs)))
-    print("(zero-shot quality depends on the backbone; see the README's limits)")
+    print(
+        "(zero-shot quality depends on the backbone: docs/default_backbone.md, section"
+        " Limits, says where the embedded one falls short and how to pass another)"
+    )
 
 
 if __name__ == "__main__":

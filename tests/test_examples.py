@@ -30,7 +30,7 @@ CASES = {
     "explain_prompt": (["--k", "2", "--png", "{tmp}/report.png"], "report:"),
     "label_words": ([*SMALL, "--out", "{tmp}/words.yaml"], "written to"),
     "prompt_bank": (["--k", "2", "--epochs", "1", "--out", "{tmp}/bank"], "] "),
-    "sklearn_and_pairs": ([], "zero-shot NLI:"),
+    "sklearn_and_pairs": (SMALL, "zero-shot NLI:"),
 }
 
 
