@@ -460,7 +460,7 @@ def _save_or_rescue(clf: Any, out: Path) -> bool:
     import tempfile
 
     try:
-        clf.save(out)
+        clf.save(out, overwrite=True)  # cmd_train applied --overwrite's rule up front
         return True
     except Exception as exc:  # any failure: the trained prompt must not be lost
         first = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)

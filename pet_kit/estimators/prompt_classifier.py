@@ -429,7 +429,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         self.classes_ = model.classes
         self.history_ = result.history
         if result.trained and settings.checkpoint is not None:
-            path = self.save(settings.checkpoint.dir)
+            path = self.save(settings.checkpoint.dir, overwrite=True)  # checked before fit
             log.info("final checkpoint written to %s", path)
         if result.interrupt is not None:
             log.warning(
@@ -645,7 +645,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         return self._part("backbone_fingerprint").backbone.fingerprint
 
     # ---------------------------------------------------------- save and load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Save only the prompt (a few KB) to folder ``path``, atomically.
 
         The folder holds ``prompt.safetensors`` (slot vectors) and ``prompt.json``
@@ -655,10 +655,14 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         Parameters
         ----------
         path : str or PathLike
-            The folder: new, empty, or a prompt folder, whose two prompt files are
-            replaced (each atomically, ``prompt.json`` last) while any other file there
-            is kept. A ``prompt.json`` that is not pet_kit's, or a non-empty folder
-            without one, is refused. Concurrent saves to one folder wait for each other.
+            The folder: new, empty, or (with ``overwrite=True``) a prompt folder, whose
+            two prompt files are replaced (each atomically, ``prompt.json`` last) while
+            any other file there is kept. A ``prompt.json`` that is not pet_kit's, or a
+            non-empty folder without one, is refused whatever ``overwrite`` says.
+            Concurrent saves to one folder wait for each other.
+        overwrite : bool, default=False
+            Replace a prompt already in ``path``. Without it such a folder is refused
+            and left as it was, as ``pet-kit train`` refuses it without ``--overwrite``.
 
         Returns
         -------
@@ -668,11 +672,18 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         Raises
         ------
         SavedPromptError
-            The path cannot be written (a parent that is a file, an unwritable folder, a
+            The folder already holds a pet_kit result and ``overwrite`` is false; the
+            path cannot be written (a parent that is a file, an unwritable folder, a
             NUL byte, another program's files), a tensor is NaN or infinite, or the
             write failed (the folder then still holds the previous prompt).
         """
         check_is_fitted(self, "model_")
+        check_save_target(path)  # another program's files first: refused whatever overwrite
+        check_replace(
+            path,
+            overwrite=overwrite,
+            fix="Pass overwrite=True to save() to replace it, or choose another folder",
+        )
         return self.model_.save(path, self._json_params(), self.history_)
 
     @classmethod

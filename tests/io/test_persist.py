@@ -76,13 +76,34 @@ def test_overwrite_replaces_and_failed_save_keeps_old(
 
     monkeypatch.setattr(persist, "save_file", boom)
     with pytest.raises(SavedPromptError, match=r"disk full.*still holds the previous"):
-        other.save(target)
+        other.save(target, overwrite=True)
     monkeypatch.undo()
     assert (target / TENSOR_FILE).read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["p"]  # no temp folders left
     assert sorted(p.name for p in target.iterdir()) == [META_FILE, TENSOR_FILE]  # nor files
-    other.save(target)
+    other.save(target, overwrite=True)
     assert (target / TENSOR_FILE).read_bytes() != old
+
+
+def test_save_replaces_a_pet_kit_result_only_with_overwrite(fitted, make_clf, toy_data, tmp_path):
+    """The rule of pet-kit train's output folder: a prompt already there is replaced only
+    with overwrite=True; a new or empty folder needs none."""
+    target = fitted.save(tmp_path / "p")
+    before = {f.name: f.read_bytes() for f in target.iterdir()}
+    other = make_clf(random_state=5).fit(*toy_data)
+    with pytest.raises(SavedPromptError) as info:
+        other.save(target)
+    assert str(info.value) == (
+        f"the folder {target} already holds a pet_kit prompt (classes 'negative', 'positive');"
+        " refusing to replace it. Pass overwrite=True to save() to replace it, or choose"
+        " another folder"
+    )
+    assert {f.name: f.read_bytes() for f in target.iterdir()} == before
+    assert other.save(target, overwrite=True) == target
+    assert (target / TENSOR_FILE).read_bytes() != before[TENSOR_FILE]
+
+    (tmp_path / "empty").mkdir()
+    assert (other.save(tmp_path / "empty") / META_FILE).is_file()
 
 
 def test_refuses_to_overwrite_a_non_prompt_folder(fitted, tmp_path):
@@ -110,7 +131,7 @@ def test_killed_save_leaves_old_prompt_intact(fitted, tiny_dir, tmp_path):
             real(*a, **k)            # the tensor file is half of the new folder
             os.kill(os.getpid(), signal.SIGKILL)
         persist.save_file = die
-        clf.save({str(target)!r})
+        clf.save({str(target)!r}, overwrite=True)
     """)
     # the timeout only guards against a hang: a loaded machine takes minutes to import torch
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600)
@@ -118,7 +139,7 @@ def test_killed_save_leaves_old_prompt_intact(fitted, tiny_dir, tmp_path):
     after = {f.name: f.read_bytes() for f in target.iterdir() if not f.name.startswith(".")}
     assert after == before
     PromptClassifier.load(target)  # still loads
-    fitted.save(target)  # the next save removes the killed save's temporary file
+    fitted.save(target, overwrite=True)  # the next save removes the killed save's temp file
     assert sorted(f.name for f in target.iterdir()) == sorted(before)
     assert [p.name for p in tmp_path.iterdir()] == ["p"]
 

@@ -72,7 +72,7 @@ def test_saving_over_a_prompt_folder_keeps_the_users_files(pair, tmp_path):
     a, b = pair
     target = a.save(tmp_path / "p")
     _with_notes(target)
-    b.save(target)
+    b.save(target, overwrite=True)
     assert (target / "notes.txt").read_bytes() == NOTES
     assert (target / "runs" / "log.csv").read_bytes() == b"step,loss\n"
     assert _which(target, pair) == "B"
@@ -126,7 +126,7 @@ def test_symlinked_prompt_files_are_replaced_not_written_through(pair, tmp_path)
         (target / name).symlink_to(store / name)
     (target / "notes.txt").write_bytes(NOTES)
     stored = _listing(store)
-    b.save(target)
+    b.save(target, overwrite=True)
     assert _listing(store) == stored  # the links' targets are untouched
     assert not (target / META_FILE).is_symlink() and not (target / TENSOR_FILE).is_symlink()
     assert _which(target, pair) == "B" and (target / "notes.txt").read_bytes() == NOTES
@@ -137,7 +137,7 @@ def test_a_symlinked_target_folder_is_followed(pair, tmp_path):
     real = a.save(tmp_path / "real")
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
-    b.save(link)
+    b.save(link, overwrite=True)
     assert link.is_symlink() and _which(real, pair) == "B"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
@@ -237,11 +237,11 @@ def _start_state(start: str, target: Path, a: Any, b: Any) -> None:
     (``interrupted``), or pet_kit 0.1.0 killed between its two renames, A moved aside."""
     if start == "new":
         return
-    a.save(target)
+    a.save(target, overwrite=True)
     if not (target / "notes.txt").exists():
         _with_notes(target)
     if start == "interrupted":  # tensor file new, prompt.json old, new one in a temp file
-        _interrupted_state(target, lambda: b.save(target))
+        _interrupted_state(target, lambda: b.save(target, overwrite=True))
         assert any(n.startswith(".prompt.json.tmp-") for n in _hidden(target))
     elif start == "old_pet_kit_leftovers":
         target.rename(target.with_name(".p.old-0123abcd"))
@@ -267,10 +267,10 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_prompt(pair, tmp_pa
             seen.append(_which(target, pair))
             if start != "new":
                 assert (target / "notes.txt").read_bytes() == NOTES
-        a.save(target)  # the next save
+        a.save(target, overwrite=True)  # the next save
         assert _hidden(target) == [] and _which(target, pair) == "A"
 
-    kills = _every_kill_point(reset, lambda: b.save(target), check)
+    kills = _every_kill_point(reset, lambda: b.save(target, overwrite=True), check)
     assert set(seen) <= {old, "B"}, list(zip(kills, seen, strict=True))
     assert len(kills) >= 8 and "B" in seen and (old in seen or start == "interrupted")
 
@@ -298,12 +298,12 @@ def test_a_failing_step_leaves_the_old_or_the_new_prompt(pair, tmp_path, monkeyp
     module = persist if step.startswith("_") else os
     for at in range(4):
         if start == "existing":
-            a.save(target)
+            a.save(target, overwrite=True)
             if not (target / "notes.txt").exists():
                 _with_notes(target)
         monkeypatch.setattr(module, step, _failing_at(getattr(module, step), at))
         try:
-            b.save(target)
+            b.save(target, overwrite=True)
         except SavedPromptError as exc:
             assert "No space left on device" in str(exc) and "save again" in str(exc)
         monkeypatch.undo()
@@ -311,7 +311,7 @@ def test_a_failing_step_leaves_the_old_or_the_new_prompt(pair, tmp_path, monkeyp
             assert _which(target, pair) in ("A", "B")
         if start == "existing":
             assert (target / "notes.txt").read_bytes() == NOTES
-        a.save(target)
+        a.save(target, overwrite=True)
         assert _hidden(target) == [] and _which(target, pair) == "A"
         if start == "new":
             shutil.rmtree(target)
@@ -322,7 +322,7 @@ def test_load_completes_an_interrupted_save_even_in_a_read_only_folder(
 ):
     a, b = pair
     target = a.save(tmp_path / "p")
-    _interrupted_state(target, lambda: b.save(target))
+    _interrupted_state(target, lambda: b.save(target, overwrite=True))
     before = _listing(target)
 
     def read_only(*args: Any, **kwargs: Any) -> None:
@@ -355,7 +355,7 @@ def test_stale_temporary_folders_go_but_foreign_files_stay(pair, tmp_path):
     (foreign / "mine.txt").write_text("not pet_kit's")
     (target / ".prompt.json.tmp-00000000").write_text("{}")
     (target / ".prompt.json.tmp-keep").write_text("not pet_kit's name")
-    pair[1].save(target)
+    pair[1].save(target, overwrite=True)
     assert not stale.exists() and not (target / ".prompt.json.tmp-00000000").exists()
     assert (foreign / "mine.txt").exists() and (target / ".prompt.json.tmp-keep").exists()
 
@@ -365,7 +365,7 @@ def _save_many(folder: str, seed: int, n: int, errors: Any) -> None:
     clf = _CLFS[seed % 2]
     try:
         for _ in range(n):
-            clf.save(folder)
+            clf.save(folder, overwrite=True)
     except BaseException as exc:
         errors.put(f"{type(exc).__name__}: {exc}")
 
@@ -405,7 +405,7 @@ def test_a_save_waits_for_the_lock_then_says_which_variable_to_raise(pair, tmp_p
     try:
         start = time.perf_counter()
         with pytest.raises(SavedPromptError, match="PET_KIT_SAVE_LOCK_TIMEOUT"):
-            pair[1].save(target)
+            pair[1].save(target, overwrite=True)
         assert time.perf_counter() - start < 5
     finally:
         os.close(fd)
@@ -418,7 +418,7 @@ def test_files_get_the_permissions_the_umask_gives(pair, tmp_path, umask):
     old = os.umask(umask)
     try:
         target = pair[0].save(tmp_path / "p")
-        pair[1].save(target)  # replacing keeps them
+        pair[1].save(target, overwrite=True)  # replacing keeps them
     finally:
         os.umask(old)
     for name in (META_FILE, TENSOR_FILE):
@@ -451,7 +451,10 @@ def test_a_huge_sparse_tensor_file_fails_fast(pair, tmp_path, legacy):
 def test_a_huge_prompt_json_fails_fast_on_load_and_save(pair, tmp_path):
     target = pair[0].save(tmp_path / "p")
     _sparse(target / META_FILE, 20 * 2**30)
-    for action in (lambda: PromptClassifier.load(target), lambda: pair[1].save(target)):
+    for action in (
+        lambda: PromptClassifier.load(target),
+        lambda: pair[1].save(target, overwrite=True),
+    ):
         start = time.perf_counter()
         with pytest.raises(SavedPromptError, match="PET_KIT_MAX_PROMPT_JSON_BYTES"):
             action()
@@ -508,7 +511,7 @@ def test_saving_a_diverged_prompt_is_refused(pair, tmp_path, tiny_dir):
     with torch.no_grad():
         next(bad.prompt_.parameters())[0, 0] = float("inf")
     with pytest.raises(SavedPromptError, match=r"\['slots'\] hold NaN or infinite values"):
-        bad.save(target)
+        bad.save(target, overwrite=True)
     with pytest.raises(SavedPromptError, match="NaN or infinite"):
         bad.save(tmp_path / "new")
     assert _listing(target) == before and not (tmp_path / "new").exists()
