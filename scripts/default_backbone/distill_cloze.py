@@ -766,18 +766,25 @@ def evaluate_model(model_ref: str | None, heldout: list[str]) -> dict[str, Any]:
     return report
 
 
+def baseline(run_dir: Path, heldout: list[str]) -> dict[str, Any]:
+    """Today's default measured once per run (``RUN/evaluation-current-default.json``)."""
+    path = run_dir / "evaluation-current-default.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    old = evaluate_model(None, heldout)
+    atomic_write_text(path, json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    return old
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
-    baseline_file = args.run / "evaluation-current-default.json"
-    if baseline_file.is_file():
-        old = json.loads(baseline_file.read_text(encoding="utf-8"))
-    else:
-        old = evaluate_model(None, heldout)
-        atomic_write_text(baseline_file, json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    old = baseline(args.run, heldout)
+    if args.baseline_only:
+        return 0
     folder, meta = checkpoint_model(args.run)
     new = evaluate_model(str(folder), heldout)
     checks = {f"zero-shot {k} >= {v}": new["gates"][k] >= v for k, v in GATES.items()}
@@ -951,6 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mlm-units", type=int, default=200_000)
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="the ship gates, current default vs the checkpoint")
+    e.add_argument(
+        "--baseline-only", action="store_true", help="measure only today's default (once)"
+    )
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("report", help="publish the latest evaluation to benchmarks/results/")
     r.set_defaults(func=cmd_report)
