@@ -200,6 +200,20 @@ PVP_BUILDERS: dict[str, Callable[[Path], Any]] = {
         "pattern": "[SOFT] {text} It was [MASK]." + " so" * 5_000,
         "verbalizer": SENTIMENT_PVP["verbalizer"],
     },
+    "surrogate_pattern": lambda work: {
+        "pattern": "[SOFT] {text} It w\udc80s [MASK].",
+        "verbalizer": SENTIMENT_PVP["verbalizer"],
+    },
+    "surrogate_label_word": lambda work: {
+        "pattern": SENTIMENT_PVP["pattern"],
+        "verbalizer": {"positive": ["gr\udc80eat"], "negative": ["terrible"]},
+    },
+    "surrogate_label": lambda work: {
+        "pattern": SENTIMENT_PVP["pattern"],
+        "verbalizer": {"positive": ["great"], "neg\udc80": ["terrible"]},
+    },
+    "name_300_chars": lambda work: "p" * 300,
+    "yaml_name_300_chars": lambda work: "p" * 300 + ".yaml",
 }
 
 
@@ -690,6 +704,13 @@ def _check_link_target_unchanged(out: Outcome, ctx: Ctx) -> None:
     ), "the output link was not replaced by a file"
 
 
+def _check_rows_as_wc_l(out: Outcome, ctx: Ctx) -> None:
+    """One row per line as ``wc -l`` counts lines (the file's last line ends with \\n and
+    none is blank)."""
+    lines = (CORPUS / "data" / "line_separators.txt").read_bytes().count(b"\n")
+    assert len(out.X) == lines, (len(out.X), lines)
+
+
 CHECKS: dict[str, Callable[[Outcome, Ctx], None]] = {
     "zero_shot": _check_zero_shot,
     "classes_0_1": _check_classes_0_1,
@@ -699,6 +720,7 @@ CHECKS: dict[str, Callable[[Outcome, Ctx], None]] = {
     "fields_plain": _check_fields_plain,
     "calibration_plain": _check_calibration_plain,
     "link_target_unchanged": _check_link_target_unchanged,
+    "rows_as_wc_l": _check_rows_as_wc_l,
 }
 
 

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import PatternError
+from ..io.inputs import SURROGATE as _SURROGATE
 from ..limits import env_limit
 
 __all__ = [
@@ -182,6 +183,13 @@ def parse_pattern(text: str, *, source: str | None = None, key: str | None = Non
 
     if not isinstance(text, str) or not text.strip():
         raise fail("the pattern is empty; write e.g. '{text} It was [MASK].'")
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise fail(
+            f"a lone surrogate {bad.group()!r} at character {bad.start()} (bytes that are not"
+            " UTF-8, decoded with errors='surrogateescape'; no tokenizer takes it); write the"
+            " pattern as text"
+        )
     limit = max_pattern_chars()
     if len(text) > limit:
         raise PatternError(

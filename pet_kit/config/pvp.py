@@ -43,7 +43,7 @@ from ..errors import ConfigError, display_path
 from .pattern import Pattern, parse_pattern
 from .schema import FieldOptions, PVPSpec, TemplateFile, VerbalizerSpec, did_you_mean, validate
 from .verbalizer import Verbalizer
-from .yaml_source import YamlSource, read_yaml
+from .yaml_source import YamlSource, is_file, read_yaml
 
 __all__ = [
     "PVP",
@@ -246,7 +246,7 @@ def pvp_reference(ref: str | os.PathLike[str], base_dir: Path | None = None) -> 
         return text
     tail = f"#{name}" if name is not None else ""
     full = _resolve(base_dir or Path.cwd(), path)
-    if not full.is_file() and _is_bare_name(path):
+    if not is_file(full) and _is_bare_name(path):
         return os.fspath(shipped_pvp_path(path)) + tail
     return text if base_dir is None else os.fspath(full) + tail
 
@@ -573,7 +573,7 @@ def _source_for(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlS
         )
     text = os.fspath(spec)
     path, name = _split_ref(text)
-    if path and Path(path).is_file():  # an existing file always wins
+    if path and is_file(path):  # an existing file always wins
         return read_yaml(path), name
     if _is_bare_name(path):
         return read_yaml(shipped_pvp_path(path)), name
@@ -587,7 +587,7 @@ def _source_for(spec: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlS
             source="pvp",
         )
     stem = Path(path).stem
-    if not Path(path).exists() and stem in shipped_pvp_names():
+    if not os.path.exists(path) and stem in shipped_pvp_names():
         tail = f"#{name}" if name is not None else ""
         raise ConfigError(
             f"file not found; check the path. pet_kit's own {stem!r} PVP is addressed by"

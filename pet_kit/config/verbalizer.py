@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import VerbalizerError
+from ..io.inputs import SURROGATE
 
 __all__ = ["AGGREGATES", "CompiledVerbalizer", "Verbalizer", "WordGroup"]
 
@@ -73,6 +74,7 @@ class Verbalizer:
             )
         as_text: dict[str, Hashable] = {}
         for label in self.labels:
+            self._check_text(f"label {label!r}", label, f"{self.key}.{label}")
             other = as_text.setdefault(str(label), label)
             if other is not label and other != label:
                 raise VerbalizerError(
@@ -95,6 +97,7 @@ class Verbalizer:
                         source=self.source,
                         key=where,
                     )
+                self._check_text(f"label word {word!r}", word, where)
                 norm = word.strip()
                 if norm in seen:
                     other = seen[norm]
@@ -106,6 +109,19 @@ class Verbalizer:
                         key=where,
                     )
                 seen[norm] = label
+
+    def _check_text(self, what: str, value: Any, key: str) -> None:
+        """Refuse a label or word holding a lone surrogate: it is not text (a tokenizer
+        refuses it, no UTF-8 file can hold it)."""
+        bad = SURROGATE.search(value) if isinstance(value, str) else None
+        if bad is not None:
+            raise VerbalizerError(
+                f"{what} has a lone surrogate {bad.group()!r} at character {bad.start()}"
+                " (bytes that are not UTF-8, decoded with errors='surrogateescape'); write it"
+                " as text",
+                source=self.source,
+                key=key,
+            )
 
     @classmethod
     def from_mapping(

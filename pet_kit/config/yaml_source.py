@@ -350,6 +350,15 @@ def _nearby_file(path: Path) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an existing file; a path the system refuses to look up (a
+    name too long, a NUL byte, a folder it may not look into) is none, not an error."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
     """Read and safely parse a YAML file.
 
@@ -371,7 +380,13 @@ def read_yaml(path: str | os.PathLike[str]) -> YamlSource:
     """
     p = Path(path)
     name = str(path)
-    if not p.is_file():
+    try:
+        found = p.is_file()
+    except OSError as exc:  # a name too long, a folder it may not look into, ...
+        raise ConfigError(
+            f"cannot look up the file ({exc.strerror}); check the path", source=name
+        ) from exc
+    if not found:
         hint = " (it is a folder)" if p.is_dir() else _nearby_file(p)
         raise ConfigError(f"file not found{hint}; check the path", source=name)
     limit = max_yaml_bytes()

@@ -33,9 +33,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A lone UTF-16 surrogate: what os.fsdecode / errors="surrogateescape" make of bytes that
-# are not UTF-8; no tokenizer (and no UTF-8 writer) accepts it.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A lone UTF-16 surrogate: what os.fsdecode / errors="surrogateescape" make of bytes that
+#: are not UTF-8; no tokenizer (and no UTF-8 writer) accepts it.
+SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = SURROGATE
 
 
 def is_real_number(value: Any) -> bool:

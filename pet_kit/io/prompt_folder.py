@@ -457,6 +457,11 @@ def _lock_dir(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------ target checks
+#: The longest folder name a save accepts: 255 bytes (a file system's usual limit) less
+#: what the temporary sibling ``.NAME.tmp-<hex8>`` adds.
+_MAX_NAME_BYTES = 255 - len(".") - len(".tmp-01234567")
+
+
 def _save_path(path: Any) -> Path:
     """``path`` as an absolute Path, refusing what no file system accepts."""
     try:
@@ -470,7 +475,24 @@ def _save_path(path: Any) -> Path:
             f"cannot save to {text!r}: the path contains a NUL byte ('\\x00'), which no file"
             " name may hold; remove it from the path"
         )
-    return Path(text).expanduser().absolute()
+    target = Path(text).expanduser().absolute()
+    _check_name_lengths(target)
+    return target
+
+
+def _check_name_lengths(target: Path) -> None:
+    """Refuse a path with a name longer than a file system allows (255 bytes; for the
+    folder saved into, 14 bytes less: it is built under a longer temporary name)."""
+    *parents, name = target.parts
+    for part, limit in [*((p, 255) for p in parents), (name, _MAX_NAME_BYTES)]:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise SavedPromptError(
+                f"cannot save to {target}: the name {part[:40]!r}... is {size} bytes long,"
+                f" over the {limit} bytes it may have (a file system allows 255 per name; the"
+                " folder saved into is built under a temporary name 14 bytes longer);"
+                " shorten it"
+            )
 
 
 def _check_parents(target: Path, real: Path) -> None:
@@ -1195,8 +1217,14 @@ def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     folder = Path(path).expanduser()
     if "\0" in str(folder):
         raise SavedPromptError(f"{str(folder)!r}: the path contains a NUL byte; remove it")
-    restore_moved_aside(folder, META_FILE)
-    if not folder.is_dir():
+    try:
+        restore_moved_aside(folder, META_FILE)
+        found = folder.is_dir()
+    except OSError as exc:  # a name too long, a folder it may not look into, ...
+        raise SavedPromptError(
+            f"{folder}: cannot look up the prompt folder ({exc.strerror}); check the path"
+        ) from exc
+    if not found:
         raise SavedPromptError(f"{folder}: no such prompt folder; check the path")
     try:
         meta, data = _read_pair(folder)

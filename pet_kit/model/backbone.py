@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.settings import check_device
 from ..errors import BackboneError
 
 __all__ = [
@@ -545,6 +546,9 @@ def load_backbone(
     ------
     BackboneError
         Not a masked LM, missing MLM-head weights, unreadable path, no tokenizer.
+    InputError
+        ``device`` is not a torch device, or CUDA without a GPU
+        (:func:`~pet_kit.config.settings.check_device`).
     """
     if isinstance(model, nn.Module):
         if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
@@ -584,6 +588,7 @@ def load_backbone(
         )
     if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
         raise BackboneError("with a model name/path, pass the tokenizer as a name/path too")
+    check_device(device)
     dev = default_device(device)
     key = (ref, os.fspath(tokenizer) if tokenizer else "", dev)
     with _CACHE_LOCK:

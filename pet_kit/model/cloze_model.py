@@ -30,7 +30,7 @@ from torch import nn
 
 from .._version import __version__
 from ..config.pvp import PVP
-from ..config.settings import Settings, from_json, resolve
+from ..config.settings import Settings, check_device, from_json, resolve
 from ..errors import BackboneError, BackboneMismatchError, InputError, PetKitError, SavedPromptError
 from ..io.inputs import to_records
 from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
@@ -703,6 +703,7 @@ class ClozeModel:
         """
         from .default_backbone import DEFAULT_MODEL_NAME
 
+        check_device(device)  # before the folder and the backbone are read
         tensors, meta = read_prompt_dir(path)
         where = str(Path(path) / "prompt.json")
         if meta.get("kind") == "linear_student":

@@ -47,6 +47,7 @@ ALPHA = Field(
 
 
 def _lora_config(network: nn.Module, rank: int, alpha: float) -> Any:
+    _check_rank(network, int(rank))
     try:
         from peft import LoraConfig
     except ImportError as exc:
@@ -64,6 +65,24 @@ def _lora_config(network: nn.Module, rank: int, alpha: float) -> Any:
     return LoraConfig(
         r=int(rank), lora_alpha=float(alpha), lora_dropout=0.0, target_modules=targets
     )
+
+
+def _check_rank(network: nn.Module, rank: int) -> None:
+    """Refuse a rank above the width of the projections LoRA adapts (its matrices would
+    be larger than the layer they adapt; a huge rank would exhaust memory).
+
+    Raises
+    ------
+    InputError
+    """
+    cfg = network.config
+    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None)
+    if isinstance(width, int) and rank > width:
+        raise InputError(
+            f"tuning.rank={rank} is larger than the width of the attention projections"
+            f" LoRA adapts ({width} for this backbone); use a rank from 1 to {width}"
+            " (4 to 16 is usual)"
+        )
 
 
 def _is_lora(name: str) -> bool:
