@@ -41,18 +41,20 @@
     and write a new model folder (:mod:`pet_kit.train.adapt`). Budgeted by ``--max-steps`` and
     ``--max-minutes``; running the same command again continues an unfinished run.
 
-Exit status: 0 on success, 1 when the input is invalid (the message says why), 130 on
-Ctrl-C. Ctrl-C during ``pet-kit train`` first saves the prompt trained so far to the
-output folder (the best one so far with early stopping). ``pet-kit train`` checks that
-the output folder can be written before it loads anything; if saving still fails after
-training (disk full, ...), the prompt goes to a fresh ``pet_kit-rescued-*`` folder in
-the system's temporary folder, stderr says where and how to move it, and the exit
-status is 1.
+Exit status: 0 on success, 1 when the input is invalid or the machine fails (a full
+disk, a file size limit, a missing permission, no GPU: one line on stderr says why and
+what to do, never a traceback), 130 on Ctrl-C. Ctrl-C during ``pet-kit train`` first
+saves the prompt trained so far to the output folder (the best one so far with early
+stopping). ``pet-kit train`` checks that the output folder can be written before it
+loads anything; if saving still fails after training (disk full, ...), the prompt goes
+to a fresh ``pet_kit-rescued-*`` folder in the system's temporary folder, stderr says
+where and how to move it, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -688,6 +690,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             num_shards=args.num_shards,
             shard_index=args.shard_index,
         )
+    except OSError as exc:  # a full disk, a file size limit, ...: the progress is kept
+        raise _predict_write_failed(exc, args.output) from exc
     except KeyboardInterrupt:
         if progress_path(args.output).exists():
             print(
@@ -1017,16 +1021,24 @@ def build_bank(
     device: str | None = None,
     inference: str | None = None,
 ) -> Any:
-    """A PromptBank from prompt folders and/or folders of prompt folders."""
-    from .serving.bank import PromptBank
+    """A PromptBank from prompt folders and/or folders of prompt folders (each task named
+    after its folder; two folders of one name are refused)."""
+    from .serving.bank import PromptBank, prompt_folders
 
     bank = PromptBank(model, device=device, inference=inference)
+    seen: dict[str, Path] = {}
     for ref in paths:
         path = Path(ref).expanduser()
-        if (path / "prompt.json").is_file():
-            bank.add(path.name, path)
-        else:
-            bank.add_folder(path)
+        found = [path] if (path / "prompt.json").is_file() else prompt_folders(path)
+        for folder in found:
+            if folder.name in seen:
+                raise PetKitError(
+                    f"two prompt folders are named {folder.name!r} ({seen[folder.name]} and"
+                    f" {folder}); each task is named after its folder, so rename one of them"
+                    " or serve them separately"
+                )
+            seen[folder.name] = folder
+            bank.add(folder.name, folder)
     return bank
 
 
@@ -1168,6 +1180,75 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The fix for an operating-system error a command may meet, by ``errno``.
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space (or write elsewhere) and run the command again",
+    errno.EDQUOT: "free some space within your disk quota (or write elsewhere) and run the"
+    " command again",
+    errno.EFBIG: "the file grew past the largest size allowed (ulimit -f, or the file"
+    " system's limit): raise the limit or write elsewhere",
+    errno.EACCES: "check the permissions of that file or folder, or use another one",
+    errno.EPERM: "check the permissions of that file or folder, or use another one",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.ENAMETOOLONG: "a name in the path is longer than the file system allows: shorten it",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "that is a folder, not a file: check the path",
+    errno.EMFILE: "too many files are open: raise the limit (ulimit -n) or close some",
+    errno.EIO: "the disk or the file system failed: check it",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: the file, what failed, and the fix."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = _OS_FIXES.get(exc.errno) if exc.errno is not None else None
+    return f"{where}{reason}" + (f"; {fix}" if fix else "")
+
+
+def _expected_failure(exc: BaseException) -> str | None:
+    """The one-line message for a failure of the machine rather than of pet_kit (an
+    operating-system error, no memory, an unusable GPU, a path the system refuses), or
+    ``None`` for anything else (a bug, whose traceback is shown)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else type(exc).__name__
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory; use smaller inputs or batches (--chunk-size), or a machine with"
+            " more memory"
+        )
+    if isinstance(exc, UnicodeEncodeError):
+        return (
+            f"a name or text is not valid UTF-8 ({first}): a file name with bytes that are"
+            " not UTF-8? Rename it"
+        )
+    if isinstance(exc, ValueError) and "null byte" in text:
+        return "a path holds a NUL byte ('\\x00'), which no file name may hold; remove it"
+    if isinstance(exc, (RuntimeError, AssertionError)) and "cuda" in text.lower():
+        return (
+            f"the GPU cannot be used ({first}); run on the CPU with --device cpu, or check"
+            " the GPU, its driver and its free memory"
+        )
+    return None
+
+
+def _predict_write_failed(exc: OSError, output: str) -> PetKitError:
+    """``pet-kit predict --output`` could not write: what is kept and how to go on."""
+    from .io.streaming import progress_path
+
+    sidecar = progress_path(output)
+    kept = (
+        f"the chunks finished so far are kept ({sidecar.name} records them): once fixed, run"
+        " the same command again to resume"
+        if sidecar.exists()
+        else "once fixed, run the same command again"
+    )
+    return PetKitError(f"cannot write the predictions to {output}: {os_error_message(exc)}; {kept}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -1181,6 +1262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError, ValueError, RuntimeError, AssertionError) as exc:
+        line = _expected_failure(exc)
+        if line is None:
+            raise
+        log.debug("the failure in full:", exc_info=True)  # -vv shows the traceback
+        print(f"error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

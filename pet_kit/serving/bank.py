@@ -34,7 +34,7 @@ from ..model.backbone import fingerprint, frozen, load_backbone
 from ..model.encoding import Encoded
 from ..model.fast_inference import check_inference
 
-__all__ = ["PromptBank"]
+__all__ = ["PromptBank", "prompt_folders"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ class _Task:
 
 def _json_label(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def prompt_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """The prompt folders (sub-folders holding a ``prompt.json``) directly inside
+    ``folder``, sorted by name.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is no folder, or holds no prompt folder.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder of prompts")
+    found = sorted(p for p in root.iterdir() if (p / "prompt.json").is_file())
+    if not found:
+        raise InputError(f"{root}: holds no prompt folders (sub-folders with prompt.json)")
+    return found
 
 
 class PromptBank:
@@ -93,13 +111,7 @@ class PromptBank:
 
     def add_folder(self, folder: str | os.PathLike[str]) -> None:
         """Add every prompt folder directly inside ``folder`` (task = its folder name)."""
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise InputError(f"{root}: no such folder of prompts")
-        found = sorted(p for p in root.iterdir() if (p / "prompt.json").is_file())
-        if not found:
-            raise InputError(f"{root}: holds no prompt folders (sub-folders with prompt.json)")
-        for path in found:
+        for path in prompt_folders(folder):
             self.add(path.name, path)
 
     def add(self, task: str, prompt: str | os.PathLike[str] | PromptClassifier) -> None:
