@@ -22,6 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..config.pvp import PVP, load_pvps
+from ..config.settings import PARAMETERS
 from ..errors import InputError, SavedPromptError, TrainingDivergedError
 from ..io.inputs import is_real_number, label_vector, to_label_indices
 from ..io.prompt_folder import (
@@ -192,6 +193,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         d = self.ipet_scale
         if not is_real_number(d) or not 1 <= d < math.inf:
             raise InputError(f"ipet_scale must be a finite number >= 1, got {d!r}")
+        PARAMETERS["random_state"].check("random_state", self.random_state)
         if self.student_params is not None and not isinstance(self.student_params, dict):
             raise InputError(
                 f"student_params must be None or a dict of PromptClassifier parameters, got"

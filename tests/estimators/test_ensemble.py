@@ -313,3 +313,10 @@ def test_distil_again_with_another_student_reuses_the_members(ensemble, toy_data
     assert isinstance(ens.student_, LinearStudent) and ens.estimators_ == members and not calls
     ens.set_params(distill=None).distil(X, y, UNLABELED)
     assert ens.student_ is None
+
+
+@pytest.mark.parametrize("seed", [2**70, "x"])
+def test_a_random_state_numpy_cannot_use_is_refused(tiny_dir, toy_data, seed):
+    ens = PromptEnsemble([SENTIMENT_PVP], tiny_clf(tiny_dir, epochs=1), random_state=seed)
+    with pytest.raises(InputError, match="random_state must be None, an integer"):
+        ens.fit(*toy_data)
