@@ -188,6 +188,17 @@ class InputError(PetKitError):
     """``X`` or ``y`` passed to an estimator is unusable."""
 
 
+class NothingTrainedWarning(UserWarning):
+    """``fit`` was given labelled examples but had nothing to train.
+
+    A pattern without ``[SOFT]`` slots under ``tuning="prompt"`` (which trains only soft
+    slots): the fitted classifier is the zero-shot one. The message says how to train on
+    the examples (add ``[SOFT]`` slots, or ``tuning="head"`` / ``"prompt+head"``);
+    ``fit(None)`` asks for the zero-shot classifier without it. A ``UserWarning``, so
+    ``warnings.simplefilter("ignore", NothingTrainedWarning)`` silences it.
+    """
+
+
 class TrainingDivergedError(PetKitError):
     """Training produced a non-finite loss or non-finite trained parameters.
 

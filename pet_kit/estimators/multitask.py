@@ -120,5 +120,6 @@ def train_shared_prompt(
         est.model_ = model
         est.classes_ = model.classes
         est.history_ = dict(result.history)
+        est.fit_summary_ = result.summary
         fitted[name] = est
     return fitted

@@ -90,7 +90,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     Only the pattern's soft slots (``[SOFT]``...) are trained; the backbone and its MLM
     head are frozen, so a trained task is a few KB of vectors. A PVP without soft slots
-    classifies zero-shot: ``fit`` then only checks the data (or call ``fit(None)``).
+    classifies zero-shot: under ``tuning="prompt"`` ``fit(X, y)`` then trains nothing and
+    says so with a :class:`~pet_kit.NothingTrainedWarning` (``tuning="head"`` trains its
+    label-word readout; ``fit(None)`` asks for zero-shot without a warning).
 
     Settings that belong together are grouped in small objects
     (:class:`~pet_kit.Tuning`, :class:`~pet_kit.DeepPrompt`,
@@ -208,7 +210,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         CPU threads torch uses inside ``fit`` and prediction (restored afterwards; the
         setting is process-wide). ``None`` keeps torch's current setting.
     verbose : int, default=1
-        ``0`` silences progress bars.
+        ``0`` silences progress bars and logs the fit summary at DEBUG (``1``: at INFO,
+        logger ``pet_kit.train.trainer``).
 
     Attributes
     ----------
@@ -218,7 +221,15 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         The verbalizer's labels, sorted; ``predict_proba`` columns follow this order.
     history_ : dict
         Losses per epoch, steps, early-stopping information, ``interrupted`` (True when
-        ``fit`` was stopped by Ctrl-C) and ``warm_started``.
+        ``fit`` was stopped by Ctrl-C), ``warm_started``, what trained (``trained``: part
+        -> values), held-out accuracy before and after training (early stopping) and
+        ``summary`` (as ``fit_summary_``).
+    fit_summary_ : dict
+        What the last ``fit`` did: the trained parts and their value counts
+        (``trained``, ``n_trained``), ``steps``, ``epochs``, ``n_examples``,
+        ``final_train_loss``, ``held_out`` (early stopping's split: ``{"n", "before",
+        "after"}`` accuracies, else ``None``) and a one-sentence ``text``, which ``fit``
+        logs.
     pvp_, prompt_, n_slots_, prompt_init_, calibration_prior_, label_head_, \
 deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         Views of ``model_``'s parts (the PVP, the soft prompt, its slot count and
@@ -352,7 +363,8 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         Parameters
         ----------
         X : list of str, array, Series, DataFrame, Dataset, or None
-            Training texts. ``None`` (or empty) gives a zero-shot classifier.
+            Training texts. ``None`` gives a zero-shot classifier; an empty ``X`` (no
+            rows) is an :class:`~pet_kit.InputError`.
         y : array-like
             Labels; every label must be defined by the verbalizer. A column of labels
             (an ``(n, 1)`` array, a one-column DataFrame) is read as its labels, with
@@ -387,7 +399,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
             written there), so it can be used, saved or trained further with
             ``warm_start=True``.
         InputError
-            A parameter is invalid, e.g. a float parameter that is not finite
+            ``X`` is empty. A parameter is invalid, e.g. a float parameter that is not finite
             (``learning_rate=inf``); nothing was loaded or trained. Or ``sample_weight``
             is invalid (its length, a negative or non-finite value, every weight 0).
         TrainingDivergedError
@@ -428,6 +440,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         self.model_ = model
         self.classes_ = model.classes
         self.history_ = result.history
+        self.fit_summary_ = result.summary
         if result.trained and settings.checkpoint is not None:
             path = self.save(settings.checkpoint.dir, overwrite=True)  # checked before fit
             log.info("final checkpoint written to %s", path)
@@ -737,4 +750,6 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         est.classes_ = cm.classes
         history = meta.get("history")
         est.history_ = history if isinstance(history, dict) else {}
+        summary = est.history_.get("summary")
+        est.fit_summary_ = summary if isinstance(summary, dict) else {}
         return est

@@ -69,7 +69,30 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What training did (stored on the estimator as ``history_``)."""
+    """What training did (stored on the estimator as ``history_``).
+
+    Attributes
+    ----------
+    steps : int
+        Optimizer steps done.
+    epochs : float
+        Passes over the training examples (``steps`` / steps per epoch).
+    train_loss : list of float
+        Each epoch's mean training loss.
+    val_accuracy : list of float
+        Each epoch's held-out accuracy (early stopping only).
+    best_epoch : int or None
+        The epoch whose state was kept (early stopping).
+    stopped_early, interrupted : bool
+    trained : dict of str to int
+        What trained: each part (``"prompt"``, ``"label_head"``, ``"deep_prompt"``,
+        ``"backbone"``) and its number of trained values (set by the trainer).
+    val_accuracy_start, val_accuracy_end : float or None
+        Held-out accuracy (early stopping's split) before the first step and of the state
+        training ends with (``None``: no held-out data).
+    n_validation : int
+        Held-out examples (0: none).
+    """
 
     steps: int = 0
     epochs: float = 0.0
@@ -78,6 +101,10 @@ class TrainResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
+    trained: dict[str, int] = field(default_factory=dict)
+    val_accuracy_start: float | None = None
+    val_accuracy_end: float | None = None
+    n_validation: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -388,7 +415,11 @@ class PromptTraining:
             groups, lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.aux_weight = float(config.aux_loss_weight) if self.aux_loss is not None else 0.0
-        self.bar = tqdm(total=self.total, desc="fit", disable=config.verbose <= 0, leave=False)
+        quiet = config.verbose <= 0 or self.total == 0  # no "0it" bar when nothing trains
+        self.bar = tqdm(total=self.total, desc="fit", disable=quiet, leave=False)
+        if self.validation is not None and self.total > 0:  # before any update (eval mode)
+            self.result.n_validation = len(self.validation[0])
+            self.result.val_accuracy_start = self._held_out_accuracy()
         self.prompt.train()
         grouped = config.group_by_length
         if grouped == "auto":
@@ -416,6 +447,8 @@ class PromptTraining:
         self._restore_best()
         self._count_steps(self.step)
         self.result.interrupted = interrupted
+        if self.result.val_accuracy_start is not None:  # the state training ends with
+            self.result.val_accuracy_end = self._held_out_accuracy()
         if interrupted:
             raise TrainingInterrupted(self.result)
         return self.result
@@ -513,6 +546,15 @@ class PromptTraining:
         self.bad_epochs += 1
         patience = self.config.n_iter_no_change
         return patience is not None and self.bad_epochs >= patience
+
+    def _held_out_accuracy(self) -> float:
+        """Accuracy of the current state on the validation set (a measurement only: it
+        changes nothing, consumes no random numbers and is not a divergence check)."""
+        examples, labels = self.validation
+        order = sorted(range(len(examples)), key=lambda i: examples[i].length())
+        with torch.inference_mode():
+            scores = batch_scores(self.scorer, examples, self.prompt(), _batches(order, 32))
+        return float((scores.argmax(1) == np.asarray(labels)).mean())
 
     def _restore_best(self) -> None:
         """Put the best validation state back (early stopping)."""

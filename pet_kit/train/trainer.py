@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from sklearn.utils import check_random_state
 
 from ..config.pvp import PVP
 from ..config.settings import INIT_STRATEGIES, Calibration, Settings, is_transfer
-from ..errors import BackboneMismatchError, InputError
+from ..errors import BackboneMismatchError, InputError, NothingTrainedWarning
 from ..io.inputs import to_label_indices, to_records
 from ..io.prompt_folder import META_FILE, TENSOR_FILE, read_prompt_dir
 from ..model.backbone import frozen, identity_matches
@@ -54,11 +55,13 @@ __all__ = [
     "calibration_prior",
     "finish",
     "fit",
+    "fit_summary",
     "prepare",
     "read_unlabeled",
     "saved_slots",
     "train_config",
     "train_model",
+    "trained_parts",
     "training_data",
 ]
 
@@ -117,17 +120,17 @@ def _soft_labels(y: Any, labels: list[Any], n: int) -> np.ndarray | None:
 
 
 def training_data(model: ClozeModel, X: Any, y: Any) -> TrainingData | None:
-    """Encode ``(X, y)`` for ``model``; ``None`` for zero-shot (no ``X``).
+    """Encode ``(X, y)`` for ``model``; ``None`` for zero-shot (``X`` is ``None``).
 
     Raises
     ------
     InputError
-        ``y`` without ``X`` or the reverse, an empty ``X``, one class only, unknown
-        labels, malformed soft labels, or demonstrations without examples.
+        ``y`` without ``X`` or the reverse, an empty ``X`` (no examples: an empty list,
+        a filtered DataFrame without rows; zero-shot is ``fit(None)``), one class only,
+        unknown labels, malformed soft labels, or demonstrations without examples.
     """
-    empty_pair = hasattr(X, "__len__") and len(X) == 0 and y is not None and len(y) == 0
     demos = model.encoder.demos
-    if X is None or empty_pair:
+    if X is None:
         if y is not None and len(y):
             raise InputError("y was given without X; pass both or neither")
         if demos is not None:
@@ -141,7 +144,12 @@ def training_data(model: ClozeModel, X: Any, y: Any) -> TrainingData | None:
         raise InputError("y is required with X; for zero-shot use fit(None)")
     records = to_records(X, model.user_fields)
     if not records:
-        raise InputError("X is empty; pass training texts or fit(None) for zero-shot")
+        raise InputError(
+            f"X is empty (0 examples, {type(X).__name__}) but fit(X, y) needs labelled"
+            " examples; an empty selection (e.g. a DataFrame filtered to no rows) is"
+            " usually a mistake. Check the data, or call fit(None) for a zero-shot"
+            " classifier"
+        )
     labels = model.labels
     soft = _soft_labels(y, labels, len(records))
     if soft is not None:
@@ -417,21 +425,49 @@ def train_model(
         if fixed_inputs:  # the encoder's inputs never change: one pass per example
             with torch.no_grad():
                 scorer = CachedStates(model.scorer, model.prompt(), int(settings.batch_size))
-        result = train_prompt(
-            scorer,
-            model.prompt,
-            train_ex,
-            train_y,
-            config,
-            generator,
-            validation=validation,
-            on_checkpoint=on_checkpoint,
-            extra=model.trainable_modules(),
-            backbone_params=named,
-            aux_loss=aux_loss,
-            sample_weight=train_w,
-        )
+        parts = trained_parts(model, named)  # with the flags training runs with
+        try:
+            result = train_prompt(
+                scorer,
+                model.prompt,
+                train_ex,
+                train_y,
+                config,
+                generator,
+                validation=validation,
+                on_checkpoint=on_checkpoint,
+                extra=model.trainable_modules(),
+                backbone_params=named,
+                aux_loss=aux_loss,
+                sample_weight=train_w,
+            )
+        except TrainingInterrupted as exc:
+            exc.result.trained = parts
+            raise
+    result.trained = parts
     return result
+
+
+def trained_parts(
+    model: ClozeModel, backbone_params: Sequence[tuple[str, torch.nn.Parameter]] = ()
+) -> dict[str, int]:
+    """What a fit of ``model`` trains, by part (``"prompt"``, ``"label_head"``,
+    ``"deep_prompt"``, ``"backbone"``), with its number of trained values; read from the
+    ``requires_grad`` flags training runs with."""
+
+    def count(module: torch.nn.Module | None) -> int:
+        if module is None:
+            return 0
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    prompt = model.prompt if model.prompt is not None and model.prompt.n_slots else None
+    counts = {
+        "prompt": count(prompt),
+        "label_head": count(model.label_head),
+        "deep_prompt": count(model.deep),
+        "backbone": sum(p.numel() for _, p in backbone_params),
+    }
+    return {name: n for name, n in counts.items() if n}
 
 
 def calibration_prior(
@@ -539,11 +575,111 @@ class Fitted:
     interrupt : TrainingInterrupted or None
         Ctrl-C stopped training; the models hold the prompt so far and are finished
         and calibrated. The caller keeps them, then raises it.
+    summary : dict
+        What the fit did, in numbers and one sentence (:func:`fit_summary`); also
+        ``history["summary"]``.
     """
 
     history: dict[str, Any]
     trained: bool = False
     interrupt: TrainingInterrupted | None = None
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: A part's name in :func:`fit_summary`'s sentence.
+_PART_NAMES = {
+    "prompt": "soft prompt",
+    "label_head": "label head (soft verbalizer)",
+    "deep_prompt": "deep prompt",
+    "backbone": "backbone weights",
+}
+
+
+def fit_summary(
+    history: dict[str, Any], n_examples: int, note: str | None = None
+) -> dict[str, Any]:
+    """What a fit did: the trained parts and their value counts, steps, the final
+    training loss, held-out accuracy before and after training (early stopping's
+    split), and a one-sentence ``text``.
+
+    Parameters
+    ----------
+    history : dict
+        The fit's history (a :class:`~pet_kit.train.loop.TrainResult` as a dict, or a
+        zero-shot history).
+    n_examples : int
+        The labelled examples given (0: ``fit(None)``).
+    note : str, optional
+        Why nothing trained (then ``text`` is the note).
+
+    Returns
+    -------
+    dict
+        ``trained`` (part -> values), ``n_trained``, ``steps``, ``epochs``,
+        ``n_examples``, ``final_train_loss`` (the last epoch's mean; ``None``: no
+        step), ``held_out`` (``None`` or ``{"n", "before", "after"}``) and ``text``.
+    """
+    trained = {str(k): int(v) for k, v in dict(history.get("trained") or {}).items()}
+    steps = int(history.get("steps", 0))
+    losses = [float(v) for v in history.get("train_loss", [])]
+    loss = losses[-1] if steps and losses and np.isfinite(losses[-1]) else None
+    held_out = None
+    if history.get("val_accuracy_start") is not None:
+        held_out = {
+            "n": int(history.get("n_validation", 0)),
+            "before": float(history["val_accuracy_start"]),
+            "after": float(history["val_accuracy_end"]),
+        }
+    n_trained = sum(trained.values())
+    if note is not None:
+        text = note
+    elif not steps:
+        text = (
+            f"nothing trained: 0 optimizer steps (epochs=0 or max_steps=0); the prompt"
+            f" is at its initialisation ({n_examples} examples checked)"
+        )
+    else:
+        parts = ", ".join(f"{_PART_NAMES.get(k, k)} {v:,}" for k, v in trained.items())
+        n_train = n_examples - (held_out["n"] if held_out else 0)
+        text = (
+            f"trained {parts} ({n_trained:,} values) for {steps} optimizer steps"
+            f" ({float(history.get('epochs', 0.0)):.3g} epochs) on {n_train} examples"
+        )
+        if loss is not None:
+            text += f"; final train loss {loss:.4f}"
+        if held_out is not None:
+            text += (
+                f"; held-out accuracy ({held_out['n']} examples) {held_out['before']:.3f}"
+                f" before -> {held_out['after']:.3f} after training"
+            )
+        if history.get("stopped_early"):
+            text += f" (stopped early; kept epoch {history.get('best_epoch')})"
+        if history.get("interrupted"):
+            text += " (interrupted)"
+    return {
+        "trained": trained,
+        "n_trained": n_trained,
+        "steps": steps,
+        "epochs": float(history.get("epochs", 0.0)),
+        "n_examples": int(n_examples),
+        "final_train_loss": loss,
+        "held_out": held_out,
+        "text": text,
+    }
+
+
+def _nothing_to_train(model: ClozeModel, n_examples: int) -> str:
+    """The warning for labelled examples that a pattern without soft slots under a
+    tuning method that trains only slots cannot use (the fix named)."""
+    return (
+        f"fit got {n_examples} labelled examples but trained nothing: the pattern"
+        f" {model.pvp.pattern.text!r} has no [SOFT] slots and tuning={model.tuning.name!r}"
+        " trains only soft slots, so the classifier is the zero-shot one (the examples"
+        " were only checked). To train on them, add soft slots to the pattern (e.g."
+        " '[SOFT*4] ' before it, or a '[SOFT:word]' slot in place of a word), or set"
+        " tuning='head' (or 'prompt+head') to train the label-word readout; call"
+        " fit(None) for the zero-shot classifier without this warning"
+    )
 
 
 def fit(
@@ -617,10 +753,16 @@ def fit(
         "warm_started": warm,
     }
     out = Fitted(history)
+    n_examples = sum(len(d.examples) for d in data if d is not None)
+    note = None
     if data[0] is None:
-        log.info("no training data: zero-shot classifier")
+        note = "zero-shot (fit(None)): nothing trained"
     elif lead.n_slots == 0 and lead.label_head is None and not lead.trains_backbone:
-        log.info("the pattern has no soft slots: zero-shot, nothing to train")
+        note = _nothing_to_train(lead, n_examples)
+        steps = settings.max_steps if settings.max_steps is not None else settings.epochs
+        if int(steps) > 0:  # epochs=0 asks for no training: nothing to warn about
+            log.warning("%s", note)
+            warnings.warn(note, NothingTrainedWarning, stacklevel=4)
     else:
         train_data, scorer = data[0], None
         if several:
@@ -645,6 +787,11 @@ def fit(
     for i, model in enumerate(models):
         finish(model)
         model.set_prior(calibration_prior(model, settings, data=encoded[i], unlabeled=unlabeled[i]))
+    out.summary = fit_summary(out.history, n_examples, note)
+    out.history["summary"] = out.summary
+    asked = data[0] is not None  # fit(None) asked for zero-shot: nothing to report
+    level = logging.INFO if asked and int(settings.verbose) >= 1 else logging.DEBUG
+    log.log(level, "fit: %s", out.summary["text"])
     return out
 
 

@@ -15,7 +15,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from pet_kit import Batching, EarlyStopping, InputError, PromptClassifier
+from pet_kit import (
+    Batching,
+    EarlyStopping,
+    InputError,
+    NothingTrainedWarning,
+    PromptClassifier,
+)
 from pet_kit.model.backbone import load_backbone
 
 
@@ -125,7 +131,8 @@ def test_zero_shot_without_soft_slots(make_clf, toy_data):
     X, y = toy_data
     hard = {"pattern": "{text} It was [MASK].", "verbalizer": SENTIMENT_PVP["verbalizer"]}
     a = make_clf(pvp=hard).fit(None)
-    b = make_clf(pvp=hard).fit(X, y)
+    with pytest.warns(NothingTrainedWarning, match="trained nothing"):
+        b = make_clf(pvp=hard).fit(X, y)
     assert a.n_slots_ == 0 and a.history_["zero_shot"] and b.history_["zero_shot"]
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
 
