@@ -519,6 +519,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
     status.setLevel(min(status.getEffectiveLevel(), logging.INFO))
+    summary = logging.getLogger("pet_kit.train.trainer")  # "fit: trained ... steps ..."
+    summary.setLevel(min(summary.getEffectiveLevel(), logging.INFO))
     cfg, base = _load_train_config(args.config)
     # a path relative to the config file, or the name of a shipped PVP (rotten_tomatoes#soft)
     try:
@@ -671,7 +673,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     clf = RoundedProbabilities(loaded, args.digits)
     if not args.output:
         try:
-            n = predict_to_stream(clf, args.input, sys.stdout, chunk_size=args.chunk_size)
+            n = predict_to_stream(
+                clf, args.input, sys.stdout, chunk_size=args.chunk_size, progress=args.progress
+            )
         except BrokenPipeError:  # e.g. `pet-kit predict ... | head`: stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

@@ -210,8 +210,12 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         CPU threads torch uses inside ``fit`` and prediction (restored afterwards; the
         setting is process-wide). ``None`` keeps torch's current setting.
     verbose : int, default=1
-        ``0`` silences progress bars and logs the fit summary at DEBUG (``1``: at INFO,
-        logger ``pet_kit.train.trainer``).
+        ``0``: silent (no progress bars; the fit summary is logged at DEBUG). ``1``:
+        a ``fit`` bar while training, a bar with a total and ETA when ``predict``,
+        ``predict_proba``, ``decision_function`` or ``score`` get more than one batch
+        (``batching.eval_batch_size`` texts), and the fit summary logged at INFO
+        (logger ``pet_kit.train.trainer``). ``2``: transformers' own progress bars and
+        messages while the backbone loads, too.
 
     Attributes
     ----------
@@ -562,7 +566,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         settings = self.settings()
         with self._threads(settings):
             return self.model_.class_scores(
-                X, int(settings.batching.eval_batch_size), verbose=int(settings.verbose) - 1
+                X, int(settings.batching.eval_batch_size), verbose=int(settings.verbose)
             )
 
     def decision_function(self, X: Any) -> np.ndarray:

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from ..config.settings import PARAMETERS
 from ..errors import InputError
@@ -175,8 +176,11 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         must be clearly better to be worth it.
     random_state : int or None
         Seeds the splits and, when the base estimator has none, its training.
-    verbose : int, default=0
-        Passed to ``GridSearchCV``.
+    verbose : int, default=1
+        ``0``: silent. ``1``: one progress bar over every fit (candidates x folds x
+        repeats, then the refit), with an ETA; the fits' own bars are off. ``2`` or
+        more: also ``GridSearchCV``'s lines (its ``verbose=verbose - 1``) and each
+        fit's own bars and summary at the base estimator's ``verbose``.
 
     Attributes
     ----------
@@ -204,7 +208,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         max_fits: int | None = None,
         rule: str = "one_se",
         random_state: Any = None,
-        verbose: int = 0,
+        verbose: int = 1,
     ) -> None:
         self.estimator = estimator
         self.candidates = candidates
@@ -340,18 +344,40 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             splits,
             n_candidates * splits * repeats,
         )
+        verbose = int(self.verbose)
+        own_verbose = base.get_params().get("verbose")
+        quiet_fits = verbose <= 1 and own_verbose is not None
+        if quiet_fits:  # one overall bar instead of every fit's own
+            base.set_params(verbose=0)
+        n_fits = n_candidates * len(cv)
+        bar = tqdm(total=n_fits + 1, desc="PromptClassifierCV", unit="fit", disable=verbose <= 0)
+
+        def accuracy(estimator: PromptClassifier, X_test: Any, y_test: Any) -> float:
+            """The default score (accuracy), counting the fit it ends."""
+            try:
+                return float(estimator.score(X_test, y_test))
+            finally:
+                bar.update(1)
+
         search = GridSearchCV(
             base,
             grids,
+            scoring=accuracy,
             cv=cv,
             refit=partial(_choose, rule=self.rule),
             error_score=np.nan,
-            verbose=int(self.verbose),
+            verbose=max(0, verbose - 1),
         )
         fit_params = {} if X_unlabeled is None else {"X_unlabeled": X_unlabeled}
         if weights is not None:
             fit_params["sample_weight"] = weights
-        search.fit(X, y, **fit_params)
+        try:
+            search.fit(X, y, **fit_params)
+            bar.update(bar.total - bar.n)  # the refit (and fits that failed)
+        finally:
+            bar.close()
+        if quiet_fits:  # the chosen prompt predicts at the base estimator's verbose
+            search.best_estimator_.set_params(verbose=own_verbose)
         self.best_estimator_ = search.best_estimator_
         self.best_params_ = search.best_params_
         self.best_score_ = float(search.cv_results_["mean_test_score"][search.best_index_])
@@ -378,8 +404,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict(X)
 
-    def save(self, path: Any) -> Any:
+    def save(self, path: Any, *, overwrite: bool = False) -> Any:
         """Save the chosen prompt (a regular prompt folder, loadable with
-        :meth:`PromptClassifier.load`)."""
+        :meth:`PromptClassifier.load`); ``overwrite`` as in :meth:`PromptClassifier.save`."""
         check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.save(path)
+        return self.best_estimator_.save(path, overwrite=overwrite)

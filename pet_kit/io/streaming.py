@@ -41,7 +41,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +67,7 @@ __all__ = [
     "PredictFileResult",
     "RoundedProbabilities",
     "check_predict_job",
+    "count_rows",
     "iter_table_chunks",
     "merge_shards",
     "predict_chunk",
@@ -379,6 +380,7 @@ def predict_to_stream(
     *,
     chunk_size: int = 1000,
     fmt: str = ".csv",
+    progress: bool = False,
 ) -> int:
     """Stream predictions of a file to a text stream (default: stdout), chunk by chunk.
 
@@ -390,6 +392,9 @@ def predict_to_stream(
         Default ``sys.stdout``; flushed after each chunk.
     chunk_size : int
     fmt : {".csv", ".tsv", ".jsonl"}
+    progress : bool, default=False
+        Show a progress bar on stderr (unit: texts, with the file's row count as its
+        total and an ETA). The classifier's own ``predict`` bars are off either way.
 
     Returns
     -------
@@ -400,11 +405,58 @@ def predict_to_stream(
     out = stream if stream is not None else sys.stdout
     formatter = _TableFormatter(fmt)
     rows = 0
-    for df in predict_iter(clf, iter_table_chunks(inp, chunk_size), source=inp):
-        out.write(formatter.format(df, f"{inp}: data rows {rows}-{rows + len(df) - 1}"))
-        out.flush()
-        rows += len(df)
+    total = count_rows(inp) if progress else None
+    bar = tqdm(
+        desc=f"predict {inp.name}",
+        unit="text",
+        total=total,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    restore = _own_bars_off(clf)
+    try:
+        for df in predict_iter(clf, iter_table_chunks(inp, chunk_size), source=inp):
+            out.write(formatter.format(df, f"{inp}: data rows {rows}-{rows + len(df) - 1}"))
+            out.flush()
+            rows += len(df)
+            bar.update(len(df))
+    finally:
+        bar.close()
+        restore()
     return rows
+
+
+def count_rows(path: str | os.PathLike[str]) -> int | None:
+    """The data rows of a CSV/TSV/JSONL/TXT file, as :func:`iter_table_chunks` reads
+    them (a progress bar's total: one quick pass, no model); ``None`` when a part of
+    the file cannot be read (the prediction then reports it where it is)."""
+    try:
+        return sum(len(chunk) for chunk in iter_table_chunks(path, 50_000))
+    except InputError:
+        return None
+
+
+def _shard_rows(rows: int | None, chunk_size: int, num_shards: int, shard_index: int) -> int | None:
+    """Of ``rows`` rows cut into chunks of ``chunk_size``, the rows in the chunks
+    ``i % num_shards == shard_index``."""
+    if rows is None or num_shards == 1:
+        return rows
+    n_chunks = -(-rows // chunk_size)
+    return sum(
+        min(chunk_size, rows - i * chunk_size) for i in range(shard_index, n_chunks, num_shards)
+    )
+
+
+def _own_bars_off(clf: Any) -> Callable[[], None]:
+    """Turn the classifier's own ``predict`` bars (its ``verbose``) off while a file's
+    bar runs; returns what restores its setting."""
+    inner = clf.clf if isinstance(clf, RoundedProbabilities) else clf
+    get = getattr(inner, "get_params", None)
+    verbose = get(deep=False).get("verbose") if callable(get) else None
+    if not verbose:
+        return lambda: None
+    inner.set_params(verbose=0)
+    return lambda: inner.set_params(verbose=verbose)
 
 
 # ---------------------------------------------------------------- the job
@@ -578,7 +630,9 @@ def predict_file(
         the link itself by a new file and leaves the link's target unchanged (pet_kit
         never writes through a link, see the module docstring).
     progress : bool
-        Show a tqdm progress bar (unit: texts) on stderr.
+        Show a tqdm progress bar on stderr (unit: texts; its total is the file's row
+        count, or this shard's, from one quick pass over the file; with an ETA). The
+        classifier's own ``predict`` bars are off either way.
     num_shards, shard_index : int
         Process chunk ``i`` only if ``i % num_shards == shard_index``. With
         ``num_shards > 1`` a ``row`` column holds the input row numbers so the shards'
@@ -649,9 +703,11 @@ def predict_file(
     formatter = _TableFormatter(out.suffix, state.get("columns"))
     sharded = num_shards > 1
     next_chunk = int(state["next_chunk"])
+    total = count_rows(inp) if progress else None
     bar = tqdm(
         desc=f"predict {inp.name}" + (f" [shard {shard_index}/{num_shards}]" if sharded else ""),
         unit="text",
+        total=_shard_rows(total, chunk_size, num_shards, shard_index),
         initial=rows_resumed,
         disable=not progress,
         dynamic_ncols=True,
@@ -659,6 +715,7 @@ def predict_file(
     append = resumed and (out.exists() or out.is_symlink())
     rows_read = 0
     index = -1
+    restore = _own_bars_off(clf)
     try:
         with _open_no_follow(out, append=append) as fh:
             fh.truncate(int(state["output_bytes"]))
@@ -692,6 +749,7 @@ def predict_file(
             os.fsync(fh.fileno())
     finally:
         bar.close()
+        restore()
     sidecar.unlink()
     fsync_dir(out.parent)
     result = PredictFileResult(

@@ -113,7 +113,9 @@ class BuildOptions:
     tuning_settings : tuple of (str, object)
         The values of that method's own fields (LoRA's ``rank`` and ``alpha``...).
     verbose : int
-        ``0``: the backbone loads silently (no transformers progress bars).
+        The estimator's ``verbose``: below ``2`` the backbone loads without
+        transformers' own progress bars and messages (``2``: as transformers is
+        configured).
     inference : {None, "bf16", "int8"}
         Run on an optimized copy of the backbone (:mod:`pet_kit.model.fast_inference`).
     """
@@ -219,7 +221,9 @@ class ClozeModel:
 
     def _compile(self) -> None:
         opts = self.options
-        base = load_backbone(opts.model, opts.tokenizer, opts.device, verbose=opts.verbose)
+        base = load_backbone(
+            opts.model, opts.tokenizer, opts.device, verbose=max(0, int(opts.verbose) - 1)
+        )
         self._check_identity(base)
         backbone = optimized_backbone(base, opts.inference)
         max_length = int(opts.max_length)

@@ -61,10 +61,19 @@ def batch_scores(
 ) -> np.ndarray:
     """Class scores of ``examples`` as float32, shape ``(n, n_labels)``, in input order:
     one :meth:`Scorer.class_scores` call per list of indices in ``groups`` (the caller
-    chooses the batches and the gradient or inference mode)."""
+    chooses the batches and the gradient or inference mode).
+
+    With ``verbose >= 1`` and more than one batch, a ``predict`` progress bar (unit:
+    texts, with the total and an ETA) shows on stderr; one batch is quick enough
+    without one.
+    """
     out = np.empty((len(examples), scorer.n_labels), dtype=np.float32)
-    for idx in tqdm(groups, desc="predict", disable=verbose <= 0, leave=False):
-        out[idx] = scorer.class_scores([examples[i] for i in idx], slots).float().cpu().numpy()
+    groups = list(groups)
+    quiet = verbose <= 0 or len(groups) <= 1
+    with tqdm(total=len(examples), desc="predict", unit="text", disable=quiet, leave=False) as bar:
+        for idx in groups:
+            out[idx] = scorer.class_scores([examples[i] for i in idx], slots).float().cpu().numpy()
+            bar.update(len(idx))
     return out
 
 

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import InputError
-from ..model.backbone import fingerprint, head_parts
+from ..model.backbone import fingerprint, head_parts, transformers_quiet
 from ..model.deep import layer_hooks_spec
 from ..model.threads import torch_threads
 from . import adapt_checkpoint as checkpoints
@@ -556,7 +556,8 @@ def _load_source(model: Any, device: str | None) -> tuple[nn.Module, Any, str, i
 
         backbone = load_backbone(model, device="cpu")  # checks head, tokenizer, paths
         ref = backbone.model.name_or_path or backbone.name
-        source = AutoModelForMaskedLM.from_pretrained(ref)
+        with transformers_quiet():  # no "Loading weights" bar: adapt has its own
+            source = AutoModelForMaskedLM.from_pretrained(ref)
         name = backbone.name
     source.to(default_device(device))
     return source, backbone.tokenizer, name, backbone.max_positions()
@@ -642,8 +643,9 @@ def _write_output(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        with transformers_quiet():  # no "Writing model shards" bar
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
         (tmp / ADAPT_FILE).write_text(
             json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
