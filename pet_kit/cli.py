@@ -1176,10 +1176,13 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             f" {result.checkpoint_dir}: run the same command again to continue"
         )
         return 0
+    from .train.adapt import heldout_caveat
+
+    caveat = heldout_caveat(after)
     print(
         f"adapted model written to {result.path} ({result.steps} steps, {result.seconds:.0f} s);"
         f" held-out MLM accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f},"
-        f" loss {before['loss']:.3f} -> {after['loss']:.3f}"
+        f" loss {before['loss']:.3f} -> {after['loss']:.3f}" + (f" ({caveat})" if caveat else "")
     )
     return 0
 

@@ -172,11 +172,21 @@ def _check_float(
     return as_float
 
 
+def _did_you_mean(value: Any, choices: tuple[Any, ...]) -> str:
+    """``"; did you mean 'x'?"`` for a misspelt string ``value`` among ``choices``."""
+    if not isinstance(value, str):
+        return ""
+    from .schema import did_you_mean  # pydantic: only on this error path
+
+    return did_you_mean(value, [c for c in choices if isinstance(c, str)])
+
+
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...], fix: str = "") -> Any:
     """``value`` if it is one of ``choices`` (None or str), else :class:`InputError`."""
     if (value is None or isinstance(value, str)) and value in choices:
         return None if value is None else str(value)
-    raise InputError(f"{name} must be one of {choices}, got {value!r}{fix}")
+    tip = _did_you_mean(value, choices)
+    raise InputError(f"{name} must be one of {choices}, got {value!r}{tip}{fix}")
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -673,7 +683,8 @@ def _tuning(name: str, value: Any) -> Tuning:
         return value._checked(name)
     if isinstance(value, str) and value in TUNINGS:
         return Tuning(mode=str(value))
-    raise _bad_group(name, value)
+    tip = _did_you_mean(value, TUNINGS)
+    raise InputError(f"{_bad_group(name, value)}{tip}") if tip else _bad_group(name, value)
 
 
 def _deep_prompt(name: str, value: Any) -> DeepPrompt | None:

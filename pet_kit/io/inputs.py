@@ -393,9 +393,22 @@ def to_label_indices(y: Any, classes: Sequence[Hashable], n: int) -> np.ndarray:
     if unknown:
         shown = ", ".join(list(unknown)[:5])
         hint = f". {CONTINUOUS_HINT}" if fractional else ""
+        tips = _label_suggestions(unknown, y, classes)
         raise InputError(
             f"y has label(s) {shown} that the verbalizer does not define (its labels:"
-            f" {list(classes)}); add them to the verbalizer's 'labels' with label words"
-            f"{hint}"
+            f" {list(classes)}){tips}{' Otherwise' if tips else ';'} add them to the"
+            f" verbalizer's 'labels' with label words{hint}"
         )
     return out
+
+
+def _label_suggestions(unknown: dict[str, int], y: list[Any], classes: Sequence[Any]) -> str:
+    """``"; did you mean 'x'?"`` for a misspelt label (``unknown``: its ``repr`` -> its
+    first index in ``y``), one per label (the first five) when there are several."""
+    from ..config.schema import did_you_mean  # pydantic: only when a label is unknown
+
+    tips = {key: did_you_mean(y[i], classes) for key, i in list(unknown.items())[:5]}
+    tips = {key: tip for key, tip in tips.items() if tip}
+    if len(unknown) == 1:
+        return next(iter(tips.values()), "")
+    return "".join(f"; {key}: {tip[2:]}" for key, tip in tips.items())

@@ -422,16 +422,96 @@ def _head_missing(model: nn.Module, missing: list[str]) -> list[str]:
     return [k for k in missing if not (prefix and k.startswith(prefix + "."))]
 
 
+#: Seconds :func:`_hub_unreachable` waits for the hub's answer.
+HUB_TIMEOUT = 3.0
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def _hub_unreachable(timeout: float = HUB_TIMEOUT) -> str | None:
+    """Why the Hugging Face hub cannot be used now (``None``: it can): offline mode
+    (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``), or no answer within ``timeout``
+    seconds to one request, without retries (proxies as configured)."""
+    from huggingface_hub import constants
+
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    set_now = [n for n in names if os.environ.get(n, "").strip().upper() in _TRUE]
+    if set_now or constants.HF_HUB_OFFLINE:
+        return f"{'/'.join(set_now or names)} is set: offline mode"
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # no network, DNS, refused, timed out, proxy error
+        name = type(exc).__name__
+        return f"no answer from {constants.ENDPOINT}: {name}, waited {timeout:g} s at most"
+    return None
+
+
+def _in_hub_cache(ref: str) -> bool:
+    """Whether the hub model ``ref`` is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+    except Exception:  # not a valid hub id
+        return False
+
+
+def _cached_names() -> list[str]:
+    """The models in the local Hugging Face cache (for a did-you-mean)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return [r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model"]
+    except Exception:  # no cache yet, an unreadable one
+        return []
+
+
+def _hub_files_only(ref: str, what: str = "model") -> bool:
+    """For a name that is not a local folder: whether to load it from the local cache
+    only (the hub cannot be reached, and the cache has it).
+
+    Raises
+    ------
+    BackboneError
+        The hub cannot be reached and the cache does not have ``ref``: at once, instead
+        of a minute of download retries.
+    """
+    why = _hub_unreachable()
+    if why is None:
+        return False
+    if _in_hub_cache(ref):
+        return True
+    from ..config.schema import did_you_mean
+
+    raise BackboneError(
+        f"{what} {ref!r} is not a local folder nor in the Hugging Face cache, and the hub"
+        f" cannot be reached ({why}){did_you_mean(ref, _cached_names())}. Check the name"
+        " (a hub id such as 'bert-base-uncased'), pass a local folder (HF format:"
+        " config.json + weights), or omit `model` for pet_kit's offline default backbone;"
+        " to download it, connect to the hub with offline mode off"
+    )
+
+
 def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) -> Backbone:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     local = Path(ref).expanduser()
-    if (ref.startswith((".", "/", "~")) or os.sep in ref) and not local.exists():
+    # a hub id is "name" or "org/name"; anything else that does not exist is a bad path
+    path_like = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
+    if path_like and not local.exists():
         raise BackboneError(
             f"model path {ref!r} does not exist; pass an existing folder or a hub model name"
         )
+    cached_only = not local.exists() and _hub_files_only(ref)
+    tok_ref = tokenizer_ref or ref
+    tok_cached_only = cached_only
+    if tok_ref != ref and not Path(tok_ref).expanduser().exists():
+        tok_cached_only = _hub_files_only(tok_ref, "tokenizer")
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(ref, output_loading_info=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            ref, output_loading_info=True, local_files_only=cached_only
+        )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise BackboneError(
@@ -469,7 +549,7 @@ def _load_pretrained(ref: str, tokenizer_ref: str | None, device: str | None) ->
                 " pass tokenizer=..."
             )
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer_ref or ref)
+        tok = AutoTokenizer.from_pretrained(tok_ref, local_files_only=tok_cached_only)
     except Exception as exc:
         raise BackboneError(
             f"cannot load the tokenizer for {ref!r}: {type(exc).__name__}: {exc}"

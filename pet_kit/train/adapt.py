@@ -55,7 +55,15 @@ from ..model.deep import layer_hooks_spec
 from ..model.threads import torch_threads
 from . import adapt_checkpoint as checkpoints
 
-__all__ = ["ADAPT_FILE", "AdaptResult", "adapt", "read_texts", "snapshot"]
+__all__ = [
+    "ADAPT_FILE",
+    "MIN_HELDOUT_TOKENS",
+    "AdaptResult",
+    "adapt",
+    "heldout_caveat",
+    "read_texts",
+    "snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +395,25 @@ def _evaluate(
         "accuracy": round(right / max(count, 1), 4),
         "masked_tokens": count,
     }
+
+
+#: Fewer masked held-out tokens than this make the held-out MLM accuracy too noisy to
+#: compare before and after (its standard error would be over 0.035).
+MIN_HELDOUT_TOKENS = 200
+
+
+def heldout_caveat(score: dict[str, Any] | None) -> str:
+    """``""``, or a note that the held-out MLM score ``score`` (``heldout_before`` /
+    ``heldout_after``) rests on fewer than :data:`MIN_HELDOUT_TOKENS` masked tokens and
+    says too little to compare."""
+    n = int(score.get("masked_tokens", 0)) if isinstance(score, dict) else 0
+    if n >= MIN_HELDOUT_TOKENS:
+        return ""
+    return (
+        f"the held-out set is too small to mean anything: {n} masked token(s), under"
+        f" {MIN_HELDOUT_TOKENS}; adapt on more texts (or, in Python, a larger"
+        " heldout_fraction) to measure the change"
+    )
 
 
 # --------------------------------------------------------------------- checkpoints
@@ -969,6 +996,8 @@ def _run(
         before["accuracy"],
         after["accuracy"],
     )
+    if heldout_caveat(after):
+        log.warning("adapt: %s", heldout_caveat(after))
     return AdaptResult(target, step, cfg.max_steps, seconds, before, after, ckpt, losses)
 
 
