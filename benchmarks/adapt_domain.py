@@ -38,7 +38,7 @@ log = logging.getLogger("adapt_domain")
 
 def texts_of(task: str) -> list[str]:
     """The task's train-split texts (no labels)."""
-    from pet_kit.io.datasets import fetch_task_data, load_task
+    from pet_kit.datasets import fetch_task_data, load_task
 
     fetch_task_data(task)  # a no-op when the data is on disk
     return load_task(task, "train", max_chars=None)["text"].tolist()
@@ -79,7 +79,7 @@ def measure(model: str | None) -> dict[str, Any]:
     from train_mlm import EVALUATIVE, PROBES, fill_mask
 
     from pet_kit import PromptClassifier
-    from pet_kit.io.datasets import load_task
+    from pet_kit.datasets import load_task
     from pet_kit.model.backbone import load_backbone
 
     out: dict[str, Any] = {}

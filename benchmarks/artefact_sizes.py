@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pet_kit import LinearStudent, PromptClassifier
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.datasets import load_task, sample_k_shot
 
     train = sample_k_shot(load_task("rotten_tomatoes", "train"), 8, seed=0)
     X, y = train["text"].tolist(), train["label"].tolist()

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         child(args.child[0], args.child[1], args.n)
         return
     from pet_kit import PromptClassifier
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.datasets import load_task, sample_k_shot
 
     train = sample_k_shot(load_task("rotten_tomatoes", "train"), 8, seed=0)
     rows = {}

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from pet_kit import PromptClassifier
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.datasets import load_task, sample_k_shot
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -33,7 +33,7 @@ log = logging.getLogger("fast_inference_accuracy")
 
 def measure(task: str, k: int, seed: int, test_size: int) -> dict[str, Any]:
     from pet_kit import PromptClassifier
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.datasets import load_task, sample_k_shot
 
     train = sample_k_shot(load_task(task, "train"), k, seed=seed)
     test = load_task(task, "test", max_size=test_size)

@@ -4,7 +4,7 @@ This is the runner (command line, task loop, results file); the rows are in
 ``few_shot_methods.py`` (which documents each method) and the tables, summary and plots
 in ``few_shot_report.py``.
 
-Every (task, K, seed) uses ``pet_kit.io.datasets.sample_k_shot(train, K, seed)`` and the fixed
+Every (task, K, seed) uses ``pet_kit.datasets.sample_k_shot(train, K, seed)`` and the fixed
 test subset ``load_task(task, "test", max_size=--test-size)``. Results are appended to a
 JSON file as they finish (a rerun skips what is there), then a table of mean ± std over
 seeds and a plot of accuracy vs K are written, and for the PET rows a paired comparison
@@ -52,7 +52,7 @@ log = logging.getLogger("few_shot")
 
 
 def task_data(task: str, test_size: int) -> tuple[Any, Any]:
-    from pet_kit.io.datasets import load_task
+    from pet_kit.datasets import load_task
 
     return load_task(task, "train"), load_task(task, "test", max_size=test_size)
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     encoder = Encoder(args.max_length) if set(args.methods) - {"zero_shot", "pet_kit"} else None
 
-    from pet_kit.io.datasets import sample_k_shot
+    from pet_kit.datasets import sample_k_shot
 
     for task in args.tasks:
         train_all, test = task_data(task, args.test_size)

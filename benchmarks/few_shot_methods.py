@@ -369,7 +369,7 @@ def _cv_search(
 
 
 def _unlabeled(ctx: dict[str, Any], seed: int) -> list[str]:
-    from pet_kit.io.datasets import unlabeled_texts
+    from pet_kit.datasets import unlabeled_texts
 
     return unlabeled_texts(ctx["task"], ctx["n_unlabeled"], seed=seed)
 
@@ -597,7 +597,7 @@ def transfer_source(ctx: dict[str, Any], like: bool = False) -> str:
     import hashlib
 
     from pet_kit import PromptClassifier, train_shared_prompt
-    from pet_kit.io.datasets import fetch_task_data, load_task, sample_k_shot
+    from pet_kit.datasets import fetch_task_data, load_task, sample_k_shot
 
     if like:
         sources = list(LIKE_SOURCES[ctx["task"]])

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.base import clone
 
     from pet_kit import Batching, PromptClassifier
-    from pet_kit.io.datasets import load_task
+    from pet_kit.datasets import load_task
 
     df = load_task("rotten_tomatoes", "train").sample(frac=1.0, random_state=0).head(args.n)
     X, y = df["text"].tolist(), df["label"].tolist()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from pet_kit import PromptClassifier
-    from pet_kit.io.datasets import load_task, sample_k_shot
+    from pet_kit.datasets import load_task, sample_k_shot
 
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"runs": []}

@@ -121,7 +121,7 @@ def model_folder(name: str, workdir: Path) -> str:
 
 
 def rt_texts(n: int) -> tuple[list[str], list[str]]:
-    from pet_kit.io.datasets import load_task
+    from pet_kit.datasets import load_task
 
     df = load_task("rotten_tomatoes", "train").sample(frac=1.0, random_state=0)
     if n > len(df):
@@ -131,7 +131,7 @@ def rt_texts(n: int) -> tuple[list[str], list[str]]:
 
 def cut_texts(n: int, length: int, tokenizer: Any) -> list[str]:
     """``n`` BBC News texts cut to about ``length`` tokens including the pattern."""
-    from pet_kit.io.datasets import load_task
+    from pet_kit.datasets import load_task
 
     df = load_task("bbc_news", "train", max_chars=None).sample(frac=1.0, random_state=0)
     budget = max(1, length - 8)  # [CLS] [SOFT] [SOFT] ... it was [MASK] . [SEP]

@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.datasets import load_task, sample_k_shot
 
 WORDS = "subjectivity"  # a shipped verbalizer, by name
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from pet_kit import PromptClassifier, PromptEnsemble
-from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
 
 WORDS = "rotten_tomatoes"  # a shipped verbalizer, by name
 PVPS = [

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pet_kit import PromptClassifier, load_pvp
-from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.datasets import load_task, sample_k_shot
 from pet_kit.tools.label_search import search_label_words, write_verbalizer
 
 

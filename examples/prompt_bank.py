@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.datasets import load_task, sample_k_shot
 from pet_kit.serving.bank import PromptBank
 
 TASKS = {

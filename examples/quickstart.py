@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import list_tasks, load_task, sample_k_shot
+from pet_kit.datasets import list_tasks, load_task, sample_k_shot
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import load_task, sample_k_shot
+from pet_kit.datasets import load_task, sample_k_shot
 
 
 def main() -> None:

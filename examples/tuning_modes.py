@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pet_kit import PromptClassifier
-from pet_kit.io.datasets import load_task, sample_k_shot, unlabeled_texts
+from pet_kit.datasets import load_task, sample_k_shot, unlabeled_texts
 
 PVP = "rotten_tomatoes#soft"
 

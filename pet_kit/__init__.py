@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
         Tuning,
     )
     from .config.verbalizer import Verbalizer
+    from .datasets import load_task
     from .errors import (
         BackboneError,
         BackboneMismatchError,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real objects
     from .estimators.prompt_classifier import PromptClassifier
     from .estimators.prompt_classifier_cv import PromptClassifierCV
     from .estimators.student import LinearStudent
-    from .io.datasets import load_task
     from .model.cloze_model import ClozeModel
     from .train.adapt import adapt
 
@@ -90,7 +90,7 @@ _LAZY: dict[str, str] = {
     "PromptEnsemble": "pet_kit.estimators.ensemble:PromptEnsemble",
     # functions
     "adapt": "pet_kit.train.adapt:adapt",
-    "load_task": "pet_kit.io.datasets:load_task",
+    "load_task": "pet_kit.datasets:load_task",
     "train_shared_prompt": "pet_kit.estimators.multitask:train_shared_prompt",
 }
 

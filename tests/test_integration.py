@@ -24,7 +24,7 @@ SOFT = os.path.join(REPO, "templates", "rotten_tomatoes.yaml#soft")
 
 @pytest.fixture(scope="module")
 def rt():
-    datasets = pytest.importorskip("pet_kit.io.datasets")
+    datasets = pytest.importorskip("pet_kit.datasets")
     try:
         train = datasets.sample_k_shot(datasets.load_task("rotten_tomatoes", "train"), 8, seed=0)
         test = datasets.load_task("rotten_tomatoes", "test", max_size=120)
@@ -86,7 +86,7 @@ def test_shipped_english_pvps_compile_on_the_default_backbone():
 def test_pet_family_on_the_default_backbone(rt, tmp_path):
     """Calibration, a PVP ensemble and its distilled student, end to end on the real model."""
     from pet_kit import PromptEnsemble
-    from pet_kit.io.datasets import unlabeled_texts
+    from pet_kit.datasets import unlabeled_texts
 
     train, test = rt
     X, y, Xt = train["text"], train["label"], test["text"]

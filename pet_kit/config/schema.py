@@ -373,7 +373,7 @@ class DataSpec(_Strict):
     """Where ``pet-kit train`` gets its examples.
 
     Either a file (``train``; CSV/TSV/JSONL with a label column) or a built-in task
-    from :mod:`pet_kit.io.datasets` (``task`` with ``k`` examples per class).
+    from :mod:`pet_kit.datasets` (``task`` with ``k`` examples per class).
     """
 
     train: str | None = None

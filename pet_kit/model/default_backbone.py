@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..cache import cache_root
 from ..errors import BackboneError
 
 __all__ = [
@@ -119,17 +120,6 @@ def _resource_digest() -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:12]
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """pet_kit's cache folder: ``cache_dir`` if given, else ``$PET_KIT_CACHE``, else
-    ``~/.cache/pet_kit`` (assembled default models; fetched task data under ``data/``)."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("PET_KIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "pet_kit"
 
 
 def _is_complete(folder: Path) -> bool:

