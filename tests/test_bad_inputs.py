@@ -565,7 +565,7 @@ def run_save(case: dict[str, Any], ctx: Ctx) -> Outcome:
             clf = PromptClassifier.load(ctx.pristine, device="cpu")
             with torch.no_grad():
                 next(clf.prompt_.parameters())[0, 0] = float("nan")
-        clf.save(path)
+        clf.save(path, overwrite=bool(case.get("overwrite")))
     except BaseException:
         assert _snapshot(ctx.work) == before, f"{case['id']}: a refused save changed files"
         raise

@@ -295,10 +295,10 @@ def _failing_save(monkeypatch, target: Path) -> None:
     """Saving to ``target`` fails as on a full disk; other saves work."""
     real = PromptClassifier.save
 
-    def save(self, path):
+    def save(self, path, **kw):
         if Path(path) == target:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(self, path)
+        return real(self, path, **kw)
 
     monkeypatch.setattr(PromptClassifier, "save", save)
 

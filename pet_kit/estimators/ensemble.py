@@ -29,6 +29,7 @@ from ..io.prompt_folder import (
     ENSEMBLE_FILE,
     ENSEMBLE_FORMAT,
     META_FILE,
+    check_replace,
     json_file_digest,
     read_json_file,
     remove_pet_kit_folder,
@@ -443,7 +444,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         return float(accuracy_score(y_true, pred, sample_weight=sample_weight))
 
     # ----------------------------------------------------------- save and load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Save the ensemble to folder ``path`` without ever losing a file.
 
         Distilled: only the student, as a prompt folder (:meth:`PromptClassifier.load`
@@ -456,10 +457,22 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         (the commit point), and only then are the old members removed: at every instant
         the folder loads as the old or the new ensemble. Other files there are kept; a
         folder that is not an ensemble folder (nor empty) is refused.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        overwrite : bool, default=False
+            Replace an ensemble (or prompt) already in ``path``; without it such a folder
+            is refused and left as it was, the rule of every folder pet_kit writes.
         """
         check_is_fitted(self, "estimators_")
         if self.student_ is not None:
-            return self.student_.save(path)
+            return self.student_.save(path, overwrite=overwrite)
+        check_replace(
+            path,
+            overwrite=overwrite,
+            fix="Pass overwrite=True to save() to replace it, or choose another folder",
+        )
         return save_folder(path, _META, "pet_kit ensemble folder", self._write_folder)
 
     def _write_folder(self, folder: Path, fresh: bool) -> None:

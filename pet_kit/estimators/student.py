@@ -30,7 +30,7 @@ from ..io.inputs import (
     looks_continuous,
     to_label_indices,
 )
-from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
+from ..io.prompt_folder import check_replace, read_prompt_dir, write_prompt_dir
 from ..model.backbone import Backbone, frozen, identity_matches, load_backbone
 from ..model.demonstrations import embed_texts
 from ._sklearn import decision_scores, fit_weights
@@ -256,9 +256,18 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         """Predicted labels."""
         return self.classes_[self._logits(X).argmax(1)]
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save atomically to folder ``path`` (safetensors + JSON)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save atomically to folder ``path`` (safetensors + JSON).
+
+        ``overwrite=True`` replaces a student or prompt already in ``path``; without it such
+        a folder is refused and left as it was (the rule of every folder pet_kit writes).
+        """
         check_is_fitted(self, "coef_")
+        check_replace(
+            path,
+            overwrite=overwrite,
+            fix="Pass overwrite=True to save() to replace it, or choose another folder",
+        )
         meta = {
             "kind": STUDENT_KIND,
             "pet_kit_version": __version__,

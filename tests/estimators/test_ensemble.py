@@ -202,7 +202,10 @@ def test_ensemble_save_load_roundtrip(ensemble, toy_data, tmp_path):
     loaded = PromptEnsemble.load(path)
     np.testing.assert_allclose(loaded.weights_, ens.weights_)
     np.testing.assert_allclose(loaded.predict_proba(X), ens.predict_proba(X), atol=1e-6)
-    ens.save(path)  # replacing an ensemble folder is fine
+    with pytest.raises(SavedPromptError, match="already holds a pet_kit ensemble"):
+        ens.save(path)  # the rule of every folder pet_kit writes: no silent replacement
+    ens.save(path, overwrite=True)  # replacing an ensemble folder on request is fine
+    np.testing.assert_allclose(PromptEnsemble.load(path).weights_, ens.weights_)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(SavedPromptError, match="refusing"):
@@ -320,3 +323,13 @@ def test_a_random_state_numpy_cannot_use_is_refused(tiny_dir, toy_data, seed):
     ens = PromptEnsemble([SENTIMENT_PVP], tiny_clf(tiny_dir, epochs=1), random_state=seed)
     with pytest.raises(InputError, match="random_state must be None, an integer"):
         ens.fit(*toy_data)
+
+
+def test_every_save_refuses_a_result_folder_without_overwrite(ensemble, toy_data, tmp_path):
+    """A distilled ensemble (its student) and a linear student follow the same rule."""
+    X, y = toy_data
+    student = ensemble(distill="linear").fit(X, y, X_unlabeled=X)
+    path = student.save(tmp_path / "lin")
+    with pytest.raises(SavedPromptError, match="overwrite=True"):
+        student.save(path)
+    student.save(path, overwrite=True)
