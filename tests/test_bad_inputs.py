@@ -613,7 +613,6 @@ DAMAGE_BUILDERS: dict[str, Callable[[Path], None]] = {
     "deep_json": lambda f: (f / META_FILE).write_bytes(b"[" * 200_000 + b"]" * 200_000),
     "nan_slots_init": _nan_slots_init,
     "interrupted_save": _interrupted_save,
-    "moved_aside": lambda f: f.rename(f.with_name(".prompt.old-0123abcd")),
 }
 
 

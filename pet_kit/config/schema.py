@@ -448,8 +448,7 @@ def check_train_params(
     Names are checked against :data:`~pet_kit.config.settings.PARAMETERS` (``pvp`` and
     ``model`` belong at the top level of the config), the keys of a grouped setting's
     mapping (``tuning: {rank: 4}``) against its fields, both with the closest valid name
-    for a misspelling; the flat names of earlier versions (``lora_rank``) get the grouped
-    setting that holds them now. Values are checked as the estimator checks them, except
+    for a misspelling. Values are checked as the estimator checks them, except
     ``device`` (checking it imports torch).
 
     Parameters
@@ -468,7 +467,7 @@ def check_train_params(
         Located at the offending parameter or field (empty: no problem, or no mapping at
         ``base``, which :func:`check_schema` reports).
     """
-    from .settings import _LEGACY, GROUPS, PARAMETERS, as_group, resolve
+    from .settings import GROUPS, PARAMETERS, as_group, resolve
 
     params: Any = source.data
     for part in base:
@@ -491,11 +490,7 @@ def check_train_params(
             )
             continue
         if key not in PARAMETERS:
-            if key in _LEGACY:
-                group, field = _LEGACY[key]
-                hint = f"; it is now {group}: {{{field}: ...}}"
-            else:
-                hint = did_you_mean(key, valid) or f"; valid parameters: {', '.join(valid)}"
+            hint = did_you_mean(key, valid) or f"; valid parameters: {', '.join(valid)}"
             problems.append(source.problem(f"unknown parameter '{key}'{hint}", here))
             continue
         if key in GROUPS and isinstance(value, Mapping):

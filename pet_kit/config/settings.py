@@ -1010,25 +1010,6 @@ def to_json(settings: Settings | Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: Flat parameters of earlier versions -> (group parameter, field).
-_LEGACY = {
-    "lora_rank": ("tuning", "rank"),
-    "lora_alpha": ("tuning", "alpha"),
-    "backbone_learning_rate": ("tuning", "learning_rate"),
-    "mlm_loss_weight": ("tuning", "mlm_loss_weight"),
-    "deep_prompt_encoder": ("deep_prompt", "encoder"),
-    "validation_fraction": ("early_stopping", "validation_fraction"),
-    "n_iter_no_change": ("early_stopping", "n_iter_no_change"),
-    "calibration_texts": ("calibration", "texts"),
-    "demo_max_tokens": ("demonstrations", "max_tokens"),
-    "checkpoint_dir": ("checkpoint", "dir"),
-    "checkpoint_every": ("checkpoint", "every"),
-    "eval_batch_size": ("batching", "eval_batch_size"),
-    "gradient_accumulation_steps": ("batching", "gradient_accumulation_steps"),
-    "group_by_length": ("batching", "group_by_length"),
-}
-
-
 def _group_from_json(group: type[SettingsGroup], data: Mapping[str, Any]) -> Any:
     """``group(**data)`` (unknown keys ignored), or ``data`` itself if that fails."""
     names = {f.name for f in dataclasses.fields(cast(Any, group))}
@@ -1038,27 +1019,8 @@ def _group_from_json(group: type[SettingsGroup], data: Mapping[str, Any]) -> Any
         return dict(data)
 
 
-def _from_legacy(name: str, value: Any, fields: dict[str, Any]) -> Any:
-    """The group parameter ``name`` from its earlier flat form: ``value`` (the old
-    parameter of that name, if any) and the old parameters of its fields."""
-    if name == "tuning":
-        return Tuning(mode=value, **fields)
-    if name == "batching":
-        return Batching(**fields)
-    if name == "checkpoint":
-        return None if fields.get("dir") is None else Checkpoints(**fields)
-    if name == "deep_prompt":
-        on = _is_int(value) and value > 0
-        return DeepPrompt(value, **fields) if on else value
-    if name == "early_stopping":
-        return EarlyStopping(**fields) if value is True else value
-    if name == "calibration":
-        return Calibration(value, **fields) if isinstance(value, str) else value
-    return Demonstrations(value, **fields) if isinstance(value, str) else value
-
-
 def from_json(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Constructor parameters from :func:`to_json`'s object (or an earlier version's).
+    """Constructor parameters from :func:`to_json`'s object.
 
     Parameters
     ----------
@@ -1071,9 +1033,7 @@ def from_json(data: Mapping[str, Any]) -> dict[str, Any]:
         Parameter name -> value, with a dict under a group parameter rebuilt as its group
         object (its unknown keys ignored). Unknown names and the object parameters are
         left out. Values are not checked: :func:`resolve` reports bad ones (a group dict
-        missing a required field is passed on as the dict). The flat parameters of
-        earlier versions (``lora_rank``, ``checkpoint_dir``, ``eval_batch_size``...)
-        become the group they now belong to, unless the data has that group as a dict.
+        missing a required field is passed on as the dict).
 
     Raises
     ------
@@ -1083,14 +1043,8 @@ def from_json(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise InputError(f"saved parameters must be a JSON object, got {data!r}")
     params = {k: v for k, v in data.items() if k in PARAMETERS and k not in OBJECT_PARAMS}
-    legacy: dict[str, dict[str, Any]] = {}
-    for old, (name, field_name) in _LEGACY.items():
-        if old in data:
-            legacy.setdefault(name, {})[field_name] = data[old]
     for name, group in GROUPS.items():
-        value = params.get(name, DEFAULTS[name])
+        value = params.get(name)
         if isinstance(value, Mapping):
             params[name] = _group_from_json(group, value)
-        elif name in legacy and not isinstance(value, SettingsGroup):
-            params[name] = _from_legacy(name, value, legacy[name])
     return params

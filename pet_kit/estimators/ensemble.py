@@ -33,7 +33,6 @@ from ..io.prompt_folder import (
     json_file_digest,
     read_json_file,
     remove_pet_kit_folder,
-    restore_moved_aside,
     save_folder,
     write_file_atomically,
 )
@@ -509,7 +508,6 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         ensemble meanwhile makes the load start again (up to 3 times).
         """
         folder = Path(path).expanduser()
-        restore_moved_aside(folder, _META)
         tries, before = 1, _digest_or_none(folder / _META)
         while True:
             try:

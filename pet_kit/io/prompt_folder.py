@@ -31,8 +31,7 @@ How a save works (:func:`save_folder`, :func:`write_prompt_dir`)
   next save complete it (roll forward). So at every instant, pet_kit's loader sees the old
   or the new prompt. Stale temporary files and folders (exactly pet_kit's names, only
   pet_kit's files inside) are removed by the next save; a save never deletes a file
-  pet_kit did not write. Folders an older pet_kit moved aside (``.NAME.old-<hex8>``) and
-  never moved back are renamed back, with a warning.
+  pet_kit did not write.
 
 Limits, checked before reading or hashing (environment variables override them):
 :data:`MAX_PROMPT_JSON_BYTES` (``PET_KIT_MAX_PROMPT_JSON_BYTES``) for ``prompt.json`` and
@@ -85,7 +84,6 @@ __all__ = [
     "read_json_file",
     "read_prompt_dir",
     "remove_pet_kit_folder",
-    "restore_moved_aside",
     "save_folder",
     "write_file_atomically",
     "write_new_file",
@@ -210,10 +208,6 @@ def _temp_name(name: str) -> str:
 
 def _is_temp_of(entry: str, name: str) -> bool:
     return re.fullmatch(rf"\.{re.escape(name)}\.tmp-{_HEX8}", entry) is not None
-
-
-def _is_moved_aside_of(entry: str, name: str) -> bool:
-    return re.fullmatch(rf"\.{re.escape(name)}\.old-{_HEX8}", entry) is not None
 
 
 def _write_new_file(path: Path, data: bytes) -> None:
@@ -764,61 +758,13 @@ def _remove_stale_temps(folder: Path) -> None:
 
 
 def _remove_stale_siblings(real: Path) -> None:
-    """Delete the temporary (and, once ``real`` exists, moved-aside) folders earlier
-    saves to ``real`` left beside it (call under the lock)."""
-    present = os.path.lexists(real)
-    prefix = f".{real.name}."
+    """Delete the temporary folders earlier saves to ``real`` left beside it (call under
+    the lock)."""
     for entry in os.scandir(real.parent):
-        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+        if not _is_temp_of(entry.name, real.name) or not entry.is_dir(follow_symlinks=False):
             continue
-        stale = _is_temp_of(entry.name, real.name) or (
-            present and _is_moved_aside_of(entry.name, real.name)
-        )
-        if stale and remove_pet_kit_folder(Path(entry.path)):
+        if remove_pet_kit_folder(Path(entry.path)):
             log.info("removed %s, left by an interrupted save", entry.path)
-
-
-def _restore_moved_aside_locked(folder: Path, marker: str) -> None:
-    """Rename back the newest ``.NAME.old-<hex8>`` holding ``marker`` when ``folder`` is
-    missing (an older pet_kit was killed between its two renames)."""
-    if os.path.lexists(folder) or not folder.parent.is_dir():
-        return
-    aside = [
-        Path(e.path)
-        for e in os.scandir(folder.parent)
-        if _is_moved_aside_of(e.name, folder.name)
-        and e.is_dir(follow_symlinks=False)
-        and os.path.isfile(os.path.join(e.path, marker))
-    ]
-    if not aside:
-        return
-    newest = max(aside, key=lambda p: p.stat().st_mtime)
-    os.rename(newest, folder)
-    fsync_dir(folder.parent)
-    log.warning(
-        "%s was missing: an interrupted save by an older pet_kit had moved it to %s;"
-        " it was moved back",
-        folder,
-        newest.name,
-    )
-
-
-def restore_moved_aside(folder: Path, marker: str = META_FILE) -> None:
-    """Move back a folder an older pet_kit left moved aside (see the module docstring);
-    a no-op when ``folder`` exists or nothing was moved aside."""
-    folder = Path(folder)
-    try:
-        if os.path.lexists(folder) or not any(
-            _is_moved_aside_of(n, folder.name) for n in os.listdir(folder.parent)
-        ):
-            return
-    except OSError:  # no such parent, or unreadable: nothing to restore
-        return
-    with folder_lock(_lock_dir(folder), required=False):
-        try:
-            _restore_moved_aside_locked(folder, marker)
-        except OSError as exc:
-            log.warning("%s: could not move the old folder back (%s)", folder, exc)
 
 
 # ------------------------------------------------------------------------- saving
@@ -866,7 +812,6 @@ def _save_locked(
 ) -> None:
     """The save proper, under the lock on ``real.parent``."""
     check_save_target(target, marker, what)  # again: the folder may have changed
-    _restore_moved_aside_locked(real, marker)
     _remove_stale_siblings(real)
     if not os.path.lexists(real):
         if _write_fresh(real, write):
@@ -1204,8 +1149,8 @@ def _recover(folder: Path, first: SavedPromptError) -> tuple[dict[str, Any], byt
 def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read and verify a prompt folder written by :func:`write_prompt_dir`.
 
-    A save interrupted between its two file replacements is completed (roll forward);
-    a folder an older pet_kit left moved aside is moved back (both with a warning).
+    A save interrupted between its two file replacements is completed (roll forward,
+    with a warning).
 
     Raises
     ------
@@ -1218,7 +1163,6 @@ def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     if "\0" in str(folder):
         raise SavedPromptError(f"{str(folder)!r}: the path contains a NUL byte; remove it")
     try:
-        restore_moved_aside(folder, META_FILE)
         found = folder.is_dir()
     except OSError as exc:  # a name too long, a folder it may not look into, ...
         raise SavedPromptError(

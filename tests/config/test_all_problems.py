@@ -181,7 +181,7 @@ def test_validate_a_misspelled_parameter_of_a_train_config(tmp_path, capsys, mon
         "ERROR train.yaml:8: params.learning_rat: unknown parameter 'learning_rat';"
         " did you mean 'learning_rate'?" in out
     )
-    assert "ERROR train.yaml:9: params.lora_rank: unknown parameter 'lora_rank'; it is now" in out
+    assert "ERROR train.yaml:9: params.lora_rank: unknown parameter 'lora_rank'" in out
     assert "train.yaml: 2 problem(s) in this train config" in out
     assert "unknown key 'pvp'" not in out
 

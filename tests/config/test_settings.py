@@ -835,83 +835,12 @@ def test_from_json_refuses_a_non_object():
         from_json([1, 2])  # type: ignore[arg-type]
 
 
-# What today's estimator writes to prompt.json (its flat parameters).
-LEGACY = {
-    "max_length": 128,
-    "learning_rate": 0.01,
-    "epochs": 3,
-    "max_steps": None,
-    "batch_size": 4,
-    "eval_batch_size": 16,
-    "weight_decay": 0.0,
-    "gradient_accumulation_steps": 2,
-    "prompt_init": "vocab",
-    "prompt_encoder": None,
-    "early_stopping": True,
-    "validation_fraction": 0.25,
-    "n_iter_no_change": 3,
-    "device": None,
-    "random_state": 0,
-    "verbose": 0,
-    "warm_start": False,
-    "checkpoint_dir": "ck",
-    "checkpoint_every": 5,
-    "group_by_length": False,
-    "tuning": "lora",
-    "deep_prompt": 2,
-    "deep_prompt_encoder": "mlp",
-    "backbone_learning_rate": 1e-3,
-    "lora_rank": 4,
-    "lora_alpha": 8.0,
-    "mlm_loss_weight": 0.0,
-    "temperature": 1.0,
-    "calibration": "content_free",
-    "calibration_texts": ["N/A"],
-    "demonstrations": "similar",
-    "demo_max_tokens": 20,
-    "n_threads": None,
-}
-
-
-def test_from_json_reads_the_flat_parameters_of_earlier_versions():
-    s = resolve(from_json(LEGACY))
-    assert s.tuning == Tuning("lora", rank=4, alpha=8.0, learning_rate=1e-3, mlm_loss_weight=0.0)
-    assert s.deep_prompt == DeepPrompt(2, "mlp")
-    assert s.early_stopping == EarlyStopping(0.25, 3)
-    assert s.calibration == Calibration("content_free", texts=["N/A"])
-    assert s.demonstrations == Demonstrations("similar", max_tokens=20)
-    assert s.checkpoint == Checkpoints("ck", every=5)
-    assert s.batching == Batching(16, 2, False)
-    assert (s.max_length, s.batch_size, s.epochs, s.random_state) == (128, 4, 3, 0)
-
-
-def test_from_json_reads_earlier_versions_with_everything_off():
-    old = {
-        **LEGACY,
-        "tuning": "prompt",
-        "deep_prompt": 0,
-        "early_stopping": False,
-        "calibration": None,
-        "demonstrations": None,
-        "checkpoint_dir": None,
-        "checkpoint_every": None,
-        "eval_batch_size": 32,
-        "gradient_accumulation_steps": 1,
-        "group_by_length": "auto",
-        "lora_rank": 8,
-        "lora_alpha": 16.0,
-        "backbone_learning_rate": None,
-        "mlm_loss_weight": 1e-4,
-    }
-    s = resolve(from_json(old))
-    assert s.tuning == Tuning() and s.batching == Batching()
-    assert s.deep_prompt is s.early_stopping is s.calibration is None
-    assert s.demonstrations is s.checkpoint is None
-
-
-def test_new_groups_win_over_flat_parameters():
-    params = from_json({"tuning": {"mode": "full", "rank": 2}, "lora_rank": 16})
-    assert params["tuning"] == Tuning("full", rank=2)
+def test_the_flat_parameter_names_of_before_the_groups_are_unknown_names():
+    """Grouped settings came before 0.1.0: a flat name (``lora_rank``) is an unknown
+    name, left out like any other, so the group keeps its default."""
+    params = from_json({"tuning": "lora", "lora_rank": 4, "checkpoint_dir": "ck"})
+    assert params == {"tuning": "lora"}
+    assert resolve(params).tuning == Tuning("lora")
 
 
 # ------------------------------------------------------------------ no heavy imports

@@ -234,7 +234,7 @@ def _interrupted_state(folder: Path, save: Callable[[], Any]) -> None:
 def _start_state(start: str, target: Path, a: Any, b: Any) -> None:
     """The folder before the save that is killed: a prompt A with the user's files
     (``existing``), nothing (``new``), a save of B killed between its two replacements
-    (``interrupted``), or pet_kit 0.1.0 killed between its two renames, A moved aside."""
+    (``interrupted``)."""
     if start == "new":
         return
     a.save(target, overwrite=True)
@@ -243,16 +243,13 @@ def _start_state(start: str, target: Path, a: Any, b: Any) -> None:
     if start == "interrupted":  # tensor file new, prompt.json old, new one in a temp file
         _interrupted_state(target, lambda: b.save(target, overwrite=True))
         assert any(n.startswith(".prompt.json.tmp-") for n in _hidden(target))
-    elif start == "old_pet_kit_leftovers":
-        target.rename(target.with_name(".p.old-0123abcd"))
-        target.with_name(".p.tmp-89abcdef").mkdir()
 
 
-@pytest.mark.parametrize("start", ["existing", "new", "interrupted", "old_pet_kit_leftovers"])
+@pytest.mark.parametrize("start", ["existing", "new", "interrupted"])
 def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_prompt(pair, tmp_path, start):
     a, b = pair
     target = tmp_path / "p"
-    old = {"existing": "A", "new": None, "interrupted": "B", "old_pet_kit_leftovers": "A"}[start]
+    old = {"existing": "A", "new": None, "interrupted": "B"}[start]
     seen = []
 
     def reset() -> None:
@@ -334,15 +331,6 @@ def test_load_completes_an_interrupted_save_even_in_a_read_only_folder(
     assert "interrupted" in caplog.text and _listing(target) == before
     monkeypatch.undo()
     assert _which(target, pair) == "B" and _hidden(target) == []  # now completed on disk
-
-
-def test_the_folder_an_older_pet_kit_moved_aside_is_moved_back(pair, tmp_path, caplog):
-    target = pair[0].save(tmp_path / "p")
-    target.rename(tmp_path / ".p.old-0123abcd")
-    with caplog.at_level(logging.WARNING, logger="pet_kit.io.prompt_folder"):
-        assert _which(target, pair) == "A"
-    assert "moved back" in caplog.text
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
 
 
 def test_stale_temporary_folders_go_but_foreign_files_stay(pair, tmp_path):

@@ -132,15 +132,6 @@ def test_a_lora_prompt_with_another_rank_or_edited_weights_is_refused(make_clf, 
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(SavedPromptError, match=r"wrong shape.*LoRA rank"):
         PromptClassifier.load(tmp_path / "p")
-    # the flat key of earlier versions is still read
-    make_clf(tuning="lora", epochs=1).fit(X, y).save(tmp_path / "old")
-    old_file = tmp_path / "old" / "prompt.json"
-    old_meta = json.loads(old_file.read_text())
-    assert old_meta["params"]["tuning"] == "lora"  # a shorthand is saved as given
-    old_meta["params"]["lora_rank"] = 4
-    old_file.write_text(json.dumps(old_meta))
-    with pytest.raises(SavedPromptError, match=r"wrong shape.*LoRA rank"):
-        PromptClassifier.load(tmp_path / "old")
     # a plain prompt claiming LoRA weights it does not have
     make_clf().fit(X, y).save(tmp_path / "q")
     q_file = tmp_path / "q" / "prompt.json"
