@@ -639,10 +639,12 @@ def fit_summary(
             f" is at its initialisation ({n_examples} examples checked)"
         )
     else:
-        parts = ", ".join(f"{_PART_NAMES.get(k, k)} {v:,}" for k, v in trained.items())
+        parts = " and ".join(f"{_PART_NAMES.get(k, k)} ({v:,} values)" for k, v in trained.items())
+        if len(trained) > 1:
+            parts += f", {n_trained:,} in all"
         n_train = n_examples - (held_out["n"] if held_out else 0)
         text = (
-            f"trained {parts} ({n_trained:,} values) for {steps} optimizer steps"
+            f"trained {parts} for {steps} optimizer steps"
             f" ({float(history.get('epochs', 0.0)):.3g} epochs) on {n_train} examples"
         )
         if loss is not None:

@@ -55,6 +55,7 @@ def test_a_hard_pattern_trains_its_readout_without_a_warning(make_clf, toy_data,
         clf = make_clf(pvp=HARD, tuning=tuning, epochs=1).fit(X, y)
     assert clf.fit_summary_["trained"] == {"label_head": clf.fit_summary_["n_trained"]}
     assert clf.fit_summary_["n_trained"] > 0
+    assert clf.fit_summary_["text"].startswith("trained label head (soft verbalizer) (")
 
 
 # ---------------------------------------------------------------------- empty data
@@ -95,7 +96,7 @@ def test_the_summary_names_what_trained_steps_and_loss(make_clf, toy_data, caplo
     assert clf.history_["summary"] == s
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert f"fit: {s['text']}" in lines
-    assert f"soft prompt {n_values}" in s["text"] and "8 optimizer steps" in s["text"]
+    assert f"trained soft prompt ({n_values} values) for 8 optimizer steps" in s["text"]
     assert f"final train loss {s['final_train_loss']:.4f}" in s["text"]
 
 
