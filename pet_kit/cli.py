@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import logging
 import os
@@ -69,21 +70,12 @@ from typing import Any
 # and ``validate`` without ``--model`` must not load torch, transformers, scikit-learn
 # or pandas; each command imports what it needs.
 from ._version import __version__
-from .config.yaml_source import read_yaml
-from .errors import ConfigError, PetKitError, Problem
+from .config.yaml_source import read_yaml, resolve_path
+from .errors import ConfigError, PetKitError
 
 __all__ = ["main"]
 
 log = logging.getLogger("pet_kit.cli")
-
-
-def _resolve(base: Path, ref: str) -> str:
-    """Resolve a path from a config file against the config file's folder."""
-    path, sep, name = ref.partition("#")
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = base / p
-    return str(p) + (sep + name if sep else "")
 
 
 def _resolve_model(base: Path, ref: str) -> str:
@@ -93,248 +85,25 @@ def _resolve_model(base: Path, ref: str) -> str:
 
 
 # ------------------------------------------------------------------- validate
-#: How ``pet-kit validate`` names each kind of file (:data:`~pet_kit.config.schema.KINDS`).
-_KIND_NAMES = {
-    "template file": "template file",
-    "PVP": "PVP file",
-    "train config": "train config",
-    "verbalizer": "verbalizer file",
-}
-
-
-class _Collect:
-    """``with _Collect(problems):`` adds the problems of a :class:`ConfigError` raised in
-    the block to ``problems`` and goes on after the block (other errors propagate)."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        self.failed = False
-
-    def __enter__(self) -> _Collect:
-        return self
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, ConfigError):
-            self.problems.extend(exc.problems)
-            self.failed = True
-            return True
-        return False
-
-
-def _key_loc(key: str | None) -> tuple[Any, ...]:
-    """A dotted key (``patterns.0.pattern``) as a key path (digits as list indices)."""
-    if not key:
-        return ()
-    return tuple(int(p) if p.isdigit() and str(int(p)) == p else p for p in key.split("."))
-
-
-def _moved(problems: list[Problem], src: Any, base: tuple[Any, ...]) -> list[Problem]:
-    """``problems`` of inline data (no file) located where that data is: at ``base`` in
-    ``src``; problems in files stay as they are."""
-    return [
-        src.problem(p.message, (*base, *_key_loc(p.key))) if p.source in (None, "<inline>") else p
-        for p in problems
-    ]
-
-
-def _in_order(problems: list[Problem]) -> list[Problem]:
-    """Each problem once; files in the order first named, each file top to bottom."""
-    from .errors import display_path
-
-    unique: dict[tuple[Any, ...], Problem] = {}
-    for p in problems:
-        unique.setdefault((display_path(p.source or ""), p.line, p.key, p.message), p)
-    files = list(dict.fromkeys(key[0] for key in unique))
-    order = sorted(unique, key=lambda key: (files.index(key[0]), key[1] or 0))
-    return [unique[key] for key in order]
-
-
-def _is_reference(pattern: str) -> bool:
-    """Whether a PVP's ``pattern`` names a template (``file.yaml#name``, ``sentiment_en``)
-    rather than being a pattern, which always has ``[MASK]`` and a ``{field}``."""
-    return not any(c.isspace() or c in "[]{}" for c in pattern)
-
-
-def _check_pvp(spec: str | dict[Any, Any], tokenizer: Any, problems: list[Problem]) -> str:
-    """Check a template/PVP file (``path`` or ``path#name``) or an inline PVP, adding
-    every problem found to ``problems``; returns what it holds (when it loads)."""
-    from .config.pattern import parse_pattern
-    from .config.pvp import load_pvps, load_verbalizer
-
-    with _Collect(problems) as loading:
-        pvps = load_pvps(spec)
-    if not loading.failed:
-        if tokenizer is not None:
-            from .model.encoding import ClozeEncoder  # imports torch
-
-            for pvp in pvps:
-                with _Collect(problems):
-                    ClozeEncoder(pvp, tokenizer, max_length=512)
-        return f"{len(pvps)} pattern(s), labels {list(pvps[0].verbalizer.labels)}"
-    if not isinstance(spec, str):
-        return ""
-    # loading stops at the first problem: check each pattern and the verbalizer alone
-    file, _, wanted = spec.partition("#")
-    src = read_yaml(file)
-    data = src.data
-    if not isinstance(data, dict):
-        return ""
-    from .config.schema import PVPSpec, TemplateFile, check_schema
-
-    model, what = (TemplateFile, "template file") if "patterns" in data else (PVPSpec, "PVP")
-    if check_schema(model, src, what)[1]:
-        return ""  # the schema's problems, already found by load_pvps
-    entries = [("pattern",)] if "pattern" in data and "patterns" not in data else []
-    for i, entry in enumerate(data.get("patterns") or []):
-        if not wanted or wanted == str(entry.get("name") or i):
-            entries.append(("patterns", i, "pattern"))
-    for loc in entries:
-        text = data[loc[0]] if len(loc) == 1 else data["patterns"][loc[1]]["pattern"]
-        if len(loc) == 1 and _is_reference(text):
-            continue
-        found: list[Problem] = []
-        with _Collect(found):
-            parse_pattern(text, source=src.name, key=".".join(map(str, loc)))
-        problems.extend(src.problem(p.message, loc) for p in found)
-    verbalizer = data.get("verbalizer")
-    if isinstance(verbalizer, str):
-        with _Collect(problems):
-            load_verbalizer(
-                verbalizer, base_dir=src.base_dir, referenced_from=(src, ("verbalizer",))
-            )
-    elif isinstance(verbalizer, dict):
-        found = []
-        with _Collect(found):
-            load_verbalizer(verbalizer)
-        problems.extend(_moved(found, src, ("verbalizer",)))
-    return ""
-
-
-def _check_train_config(src: Any, tokenizer: Any, problems: list[Problem]) -> str:
-    """Check a train config: its keys, its ``params`` (names, grouped settings' fields,
-    values), the PVP it names and its data files; adds every problem to ``problems``."""
-    from .config.pvp import pvp_reference
-    from .config.schema import TrainFile, check_schema, check_train_params
-    from .errors import display_path
-
-    problems.extend(check_schema(TrainFile, src, "train config")[1])
-    problems.extend(check_train_params(src))
-    data, base = src.data, src.base_dir
-    pvp = data.get("pvp")
-    held = ""
-    if isinstance(pvp, str):
-        try:
-            ref = pvp_reference(pvp, base)
-        except ConfigError as exc:
-            problems.append(src.problem(exc.problem, ("pvp",)))
-        else:
-            file = ref.partition("#")[0]
-            if Path(file).is_file():
-                held = _check_pvp(ref, tokenizer, problems)
-            else:
-                problems.append(
-                    src.problem(
-                        f"PVP file {pvp!r} not found (looked for {display_path(file)}); paths"
-                        " are relative to the train config's folder",
-                        ("pvp",),
-                    )
-                )
-    elif isinstance(pvp, dict):
-        found: list[Problem] = []
-        held = _check_pvp(pvp, tokenizer, found)
-        problems.extend(_moved(found, src, ("pvp",)))
-    spec = data.get("data")
-    if isinstance(spec, dict) and spec.get("task") is None:
-        if spec.get("train") is None and not any(
-            (p.key or "").startswith("data.") for p in problems
-        ):  # (not when a misspelled key under data is the reason)
-            problems.append(
-                src.problem(
-                    "data needs either 'task' (a built-in task) or 'train' (a CSV/TSV/JSONL"
-                    " file with a label column)",
-                    ("data",),
-                )
-            )
-        for key in ("train", "eval"):
-            name = spec.get(key)
-            if isinstance(name, str) and not Path(_resolve(base, name)).is_file():
-                problems.append(
-                    src.problem(
-                        f"file {name!r} not found (looked for"
-                        f" {display_path(_resolve(base, name))}); paths are relative to the"
-                        " train config's folder",
-                        ("data", key),
-                    )
-                )
-    params = data.get("params")
-    n_params = len(params) if isinstance(params, dict) else 0
-    return f"PVP with {held}; {n_params} param(s)"
-
-
-def _validate_one(path: str, tokenizer: Any) -> tuple[str, str, list[Problem]]:
-    """Check one file as what its keys say it is (:func:`~pet_kit.config.schema.detect_kind`).
-
-    Returns
-    -------
-    (str, str, list of Problem)
-        The kind of file, what it holds, and every problem found (empty: valid).
-
-    Raises
-    ------
-    PetKitError
-        The file cannot be read (missing, not YAML...), or the backbone fails.
-    """
-    # light: no torch without --model
-    from .config.pvp import load_verbalizer, pvp_reference
-    from .config.schema import KINDS, detect_kind
-
-    path = pvp_reference(path)  # the name of a shipped PVP -> its template file
-    src = read_yaml(path.partition("#")[0])
-    kind = detect_kind(src.data)
-    if "#" in path and kind not in ("template file", "PVP"):
-        kind = "template file"  # path#name selects a pattern of a template file
-    problems: list[Problem] = []
-    if kind == "verbalizer":
-        with _Collect(problems) as loading:
-            verbalizer = load_verbalizer(path)
-        if not loading.failed:
-            if tokenizer is not None:
-                with _Collect(problems):
-                    verbalizer.compile(tokenizer, space_before=True)
-            labels = list(verbalizer.labels)
-            return _KIND_NAMES[kind], f"verbalizer with {len(labels)} labels {labels}", problems
-        return _KIND_NAMES[kind], "", _in_order(problems)
-    if kind == "train config":
-        held = _check_train_config(src, tokenizer, problems)
-        return _KIND_NAMES[kind], f"train config: {held}", _in_order(problems)
-    if kind is None:
-        if isinstance(src.data, dict):
-            got = f"its keys {', '.join(map(str, src.data))} are none of"
-        else:
-            got = f"it is {'empty' if src.data is None else type(src.data).__name__}, not one of"
-        kinds = "; ".join(f"a {k} has {', '.join(map(repr, v))}" for k, v in KINDS.items())
-        problems.append(src.problem(f"cannot tell what this file is: {got} these: {kinds}"))
-        return "file", "", problems
-    held = _check_pvp(path, tokenizer, problems)
-    return _KIND_NAMES[kind], f"{_KIND_NAMES[kind]} with {held}", _in_order(problems)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     """``pet-kit validate``: each file checked as the kind it is, every problem on its own
     ``ERROR file:line: key: problem`` line; exit status 1 if any file has a problem."""
+    from .config.validation import validate_file
     from .errors import display_path
 
-    tokenizer = None
+    check = None
     if args.model is not None:
         from .model.backbone import load_backbone
+        from .model.encoding import check_with_tokenizer
 
         tokenizer = load_backbone(
             None if args.model == "default" else args.model, device="cpu"
         ).tokenizer
+        check = functools.partial(check_with_tokenizer, tokenizer=tokenizer)
     failed = 0
     for path in args.paths:
         try:
-            kind, what, problems = _validate_one(path, tokenizer)
+            kind, what, problems = validate_file(path, check)
         except PetKitError as exc:
             failed += 1
             for line in str(exc).splitlines():
@@ -418,12 +187,12 @@ def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
         return train, test
     if spec.train is None:
         raise PetKitError("train config: data needs either 'task' or 'train' (a file path)")
-    train = read_table(_resolve(base, spec.train))
+    train = read_table(resolve_path(base, spec.train))
     if spec.k is not None:
         from .datasets import sample_k_shot
 
         train = sample_k_shot(train, spec.k, seed=spec.seed, label_col=spec.label_column)
-    test = read_table(_resolve(base, spec.eval)) if spec.eval else None
+    test = read_table(resolve_path(base, spec.eval)) if spec.eval else None
     return train, test
 
 
@@ -500,14 +269,14 @@ def _config_params(params: dict[str, Any], base: Path, overwrite: bool = False) 
     out = dict(params)
     init = out.get("prompt_init")
     if isinstance(init, str) and is_transfer(init):  # a saved prompt folder
-        out["prompt_init"] = _resolve(base, init)
+        out["prompt_init"] = resolve_path(base, init)
     checkpoint = out.get("checkpoint")
     if isinstance(checkpoint, str):
-        checkpoint = {"dir": checkpoint} if overwrite else _resolve(base, checkpoint)
+        checkpoint = {"dir": checkpoint} if overwrite else resolve_path(base, checkpoint)
         out["checkpoint"] = checkpoint
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
         extra = {"overwrite": True} if overwrite else {}
-        out["checkpoint"] = {**checkpoint, "dir": _resolve(base, checkpoint["dir"]), **extra}
+        out["checkpoint"] = {**checkpoint, "dir": resolve_path(base, checkpoint["dir"]), **extra}
     return out
 
 
@@ -534,7 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         clf.settings()  # before the data, the backbone and training
     except InputError as exc:
         raise InputError(f"{args.config}: params: {exc}") from exc
-    out = Path(args.output or _resolve(base, cfg.output))
+    out = Path(args.output or resolve_path(base, cfg.output))
     persist.check_save_target(out)  # an unwritable output would lose the trained prompt
     persist.check_replace(
         out,

@@ -36,6 +36,7 @@ __all__ = [
     "max_yaml_bytes",
     "parse_yaml_text",
     "read_yaml",
+    "resolve_path",
 ]
 
 #: Largest number of values a document may expand to (aliases counted expanded).
@@ -357,6 +358,16 @@ def is_file(path: str | os.PathLike[str]) -> bool:
         return Path(path).is_file()
     except (OSError, ValueError):
         return False
+
+
+def resolve_path(base: Path, ref: str) -> str:
+    """A path written in a YAML file (``path`` or ``path#name``) as a path from the
+    current folder: a relative one is relative to that file's folder, ``base``."""
+    path, sep, name = ref.partition("#")
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = base / p
+    return str(p) + (sep + name if sep else "")
 
 
 def read_yaml(path: str | os.PathLike[str]) -> YamlSource:

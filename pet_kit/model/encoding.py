@@ -25,7 +25,7 @@ import torch
 
 from ..config.pattern import Field, Literal, Mask, Soft
 from ..config.pvp import PVP
-from ..config.verbalizer import CompiledVerbalizer
+from ..config.verbalizer import CompiledVerbalizer, Verbalizer
 from ..errors import InputError, PatternError
 from ..io.inputs import check_text
 
@@ -33,6 +33,7 @@ __all__ = [
     "ClozeEncoder",
     "Encoded",
     "OwnText",
+    "check_with_tokenizer",
     "plain_text_ids",
     "special_frame",
     "tokenize_plain",
@@ -443,6 +444,22 @@ class ClozeEncoder:
             "soft_index": soft_index,
             "mask_pos": mask_pos,
         }
+
+
+def check_with_tokenizer(spec: PVP | Verbalizer, tokenizer: Any) -> None:
+    """Raise what encoding ``spec`` with ``tokenizer`` raises (``pet-kit validate
+    --model``): a label word the tokenizer does not know, a pattern that does not fit.
+
+    Parameters
+    ----------
+    spec : PVP or Verbalizer
+        A loaded PVP, or a verbalizer file's label words alone.
+    tokenizer : transformers tokenizer
+    """
+    if isinstance(spec, Verbalizer):
+        spec.compile(tokenizer, space_before=True)
+    else:
+        ClozeEncoder(spec, tokenizer, max_length=512)
 
 
 def _cut_at_space(text: str, cap: int) -> str:
