@@ -284,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config.pvp import pvp_reference
     from .errors import InputError
     from .estimators.prompt_classifier import PromptClassifier
-    from .io import prompt_folder as persist
+    from .io import result_folder
 
     status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
     status.setLevel(min(status.getEffectiveLevel(), logging.INFO))
@@ -304,8 +304,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise InputError(f"{args.config}: params: {exc}") from exc
     out = Path(args.output or resolve_path(base, cfg.output))
-    persist.check_save_target(out)  # an unwritable output would lose the trained prompt
-    persist.check_replace(
+    result_folder.check_save_target(out)  # an unwritable output would lose the trained prompt
+    result_folder.check_replace(
         out,
         overwrite=args.overwrite,
         fix="Pass --overwrite to replace it, or choose another folder with --output",

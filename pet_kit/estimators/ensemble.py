@@ -24,8 +24,9 @@ from sklearn.utils.validation import check_is_fitted
 from ..config.pvp import PVP, load_pvps
 from ..config.settings import PARAMETERS
 from ..errors import InputError, SavedPromptError, TrainingDivergedError
+from ..io.atomic import write_file_atomically
 from ..io.inputs import is_real_number, label_vector, to_label_indices
-from ..io.prompt_folder import (
+from ..io.result_folder import (
     ENSEMBLE_FILE,
     ENSEMBLE_FORMAT,
     META_FILE,
@@ -34,7 +35,6 @@ from ..io.prompt_folder import (
     read_json_file,
     remove_pet_kit_folder,
     save_folder,
-    write_file_atomically,
 )
 from ._sklearn import decision_scores, no_weight_without_data, weights_per_example
 from .prompt_classifier import PromptClassifier
@@ -476,7 +476,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
 
     def _write_folder(self, folder: Path, fresh: bool) -> None:
         """Write the members and then ``ensemble.json`` into ``folder`` (under the save
-        lock; see :func:`pet_kit.io.prompt_folder.save_folder`)."""
+        lock; see :func:`pet_kit.io.result_folder.save_folder`)."""
         old = [] if fresh else _named_members(folder)
         if not fresh:
             _remove_stray_members(folder, keep=old)

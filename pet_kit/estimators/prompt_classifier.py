@@ -34,7 +34,7 @@ from ..config.settings import (
 )
 from ..errors import InputError, SavedPromptError
 from ..io.inputs import label_vector, to_label_indices
-from ..io.prompt_folder import check_replace, check_save_target
+from ..io.result_folder import check_replace, check_save_target
 from ..model.cloze_model import BuildOptions, ClozeModel
 from ..model.threads import torch_threads
 from ..train import trainer

@@ -30,7 +30,8 @@ from ..io.inputs import (
     looks_continuous,
     to_label_indices,
 )
-from ..io.prompt_folder import check_replace, read_prompt_dir, write_prompt_dir
+from ..io.prompt_folder import read_prompt_dir, write_prompt_dir
+from ..io.result_folder import check_replace
 from ..model.backbone import Backbone, frozen, identity_matches, load_backbone
 from ..model.demonstrations import embed_texts
 from ._sklearn import decision_scores, fit_weights

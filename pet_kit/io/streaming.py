@@ -52,8 +52,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from .atomic import fsync_dir
 from .inputs import check_positive_int
-from .prompt_folder import fsync_dir
 from .tables import (
     check_input_path,
     check_output_path,

@@ -615,9 +615,9 @@ def _folder_path(value: Any, name: str) -> Path:
 
 def _check_output(output: Any) -> Path:
     """The output folder, checked before anything is loaded or trained: a new path or an
-    empty folder (never a result, see :func:`~pet_kit.io.prompt_folder.check_replace`), not
+    empty folder (never a result, see :func:`~pet_kit.io.result_folder.check_replace`), not
     a symbolic link, inside a writable folder."""
-    from ..io.prompt_folder import check_replace
+    from ..io.result_folder import check_replace
 
     target = _folder_path(output, "output")
     if target.is_symlink():

@@ -38,7 +38,7 @@ from safetensors.torch import load as tensors_from_bytes
 from safetensors.torch import save as tensors_to_bytes
 
 from ..errors import InputError
-from ..io.prompt_folder import write_file_atomically, write_new_file
+from ..io.atomic import write_file_atomically, write_new_file
 
 __all__ = [
     "FORMAT",

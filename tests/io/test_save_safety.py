@@ -1,5 +1,6 @@
 """Saving never loses a file: user files, kills at every step, concurrent saves, hostile
-targets, permissions, symbolic links, size limits and damaged files (pet_kit.io.prompt_folder)."""
+targets, permissions, symbolic links, size limits and damaged files
+(pet_kit.io.prompt_folder, result_folder, atomic)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ import pytest
 import torch
 from conftest import SENTIMENT_PVP, tiny_clf
 
+import pet_kit.io.atomic as atomic
 import pet_kit.io.prompt_folder as persist
 from pet_kit import PromptClassifier, PromptEnsemble, SavedPromptError
-from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE, check_save_target
+from pet_kit.io.prompt_folder import META_FILE, TENSOR_FILE
+from pet_kit.io.result_folder import check_save_target
 
 REPO = Path(__file__).resolve().parents[2]
 X_TOY = ["a great movie", "good fun film", "a terrible movie", "bad boring film"] * 2
@@ -154,7 +157,7 @@ class _Kill:
         (os, "unlink"),
         (os, "mkdir"),
         (os, "rmdir"),
-        (persist, "_write_new_file"),
+        (atomic, "write_new_file"),
     )
 
     def __init__(self, at: int, when: str) -> None:
@@ -286,13 +289,13 @@ def _failing_at(real: Callable[..., Any], at: int) -> Callable[..., Any]:
 
 
 @pytest.mark.parametrize("start", ["existing", "new"])
-@pytest.mark.parametrize("step", ["replace", "rename", "mkdir", "_write_new_file"])
+@pytest.mark.parametrize("step", ["replace", "rename", "mkdir", "write_new_file"])
 def test_a_failing_step_leaves_the_old_or_the_new_prompt(pair, tmp_path, monkeypatch, start, step):
     """os.replace / os.rename / ... raising at each call: a clear error naming the
     cause and the fix, then the old or the new prompt, and no leftovers after a save."""
     a, b = pair
     target = tmp_path / "p"
-    module = persist if step.startswith("_") else os
+    module = atomic if step == "write_new_file" else os
     for at in range(4):
         if start == "existing":
             a.save(target, overwrite=True)
@@ -364,7 +367,7 @@ _CLFS: list[Any] = []
 @pytest.mark.parametrize("fallback_lock", [False, True], ids=["flock", "lock_folder"])
 def test_concurrent_saves_from_processes_never_fail(pair, tmp_path, monkeypatch, fallback_lock):
     if fallback_lock:
-        monkeypatch.setattr(persist, "fcntl", None)
+        monkeypatch.setattr(atomic, "fcntl", None)
     _CLFS[:] = pair
     target = pair[0].save(tmp_path / "p")
     (target / "notes.txt").write_bytes(NOTES)
