@@ -412,16 +412,6 @@ def _log_fields(clf: Any, columns: Sequence[str], source: str) -> None:
     log.info("%s: pattern field(s) %s; the file's columns: %s", source, used, columns)
 
 
-def _write_new_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename): a symbolic link at
-    ``path`` is replaced, never written through."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from .io.streaming import (
         RoundedProbabilities,
@@ -519,8 +509,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     print(classification_report(y_true, pred, digits=4, zero_division=0))
     print(json.dumps(result))
-    if args.output:
-        _write_new_file(Path(args.output), json.dumps(result, indent=2) + "\n")
+    if args.output:  # replaced in one step: a symbolic link there is not written through
+        from .io.atomic import replacing
+
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

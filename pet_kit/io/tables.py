@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from .atomic import replacing
 
 __all__ = ["iter_table_chunks", "read_columns", "read_table", "table_records", "write_table"]
 
@@ -410,15 +411,11 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.unlink(missing_ok=True)  # a left-over (or planted link) is not written through
-    if suffix == ".csv":
-        df.to_csv(tmp, index=False)
-    elif suffix == ".tsv":
-        df.to_csv(tmp, sep="\t", index=False)
-    elif suffix == ".jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.writelines(table_records(df))
-    else:
+    if suffix not in (".csv", ".tsv", ".jsonl"):
         raise InputError(f"{p}: unsupported output type {p.suffix!r}; use .csv, .tsv or .jsonl")
-    os.replace(tmp, p)
+    with replacing(p) as tmp:
+        if suffix == ".jsonl":
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.writelines(table_records(df))
+        else:
+            df.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)

@@ -24,6 +24,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
+from ..io.atomic import replacing
 from ..model.backbone import frozen
 
 __all__ = ["explain_prediction", "explain_slots", "save_report"]
@@ -314,8 +315,9 @@ def save_report(clf: Any, path: str | os.PathLike[str], text: Any = None, top_k:
         fig.tight_layout()  # leaves room for the title and the legends
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, target)
+    try:
+        with replacing(target, suffix=".png") as tmp:  # savefig reads the format there
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return target

@@ -29,6 +29,7 @@ import yaml
 from ..config.pvp import PVP, load_pvp
 from ..errors import InputError
 from ..estimators.prompt_classifier import PromptClassifier, _sorted_labels
+from ..io.atomic import replacing
 from ..io.inputs import check_positive_int, to_label_indices
 from ..model.backbone import frozen, load_backbone
 from ..model.cloze_model import batches
@@ -195,8 +196,6 @@ def write_verbalizer(
         {"name": name, "aggregate": "mean", "labels": labels}, sort_keys=False, allow_unicode=True
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)  # a left-over (or planted link) is not written through
-    tmp.write_text(header + body, encoding="utf-8")
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        tmp.write_text(header + body, encoding="utf-8")
     return target
