@@ -602,7 +602,7 @@ def test_ensemble_save_keeps_user_files_and_refuses_foreign_folders(ensembles, t
     first, second = ensembles
     target = first.save(tmp_path / "ens")
     _with_notes(target)
-    second.save(target)
+    second.save(target, overwrite=True)
     assert (target / "notes.txt").read_bytes() == NOTES and _ensemble_is(target, second)
     members = sorted(p.name for p in target.iterdir() if p.name.startswith("member_"))
     assert members == ["member_2", "member_3"]  # the old members went after the commit
@@ -622,17 +622,17 @@ def test_an_ensemble_save_killed_at_any_step_leaves_the_old_or_the_new(ensembles
     def reset() -> None:
         for path in tmp_path.iterdir():
             shutil.rmtree(path)
-        first.save(target)
+        first.save(target)  # a fresh folder: no overwrite needed
         (target / "notes.txt").write_bytes(NOTES)
 
     def check() -> None:
         seen.append(1 if _ensemble_is(target, first) else 2 if _ensemble_is(target, second) else 0)
         assert (target / "notes.txt").read_bytes() == NOTES
-        first.save(target)  # the next save
+        first.save(target, overwrite=True)  # the next save
         assert _hidden(target) == [] and _ensemble_is(target, first)
         assert len([p for p in target.iterdir() if p.name.startswith("member_")]) == 2
 
-    kills = _every_kill_point(reset, lambda: second.save(target), check)
+    kills = _every_kill_point(reset, lambda: second.save(target, overwrite=True), check)
     assert 0 not in seen and {1, 2} <= set(seen) and len(kills) >= 16
 
 
