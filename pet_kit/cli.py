@@ -70,18 +70,16 @@ from typing import Any
 # and ``validate`` without ``--model`` must not load torch, transformers, scikit-learn
 # or pandas; each command imports what it needs.
 from ._version import __version__
-from .config.yaml_source import read_yaml, resolve_path
+from .config.yaml_source import resolve_path
 from .errors import ConfigError, PetKitError
 
 __all__ = ["main"]
 
 log = logging.getLogger("pet_kit.cli")
 
-
-def _resolve_model(base: Path, ref: str) -> str:
-    """A model is a local folder (relative to the config) if one exists, else a hub name."""
-    local = base / Path(ref).expanduser()
-    return str(local) if local.exists() else ref
+#: How to name another label column, in the message of a table without it.
+_LABEL_COLUMN_FIX = "set data.label_column in the config"
+_LABEL_OPTION_FIX = "name the label column with --label-column (default 'label')"
 
 
 # ------------------------------------------------------------------- validate
@@ -160,124 +158,24 @@ def cmd_list_pvps(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- train
-def _load_train_config(path: str) -> tuple[Any, Path]:
-    """The train config, checked: every problem of its ``params`` (unknown names with
-    "did you mean", group fields, values) is reported at once, each at its line."""
-    from .config.schema import TrainFile, check_train_params, validate
-
-    src = read_yaml(path)
-    cfg = validate(TrainFile, src, "train config")
-    problems = check_train_params(src)
-    if problems:
-        raise ConfigError.from_problems(problems)
-    return cfg, src.base_dir
-
-
-def _training_frame(spec: Any, base: Path) -> tuple[Any, Any]:
-    """Return (train_df, eval_df or None) for a DataSpec."""
-    from .io.tables import read_table
-
-    if spec.task is not None:
-        from . import datasets
-
-        train = datasets.load_task(spec.task, "train")
-        if spec.k is not None:
-            train = datasets.sample_k_shot(train, spec.k, seed=spec.seed)
-        test = datasets.load_task(spec.task, "test", max_size=spec.eval_size)
-        return train, test
-    if spec.train is None:
-        raise PetKitError("train config: data needs either 'task' or 'train' (a file path)")
-    train = read_table(resolve_path(base, spec.train))
-    if spec.k is not None:
-        from .datasets import sample_k_shot
-
-        train = sample_k_shot(train, spec.k, seed=spec.seed, label_col=spec.label_column)
-    test = read_table(resolve_path(base, spec.eval)) if spec.eval else None
-    return train, test
-
-
-def _features(df: Any, label_column: str, fix: str = "set data.label_column in the config") -> Any:
-    """``(X, y)`` of a labelled table: the columns but ``label_column``, and its labels.
-
-    ``fix`` says how to name another label column (the config's key, a command's option).
-    """
-    if label_column not in df.columns:
-        raise PetKitError(
-            f"the data has no label column {label_column!r} (columns: {list(df.columns)}); {fix}"
-        )
-    return df.drop(columns=[label_column]), df[label_column].tolist()
-
-
-def _check_labels(y: Any, labels: list[Any], where: str) -> None:
-    """Refuse labels the PVP does not define before anything is scored or trained."""
-    from .errors import InputError
-    from .io.inputs import to_label_indices
-
-    try:
-        to_label_indices(y, labels, len(y))
-    except InputError as exc:
-        raise InputError(f"{where}: {exc}") from exc
-
-
-def _save_or_rescue(clf: Any, out: Path) -> bool:
-    """Save the trained prompt to ``out``; ``True`` when it went there.
-
-    If that fails (disk full, the folder became unwritable or was replaced during
-    training, ...), the prompt is saved to a fresh folder in the system's temporary
-    folder instead, and stderr says why, where it is and how to move it: ``False``.
-    Raises :class:`PetKitError` only when that fails too.
-    """
+def _saved(clf: Any, out: Path) -> bool:
+    """Save the trained prompt to ``out``; ``True`` when it went there. Else it went to a
+    rescue folder, and stderr says why, where it is and how to move it: ``False``."""
     import shlex
-    import tempfile
 
-    try:
-        clf.save(out, overwrite=True)  # cmd_train applied --overwrite's rule up front
+    from .train.config_file import save_or_rescue
+
+    rescue = save_or_rescue(clf, out)
+    if rescue is None:
         return True
-    except Exception as exc:  # any failure: the trained prompt must not be lost
-        first = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
-    try:
-        rescue = Path(tempfile.mkdtemp(prefix="pet_kit-rescued-"))
-        clf.save(rescue)
-    except Exception as exc:
-        raise PetKitError(
-            f"could not save the trained prompt to {out} ({first}), nor to a rescue folder"
-            f" in {tempfile.gettempdir()} ({exc}); the prompt is lost. Fix the output folder"
-            " (free disk space, permissions) and train again"
-        ) from exc
     aside = f" (first move the existing {out} aside)" if os.path.lexists(out) else ""
     print(
-        f"error: could not save the trained prompt to {out}: {first}\n"
-        f"The prompt was saved to {rescue} instead. Once the problem is fixed, move it"
-        f" into place{aside}:\n  mv {shlex.quote(str(rescue))} {shlex.quote(str(out))}",
+        f"error: could not save the trained prompt to {out}: {rescue.reason}\n"
+        f"The prompt was saved to {rescue.folder} instead. Once the problem is fixed, move"
+        f" it into place{aside}:\n  mv {shlex.quote(str(rescue.folder))} {shlex.quote(str(out))}",
         file=sys.stderr,
     )
     return False
-
-
-def _config_params(params: dict[str, Any], base: Path, overwrite: bool = False) -> dict[str, Any]:
-    """A train config's ``params`` as :class:`~pet_kit.PromptClassifier` arguments.
-
-    A relative ``prompt_init`` prompt folder (prompt transfer) or ``checkpoint`` folder
-    (the shorthand string, or the ``dir`` of a mapping such as
-    ``checkpoint: {dir: ckpt, every: 100}``) is resolved against the config's folder;
-    ``overwrite`` (``--overwrite``) lets the checkpoint folder's prompt be replaced as the
-    output's is. Mappings under the other grouped settings (``tuning: {mode: lora,
-    rank: 4}``) are passed on: the estimator reads a mapping of a group's fields as that
-    group."""
-    from .config.settings import is_transfer
-
-    out = dict(params)
-    init = out.get("prompt_init")
-    if isinstance(init, str) and is_transfer(init):  # a saved prompt folder
-        out["prompt_init"] = resolve_path(base, init)
-    checkpoint = out.get("checkpoint")
-    if isinstance(checkpoint, str):
-        checkpoint = {"dir": checkpoint} if overwrite else resolve_path(base, checkpoint)
-        out["checkpoint"] = checkpoint
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
-        extra = {"overwrite": True} if overwrite else {}
-        out["checkpoint"] = {**checkpoint, "dir": resolve_path(base, checkpoint["dir"]), **extra}
-    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -285,19 +183,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .estimators.prompt_classifier import PromptClassifier
     from .io import result_folder
+    from .io.tables import split_label_column
+    from .train.config_file import (
+        check_labels,
+        estimator_params,
+        load_train_config,
+        resolve_model,
+        training_data,
+    )
 
     status = logging.getLogger("pet_kit.model.backbone")  # "loading backbone NAME on DEVICE"
     status.setLevel(min(status.getEffectiveLevel(), logging.INFO))
     summary = logging.getLogger("pet_kit.train.trainer")  # "fit: trained ... steps ..."
     summary.setLevel(min(summary.getEffectiveLevel(), logging.INFO))
-    cfg, base = _load_train_config(args.config)
+    cfg, base = load_train_config(args.config)
     # a path relative to the config file, or the name of a shipped PVP (rotten_tomatoes#soft)
     try:
         pvp = pvp_reference(cfg.pvp, base) if isinstance(cfg.pvp, str) else cfg.pvp
     except ConfigError as exc:
         raise ConfigError(exc.problem, source=args.config, key="pvp") from exc
-    model = _resolve_model(base, cfg.model) if cfg.model else None
-    params = _config_params({"verbose": 1, **cfg.params}, base, args.overwrite)
+    model = resolve_model(base, cfg.model) if cfg.model else None
+    params = estimator_params({"verbose": 1, **cfg.params}, base, args.overwrite)
     clf = PromptClassifier(pvp=pvp, model=model, **params)
     try:
         clf.settings()  # before the data, the backbone and training
@@ -312,7 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         role="output folder",
     )
     labels = list(clf.resolved_pvp().verbalizer.labels)
-    train, test = _training_frame(cfg.data, base)
+    train, test = training_data(cfg.data, base)
     label = cfg.data.label_column if cfg.data.task is None else "label"
     if cfg.data.task is None and len(train) == 0:
         raise InputError(
@@ -320,11 +226,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             " labelled examples, one row per example (for a zero-shot prompt, use"
             " PromptClassifier(...).fit(None) and save it)"
         )
-    X, y = _features(train, label)
-    _check_labels(y, labels, f"training data ({cfg.data.train or cfg.data.task})")
+    X, y = split_label_column(train, label, _LABEL_COLUMN_FIX)
+    check_labels(y, labels, f"training data ({cfg.data.train or cfg.data.task})")
     if test is not None:
-        Xt, yt = _features(test, label)
-        _check_labels(yt, labels, f"eval data ({cfg.data.eval or cfg.data.task})")
+        Xt, yt = split_label_column(test, label, _LABEL_COLUMN_FIX)
+        check_labels(yt, labels, f"eval data ({cfg.data.eval or cfg.data.task})")
         clf.fit(None)  # the prompt at its initialisation, before any training
         print(f"untrained accuracy on {len(yt)} eval examples: {clf.score(Xt, yt):.4f}")
     try:
@@ -333,7 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = getattr(clf, "history_", None) or {}
         if not history.get("interrupted"):
             raise  # interrupted before training started: nothing to save
-        if not _save_or_rescue(clf, out):
+        if not _saved(clf, out):
             return 1
         print(
             f"interrupted after {history.get('steps', 0)} step(s): saved the prompt so far to"
@@ -343,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     if test is not None:
         print(f"trained accuracy on {len(yt)} eval examples:   {clf.score(Xt, yt):.4f}")
-    if not _save_or_rescue(clf, out):
+    if not _saved(clf, out):
         return 1
     print(f"saved prompt to {out}")
     return 0
@@ -475,7 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .errors import InputError
     from .io.streaming import check_output_target
-    from .io.tables import read_table
+    from .io.tables import read_table, split_label_column
 
     if Path(args.data).suffix.lower() == ".txt":
         raise InputError(
@@ -492,9 +398,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f" labelled examples: one row per example with the text field(s) and the"
             f" {args.label_column!r} column"
         )
-    X, y = _features(
-        df, args.label_column, "name the label column with --label-column (default 'label')"
-    )
+    X, y = split_label_column(df, args.label_column, _LABEL_OPTION_FIX)
     clf = _load_prompt(args)
     _log_fields(clf, list(X.columns), args.data)
     from .io.inputs import to_label_indices
@@ -841,13 +745,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_label_words(args: argparse.Namespace) -> int:
     """``pet-kit label-words``."""
-    from .io.tables import read_table
+    from .io.tables import read_table, split_label_column
     from .tools.label_search import search_label_words, write_verbalizer
 
     df = read_table(args.data)
-    X, y = _features(
-        df, args.label_column, "name the label column with --label-column (default 'label')"
-    )
+    X, y = split_label_column(df, args.label_column, _LABEL_OPTION_FIX)
     words = search_label_words(
         args.pattern,
         X,

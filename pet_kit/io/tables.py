@@ -25,13 +25,21 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, PetKitError
 from .atomic import replacing
 
-__all__ = ["iter_table_chunks", "read_columns", "read_table", "table_records", "write_table"]
+__all__ = [
+    "iter_table_chunks",
+    "read_columns",
+    "read_table",
+    "split_label_column",
+    "table_records",
+    "write_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +409,31 @@ def table_records(df: pd.DataFrame) -> Iterator[str]:
 
 def _is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def split_label_column(
+    df: pd.DataFrame, label_column: str, fix: str
+) -> tuple[pd.DataFrame, list[Any]]:
+    """``(X, y)`` of a labelled table: the columns but ``label_column``, and its labels.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    label_column : str
+    fix : str
+        How to name another label column (a config's key, a command's option), for the
+        message.
+
+    Raises
+    ------
+    PetKitError
+        The table has no such column.
+    """
+    if label_column not in df.columns:
+        raise PetKitError(
+            f"the data has no label column {label_column!r} (columns: {list(df.columns)}); {fix}"
+        )
+    return df.drop(columns=[label_column]), df[label_column].tolist()
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
