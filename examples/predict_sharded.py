@@ -38,7 +38,7 @@ from datetime import timedelta
 import torch
 
 from pet_kit import PromptClassifier
-from pet_kit.io.streaming import merge_shards, predict_file, shard_path
+from pet_kit.batch import merge_shards, predict_file, shard_path
 
 log = logging.getLogger("predict_sharded")
 

@@ -1,15 +1,18 @@
 """Classify a file with Ray Data, on a Ray cluster or locally, as ``pet-kit predict`` does.
 
-Needs the ``ray`` extra (``pip install "pet_kit[ray]"``). Each Ray worker is an actor
-holding one loaded prompt (:class:`Predictor`); ``map_batches`` sends it batches of rows
-and it adds ``prediction`` and ``proba_<class>`` columns exactly as ``pet-kit predict``
-does (:func:`pet_kit.io.streaming.predict_chunk` on the prompt wrapped in
-:class:`~pet_kit.io.streaming.RoundedProbabilities`, same ``--digits``), on the same
-chunks of rows: with ``--batch-size B`` the output file is the one
-``pet-kit predict PROMPT_DIR INPUT --output OUTPUT --chunk-size B`` writes, byte for byte
-(tested in ``tests/test_ray.py``; both default to 1000 rows). With other chunks the
-probabilities agree to float32 precision, not to the last printed digit: a prompt scores
-texts in groups padded to a common length, and other groups round differently::
+Needs the ``ray`` extra (``pip install "pet_kit[ray]"``). This example is the Ray glue
+only; what it runs is pet_kit's (:mod:`pet_kit.batch.parallel`): the driver numbers the
+input's rows (:func:`~pet_kit.batch.numbered_chunks`, pet_kit's own reader, so cells are
+parsed exactly as ``pet-kit predict`` parses them), each Ray worker is an actor holding
+one loaded prompt (:class:`Predictor`, a :class:`~pet_kit.batch.ChunkWorker`) that
+``map_batches`` sends batches of rows, and the driver writes what comes back in input
+order (:func:`~pet_kit.batch.write_in_order`: Ray does not keep row order between
+operators by default; only batches that arrive early are held). With ``--batch-size B``
+the output file is the one ``pet-kit predict PROMPT_DIR INPUT --output OUTPUT
+--chunk-size B`` writes, byte for byte (tested in ``tests/test_ray.py``; both default to
+1000 rows). With other chunks the probabilities agree to float32 precision, not to the
+last printed digit: a prompt scores texts in groups padded to a common length, and other
+groups round differently::
 
     python examples/ray_predict.py PROMPT_DIR input.csv --output out.csv --workers 2
     python examples/ray_predict.py PROMPT_DIR input.csv --output out.csv --pickled
@@ -25,11 +28,6 @@ Two ways to get the prompt onto the workers:
   reference (a hub name, the embedded default, or a local folder, which must then exist
   on every node) on first use, so no shared storage is needed for the prompt.
 
-Rows keep their order: the driver reads the input with pet_kit's own reader
-(:func:`pet_kit.io.tables.iter_table_chunks`, so cells are parsed exactly as
-``pet-kit predict`` parses them) and numbers them in a ``_pet_kit_row`` column; Ray does
-not keep row order between operators by default, so the driver writes the returned
-batches back in that order (holding only batches that arrive early) and drops the column.
 The input goes to the workers through the object store (Ray spills it to disk when it is
 larger than memory). Inputs: ``.csv``, ``.tsv`` or ``.txt`` (one text per line);
 outputs: ``.csv`` or ``.tsv``.
@@ -44,43 +42,41 @@ the test machine has no GPU).
 from __future__ import annotations
 
 import argparse
-import heapq
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 from pet_kit import PromptClassifier
+from pet_kit.batch import (
+    ChunkWorker,
+    check_digits,
+    check_predict_job,
+    numbered_chunks,
+    write_in_order,
+)
 from pet_kit.errors import InputError
-from pet_kit.io.streaming import RoundedProbabilities, check_predict_job, predict_chunk
-from pet_kit.io.tables import iter_table_chunks
 
 log = logging.getLogger("ray_predict")
-
-ROW = "_pet_kit_row"
-"""The 0-based input row number, carried through the pipeline (not written)."""
 
 INPUTS = (".csv", ".tsv", ".txt")
 OUTPUTS = (".csv", ".tsv")
 
 
-class Predictor:
-    """A Ray Data worker: holds one loaded prompt and classifies pyarrow batches.
+class Predictor(ChunkWorker):
+    """A Ray Data worker: a :class:`~pet_kit.batch.ChunkWorker` on pyarrow batches.
 
     Parameters
     ----------
     prompt : str, PathLike, ray.ObjectRef or fitted classifier
-        A prompt folder (loaded here, on the worker), or a fitted estimator, possibly
-        as a reference to it in Ray's object store (``ray.put(clf)``); an unpickled
-        :class:`~pet_kit.PromptClassifier` rebuilds its backbone on first use.
+        What a :class:`~pet_kit.batch.ChunkWorker` takes (a prompt folder, loaded here on
+        the worker, or a fitted estimator), or a reference to an estimator in Ray's
+        object store (``ray.put(clf)``).
     digits : int
         Significant digits of the probabilities, as ``pet-kit predict --digits``.
     threads : int, optional
@@ -92,15 +88,11 @@ class Predictor:
 
         if isinstance(prompt, ray.ObjectRef):
             prompt = ray.get(prompt)
-        if isinstance(prompt, (str, os.PathLike)):
-            prompt = PromptClassifier.load(prompt)
-        if threads is not None and "n_threads" in prompt.get_params():
-            prompt.set_params(n_threads=threads)
-        self.clf = RoundedProbabilities(prompt, digits)
+        super().__init__(prompt, digits, threads)
         self.pid = os.getpid()
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """``batch`` plus ``prediction`` and ``proba_<class>`` (the ``ROW`` column kept).
+    def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
+        """``batch`` plus ``prediction`` and ``proba_<class>`` (its row numbers kept).
 
         Batches are pyarrow tables converted with pyarrow's own ``to_pandas``, which gives
         the same frame as pet_kit's reader whatever Ray's pandas conversion (Ray 2.56
@@ -108,13 +100,7 @@ class Predictor:
         """
         import pyarrow as pa
 
-        df = batch.to_pandas()
-        rows = df.pop(ROW) if ROW in df.columns else None
-        first = int(rows.iloc[0]) if rows is not None and len(rows) else 0
-        out = predict_chunk(self.clf, df, first)  # messages name input rows from `first`
-        if rows is not None:
-            out.insert(0, ROW, rows.to_numpy())
-        return pa.Table.from_pandas(out, preserve_index=False)
+        return pa.Table.from_pandas(super().__call__(batch.to_pandas()), preserve_index=False)
 
 
 def predict_dataset(
@@ -167,45 +153,6 @@ def predict_dataset(
     )
 
 
-def _numbered_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """The input's rows, ``chunk_size`` at a time, with the ``ROW`` column first."""
-    first = 0
-    for chunk in iter_table_chunks(path, chunk_size):
-        if ROW in chunk.columns:
-            raise InputError(f"{path}: the input has a column {ROW!r}; rename that column")
-        chunk.insert(0, ROW, range(first, first + len(chunk)))
-        first += len(chunk)
-        yield chunk
-
-
-def _in_input_order(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Runs of consecutive rows, in ``ROW`` order, from batches in any order.
-
-    A batch is split into runs of consecutive row numbers; a run that arrives before its
-    turn waits in a heap, so memory holds only the rows that arrived early.
-    """
-    expected = 0
-    waiting: list[tuple[int, int, pd.DataFrame]] = []
-    tie = 0  # heap tie-breaker: frames do not compare
-    for batch in batches:
-        if not len(batch):
-            continue
-        batch = batch.sort_values(ROW, kind="stable")
-        rows = batch[ROW].to_numpy()
-        starts = [0, *(i for i in range(1, len(rows)) if rows[i] != rows[i - 1] + 1)]
-        for start, end in zip(starts, [*starts[1:], len(rows)], strict=True):
-            heapq.heappush(waiting, (int(rows[start]), tie, batch.iloc[start:end]))
-            tie += 1
-        while waiting and waiting[0][0] == expected:
-            _, _, run = heapq.heappop(waiting)
-            expected += len(run)
-            yield run
-    if waiting:
-        raise RuntimeError(
-            f"rows {expected} onwards are missing from Ray's output (next found: {waiting[0][0]})"
-        )
-
-
 def predict_file_ray(
     prompt: Any,
     input_path: str | os.PathLike[str],
@@ -253,8 +200,9 @@ def predict_file_ray(
     import ray.data
 
     inp, out = check_predict_job(input_path, output_path, chunk_size=batch_size)
-    assert out is not None  # check_predict_job returns the path it was given
-    RoundedProbabilities(None, digits)  # checks digits before any work
+    if out is None:  # pragma: no cover - check_predict_job returns the path it was given
+        raise InputError("predict_file_ray needs an output path")
+    check_digits(digits)  # before any work
     if inp.suffix.lower() not in INPUTS or out.suffix.lower() not in OUTPUTS:
         raise InputError(
             f"inputs: {', '.join(INPUTS)}; outputs: {', '.join(OUTPUTS)} (got {inp.suffix}"
@@ -264,11 +212,9 @@ def predict_file_ray(
         raise InputError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
     if not isinstance(prompt, (str, os.PathLike)):
         prompt = ray.put(prompt)  # pickled once; the workers share this copy
-    refs = [ray.put(chunk) for chunk in _numbered_chunks(inp, batch_size)]
+    refs = [ray.put(chunk) for chunk in numbered_chunks(inp, batch_size)]
     if not refs:  # no rows: what pet-kit predict writes for an empty input
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(b"")
-        return 0
+        return write_in_order([], out)
     ds = ray.data.from_pandas_refs(refs)
     predicted = predict_dataset(
         ds,
@@ -283,20 +229,7 @@ def predict_file_ray(
         table.to_pandas()
         for table in predicted.iter_batches(batch_format="pyarrow", batch_size=None)
     )
-    sep = "\t" if out.suffix.lower() == ".tsv" else ","
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    rows = 0
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            for run in _in_input_order(batches):
-                fh.write(run.drop(columns=ROW).to_csv(None, sep=sep, index=False, header=not rows))
-                rows += len(run)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return rows
+    return write_in_order(batches, out)
 
 
 def missing_ray() -> str | None:

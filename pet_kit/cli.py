@@ -20,7 +20,7 @@
     where it stopped (``--no-resume`` starts over; ``--overwrite`` replaces a finished
     output). ``--num-shards N --shard-index K`` splits the file between N processes
     (e.g. one per GPU); each writes its own output with a ``row`` column, merged with
-    :func:`pet_kit.io.streaming.merge_shards`.
+    :func:`pet_kit.batch.merge_shards`.
 ``pet-kit evaluate PROMPT_DIR DATA``
     Accuracy, macro-F1 and a per-class report of a saved prompt on labelled data: a
     CSV/TSV/JSONL file with the pattern's text field(s) and a label column
@@ -266,7 +266,7 @@ def _load_prompt(args: argparse.Namespace) -> Any:
 
 def _check_predict_args(args: argparse.Namespace) -> None:
     """Validate the predict options before the (slow) prompt and backbone load."""
-    from .io.streaming import check_predict_job
+    from .batch import check_predict_job
 
     for flag, value in (
         ("--chunk-size", args.chunk_size),
@@ -319,7 +319,7 @@ def _log_fields(clf: Any, columns: Sequence[str], source: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .io.streaming import (
+    from .batch import (
         RoundedProbabilities,
         predict_file,
         predict_to_stream,
@@ -379,8 +379,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import accuracy_score, classification_report, f1_score
 
+    from .batch import check_output_target
     from .errors import InputError
-    from .io.streaming import check_output_target
     from .io.tables import read_table, split_label_column
 
     if Path(args.data).suffix.lower() == ".txt":
@@ -910,7 +910,7 @@ def _expected_failure(exc: BaseException) -> str | None:
 
 def _predict_write_failed(exc: OSError, output: str) -> PetKitError:
     """``pet-kit predict --output`` could not write: what is kept and how to go on."""
-    from .io.streaming import progress_path
+    from .batch import progress_path
 
     sidecar = progress_path(output)
     kept = (

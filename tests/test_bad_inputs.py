@@ -381,7 +381,7 @@ def run_table(case: dict[str, Any], ctx: Ctx) -> Outcome:
     """Read the corpus data ``file`` as the CLI does (``read_table``; with ``stream: true``
     the chunked reader of ``pet-kit predict``, 2 rows a chunk) and predict it with the
     toy-fitted estimator."""
-    from pet_kit.io.streaming import predict_to_stream
+    from pet_kit.batch import predict_to_stream
     from pet_kit.io.tables import read_table
 
     path = CORPUS / case["file"]

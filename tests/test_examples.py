@@ -38,7 +38,7 @@ def _example_scripts() -> set[str]:
     return {p.stem for p in (REPO / "examples").glob("*.py")}
 
 
-#: examples tested elsewhere: predict_sharded by tests/io/test_streaming.py, ray_predict
+#: examples tested elsewhere: predict_sharded by tests/batch/test_batch.py, ray_predict
 #: (needs the optional ``ray`` extra; skipped without it) by tests/test_ray.py
 TESTED_ELSEWHERE = {"predict_sharded", "ray_predict"}
 

@@ -138,14 +138,3 @@ def test_cli_with_pickled_estimator_and_two_workers(
 
     assert example.main(argv) == 1  # an existing output is not replaced silently
     assert "--overwrite" in capsys.readouterr().err
-
-
-def test_rows_are_written_in_input_order_whatever_order_ray_returns(example: ModuleType) -> None:
-    """The reordering the driver does, without Ray: batches out of order and split."""
-    row = example.ROW
-    frame = pd.DataFrame({row: range(10), "x": list("abcdefghij")})
-    batches = [frame.iloc[[7, 8, 2, 3]], frame.iloc[[9]], frame.iloc[[4, 5, 6, 0, 1]]]
-    runs = list(example._in_input_order(iter(batches)))
-    assert pd.concat(runs)[row].tolist() == list(range(10))
-    with pytest.raises(RuntimeError, match="rows 2 onwards are missing"):
-        list(example._in_input_order(iter([frame.iloc[[0, 1, 5]]])))

@@ -41,7 +41,7 @@ def _one_line(err: str) -> str:
 def test_predict_on_a_full_disk_is_one_line_and_resumable(
     prompt, texts, tmp_path, capsys, monkeypatch
 ):
-    import pet_kit.io.streaming as streaming
+    import pet_kit.batch.job as streaming
 
     out = tmp_path / "out.csv"
     fsync, chunks = os.fsync, []

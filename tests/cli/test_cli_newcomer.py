@@ -249,7 +249,7 @@ def test_explain_png_legend_is_outside_the_bars(tmp_path, saved_prompt, monkeypa
 
 
 def test_predict_resumes_only_with_the_same_digits(tmp_path, saved_prompt, monkeypatch, capsys):
-    import pet_kit.io.streaming as streaming
+    import pet_kit.batch.job as streaming
 
     inp = tmp_path / "in.txt"
     inp.write_text("\n".join(POS + NEG) + "\n", encoding="utf-8")

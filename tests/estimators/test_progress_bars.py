@@ -17,7 +17,7 @@ MODULES = (
     "pet_kit.model.scorer",
     "pet_kit.train.loop",
     "pet_kit.estimators.prompt_classifier_cv",
-    "pet_kit.io.streaming",
+    "pet_kit.batch.job",
 )
 
 
@@ -118,7 +118,7 @@ def saved(tiny_dir, tmp_path_factory):
 @pytest.mark.parametrize("shards", [1, 2])
 def test_predict_file_bar_has_the_total(saved, tmp_path, bars, shards):
     from pet_kit import PromptClassifier
-    from pet_kit.io.streaming import predict_file
+    from pet_kit.batch import predict_file
 
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": TEXTS * 2 + TEXTS[:3]}).to_csv(src, index=False)  # 35 rows

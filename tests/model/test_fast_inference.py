@@ -65,8 +65,8 @@ def test_unknown_modes_and_backbone_copies_are_refused(tiny_dir, fitted):
 
 
 def test_cli_predict_and_a_bank_take_the_mode(fitted, tmp_path, capsys):
+    from pet_kit.batch import job as streaming
     from pet_kit.cli import main
-    from pet_kit.io import streaming
     from pet_kit.serving.bank import PromptBank
 
     folder = fitted.save(tmp_path / "p")

@@ -1,4 +1,4 @@
-"""Streaming, resumable, sharded prediction over files (pet_kit.io.streaming) and its CLI."""
+"""Streaming, resumable, sharded prediction over files (pet_kit.batch) and its CLI."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import torch
 from conftest import NEG, POS, REPO, tiny_clf
 
 from pet_kit import InputError, PromptClassifier
-from pet_kit.cli import main
-from pet_kit.io import streaming
-from pet_kit.io.streaming import (
+from pet_kit.batch import (
     RoundedProbabilities,
     iter_table_chunks,
     merge_shards,
@@ -24,6 +22,8 @@ from pet_kit.io.streaming import (
     progress_path,
     shard_path,
 )
+from pet_kit.batch import job as batch_job
+from pet_kit.cli import main
 from pet_kit.io.tables import read_table
 
 TEXTS = [
@@ -595,7 +595,7 @@ def test_resuming_into_an_output_that_became_a_link_is_refused(tmp_path, clf, mo
 def test_planted_temp_links_are_not_followed(tmp_path, clf):
     path = write_input(tmp_path, "csv")
     out = tmp_path / "out.csv"
-    _, target = _link_to_precious(tmp_path, "out.csv.progress.json.tmp")
+    _, target = _link_to_precious(tmp_path, ".out.csv.progress.json.tmp")
     predict_file(clf, path, out, chunk_size=7, progress=False)
     assert target.read_text(encoding="utf-8") == "keep me\n"
     shards = [shard_path(out, k, 2) for k in range(2)]
@@ -616,10 +616,10 @@ def test_rounded_probabilities_keep_the_prediction(clf, tmp_path):
     assert (rounded.argmax(1) == exact.argmax(1)).all()
     assert all(len(f"{v:g}".lstrip("0.").replace(".", "")) <= 2 for v in rounded.ravel())
     path = write_input(tmp_path, "csv")
-    job = streaming._job_identity(RoundedProbabilities(clf, 2), path, 3, 1, 0)
+    job = batch_job._job_identity(RoundedProbabilities(clf, 2), path, 3, 1, 0)
     assert (
         job["digits"] == 2
-        and job["prompt"] == streaming._job_identity(clf, path, 3, 1, 0)["prompt"]
+        and job["prompt"] == batch_job._job_identity(clf, path, 3, 1, 0)["prompt"]
     )
     with pytest.raises(InputError, match="digits must be an integer from 1 to 17"):
         RoundedProbabilities(clf, 0)
