@@ -478,19 +478,19 @@ class Run:
     def _rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, step])
 
-    def _text_ids(self, step: int) -> list[int]:
-        n, k = len(self.texts), self.cfg.texts_per_step
+    def _rows(self, step: int, n: int, k: int, stream: int) -> list[int]:
+        """Rows ``step * k`` to ``step * k + k`` of a seeded permutation of ``n`` rows, a
+        new permutation per epoch (``stream`` keeps the texts' and MLM's orders apart)."""
         epoch, pos = divmod(step * k, n)
-        perm = np.random.default_rng([self.cfg.seed, 10**6 + epoch]).permutation(n)
+        perm = np.random.default_rng([self.cfg.seed, stream * 10**6 + epoch]).permutation(n)
         idx = perm[pos : pos + k].tolist()
         return idx if len(idx) == k else idx + perm[: k - len(idx)].tolist()
 
+    def _text_ids(self, step: int) -> list[int]:
+        return self._rows(step, len(self.texts), self.cfg.texts_per_step, 1)
+
     def _mlm_rows(self, step: int) -> list[int]:
-        n, k = len(self.mlm_chunks), self.cfg.mlm_per_step
-        epoch, pos = divmod(step * k, n)
-        perm = np.random.default_rng([self.cfg.seed, 2 * 10**6 + epoch]).permutation(n)
-        idx = perm[pos : pos + k].tolist()
-        return idx if len(idx) == k else idx + perm[: k - len(idx)].tolist()
+        return self._rows(step, len(self.mlm_chunks), self.cfg.mlm_per_step, 2)
 
     def losses(self, step: int) -> dict[str, Any]:
         import torch
