@@ -74,6 +74,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 import dev_tasks  # noqa: E402
+from build_corpus import file_sha256  # noqa: E402
 
 DEFAULT_CORPUS = Path("~/.cache/pet_kit/mlm_corpus").expanduser()
 DEFAULT_RUN = Path("~/.cache/pet_kit/cloze_distill_run").expanduser()
@@ -105,43 +106,23 @@ log = logging.getLogger("distill_cloze")
 
 # ----------------------------------------------------------------------------- files
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    """Write ``text`` to ``path`` in one rename (pet_kit's :func:`~pet_kit.io.atomic.replacing`)."""
+    from pet_kit.io.atomic import replacing
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
-    """One safetensors file written atomically: the single commit point of a checkpoint."""
+    """One safetensors file written in one rename: the single commit point of a checkpoint."""
     from safetensors.torch import save_file
 
+    from pet_kit.io.atomic import replacing
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    with replacing(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 # --------------------------------------------------------------------------- teacher
