@@ -114,6 +114,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in one rename."""
+    from pet_kit.io.atomic import replacing
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
     """One safetensors file written in one rename: the single commit point of a checkpoint."""
     from safetensors.torch import save_file
@@ -223,9 +232,19 @@ class Config:
     weight_multi: float = 0.5
     weight_mlm: float = 1.0
     seed: int = 0
+    source: str = "prepared"
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of the settings; a field added after runs began counts only when it differs
+        from its default, so those runs keep resuming."""
+        fields = asdict(self)
+        for name, default in ADDED_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+ADDED_FIELDS = {"source": "prepared"}
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -400,6 +419,30 @@ class PatternBank:
 
 
 # ----------------------------------------------------------------------------- train
+class PreparedSignal:
+    """What the teacher says about the run's texts, from ``RUN/prepared`` (``prepare``): the
+    candidate fills' embeddings, and each text's embedding computed as it is drawn."""
+
+    def __init__(self, prep: Path, teacher_name: str, teacher: Any = None) -> None:
+        from safetensors.torch import load_file
+
+        if not (prep / "manifest.json").is_file():
+            raise SystemExit(f"{prep} is not prepared: run `distill_cloze.py prepare` first")
+        self.info = json.loads((prep / "manifest.json").read_text(encoding="utf-8"))
+        if self.info["teacher"] != teacher_name:
+            raise SystemExit(f"prepared for teacher {self.info['teacher']}, not {teacher_name}")
+        self.texts = (prep / "texts.txt").read_text(encoding="utf-8").splitlines()
+        fills = load_file(str(prep / f"fills-{teacher_name}.safetensors"))
+        self.fill_single = fills["single"].float()  # (P, W, D)
+        self.fill_multi = fills["multi"].float()
+        self.mlm_units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
+        self.teacher = teacher if teacher is not None else Teacher(teacher_name)
+
+    def embed(self, ids: list[int], texts: list[str]) -> Any:
+        """The teacher's normalised embeddings of ``texts`` (rows ``ids`` of the texts)."""
+        return self.teacher.encode(texts, batch_size=len(texts))
+
+
 class Run:
     """State of one distillation run (what a checkpoint holds)."""
 
@@ -409,35 +452,30 @@ class Run:
         cfg: Config,
         student: tuple[Any, Any] | None = None,
         teacher: Any = None,
+        signal: Any = None,
     ) -> None:
         import torch
-        from safetensors.torch import load_file
 
         from pet_kit.train.adapt import _chunks
 
         self.args, self.cfg = args, cfg
-        prep = args.run / "prepared"
-        if not (prep / "manifest.json").is_file():
-            raise SystemExit(f"{prep} is not prepared: run `distill_cloze.py prepare` first")
-        self.info = json.loads((prep / "manifest.json").read_text(encoding="utf-8"))
-        if self.info["teacher"] != cfg.teacher:
-            raise SystemExit(f"prepared for teacher {self.info['teacher']}, not {cfg.teacher}")
-        self.texts = (prep / "texts.txt").read_text(encoding="utf-8").splitlines()
-        fills = load_file(str(prep / f"fills-{cfg.teacher}.safetensors"))
-        self.fill_single = fills["single"].float()  # (P, W, D)
-        self.fill_multi = fills["multi"].float()
+        self.device = torch.device(getattr(args, "device", None) or "cpu")
+        self.signal = signal or PreparedSignal(args.run / "prepared", cfg.teacher, teacher)
+        self.info, self.texts = self.signal.info, self.signal.texts
+        self.fill_single = self.signal.fill_single.to(self.device)
+        self.fill_multi = self.signal.fill_multi.to(self.device)
         self.model, self.tok = student if student is not None else build_student(cfg.start)
+        self.model.to(self.device)
         self.params = trainable(self.model, cfg.train_layers)
         self.patterns = self.info["patterns"]
         self.bank = PatternBank(self.patterns, self.tok, cfg.max_length)
         vocab = self.tok.get_vocab()
-        self.single_ids = torch.tensor([vocab[w] for w in self.info["words"]])
+        self.single_ids = torch.tensor([vocab[w] for w in self.info["words"]], device=self.device)
         multi = [
             self.tok(w, add_special_tokens=False)["input_ids"] for w in self.info["multi_words"]
         ]
-        self.multi_ids = torch.tensor(multi)  # (W2, 2)
-        self.teacher = teacher if teacher is not None else Teacher(cfg.teacher)
-        units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
+        self.multi_ids = torch.tensor(multi, device=self.device)  # (W2, 2)
+        units = self.signal.mlm_units
         rng = np.random.default_rng(cfg.seed + 1)
         pick = rng.permutation(len(units))[: args.mlm_units]
         self.mlm_chunks = _chunks(self.tok, [units[i] for i in pick], cfg.mlm_length, pack=True)
@@ -479,12 +517,11 @@ class Run:
 
         from pet_kit.train.adapt import _mask_batch, _Mlm
 
-        cfg, rng = self.cfg, self._rng(step)
-        texts = [
-            " ".join(self.texts[i].split()[: cfg.max_text_words]) for i in self._text_ids(step)
-        ]
+        cfg, rng, dev = self.cfg, self._rng(step), self.device
+        ids = self._text_ids(step)
+        texts = [" ".join(self.texts[i].split()[: cfg.max_text_words]) for i in ids]
         with torch.no_grad():
-            ex = self.teacher.encode(texts, batch_size=len(texts))  # (T, D)
+            ex = self.signal.embed(ids, texts).to(dev)  # (T, D)
         n_pat = len(self.patterns)
         pats = [rng.choice(n_pat, cfg.patterns_per_text, replace=False) for _ in texts]
         items = [(int(p), t) for t, ps in zip(texts, pats, strict=True) for p in ps]
@@ -497,11 +534,12 @@ class Run:
         emb = bert.embeddings.word_embeddings.weight
 
         def at_masks(batch: dict[str, Any], n_masks: int) -> Any:
+            batch = {k: v.to(dev) for k, v in batch.items()}
             hidden = bert(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).last_hidden_state
-            rows = torch.arange(len(hidden)).unsqueeze(1)
-            pos = batch["mask_pos"].unsqueeze(1) + torch.arange(n_masks)
+            rows = torch.arange(len(hidden), device=dev).unsqueeze(1)
+            pos = batch["mask_pos"].unsqueeze(1) + torch.arange(n_masks, device=dev)
             return head.transform(hidden[rows, pos])  # (B, n_masks, H)
 
         h = at_masks(self.bank.batch(items, 1), 1)[:, 0]
@@ -509,7 +547,7 @@ class Run:
         kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
                       reduction="batchmean")  # fmt: skip
         n_sub = min(cfg.subset, len(self.single_ids))
-        sub = torch.from_numpy(rng.choice(len(self.single_ids), n_sub, replace=False))
+        sub = torch.from_numpy(rng.choice(len(self.single_ids), n_sub, replace=False)).to(dev)
         kl_sub = F.kl_div(F.log_softmax(logits[:, sub], -1), F.log_softmax(target[:, sub], -1),
                           log_target=True, reduction="batchmean")  # fmt: skip
         out = {"kl": kl, "kl_subset": kl_sub}
@@ -534,7 +572,7 @@ class Run:
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             chunks = [self.mlm_chunks[i] for i in self._mlm_rows(step)]
             batch = _mask_batch(chunks, self.tok, gen, 0.15, whole_word=True)
-            loss, n, _ = _Mlm(self.model)(batch)
+            loss, n, _ = _Mlm(self.model)({k: v.to(dev) for k, v in batch.items()})
             out["mlm"] = loss / max(n, 1)
         return out
 
@@ -590,8 +628,8 @@ class Run:
                     if n in meta["adam_steps"]:
                         self.opt.state[p] = {
                             "step": torch.tensor(meta["adam_steps"][n]),
-                            "exp_avg": fh.get_tensor(f"m.{n}"),
-                            "exp_avg_sq": fh.get_tensor(f"v.{n}"),
+                            "exp_avg": fh.get_tensor(f"m.{n}").to(p.device),
+                            "exp_avg_sq": fh.get_tensor(f"v.{n}").to(p.device),
                         }
         self.step, self.seconds = int(meta["step"]), float(meta["seconds"])
         self.history = meta["history"]
