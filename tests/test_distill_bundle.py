@@ -88,8 +88,9 @@ def _bundle(root: Path, tok, tiny_dir: Path) -> Path:
             torch.randn(*shape, generator=g)
         )
     save_file(q, str(b / "teacher.safetensors"))
+    patterns = ["{text} It was [MASK].", "[MASK]: {text}"]
     info = {"teacher": "mpnet", "words": words, "multi_words": ["fantastic"], "id": "t0",
-            "patterns": ["{text} It was [MASK].", "[MASK]: {text}"], "start": "original"}  # fmt: skip
+            "patterns": patterns, "start": "original"}  # fmt: skip
     (b / "manifest.json").write_text(json.dumps(info), encoding="utf-8")
     return b
 
