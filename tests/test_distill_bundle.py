@@ -128,8 +128,8 @@ def test_a_bundle_run_trains_and_comes_home_as_an_evaluable_run(bundle_mod, tmp_
     (out / "v.json").write_text(json.dumps(meta), encoding="utf-8")
     main_run = tmp_path / "main"
     (main_run / "prepared").mkdir(parents=True)
-    for name in ("heldout.txt", "manifest.json"):
-        (main_run / "prepared" / name).write_text("x\n", encoding="utf-8")
+    (main_run / "prepared" / "heldout.txt").write_text("x\n", encoding="utf-8")
+    (main_run / "prepared" / "manifest.json").write_text('{"teacher": "mpnet"}', encoding="utf-8")
     bundle_mod.main(["--run", str(main_run), "import", "--src", str(out), "--name", "v",
                      "--dest", str(tmp_path / "gpu")])  # fmt: skip
     ckpt = tmp_path / "gpu" / "v" / dc.CHECKPOINT
@@ -138,3 +138,5 @@ def test_a_bundle_run_trains_and_comes_home_as_an_evaluable_run(bundle_mod, tmp_
         assert state["step"] == 3 and state["config_key"] == cfg.key()
         for n, p in run.params.items():
             torch.testing.assert_close(fh.get_tensor(f"p.{n}"), p.detach().half().float())
+    info = json.loads((tmp_path / "gpu" / "v" / "prepared" / "manifest.json").read_text())
+    assert info["teacher"] == "mpnet" and info["bundle"] == {"id": "t0"}

@@ -417,8 +417,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         trained.update({f"p.{k}": v.to(torch.float32) for k, v in load_file(str(f)).items()})
     run_dir = args.dest / args.name
     (run_dir / "prepared").mkdir(parents=True, exist_ok=True)
-    for name in ("heldout.txt", "manifest.json"):
-        shutil.copyfile(args.run / "prepared" / name, run_dir / "prepared" / name)
+    shutil.copyfile(args.run / "prepared" / "heldout.txt", run_dir / "prepared" / "heldout.txt")
+    # the prepared run's provenance, with the teacher and the bundle this run learnt from
+    info = json.loads((args.run / "prepared" / "manifest.json").read_text(encoding="utf-8"))
+    info.update(teacher=meta["config"]["teacher"], bundle=meta["bundle"])
+    dc.atomic_write_text(run_dir / "prepared" / "manifest.json", json.dumps(info, indent=1) + "\n")
     base = args.run / "evaluation-current-default.json"
     if base.is_file():
         shutil.copyfile(base, run_dir / base.name)
