@@ -489,9 +489,18 @@ def _add_predict_options(s: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: ``-v`` counts given before and after the command add up."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, rest = super().parse_known_args(args, namespace)
+        ns.verbose = getattr(ns, "verbose", 0) + vars(ns).pop("verbose_after", 0)
+        return ns, rest
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pet-kit",
         description="Few-shot text classification by cloze prompts on a frozen masked"
         " language model: check PVP files, train, predict, evaluate, explain and serve"
@@ -500,15 +509,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"pet_kit {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
     descriptions = _command_descriptions()
 
     def command(name: str, helptext: str) -> argparse.ArgumentParser:
         """A sub-command: its docstring entry as description, ``-v`` accepted after it
-        too (without ``-v`` there, the count given before the command stands)."""
+        too (counts before and after the command add up)."""
         s = sub.add_parser(name, help=helptext, description=descriptions.get(name, helptext))
         s.add_argument(
-            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+            "-v", "--verbose", action="count", default=0, dest="verbose_after", help=_VERBOSE_HELP
         )
         return s
 

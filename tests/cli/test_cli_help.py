@@ -84,6 +84,8 @@ def test_list_pvps_and_label_word_options_are_documented():
         (["-v", "validate", "sentiment_en"], 1),
         (["validate", "-v", "sentiment_en"], 1),
         (["validate", "sentiment_en", "-vv"], 2),
+        (["-v", "validate", "-v", "sentiment_en"], 2),
+        (["-vv", "validate", "-v", "sentiment_en"], 3),
         (["-vv", "list-pvps"], 2),
     ],
 )
