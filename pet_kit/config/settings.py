@@ -60,6 +60,7 @@ __all__ = [
     "DEMO_MODES",
     "FALLBACK_BACKBONE_LR",
     "GROUPS",
+    "GUARDS",
     "INIT_STRATEGIES",
     "OBJECT_PARAMS",
     "PARAMETERS",
@@ -99,6 +100,10 @@ TUNINGS = tuple(TUNING_METHODS)
 #: The backbone learning rate of the modes without a default of their own (no backbone
 #: trains): see :attr:`Tuning.backbone_learning_rate`.
 FALLBACK_BACKBONE_LR = 1e-4
+#: ``guard``: how ``fit`` checks on the labelled examples that training beats the untrained
+#: prompt (``"holdout"``: a stratified hold-out of them; ``"2fold"``: two stratified
+#: halves, each held out in turn; ``None``: no check, always train).
+GUARDS = (None, "holdout", "2fold")
 #: ``calibration`` (``None``: none; the others are :attr:`Calibration.mode`).
 CALIBRATIONS = (None, "content_free", "unlabeled")
 #: Parameters that are objects (a PVP, a model, a tokenizer): not checked here, not in
@@ -842,6 +847,7 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType(
         "tuning": _group_param("prompt", _tuning, Tuning),
         "deep_prompt": _group_param(0, _deep_prompt, DeepPrompt),
         "early_stopping": _group_param(False, _early_stopping, EarlyStopping),
+        "guard": _choice_param("holdout", GUARDS),
         "calibration": _group_param(None, _calibration, Calibration),
         "demonstrations": _group_param(None, _demonstrations, Demonstrations),
         "checkpoint": _group_param(None, _checkpoint, Checkpoints),
@@ -884,6 +890,9 @@ class Settings:
         ``None``: no deep prompt.
     early_stopping : EarlyStopping or None
         ``None``: no early stopping.
+    guard : str or None
+        ``"holdout"`` or ``"2fold"``: keep the untrained prompt unless training beats it
+        on held-out training examples; ``None``: always train.
     calibration : Calibration or None
         ``None``: no calibration.
     demonstrations : Demonstrations or None
@@ -904,6 +913,7 @@ class Settings:
     tuning: Tuning
     deep_prompt: DeepPrompt | None
     early_stopping: EarlyStopping | None
+    guard: str | None
     calibration: Calibration | None
     demonstrations: Demonstrations | None
     checkpoint: Checkpoints | None

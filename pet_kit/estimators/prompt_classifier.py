@@ -167,6 +167,24 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the training data (stratified) and keep the
         prompt of the best held-out accuracy; stop after ``n_iter_no_change`` epochs
         without improvement (:class:`~pet_kit.EarlyStopping`).
+    guard : {"holdout", "2fold", None}, default="holdout"
+        Train only when the examples show that training helps. Before training, the
+        labelled examples are split — ``"holdout"``: a seeded, stratified quarter held
+        out (at least one per class); ``"2fold"``: two stratified halves, each held out
+        in turn, so every example is scored — a probe trains on each training part with
+        the same settings from the same start, and the untrained prompt and the probes
+        are scored on the held-out examples (log-loss and accuracy, calibrated as
+        predictions would be, weighted by ``sample_weight``). Training then goes ahead
+        on *all* the examples (exactly the prompt ``guard=None`` gives) only if the
+        probes have a lower held-out log-loss and at least the same held-out accuracy;
+        otherwise the prompt stays untrained (its initialisation: what ``epochs=0``
+        gives), ``fit_summary_["kept_untrained"]`` is True and a WARNING is logged (at
+        ``verbose >= 1``). The check costs about one more fit. When a class has fewer
+        than 2 examples there is nothing to hold out: training goes ahead unchecked
+        (``fit_summary_["guard"]["skipped"]`` says why). ``None``: always train. Nothing
+        is checked when nothing trains (``fit(None)``, ``epochs=0``, a pattern without
+        soft slots under ``tuning="prompt"``). On a warm start, "untrained" is the
+        fitted prompt training continues from.
     calibration : None, str, dict or Calibration, default=None
         Contextual calibration (Zhao et al., 2021): after ``fit``, estimate the class
         prior the prompt gives to inputs without content and divide it out of every
@@ -226,14 +244,19 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     history_ : dict
         Losses per epoch, steps, early-stopping information, ``interrupted`` (True when
         ``fit`` was stopped by Ctrl-C), ``warm_started``, what trained (``trained``: part
-        -> values), held-out accuracy before and after training (early stopping) and
+        -> values), held-out accuracy before and after training (early stopping),
+        ``guard`` and ``kept_untrained`` (what the guard found; see ``fit_summary_``) and
         ``summary`` (as ``fit_summary_``).
     fit_summary_ : dict
         What the last ``fit`` did: the trained parts and their value counts
         (``trained``, ``n_trained``), ``steps``, ``epochs``, ``n_examples``,
         ``final_train_loss``, ``held_out`` (early stopping's split: ``{"n", "before",
-        "after"}`` accuracies, else ``None``) and a one-sentence ``text``, which ``fit``
-        logs.
+        "after"}`` accuracies, else ``None``), ``kept_untrained`` (the guard kept the
+        untrained prompt), ``guard`` (``None`` when it did not run; else ``mode``,
+        ``kept_untrained``, ``skipped``, ``n_train``, ``n_held_out``, the held-out
+        ``untrained`` and ``trained`` scores ``{"accuracy", "log_loss"}``,
+        ``probe_steps``, ``seconds``, ``interrupted``) and a one-sentence ``text``, which
+        ``fit`` logs.
     pvp_, prompt_, n_slots_, prompt_init_, calibration_prior_, label_head_, \
 deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         Views of ``model_``'s parts (the PVP, the soft prompt, its slot count and
@@ -258,6 +281,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         tuning: Any = "prompt",
         deep_prompt: Any = 0,
         early_stopping: Any = False,
+        guard: str | None = "holdout",
         calibration: Any = None,
         demonstrations: Any = None,
         checkpoint: Any = None,
@@ -283,6 +307,7 @@ deep_prompt_, backbone_delta_, demo_pool_, backbone_name_, backbone_fingerprint_
         self.tuning = tuning
         self.deep_prompt = deep_prompt
         self.early_stopping = early_stopping
+        self.guard = guard
         self.calibration = calibration
         self.demonstrations = demonstrations
         self.checkpoint = checkpoint

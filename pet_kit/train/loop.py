@@ -65,6 +65,7 @@ class TrainConfig:
     temperature: float = DEFAULTS["temperature"]  # soft-label (distillation) training only
     backbone_learning_rate: float = FALLBACK_BACKBONE_LR  # LoRA / full tuning parameters
     aux_loss_weight: float = 0.0  # PET's auxiliary MLM loss: (1 - w) * task + w * aux
+    desc: str = "fit"  # the progress bar's label
 
 
 @dataclass
@@ -416,7 +417,7 @@ class PromptTraining:
         )
         self.aux_weight = float(config.aux_loss_weight) if self.aux_loss is not None else 0.0
         quiet = config.verbose <= 0 or self.total == 0  # no "0it" bar when nothing trains
-        self.bar = tqdm(total=self.total, desc="fit", disable=quiet, leave=False)
+        self.bar = tqdm(total=self.total, desc=config.desc, disable=quiet, leave=False)
         if self.validation is not None and self.total > 0:  # before any update (eval mode)
             self.result.n_validation = len(self.validation[0])
             self.result.val_accuracy_start = self._held_out_accuracy()

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from ..model.scorer import Scorer
 from ..model.soft_prompt import SoftPrompt
 from ..model.state_cache import CachedStates
 from ..tuning import METHODS
+from . import guard
 from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
 from .shared import MixedScorer, mix
 
@@ -386,6 +388,7 @@ def train_model(
     unlabeled: list[dict[str, str]] | None = None,
     on_checkpoint: Callable[[int, TrainResult], None] | None = None,
     scorer: Scorer | None = None,
+    desc: str = "fit",
 ) -> TrainResult:
     """Train ``model``'s trainable parts (set by :func:`prepare`) on ``data``.
 
@@ -393,7 +396,7 @@ def train_model(
     PET's auxiliary MLM loss (``tuning="full"`` only) reads ``unlabeled`` (the unlabeled
     texts as read: :func:`read_unlabeled`), else the training texts. ``scorer`` scores
     the examples instead of the model's (several tasks' examples:
-    :class:`~pet_kit.train.shared.MixedScorer`).
+    :class:`~pet_kit.train.shared.MixedScorer`). ``desc`` labels the progress bar.
 
     Raises
     ------
@@ -404,7 +407,7 @@ def train_model(
     """
     assert model.prompt is not None  # set by prepare()
     train_ex, train_y, train_w, validation = _split_validation(data, settings, rs)
-    config = train_config(settings)
+    config = dataclasses.replace(train_config(settings), desc=desc)
     backbone = model.backbone
     named: list[tuple[str, torch.nn.Parameter]] = []
     aux_loss = None
@@ -538,6 +541,115 @@ def finish(model: ClozeModel) -> None:
     model.finish_training()
 
 
+def _subset(data: TrainingData, idx: np.ndarray) -> TrainingData:
+    """The examples ``idx`` of ``data`` (the demonstration pool kept whole)."""
+    return TrainingData(
+        examples=[data.examples[i] for i in idx],
+        y=data.y[idx],
+        targets=data.targets[idx],
+        pool=data.pool,
+        weights=None if data.weights is None else data.weights[idx],
+        records=[data.records[i] for i in idx] if data.records else [],
+    )
+
+
+def _held_out_probs(
+    model: ClozeModel,
+    settings: Settings,
+    part: TrainingData,
+    held: TrainingData,
+    unlabeled: list[dict[str, str]] | None,
+) -> np.ndarray:
+    """``model``'s class probabilities for the held-out examples, calibrated as its
+    predictions would be (a prior estimated from ``part``, the examples it could train
+    on)."""
+    model.set_prior(calibration_prior(model, settings, data=part, unlabeled=unlabeled))
+    try:
+        raw = model.raw_scores(held.examples, int(settings.batching.eval_batch_size))
+        return ClozeModel.probabilities(model.calibrated(raw))
+    finally:
+        model.set_prior(None)
+
+
+def check_training(
+    lead: ClozeModel,
+    settings: Settings,
+    data: TrainingData,
+    start: torch.Tensor,
+    rs: np.random.RandomState,
+    fitted: ClozeModel | None = None,
+    unlabeled: list[dict[str, str]] | None = None,
+) -> guard.Check:
+    """The guard: does training beat ``lead``'s start on examples it did not see?
+
+    ``data`` is split as ``settings.guard`` says (:func:`~pet_kit.train.guard.splits`:
+    one stratified hold-out, or two folds; by a copy of ``rs``, so the fit's own random
+    numbers are not consumed). For each split a probe model is prepared exactly as
+    ``lead`` was (the generator state ``start`` from before ``lead``'s :func:`prepare`,
+    so it starts from the same prompt) and trained on the training part with the fit's
+    settings (no early stopping, no checkpoints); the start (``lead``) and the probe
+    are scored on the held-out part, and the scores pooled over the splits. ``lead`` is
+    left at its start.
+
+    Raises
+    ------
+    TrainingInterrupted
+        Ctrl-C during a probe's training.
+    TrainingDivergedError
+        A probe's training diverged.
+    """
+    t0 = time.perf_counter()
+    mode = str(settings.guard)
+    split_rs = copy.deepcopy(rs)
+    folds = guard.splits(data.y, mode, split_rs)
+    if isinstance(folds, str):
+        return guard.Check(mode, skipped=folds)
+    held_all = np.concatenate([held for _, held in folds])
+    log.info(
+        "guard: training %d probe(s) on %s of the %d examples to check, on the %d held"
+        " out, that training beats the untrained prompt",
+        len(folds),
+        " / ".join(str(len(tr)) for tr, _ in folds),
+        len(data.examples),
+        len(held_all),
+    )
+    probe_settings = dataclasses.replace(settings, early_stopping=None, checkpoint=None)
+    before: np.ndarray | None = None
+    after: np.ndarray | None = None
+    steps = 0
+    for train_idx, held_idx in folds:
+        part, held = _subset(data, train_idx), _subset(data, held_idx)
+        start_probs = _held_out_probs(lead, settings, part, held, unlabeled)
+        probe = ClozeModel.build(lead.pvp, lead.options)
+        generator = torch.Generator()
+        generator.set_state(start)
+        prepare(probe, settings, data, generator, fitted)
+        result = train_model(
+            probe, probe_settings, part, generator, split_rs, unlabeled, desc="fit (guard probe)"
+        )
+        finish(probe)
+        probe_probs = _held_out_probs(probe, settings, part, held, unlabeled)
+        if before is None or after is None:
+            before = np.zeros((len(data.examples), start_probs.shape[1]))
+            after = np.zeros_like(before)
+        before[held_idx], after[held_idx] = start_probs, probe_probs
+        steps += int(result.steps)
+    assert before is not None and after is not None  # at least one split
+    scored = _subset(data, held_all)
+    untrained = guard.held_out_scores(before[held_all], scored.y, scored.targets, scored.weights)
+    trained = guard.held_out_scores(after[held_all], scored.y, scored.targets, scored.weights)
+    return guard.Check(
+        mode,
+        helps=guard.training_helps(untrained, trained),
+        n_train=[len(tr) for tr, _ in folds],
+        n_held_out=len(held_all),
+        untrained=untrained,
+        trained=trained,
+        probe_steps=steps,
+        seconds=time.perf_counter() - t0,
+    )
+
+
 @dataclasses.dataclass
 class TaskData:
     """What one task of a :func:`fit` trains on.
@@ -600,7 +712,7 @@ def fit_summary(
 ) -> dict[str, Any]:
     """What a fit did: the trained parts and their value counts, steps, the final
     training loss, held-out accuracy before and after training (early stopping's
-    split), and a one-sentence ``text``.
+    split), what the guard found, and a one-sentence ``text``.
 
     Parameters
     ----------
@@ -617,7 +729,10 @@ def fit_summary(
     dict
         ``trained`` (part -> values), ``n_trained``, ``steps``, ``epochs``,
         ``n_examples``, ``final_train_loss`` (the last epoch's mean; ``None``: no
-        step), ``held_out`` (``None`` or ``{"n", "before", "after"}``) and ``text``.
+        step), ``held_out`` (``None`` or ``{"n", "before", "after"}``),
+        ``kept_untrained`` (the guard kept the untrained prompt), ``guard`` (what it
+        found: :meth:`~pet_kit.train.guard.Check.record`; ``None``: it did not run) and
+        ``text``.
     """
     trained = {str(k): int(v) for k, v in dict(history.get("trained") or {}).items()}
     steps = int(history.get("steps", 0))
@@ -658,6 +773,17 @@ def fit_summary(
             text += f" (stopped early; kept epoch {history.get('best_epoch')})"
         if history.get("interrupted"):
             text += " (interrupted)"
+    check = history.get("guard")
+    if note is None and isinstance(check, dict) and steps:
+        if check.get("skipped"):
+            text += f"; guard skipped ({check['skipped']})"
+        elif check.get("untrained") and check.get("trained"):
+            u, t = check["untrained"], check["trained"]
+            text += (
+                f"; guard: training beat the untrained prompt on {check.get('n_held_out')}"
+                f" held-out examples (log-loss {u['log_loss']:.3f} -> {t['log_loss']:.3f},"
+                f" accuracy {u['accuracy']:.3f} -> {t['accuracy']:.3f})"
+            )
     return {
         "trained": trained,
         "n_trained": n_trained,
@@ -666,6 +792,8 @@ def fit_summary(
         "n_examples": int(n_examples),
         "final_train_loss": loss,
         "held_out": held_out,
+        "kept_untrained": bool(history.get("kept_untrained", False)),
+        "guard": check if isinstance(check, dict) else None,
         "text": text,
     }
 
@@ -743,6 +871,7 @@ def fit(
     for model, task in zip(models, tasks, strict=True):
         unlabeled.append(read_unlabeled(model, settings, task.X_unlabeled))
     lead = models[0]
+    start = generator.get_state()  # the guard's probe starts where lead does
     prepare(lead, settings, data[0], generator, fitted)
     for model in models[1:]:
         model.set_prompt(lead.prompt, lead.slots_init)
@@ -769,20 +898,34 @@ def fit(
         train_data, scorer = data[0], None
         if several:
             train_data, scorer = _mixed(models, tasks, data)
-        try:
-            result = train_model(
-                lead,
-                settings,
-                train_data,
-                generator,
-                rs,
-                unlabeled[0],
-                on_checkpoint,
-                scorer,
-            )
-        except TrainingInterrupted as exc:
-            out.interrupt, result = exc, exc.result
+        check = None
+        budget = settings.max_steps if settings.max_steps is not None else settings.epochs
+        if settings.guard is not None and not several and int(budget) > 0:
+            try:
+                check = check_training(lead, settings, train_data, start, rs, fitted, unlabeled[0])
+            except TrainingInterrupted as exc:  # lead is still at its start
+                out.interrupt = exc
+                check = guard.Check(str(settings.guard), helps=False, interrupted=True)
+        if check is None or check.helps:
+            try:
+                result = train_model(
+                    lead,
+                    settings,
+                    train_data,
+                    generator,
+                    rs,
+                    unlabeled[0],
+                    on_checkpoint,
+                    scorer,
+                )
+            except TrainingInterrupted as exc:
+                out.interrupt, result = exc, exc.result
+        else:  # the prompt stays at its start: the untrained one
+            result = TrainResult(interrupted=check.interrupted)
+            note = check.text()
         out.history = {**result.as_dict(), "zero_shot": False, "warm_started": warm}
+        out.history["guard"] = None if check is None else check.record()
+        out.history["kept_untrained"] = check is not None and check.kept_untrained
         if several:
             out.history["tasks"] = [t.name for t in tasks]
         out.trained = True
@@ -793,6 +936,8 @@ def fit(
     out.history["summary"] = out.summary
     asked = data[0] is not None  # fit(None) asked for zero-shot: nothing to report
     level = logging.INFO if asked and int(settings.verbose) >= 1 else logging.DEBUG
+    if level == logging.INFO and out.summary["kept_untrained"]:  # not what fit(X, y) suggests
+        level = logging.WARNING
     log.log(level, "fit: %s", out.summary["text"])
     return out
 

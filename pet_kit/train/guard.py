@@ -1,0 +1,228 @@
+"""The training guard: keep the untrained prompt unless the examples show that training
+helps.
+
+With few examples, training a soft prompt can end *below* the prompt it started from
+(measured: ``benchmarks/never_worse.py``). ``fit``'s ``guard`` checks on the labelled
+examples themselves, before the real training: they are split (:func:`splits`:
+``"holdout"``, a seeded, stratified :data:`HOLDOUT_FRACTION` held out; ``"2fold"``, two
+stratified halves, each held out in turn), a probe trains on each training part with the
+same settings from the same start, and the held-out examples score the start (the
+untrained prompt) and the probe. Training goes ahead on *all* the examples only when
+:func:`training_helps`; otherwise the prompt stays at its start. The trainer
+(:func:`pet_kit.train.trainer.check_training`) runs the probes; this module holds the
+splits, the scores, the rule and what is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+__all__ = [
+    "HOLDOUT_FRACTION",
+    "MIN_PER_CLASS",
+    "Check",
+    "held_out_scores",
+    "holdout_indices",
+    "splits",
+    "training_helps",
+]
+
+#: The share of the labelled examples held out (at least one per class).
+HOLDOUT_FRACTION = 0.25
+#: Fewest examples a class needs for the hold-out (one held out, one to train on).
+MIN_PER_CLASS = 2
+
+
+def holdout_indices(
+    y: np.ndarray, rs: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """The training and held-out example indices (each sorted), or why there are none.
+
+    Parameters
+    ----------
+    y : ndarray of int
+        Each example's label index (for soft labels, its most probable class).
+    rs : RandomState
+        Seeds the split.
+
+    Returns
+    -------
+    (ndarray, ndarray) or str
+        ``round(HOLDOUT_FRACTION * n)`` examples held out, at least one of every class
+        present and stratified by class; or, when a class has fewer than
+        :data:`MIN_PER_CLASS` examples, the reason no hold-out is possible.
+    """
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < MIN_PER_CLASS:
+        return (
+            f"a class has {int(counts.min())} example(s); holding out needs at least"
+            f" {MIN_PER_CLASS} of every class"
+        )
+    n = len(y)
+    n_held = max(len(classes), round(HOLDOUT_FRACTION * n))
+    train, held = train_test_split(np.arange(n), test_size=n_held, stratify=y, random_state=rs)
+    return np.sort(train), np.sort(held)
+
+
+def splits(
+    y: np.ndarray, mode: str, rs: np.random.RandomState
+) -> list[tuple[np.ndarray, np.ndarray]] | str:
+    """The guard's (training, held-out) index pairs for ``mode``, or why there are none.
+
+    Parameters
+    ----------
+    y : ndarray of int
+        Each example's label index (for soft labels, its most probable class).
+    mode : {"holdout", "2fold"}
+        ``"holdout"``: one pair (:func:`holdout_indices`). ``"2fold"``: two stratified
+        halves, each held out once, so every example is scored by a probe that did not
+        train on it.
+    rs : RandomState
+        Seeds the split.
+
+    Returns
+    -------
+    list of (ndarray, ndarray) or str
+        Sorted index arrays; or, when a class has fewer than :data:`MIN_PER_CLASS`
+        examples, the reason no split is possible.
+    """
+    if mode == "holdout":
+        pair = holdout_indices(y, rs)
+        return pair if isinstance(pair, str) else [pair]
+    y = np.asarray(y)
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    if smallest < MIN_PER_CLASS:
+        return (
+            f"a class has {smallest} example(s); holding out needs at least"
+            f" {MIN_PER_CLASS} of every class"
+        )
+    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=rs).split(np.zeros(len(y)), y)
+    return [(np.sort(train), np.sort(held)) for train, held in folds]
+
+
+def held_out_scores(
+    probs: np.ndarray, y: np.ndarray, targets: np.ndarray, weights: np.ndarray | None
+) -> dict[str, float]:
+    """Accuracy and log-loss of predicted probabilities on held-out examples.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n, n_classes)
+        Predicted class probabilities (calibrated as predictions would be).
+    y : ndarray of shape (n,)
+        Label indices (soft labels: their most probable class).
+    targets : ndarray
+        ``y``, or soft labels of shape ``(n, n_classes)``.
+    weights : ndarray or None
+        One weight per example (``None``: equal).
+
+    Returns
+    -------
+    dict
+        ``accuracy`` and ``log_loss`` (mean cross-entropy against ``targets``), both
+        weighted by ``weights``.
+    """
+    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+    targets = np.asarray(targets)
+    if targets.ndim == 2:
+        losses = -(targets * logp).sum(1)
+    else:
+        losses = -logp[np.arange(len(y)), np.asarray(y)]
+    correct = (logp.argmax(1) == np.asarray(y)).astype(np.float64)
+    return {
+        "accuracy": float(np.average(correct, weights=weights)),
+        "log_loss": float(np.average(losses, weights=weights)),
+    }
+
+
+def training_helps(untrained: dict[str, float], trained: dict[str, float]) -> bool:
+    """The rule: the trained probe must have a strictly lower held-out log-loss than the
+    untrained prompt *and* at least its held-out accuracy; a tie keeps the untrained
+    prompt."""
+    return trained["log_loss"] < untrained["log_loss"] and (
+        trained["accuracy"] >= untrained["accuracy"]
+    )
+
+
+@dataclasses.dataclass
+class Check:
+    """What the guard found (recorded as ``history_["guard"]``).
+
+    Attributes
+    ----------
+    mode : str
+        The ``guard`` setting (``"holdout"``, ``"2fold"``).
+    helps : bool
+        Training goes ahead (also when the check was skipped).
+    skipped : str or None
+        Why there was no hold-out (then training goes ahead, unchecked).
+    n_train : list of int
+        The training examples of each probe.
+    n_held_out : int
+        The held-out examples scored (over all probes).
+    untrained, trained : dict or None
+        Held-out ``accuracy`` and ``log_loss`` of the start and of the probes.
+    probe_steps : int
+        The probes' optimizer steps, in all.
+    seconds : float
+        Time the check took (the probes' training and the scorings).
+    interrupted : bool
+        Ctrl-C stopped the probe (the prompt stays at its start).
+    """
+
+    mode: str
+    helps: bool = True
+    skipped: str | None = None
+    n_train: list[int] = dataclasses.field(default_factory=list)
+    n_held_out: int = 0
+    untrained: dict[str, float] | None = None
+    trained: dict[str, float] | None = None
+    probe_steps: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def kept_untrained(self) -> bool:
+        """Whether the prompt stays at its start because of the check."""
+        return not self.helps
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready form, with ``kept_untrained``."""
+        return {**dataclasses.asdict(self), "kept_untrained": self.kept_untrained}
+
+    def comparison(self) -> str:
+        """``log-loss a -> b, accuracy c -> d`` (untrained -> trained), or ``""``."""
+        if self.untrained is None or self.trained is None:
+            return ""
+        u, t = self.untrained, self.trained
+        return (
+            f"log-loss {u['log_loss']:.3f} -> {t['log_loss']:.3f}, accuracy"
+            f" {u['accuracy']:.3f} -> {t['accuracy']:.3f}"
+        )
+
+    def text(self) -> str:
+        """One sentence for the fit summary."""
+        if self.interrupted:
+            return (
+                "interrupted while the guard's probe trained: the prompt is the untrained"
+                " one (nothing else trained)"
+            )
+        if self.skipped is not None:
+            return f"guard skipped ({self.skipped}): trained without the check"
+        if self.kept_untrained:
+            probes = "a probe" if len(self.n_train) == 1 else f"{len(self.n_train)} probes"
+            return (
+                f"kept the untrained prompt: {probes} trained on"
+                f" {' / '.join(map(str, self.n_train))} examples ({self.probe_steps} steps)"
+                f" did not beat it on the {self.n_held_out} held out ({self.comparison()});"
+                " nothing else trained (guard=None trains regardless)"
+            )
+        return (
+            f"guard: training beat the untrained prompt on {self.n_held_out} held-out"
+            f" examples ({self.comparison()})"
+        )
