@@ -355,8 +355,14 @@ def _cv_search(
     from pet_kit import PromptClassifierCV
 
     t0 = time.perf_counter()
+    # hard_patterns=False: the recorded rows predate the hard-pattern candidates, and
+    # subset_row reads pet_kit_cv off the first candidates of pet_kit_cv_head's search
     clf = PromptClassifierCV(
-        _soft_clf(ctx, seed), candidates=candidates, n_repeats=repeats, random_state=seed
+        _soft_clf(ctx, seed),
+        candidates=candidates,
+        hard_patterns=False,
+        n_repeats=repeats,
+        random_state=seed,
     )
     clf.fit(train["text"], train["label"])
     log.info("PromptClassifierCV chose %s", clf.best_params_)

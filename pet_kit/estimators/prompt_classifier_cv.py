@@ -4,15 +4,17 @@ Prompt tuning is sensitive to the learning rate and the number of steps, and a f
 user has no dev set to tune them on. :class:`PromptClassifierCV` chooses them by repeated
 stratified cross-validation on the training examples themselves, among a small set of
 candidates that always includes the *untrained* prompt (with and without contextual
-calibration): when no trained candidate beats it in cross-validation, the untrained
-prompt is what you get. The choice, every candidate's fold scores and the cost are in
-``cv_results_``, as with scikit-learn's searches.
+calibration) and the untrained hard patterns of the PVP's template file: when no trained
+candidate beats them in cross-validation, the best untrained one is what you get. The
+choice, every candidate's fold scores and the cost are in ``cv_results_``, as with
+scikit-learn's searches.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from functools import partial
 from typing import Any
 
@@ -23,8 +25,9 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ..config.pvp import load_pvp, load_pvps
 from ..config.settings import PARAMETERS
-from ..errors import InputError
+from ..errors import InputError, PetKitError
 from ..io.inputs import (
     CONTINUOUS_HINT,
     check_label,
@@ -87,6 +90,52 @@ def _untrained_apart(grid: dict[str, list[Any]], max_steps: Any) -> list[dict[st
     return [untrained, {**grid, "epochs": rest}] if rest else [untrained]
 
 
+def hard_patterns(pvp: Any) -> list[str]:
+    """The hard patterns (without soft slots) of the template file that ``pvp`` refers
+    to, as ``"file#name"`` references, ``pvp``'s own pattern left out.
+
+    Parameters
+    ----------
+    pvp : object
+        A base estimator's ``pvp``: a shipped name or a template path, with or without
+        ``#pattern``. Anything else (an inline dict, a PVP object, a PVP file holding
+        one pattern) has no sibling patterns.
+
+    Returns
+    -------
+    list of str
+        In the file's order; empty when there are none or ``pvp`` cannot be read (the
+        fit itself then reports why).
+    """
+    if not isinstance(pvp, (str, os.PathLike)):
+        return []
+    path = os.fspath(pvp).partition("#")[0]
+    try:
+        own = load_pvp(pvp).pattern.text
+        pvps = load_pvps(path)
+    except (PetKitError, OSError):
+        return []
+    return [
+        f"{path}#{p.name.partition('#')[2]}"
+        for p in pvps
+        if p.name and "#" in p.name and not p.pattern.has_soft and p.pattern.text != own
+    ]
+
+
+def _with_hard(grids: list[dict[str, list[Any]]], refs: list[str]) -> list[dict[str, list[Any]]]:
+    """``grids`` with the untrained hard patterns ``refs`` (raw and calibrated) after the
+    leading untrained grids, so that a tie keeps an earlier untrained candidate."""
+    if not refs:
+        return grids
+    untrained = 0
+    while untrained < len(grids) and all(
+        _is_zero(e) for e in grids[untrained].get("epochs", [None])
+    ):
+        untrained += 1
+    hard = {"pvp": refs, "epochs": [0], "calibration": [None, "content_free"]}
+    return [*grids[:untrained], hard, *grids[untrained:]]
+
+
 def _is_missing(value: Any) -> bool:
     """None, NaN, NaT or pandas' NA."""
     if value is None:
@@ -138,9 +187,12 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
     on the training examples, keeping the untrained prompt when training does not help.
 
     ``fit`` runs repeated stratified k-fold cross-validation on ``(X, y)`` for every
-    candidate (a scikit-learn ``GridSearchCV`` over ``candidates``), chooses one by
-    ``rule`` — by default the untrained prompt unless a trained candidate is better by
-    more than one standard error — and refits it on all of ``(X, y)``.
+    candidate (a scikit-learn ``GridSearchCV`` over ``candidates``, plus the untrained
+    hard patterns of the PVP's template file), chooses one by ``rule`` — by default the
+    best untrained candidate unless a trained one is better by more than one standard
+    error — and refits it on all of ``(X, y)``. Cross-validation is the check that
+    training helps, so its fits run with ``guard=None`` (list ``"guard"`` in a
+    candidate grid to change that).
 
     Parameters
     ----------
@@ -157,6 +209,13 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         ``pvp`` values chooses the pattern (and so its slot count) too. Default:
         :data:`DEFAULT_CANDIDATES` — the untrained prompt, raw and calibrated, and three
         learning rates at the base estimator's epochs.
+    hard_patterns : bool, default=True
+        Add the *hard* patterns (without soft slots) of the template file the base
+        estimator's ``pvp`` names (``"rotten_tomatoes#soft"``: ``it_was``, ``just``,
+        ``all_in_all``), untrained (``epochs=0``), raw and with content-free
+        calibration, as candidates after the leading untrained ones (whatever
+        ``candidates`` says). They cost only scoring. An inline or single-pattern PVP
+        has none.
     n_splits : int, optional
         Folds per repetition; default ``min(4, smallest class count)``. Each class needs
         at least 2 examples.
@@ -203,6 +262,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         estimator: PromptClassifier | None = None,
         *,
         candidates: list[dict[str, list[Any]]] | None = None,
+        hard_patterns: bool = True,
         n_splits: int | None = None,
         n_repeats: int = 2,
         max_fits: int | None = None,
@@ -212,6 +272,7 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.estimator = estimator
         self.candidates = candidates
+        self.hard_patterns = hard_patterns
         self.n_splits = n_splits
         self.n_repeats = n_repeats
         self.max_fits = max_fits
@@ -226,8 +287,9 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         return tags
 
     def _candidates(self, base: PromptClassifier) -> list[dict[str, list[Any]]]:
-        """The candidate grids, checked; ``epochs=0`` ones untrained whatever ``base``'s
-        ``max_steps`` (:func:`_untrained_apart`)."""
+        """The candidate grids, checked, with the hard patterns (``hard_patterns``);
+        ``epochs=0`` ones untrained whatever ``base``'s ``max_steps``
+        (:func:`_untrained_apart`)."""
         grids = [dict(g) for g in (self.candidates or DEFAULT_CANDIDATES)]
         for grid in grids:
             if not isinstance(grid, dict) or not grid:
@@ -240,6 +302,10 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
                     raise InputError(
                         f"candidates: {name!r} must map to a list of values, got {values!r}"
                     )
+        if not isinstance(self.hard_patterns, (bool, np.bool_)):
+            raise InputError(f"hard_patterns must be True or False, got {self.hard_patterns!r}")
+        if self.hard_patterns:
+            grids = _with_hard(grids, hard_patterns(base.get_params().get("pvp")))
         max_steps = base.get_params().get("max_steps")
         return [part for grid in grids for part in _untrained_apart(grid, max_steps)]
 
@@ -310,6 +376,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
             base.set_params(random_state=self.random_state)
         grids = self._candidates(base)
         n_candidates = _n_candidates(grids)
+        if "guard" in base.get_params() and not any("guard" in g for g in grids):
+            base.set_params(guard=None)  # cross-validation is the check
         if X is not None and y is None:
             raise InputError(
                 "PromptClassifierCV requires y to be passed, but the target y is None; it"
