@@ -267,14 +267,16 @@ def _load_prompt(args: argparse.Namespace) -> Any:
 def _check_predict_args(args: argparse.Namespace) -> None:
     """Validate the predict options before the (slow) prompt and backbone load."""
     from .batch import check_predict_job
+    from .io.inputs import check_threads
 
     for flag, value in (
         ("--chunk-size", args.chunk_size),
         ("--num-shards", args.num_shards),
-        ("--threads", args.threads),
     ):
         if value is not None and value < 1:
             raise PetKitError(f"{flag} must be a positive integer, got {value}")
+    if args.threads is not None:
+        check_threads("--threads", args.threads, none_ok=False)
     if not 0 <= args.shard_index < args.num_shards:
         raise PetKitError(
             f"--shard-index must be from 0 to --num-shards - 1 = {args.num_shards - 1},"
@@ -781,10 +783,12 @@ def cmd_label_words(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``pet-kit serve``."""
+    from .io.inputs import check_threads
     from .serving.server import bind, serve
 
+    if args.threads is not None:
+        check_threads("--threads", args.threads, none_ok=False)
     for flag, value in (
-        ("--threads", args.threads),
         ("--max-texts", args.max_texts),
         ("--max-text-chars", args.max_text_chars),
         ("--max-body-bytes", args.max_body_bytes),

@@ -49,6 +49,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import numpy as np
 
 from ..errors import InputError
+from ..io.inputs import MAX_THREADS, check_threads
 from ..tuning import FIELDS as TUNING_FIELDS
 from ..tuning import METHODS as TUNING_METHODS
 from ..tuning import Field as TuningField
@@ -860,7 +861,9 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType(
         "temperature": _float_param(1.0, lambda v: v > 0, "> 0"),
         "random_state": Param(None, "None, an integer or a numpy RandomState", _check_random_state),
         "device": Param(None, "None, 'auto' or a torch device ('cpu', 'cuda'...)", _device),
-        "n_threads": _int_param(None),
+        "n_threads": Param(
+            None, f"None or a positive integer (at most {MAX_THREADS})", check_threads
+        ),
         "verbose": Param(1, "an integer (0: silent)", _verbose),
     }
 )

@@ -19,6 +19,7 @@ Scoring rule (documented in the README):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,14 @@ class Verbalizer:
         as_text: dict[str, Hashable] = {}
         for label in self.labels:
             self._check_text(f"label {label!r}", label, f"{self.key}.{label}")
+            if isinstance(label, float) and not math.isfinite(label):
+                raise VerbalizerError(
+                    f"label {label!r} is not a finite number: no label in y can match it (y"
+                    " refuses NaN and infinite labels); use a string or an integer label (in"
+                    f' YAML, quote the key: "{label}":)',
+                    source=self.source,
+                    key=f"{self.key}.{label}",
+                )
             other = as_text.setdefault(str(label), label)
             if other is not label and other != label:
                 raise VerbalizerError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "check_positive_int",
     "check_sample_weight",
     "check_text",
+    "check_threads",
     "is_real_number",
     "label_vector",
     "looks_continuous",
@@ -58,6 +60,27 @@ def check_positive_int(name: str, value: Any, *, none_ok: bool = False) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         what = "None or a positive integer" if none_ok else "a positive integer"
         raise InputError(f"{name} must be {what}, got {value!r}")
+
+
+#: The most CPU threads pet_kit gives torch: far more than any machine's cores (more
+#: threads than cores only slow torch down), far fewer than the thousands at which
+#: starting them fails (OpenMP aborts the process, or it segfaults).
+MAX_THREADS = 1024
+
+
+def check_threads(name: str, value: Any, *, none_ok: bool = True) -> int | None:
+    """``value`` as a torch thread count from 1 to :data:`MAX_THREADS` (``None`` passes
+    with ``none_ok``), else :class:`InputError`."""
+    if none_ok and value is None:
+        return None
+    check_positive_int(name, value, none_ok=none_ok)
+    if value > MAX_THREADS:
+        raise InputError(
+            f"{name}={value!r} is more threads than torch can start safely; use at most"
+            f" {MAX_THREADS} (this machine has {os.cpu_count()} CPU cores: more threads than"
+            " cores only slow it down)"
+        )
+    return int(value)
 
 
 def _is_missing(value: Any) -> bool:

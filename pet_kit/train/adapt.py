@@ -647,9 +647,9 @@ def _check_output(output: Any) -> Path:
 def _check_run_args(threads: Any, seed: Any, device: Any, warmup_steps: Any) -> None:
     """The settings :class:`~pet_kit.PromptClassifier` checks the same way."""
     from ..config.settings import check_device, is_seed
-    from ..io.inputs import check_positive_int
+    from ..io.inputs import check_threads
 
-    check_positive_int("threads", threads, none_ok=True)
+    check_threads("threads", threads)
     if not is_seed(seed):
         raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     check_device(device)

@@ -459,6 +459,7 @@ def test_cli_shards_and_threads(tmp_path, clf, prompt_dir, monkeypatch, capsys):
     [
         ("in.csv", ["--chunk-size", "0"], "--chunk-size must be a positive integer, got 0"),
         ("in.csv", ["--threads", "0"], "--threads must be a positive integer"),
+        ("in.csv", ["--threads", "100000"], "--threads=100000 is more threads than torch can"),
         ("in.csv", ["--num-shards", "2", "--shard-index", "2", "--output", "o.csv"], "--shard-"),
         ("in.csv", ["--num-shards", "2"], "--num-shards needs --output"),
         ("in.csv", ["--output", "o.txt"], "unsupported output type '.txt'"),

@@ -375,6 +375,7 @@ BAD = [
     ({"random_state": np.True_}, "random_state must be None, an integer or a numpy RandomState"),
     ({"n_threads": 0}, "n_threads must be None or a positive integer, got 0"),
     ({"n_threads": 1.5}, "n_threads must be None or a positive integer, got 1.5"),
+    ({"n_threads": 10**6}, "n_threads=1000000 is more threads than torch can start safely"),
     ({"verbose": "loud"}, "verbose must be an integer, got 'loud'"),
     ({"verbose": 1.0}, "verbose must be an integer, got 1.0"),
     (
