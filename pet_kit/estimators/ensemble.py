@@ -531,25 +531,49 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         try:
             if meta.get("format") != _FORMAT:
                 raise ValueError("no format marker")
-            if meta.get("format_version") != _FORMAT_VERSION:
-                raise ValueError(f"unsupported format_version {meta.get('format_version')!r}")
+            version = meta.get("format_version")
+            if version != _FORMAT_VERSION or isinstance(version, bool):
+                raise ValueError(f"unsupported format_version {version!r}")
             names = [str(n) for n in meta["members"]]
             weights = np.asarray(meta["weights"], dtype=np.float64)
             checksums = dict(meta.get("checksums") or {})
+            weighting = meta["weighting"]
+            if weighting not in WEIGHTINGS:
+                raise ValueError(f"weighting {weighting!r} is not one of {WEIGHTINGS}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SavedPromptError(f"{meta_path}: invalid ensemble metadata ({exc})") from exc
+            what = f"no {exc}" if isinstance(exc, KeyError) else exc
+            raise SavedPromptError(
+                f"{meta_path}: invalid ensemble metadata ({what}); the file was edited or"
+                " damaged. Restore it, or save the ensemble again"
+            ) from exc
         bad = [n for n in names if not _MEMBER.fullmatch(n)]
         if not names or bad:
             raise SavedPromptError(
                 f"{meta_path}: members must be folder names member_<i>, got {bad or names};"
                 " the file was edited. Save the ensemble again"
             )
-        if len(weights) != len(names) or not np.isfinite(weights).all() or (weights < 0).any():
-            raise SavedPromptError(f"{meta_path}: weights do not match the members")
+        if (
+            weights.shape != (len(names),)
+            or not np.isfinite(weights).all()
+            or (weights < 0).any()
+            or not weights.sum() > 0
+        ):
+            raise SavedPromptError(
+                f"{meta_path}: weights {meta['weights']!r:.80} are not one finite weight >= 0"
+                f" per member ({len(names)}) with a positive sum; the file was edited or"
+                " damaged. Restore it, or save the ensemble again"
+            )
         _check_member_checksums(folder, checksums)
         members = [PromptClassifier.load(folder / n, model=model, device=device) for n in names]
         classes = members[0].classes_
-        est = cls(pvps=[m.pvp_ for m in members], estimator=None, weighting=meta["weighting"])
+        for name, member in zip(names[1:], members[1:], strict=True):
+            if member.classes_.tolist() != classes.tolist():
+                raise SavedPromptError(
+                    f"{folder / name}: classes {member.classes_.tolist()} differ from"
+                    f" {names[0]}'s {classes.tolist()}; a member was replaced by another"
+                    " task's prompt. Restore it, or save the ensemble again"
+                )
+        est = cls(pvps=[m.pvp_ for m in members], estimator=None, weighting=weighting)
         est.estimators_ = members
         est.weights_ = weights / weights.sum()
         est.classes_ = classes

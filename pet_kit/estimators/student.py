@@ -21,9 +21,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
+from ..config.settings import PARAMETERS
 from ..errors import BackboneMismatchError, InputError, SavedPromptError, TrainingDivergedError
 from ..io.inputs import (
     CONTINUOUS_HINT,
+    check_label,
     check_text,
     is_real_number,
     label_vector,
@@ -51,6 +53,62 @@ def _texts(X: Any) -> list[str]:
     if bad:
         raise InputError(f"X must hold strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
     return [check_text(t, f"X[{i}]") for i, t in enumerate(texts)]
+
+
+#: The saved ``params`` a student folder records (its constructor's scalar settings).
+_SAVED_PARAMS = ("temperature", "l2", "max_length")
+
+
+def _check_settings(temperature: Any, l2: Any, max_length: Any) -> None:
+    """Refuse settings :meth:`LinearStudent.fit` cannot use (:class:`InputError`)."""
+    for name, v in (("temperature", temperature), ("l2", l2)):
+        if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
+            raise InputError(f"{name} must be a number > 0 (l2: >= 0), got {v!r}")
+        if not isinstance(v, (int, np.integer)) and not np.isfinite(v):
+            raise InputError(f"{name}={v!r} is not finite; {name} must be a finite number")
+    PARAMETERS["max_length"].check("max_length", max_length)
+
+
+def _class_order(labels: np.ndarray, classes: Any) -> list[Hashable]:
+    """The classes of hard labels ``labels``: ``classes`` (checked) or the sorted labels."""
+    for i, label in enumerate(labels):
+        check_label(label, i)
+    if classes is not None:
+        order = list(classes)
+        if len(set(map(repr, order))) != len(order):
+            raise InputError(f"classes holds a label twice: {order}; list each label once")
+        if len(order) < 2:
+            raise InputError(f"classes must list at least two labels, got {order}")
+        return order
+    try:
+        order = sorted(set(labels))
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in labels})
+        raise InputError(
+            f"y mixes labels of types {kinds}, which have no order; use labels of one type,"
+            " or pass classes=[...] to give the order"
+        ) from exc
+    if len(order) < 2:
+        raise InputError(
+            f"y contains only one class ({order[0]!r}); a classifier needs at least two"
+        )
+    return order
+
+
+def _check_soft_labels(y: np.ndarray) -> torch.Tensor:
+    """Soft labels as a float tensor; each row finite, >= 0, with a positive sum."""
+    try:
+        target = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"soft labels y must hold numbers, got {y!r:.80}") from exc
+    bad = np.flatnonzero(~np.isfinite(target).all(1) | (target < 0).any(1) | (target.sum(1) <= 0))
+    if len(bad):
+        i = int(bad[0])
+        raise InputError(
+            f"soft labels y[{i}] = {target[i].tolist()} are not class probabilities; each row"
+            " must hold finite numbers >= 0 with a positive sum"
+        )
+    return torch.as_tensor(target, dtype=torch.float32)
 
 
 class LinearStudent(ClassifierMixin, BaseEstimator):
@@ -153,12 +211,7 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         TrainingDivergedError
             The loss or the weights became NaN or infinite.
         """
-        for name in ("temperature", "l2"):
-            v = getattr(self, name)
-            if not is_real_number(v) or v < 0 or (name == "temperature" and v == 0):
-                raise InputError(f"{name} must be a number > 0 (l2: >= 0), got {v!r}")
-            if not isinstance(v, (int, np.integer)) and not np.isfinite(v):
-                raise InputError(f"{name}={v!r} is not finite; {name} must be a finite number")
+        _check_settings(self.temperature, self.l2, self.max_length)
         texts = _texts(X)
         if len(texts) == 0:
             raise InputError("X is empty; the student needs training texts")
@@ -172,13 +225,13 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         if np.ndim(y_arr) == 2:
             if self.classes is None:
                 raise InputError("soft labels y need classes=[...] (the column order)")
-            classes: list[Hashable] = list(self.classes)
+            classes: list[Hashable] = _class_order(np.asarray([]), self.classes)
             if y_arr.shape != (len(texts), len(classes)):
                 raise InputError(
                     f"soft labels y must have shape ({len(texts)}, {len(classes)}), got"
                     f" {y_arr.shape}"
                 )
-            target = torch.as_tensor(np.asarray(y_arr, dtype=np.float32))
+            target = _check_soft_labels(y_arr)
             idx = target.argmax(1).numpy()
         else:
             if self.classes is None and looks_continuous(y_arr):
@@ -186,7 +239,7 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
                     f"{CONTINUOUS_HINT}; pass class labels (or soft labels of shape"
                     " (n, n_classes) with classes=[...])"
                 )
-            classes = list(self.classes) if self.classes is not None else sorted(set(y_arr))
+            classes = _class_order(y_arr, self.classes)
             idx = to_label_indices(y_arr, classes, len(texts))
             target = torch.eye(len(classes))[torch.as_tensor(idx)]
         keep, sample_w = fit_weights(sample_weight, idx, classes, hard=np.ndim(y_arr) == 1)
@@ -300,16 +353,15 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
             )
         try:
             recorded = dict(meta["backbone"])
-            classes = list(meta["classes"])
+            classes = meta["classes"]
             params = dict(meta["params"])
             weight, bias = tensors["weight"], tensors["bias"]
         except (KeyError, TypeError, ValueError) as exc:
             raise SavedPromptError(f"{path}: incomplete student files ({exc})") from exc
-        if tuple(weight.shape)[:1] != (len(classes),) or tuple(bias.shape) != (len(classes),):
-            raise SavedPromptError(f"{path}: weights do not match the {len(classes)} classes")
+        _check_saved(Path(path), params, classes, weight, bias)
         if model is None and recorded.get("name") != DEFAULT_MODEL_NAME:
             model = recorded.get("name")
-        est = cls(model=model, device=device, **params)
+        est = cls(model=model, device=device, **{k: params[k] for k in _SAVED_PARAMS})
         backbone = load_backbone(model, None, device)
         if not identity_matches(backbone, recorded.get("fingerprint"), str(path)):
             raise BackboneMismatchError(
@@ -325,3 +377,44 @@ class LinearStudent(ClassifierMixin, BaseEstimator):
         est.backbone_name_ = backbone.name
         est.backbone_fingerprint_ = backbone.fingerprint
         return est
+
+
+def _check_saved(
+    path: Path, params: dict[str, Any], classes: list[Any], weight: Any, bias: Any
+) -> None:
+    """A student folder's ``params``, ``classes`` and tensors must be what :meth:`save`
+    writes (:class:`SavedPromptError` naming the file and the value otherwise)."""
+    where = path / "prompt.json"
+    edited = "the file was edited or damaged; restore it, or fit and save the student again"
+    if sorted(params) != sorted(_SAVED_PARAMS):
+        raise SavedPromptError(
+            f"{where}: params holds {sorted(params)}, not {list(_SAVED_PARAMS)}; {edited}"
+        )
+    try:
+        _check_settings(params["temperature"], params["l2"], params["max_length"])
+    except InputError as exc:
+        raise SavedPromptError(f"{where}: params: {exc}; {edited}") from exc
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(c, (str, int, float)) for c in classes)
+        or len(set(map(repr, classes))) != len(classes)
+    ):
+        raise SavedPromptError(
+            f"{where}: classes {classes!r:.120} are not two or more distinct labels (strings"
+            f" or numbers); {edited}"
+        )
+    tensors = path / "prompt.safetensors"
+    shapes = (tuple(weight.shape), tuple(bias.shape))
+    if weight.ndim != 2 or shapes[0][0] != len(classes) or shapes[1] != (len(classes),):
+        raise SavedPromptError(
+            f"{tensors}: weight and bias have shapes {shapes[0]} and {shapes[1]}, not"
+            f" ({len(classes)}, hidden) and ({len(classes)},) for the {len(classes)}"
+            f" classes; {edited}"
+        )
+    for name, value in (("weight", weight), ("bias", bias)):
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise SavedPromptError(
+                f"{tensors}: {name} is not finite floating-point numbers (dtype"
+                f" {value.dtype}); {edited}"
+            )

@@ -1,0 +1,208 @@
+"""Bad inputs to the surfaces the manifest's runners do not reach (tests/test_bad_inputs.py
+covers PromptClassifier, PVP files, prompt folders, pet-kit train/predict/evaluate, the
+server and adapt): :class:`~pet_kit.LinearStudent` and :class:`~pet_kit.PromptEnsemble`
+inputs and saved folders.
+
+Each table row is one input a user (or a damaged file) may give; the expected outcome is a
+pet_kit error naming the file, key or value, never a raw ``KeyError``/``IndexError`` or
+``TypeError`` from deep inside, nor NaN probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import NEG, POS, SENTIMENT_PVP, tiny_clf
+
+from pet_kit import InputError, LinearStudent, PromptEnsemble, SavedPromptError
+
+X = POS + NEG
+Y = ["positive"] * len(POS) + ["negative"] * len(NEG)
+SOFT = np.tile([0.5, 0.5], (len(X), 1))
+
+
+# ------------------------------------------------------------ LinearStudent.fit
+@pytest.mark.parametrize(
+    ("params", "y", "match"),
+    [
+        ({"max_length": 0}, Y, "max_length must be a positive integer, got 0"),
+        ({"max_length": "abc"}, Y, "max_length must be a positive integer, got 'abc'"),
+        ({"max_length": float("nan")}, Y, "max_length must be a positive integer, got nan"),
+        ({}, [*Y[:-1], float("nan")], r"y\[15\] is missing \(nan\)"),
+        ({}, [*Y[:-1], None], r"y\[15\] is missing \(None\)"),
+        ({}, [1] * 8 + ["a"] * 8, r"y mixes labels of types \['int', 'str'\]"),
+        ({}, ["a"] * 16, r"y contains only one class \('a'\)"),
+        ({"classes": ["positive", "positive", "negative"]}, Y, "classes holds a label twice"),
+        ({"classes": ["a"]}, ["a"] * 16, "classes must list at least two labels"),
+        ({"classes": ["a", "b"]}, SOFT - 1, r"soft labels y\[0\] = \[-0.5, -0.5\] are not"),
+        ({"classes": ["a", "b"]}, SOFT * np.inf, r"soft labels y\[0\] = \[inf, inf\] are not"),
+        (
+            {"classes": ["a", "b"]},
+            np.where(np.eye(16, 2) == 1, np.nan, SOFT),
+            r"soft labels y\[0\] = \[nan, 0.5\] are not class probabilities",
+        ),
+    ],
+    ids=[
+        "max_length_0",
+        "max_length_text",
+        "max_length_nan",
+        "y_nan",
+        "y_none",
+        "y_mixed_int_str",
+        "y_one_class",
+        "classes_duplicate",
+        "classes_one",
+        "soft_negative",
+        "soft_inf",
+        "soft_nan",
+    ],
+)
+def test_linear_student_fit_refuses(tiny_dir, params, y, match):
+    with pytest.raises(InputError, match=match):
+        LinearStudent(model=str(tiny_dir), device="cpu", **params).fit(X, y)
+
+
+# ------------------------------------------------------------ LinearStudent.load
+@pytest.fixture(scope="module")
+def student_folder(tiny_dir, tmp_path_factory) -> Path:
+    student = LinearStudent(model=str(tiny_dir), device="cpu").fit(X, Y)
+    return student.save(tmp_path_factory.mktemp("student") / "s")
+
+
+def _edit_json(patch: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        meta = json.loads((folder / "prompt.json").read_text(encoding="utf-8"))
+        patch(meta)
+        (folder / "prompt.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    return edit
+
+
+def _tensors(weight: torch.Tensor, bias: torch.Tensor) -> Callable[[Path], None]:
+    """Replace the tensors, with prompt.json's checksum and size updated to match."""
+    from safetensors.torch import save
+
+    def edit(folder: Path) -> None:
+        data = save({"weight": weight, "bias": bias}, metadata={"format": "pt"})
+        (folder / "prompt.safetensors").write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        files = {"prompt.safetensors": digest}
+        files["sizes"] = {"prompt.safetensors": {"bytes": len(data), "sha256": digest}}
+        _edit_json(lambda m: m.update(files=files))(folder)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (
+            _edit_json(lambda m: m["params"].update(foo=1)),
+            r"prompt.json: params holds \['foo', 'l2', 'max_length', 'temperature'\]",
+        ),
+        (
+            _edit_json(lambda m: m["params"].update(max_length="abc")),
+            "prompt.json: params: max_length must be a positive integer, got 'abc'",
+        ),
+        (
+            _edit_json(lambda m: m["params"].update(temperature=None)),
+            "prompt.json: params: temperature must be a number > 0",
+        ),
+        (_edit_json(lambda m: m.update(classes="ab")), "classes 'ab' are not two or more"),
+        (_edit_json(lambda m: m.update(classes=[["x"], ["y"]])), r"classes \[\['x'\], \['y'\]\]"),
+        (_tensors(torch.zeros(2), torch.zeros(2)), r"weight and bias have shapes \(2,\) and"),
+        (_tensors(torch.zeros(2, 32, 1), torch.zeros(2)), r"shapes \(2, 32, 1\) and \(2,\)"),
+        (
+            _tensors(torch.full((2, 32), float("nan")), torch.zeros(2)),
+            "weight is not finite floating-point numbers",
+        ),
+        (
+            _tensors(torch.zeros(2, 32, dtype=torch.int64), torch.zeros(2)),
+            r"weight is not finite floating-point numbers \(dtype torch.int64\)",
+        ),
+    ],
+    ids=[
+        "params_unknown_key",
+        "params_max_length_text",
+        "params_temperature_null",
+        "classes_a_string",
+        "classes_unhashable",
+        "weight_1d",
+        "weight_3d",
+        "weight_nan",
+        "weight_int",
+    ],
+)
+def test_linear_student_load_refuses_an_edited_folder(
+    student_folder, tiny_dir, tmp_path, damage, match
+):
+    folder = tmp_path / "s"
+    shutil.copytree(student_folder, folder)
+    damage(folder)
+    with pytest.raises(SavedPromptError, match=match):
+        LinearStudent.load(folder, model=str(tiny_dir), device="cpu").predict_proba(X)
+
+
+# -------------------------------------------------------------- PromptEnsemble.load
+@pytest.fixture(scope="module")
+def ensemble_folder(tiny_dir, tmp_path_factory) -> Path:
+    other = {"pattern": "[SOFT] {text} Overall: [MASK].", "verbalizer": SENTIMENT_PVP["verbalizer"]}
+    base = tiny_clf(tiny_dir, epochs=0)
+    ensemble = PromptEnsemble([SENTIMENT_PVP, other], estimator=base).fit(X, Y)
+    return ensemble.save(tmp_path_factory.mktemp("ensemble") / "e")
+
+
+def _edit_ensemble(patch: Callable[[dict[str, Any]], None]) -> Callable[[Path, Path], None]:
+    def edit(folder: Path, tiny_dir: Path) -> None:
+        meta = json.loads((folder / "ensemble.json").read_text(encoding="utf-8"))
+        patch(meta)
+        (folder / "ensemble.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    return edit
+
+
+def _member_of_another_task(folder: Path, tiny_dir: Path) -> None:
+    """As an ensemble saved by pet_kit 0.1.0 (no checksums) whose member_1 was replaced."""
+    _edit_ensemble(lambda m: m.pop("checksums"))(folder, tiny_dir)
+    verbalizer = {"a": ["great"], "b": ["bad"], "c": ["fine"]}
+    other = tiny_clf(tiny_dir, pvp={"pattern": "{text} [MASK]", "verbalizer": verbalizer})
+    shutil.rmtree(folder / "member_1")
+    other.fit(None).save(folder / "member_1")
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (
+            _edit_ensemble(lambda m: m.pop("weighting")),
+            r"invalid ensemble metadata \(no 'weighting'",
+        ),
+        (_edit_ensemble(lambda m: m.update(weighting="x")), "weighting 'x' is not one of"),
+        (_edit_ensemble(lambda m: m.update(weights=[0, 0])), r"weights \[0, 0\] are not one"),
+        (_edit_ensemble(lambda m: m.update(weights=[[1, 1], [1, 1]])), "weights .* are not one"),
+        (_edit_ensemble(lambda m: m.update(format_version=True)), "format_version True"),
+        (_member_of_another_task, r"member_1: classes \['a', 'b', 'c'\] differ from member_0's"),
+    ],
+    ids=[
+        "no_weighting",
+        "weighting_unknown",
+        "weights_all_zero",
+        "weights_2d",
+        "format_version_true",
+        "member_of_another_task",
+    ],
+)
+def test_ensemble_load_refuses_an_edited_folder(ensemble_folder, tiny_dir, tmp_path, damage, match):
+    folder = tmp_path / "e"
+    shutil.copytree(ensemble_folder, folder)
+    damage(folder, tiny_dir)
+    with pytest.raises(SavedPromptError, match=match):
+        PromptEnsemble.load(folder, model=str(tiny_dir), device="cpu").predict_proba(X)
