@@ -264,6 +264,42 @@ def _load_prompt(args: argparse.Namespace) -> Any:
     return clf.optimize(inference) if inference is not None else clf
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output_file(output: str, inputs: Sequence[str | Path], overwrite: bool) -> Path:
+    """Refuse, before any slow work, an ``--output`` FILE that would lose a file: one of
+    the command's ``inputs`` (by any name: a hard or symbolic link; a prompt folder's
+    files), or an existing regular file without ``--overwrite`` (it may be the user's
+    own). A symbolic link there is replaced, its target left unchanged."""
+    from .batch import check_output_target
+    from .io.result_folder import OWNED_FILES
+
+    out = Path(output).expanduser()
+    check_output_target(out)
+    if not os.path.lexists(out):
+        return out
+    files = []
+    for path in map(Path, inputs):
+        files.extend([path / n for n in OWNED_FILES] if path.is_dir() else [path])
+    for path in files:
+        if _same_file(out, path):
+            raise PetKitError(
+                f"{out}: the output is the input file {path}; writing it would replace that"
+                " file. Choose another output path"
+            )
+    if not overwrite and not out.is_symlink():
+        raise PetKitError(
+            f"{out} already exists; refusing to overwrite it (it may be your own file). Pass"
+            " --overwrite to replace it, or choose another output path"
+        )
+    return out
+
+
 def _check_predict_args(args: argparse.Namespace) -> None:
     """Validate the predict options before the (slow) prompt and backbone load."""
     from .batch import check_predict_job
@@ -381,7 +417,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import accuracy_score, classification_report, f1_score
 
-    from .batch import check_output_target
     from .errors import InputError
     from .io.tables import read_table, split_label_column
 
@@ -392,7 +427,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f" {args.label_column!r} column (pet-kit predict classifies a .txt file)"
         )
     if args.output:  # before the (slow) prompt and backbone load
-        check_output_target(Path(args.output))
+        _check_output_file(args.output, [args.data, args.prompt_dir], args.overwrite)
     df = read_table(args.data)
     if len(df) == 0:
         raise InputError(
@@ -576,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--output", help="write results here (.csv/.tsv/.jsonl; JSON for evaluate)")
         if name == "evaluate":
             s.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace an existing --output file (without it, one is refused)",
+            )
+            s.add_argument(
                 "--label-column",
                 default="label",
                 help="the column holding each example's label (default %(default)s)",
@@ -587,6 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("prompt_dir", help="folder written by PromptClassifier.save")
     ex.add_argument("--text", help="also explain the prediction for this text")
     ex.add_argument("--png", help="save a report picture here")
+    ex.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --png file (without it, one is refused)",
+    )
     ex.add_argument("--top-k", type=int, default=5, help="nearest words per slot (default 5)")
     ex.add_argument("--model", help="backbone (default: the one recorded in the prompt)")
     ex.add_argument("--device", help="cpu, cuda, ...")
@@ -596,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     lw.add_argument("pattern", help="pattern with [MASK], or a template/PVP YAML (path#name)")
     lw.add_argument("data", help="CSV/TSV/JSONL with the text field(s) and a label column")
     lw.add_argument("--output", help="write the verbalizer YAML here (default: print it)")
+    lw.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output file (without it, one is refused)",
+    )
     lw.add_argument("--n-words", type=int, default=3, help="words per class (default 3)")
     lw.add_argument(
         "--n-candidates",
@@ -731,6 +781,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """``pet-kit explain``."""
     from .tools.explain import explain_prediction, explain_slots, save_report
 
+    if args.png:  # before the (slow) prompt and backbone load
+        _check_output_file(args.png, [args.prompt_dir], args.overwrite)
     clf = _load_prompt(args)
     table = explain_slots(clf, top_k=args.top_k)
     print(f"{'slot':>4} {'norm':>7} {'moved':>7} {'cos0':>6}  nearest words")
@@ -761,6 +813,10 @@ def cmd_label_words(args: argparse.Namespace) -> int:
     from .io.tables import read_table, split_label_column
     from .tools.label_search import search_label_words, write_verbalizer
 
+    pvp_file = args.pattern.partition("#")[0]
+    inputs = [args.data, *([pvp_file] if os.path.isfile(pvp_file) else [])]
+    if args.output:  # before the (slow) search
+        _check_output_file(args.output, inputs, args.overwrite)
     df = read_table(args.data)
     X, y = split_label_column(df, args.label_column, _LABEL_OPTION_FIX)
     words = search_label_words(

@@ -330,7 +330,8 @@ _APPS: dict[Path, Any] = {}
 
 def run_server(case: dict[str, Any], ctx: Ctx) -> Outcome:
     """``pet-kit serve``'s app over the pristine prompt (task ``sentiment``): send the
-    case's ``body`` (raw text, or ``body_builder``) to ``path`` (default POST /predict)."""
+    case's ``body`` (raw text, or ``body_builder``) to ``path`` (default POST /predict),
+    with the case's ``headers`` added."""
     from fastapi.testclient import TestClient
 
     from pet_kit.serving.bank import PromptBank
@@ -347,7 +348,8 @@ def run_server(case: dict[str, Any], ctx: Ctx) -> Outcome:
     else:
         body = BODY_BUILDERS[case["body_builder"]]() if "body_builder" in case else None
         body = body if body is not None else case["body"].encode("utf-8")
-        resp = client.post(path, content=body, headers={"content-type": "application/json"})
+        headers = {"content-type": "application/json", **case.get("headers", {})}
+        resp = client.post(path, content=body, headers=headers)
     assert resp.headers["content-type"] == "application/json", resp.text[:300]
     return Outcome(None, None, http=(resp.status_code, resp.text))
 
@@ -398,24 +400,48 @@ def _links_to_precious(work: Path) -> None:
         (work / name).symlink_to(target)
 
 
-#: ``setup``: what the case's folder holds before a ``cli`` case runs.
-SETUPS: dict[str, Callable[[Path], None]] = {
-    "output_folder": lambda work: (work / "out.csv").mkdir(),
-    "output_links": _links_to_precious,
+def _user_files(work: Path, pristine: Path) -> None:
+    """The user's labelled data ``in.csv`` (and a hard link ``hl.csv`` to it), their
+    ``mine.json`` and ``mine.yaml``, and a copy ``p`` of the toy prompt folder."""
+    pd.DataFrame({"text": TOY_X, "label": TOY_Y}).to_csv(work / "in.csv", index=False)
+    os.link(work / "in.csv", work / "hl.csv")
+    (work / "mine.json").write_text('{"mine": true}\n', encoding="utf-8")
+    (work / "mine.yaml").write_text("labels: {}\n", encoding="utf-8")
+    shutil.copytree(pristine, work / "p")
+
+
+#: ``setup``: what the case's folder holds before a ``cli`` case runs (given the folder
+#: and the toy prompt folder).
+SETUPS: dict[str, Callable[[Path, Path], None]] = {
+    "output_folder": lambda work, pristine: (work / "out.csv").mkdir(),
+    "output_links": lambda work, pristine: _links_to_precious(work),
+    "user_files": _user_files,
 }
 
 
 def run_cli(case: dict[str, Any], ctx: Ctx) -> Outcome:
     """``pet-kit ARGV`` as ``main`` runs it, but errors propagate instead of being printed.
-    In ``argv``, ``{prompt}`` is the toy prompt folder, ``{file}`` the case's corpus file
-    and ``{work}`` the case's folder (prepared by ``setup``). The command must exit 0."""
+    In ``argv``, ``{prompt}`` is the toy prompt folder, ``{file}`` the case's corpus file,
+    ``{model}`` the tiny model's folder and ``{work}`` the case's folder (prepared by
+    ``setup``). The command must exit 0; a refused command must leave every file of the
+    case's folder unchanged."""
     from pet_kit.cli import build_parser
 
     if "setup" in case:
-        SETUPS[case["setup"]](ctx.work)
-    where = {"prompt": ctx.pristine, "file": CORPUS / case.get("file", ""), "work": ctx.work}
+        SETUPS[case["setup"]](ctx.work, ctx.pristine)
+    where = {
+        "prompt": ctx.pristine,
+        "file": CORPUS / case.get("file", ""),
+        "work": ctx.work,
+        "model": ctx.tiny_dir,
+    }
     args = build_parser().parse_args([a.format(**where) for a in case["argv"]])
-    assert args.func(args) == 0
+    before = _snapshot(ctx.work)
+    try:
+        assert args.func(args) == 0
+    except (PetKitError, ValueError, TypeError):
+        assert _snapshot(ctx.work) == before, f"{case['id']}: a refused command changed files"
+        raise
     return Outcome(ctx.fitted, TOY_X)
 
 

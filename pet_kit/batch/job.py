@@ -160,7 +160,7 @@ def check_predict_job(
     if output_path is None:
         return inp, None
     out = check_output_path(output_path)
-    if out.exists() and out.resolve() == inp.resolve():
+    if _same_file(out, inp):  # by any name: a symbolic or hard link too
         raise InputError(f"{out}: the output is the input file; choose another output path")
     check_output_target(out)
     if progress_path(out).is_dir():
@@ -169,6 +169,13 @@ def check_predict_job(
             " or choose another output path"
         )
     return inp, out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def check_output_target(out: Path) -> None:

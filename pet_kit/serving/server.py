@@ -117,12 +117,23 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict; a key given twice is refused (Python's
+    :func:`json.loads` would keep the last silently: ``{"task": "a", "task": "b"}``)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _BodyError(f"the key {key[:40]!r} appears twice in one object; send it once")
+        out[key] = value
+    return out
+
+
 def strict_json(body: bytes) -> Any:
     """Parse a request body as strict JSON.
 
-    Python's :func:`json.loads` accepts ``NaN``, ``Infinity`` and numbers that overflow
-    to infinity; they are refused here, as are bodies nested too deeply to parse and
-    bodies that are not UTF-8.
+    Python's :func:`json.loads` accepts ``NaN``, ``Infinity``, numbers that overflow
+    to infinity and a key given twice in one object (keeping the last); they are refused
+    here, as are bodies nested too deeply to parse and bodies that are not UTF-8.
 
     Raises
     ------
@@ -130,7 +141,12 @@ def strict_json(body: bytes) -> Any:
         With a message saying what is wrong (and where, for syntax errors).
     """
     try:
-        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(
+            body,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except _BodyError:
         raise
     except json.JSONDecodeError as exc:
@@ -278,7 +294,9 @@ def create_app(
         length = request.headers.get("content-length")
         if request.method == "POST" and length is None:
             return error(411, "send a Content-Length header (chunked bodies are not accepted)")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+        if length is not None and not (length.isascii() and length.isdigit()):
+            return error(400, f"Content-Length {length[:40]!r} is not a number of bytes")
+        if length is not None and int(length) > max_body_bytes:
             return error(413, f"request body over {max_body_bytes} bytes; send fewer texts")
         try:
             return await call_next(request)
