@@ -206,3 +206,94 @@ def test_ensemble_load_refuses_an_edited_folder(ensemble_folder, tiny_dir, tmp_p
     damage(folder, tiny_dir)
     with pytest.raises(SavedPromptError, match=match):
         PromptEnsemble.load(folder, model=str(tiny_dir), device="cpu").predict_proba(X)
+
+
+# ------------------------------------------------------------- batch prediction jobs
+@pytest.fixture(scope="module")
+def interrupted_job(tiny_dir, tmp_path_factory) -> tuple[Any, Path]:
+    """A prompt, and a folder holding ``in.csv`` and the output and progress file of a
+    prediction job interrupted after its first chunk (4 rows)."""
+    import pandas as pd
+
+    import pet_kit.batch.job as job
+
+    clf = tiny_clf(tiny_dir, epochs=0).fit(None)
+    folder = tmp_path_factory.mktemp("job")
+    pd.DataFrame({"text": X}).to_csv(folder / "in.csv", index=False)
+    real, calls = job.predict_chunk, []
+
+    def interrupt_second(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    job.predict_chunk = interrupt_second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            job.predict_file(clf, folder / "in.csv", folder / "out.csv", chunk_size=4)
+    finally:
+        job.predict_chunk = real
+    return clf, folder
+
+
+@pytest.mark.parametrize(
+    ("patch", "match"),
+    [
+        ({"output_bytes": "12"}, "output_bytes is '12', not a count"),
+        ({"output_bytes": -1}, "output_bytes is -1, not a count"),
+        ({"output_bytes": 1.5}, "output_bytes is 1.5, not a count"),
+        ({"next_chunk": "x"}, "next_chunk is 'x', not a count"),
+        ({"next_chunk": -5}, "next_chunk is -5, not a count"),
+        ({"rows_written": None}, "rows_written is None, not a count"),
+        ({"chunks_written": True}, "chunks_written is True, not a count"),
+        ({"columns": 5}, "columns is 5, not a list of column names"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_predict_job_refuses_an_edited_progress_file(interrupted_job, tmp_path, patch, match):
+    """Was: a raw TypeError/ValueError/OSError, or (next_chunk -5) a resume that wrote
+    rows twice."""
+    from pet_kit.batch import predict_file
+
+    clf, original = interrupted_job
+    for name in ("in.csv", "out.csv", "out.csv.progress.json"):
+        shutil.copy2(original / name, tmp_path / name)
+    sidecar = tmp_path / "out.csv.progress.json"
+    state = json.loads(sidecar.read_text(encoding="utf-8"))
+    sidecar.write_text(json.dumps({**state, **patch}), encoding="utf-8")
+    before = (tmp_path / "out.csv").read_bytes()
+    with pytest.raises(InputError, match=match):
+        predict_file(clf, tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=4)
+    assert (tmp_path / "out.csv").read_bytes() == before
+
+
+def test_a_second_job_on_the_same_output_is_refused(interrupted_job, tmp_path):
+    """Was: two jobs writing one output at once interleaved their chunks and raced on the
+    progress file's temporary name (one failed with 'No such file or directory')."""
+    fcntl = pytest.importorskip("fcntl")
+    from pet_kit.batch import predict_file
+
+    clf, original = interrupted_job
+    shutil.copy2(original / "in.csv", tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    with open(out, "wb") as held:  # another job's lock on its output
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(InputError, match="another prediction job is writing this output"):
+            predict_file(clf, tmp_path / "in.csv", out, chunk_size=4)
+    assert out.read_bytes() == b"" and not (tmp_path / "out.csv.progress.json").exists()
+    result = predict_file(clf, tmp_path / "in.csv", out, chunk_size=4, overwrite=True)
+    assert result.rows_written == len(X)
+
+
+def test_a_refused_job_leaves_no_output_behind(interrupted_job, tmp_path):
+    """The lock creates a missing output; a job refused before writing removes it."""
+    from pet_kit.batch import predict_file
+
+    clf, _ = interrupted_job
+    (tmp_path / "in.csv").write_text("text\n" + "\n".join(X) + "\n", encoding="utf-8")
+    sidecar = tmp_path / "out.csv.progress.json"
+    sidecar.write_text("[]", encoding="utf-8")
+    with pytest.raises(InputError, match="not a pet_kit progress file"):
+        predict_file(clf, tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv.progress.json"]

@@ -40,6 +40,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +54,11 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..estimators.prompt_classifier import PromptClassifier
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: jobs go unlocked
+    fcntl = None  # type: ignore[assignment]
 from ..io.atomic import fsync_dir, replacing
 from ..io.inputs import check_positive_int
 from ..io.tables import check_input_path, check_output_path, iter_table_chunks, read_columns
@@ -348,6 +355,21 @@ def _read_sidecar(path: Path, job: dict[str, Any], out: Path) -> dict[str, Any]:
         or not isinstance(state["job"], dict)
     ):
         raise InputError(f"{path}: not a pet_kit progress file of this version; {_FIX}")
+    for key in keys[1:]:
+        value = state[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(
+                f"{path}: {key} is {value!r}, not a count (an integer >= 0); the file was"
+                f" edited or damaged. {_FIX[0].upper()}{_FIX[1:]}"
+            )
+    columns = state.get("columns")
+    if columns is not None and not (
+        isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    ):
+        raise InputError(
+            f"{path}: columns is {columns!r:.80}, not a list of column names; the file was"
+            f" edited or damaged. {_FIX[0].upper()}{_FIX[1:]}"
+        )
     recorded = state["job"]
     differ = [k for k in job if recorded.get(k) != job[k]]
     if differ:
@@ -450,6 +472,68 @@ def predict_file(
     if out is None:  # pragma: no cover - check_predict_job returns one for a path
         raise InputError("predict_file needs an output path")
     check_is_fitted(clf, "classes_")
+    with _job_lock(out):
+        return _run_job(
+            clf, inp, out, chunk_size, resume, overwrite, progress, num_shards, shard_index
+        )
+
+
+@contextmanager
+def _job_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the output file for the job, so that a second job
+    writing the same output at the same time is refused instead of interleaving its
+    chunks (and the progress file) with the first's. The output is created empty when
+    missing, and removed again when the job fails before writing to it; an output that
+    is a symbolic link (replaced by the job, never written through) and platforms
+    without ``flock`` go unlocked."""
+    if fcntl is None or out.is_symlink():
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    created = False
+    try:
+        try:
+            fd = os.open(out, flags | os.O_CREAT | os.O_EXCL, 0o666)
+            created = True
+        except FileExistsError:
+            fd = os.open(out, flags)
+    except OSError:  # not writable, ...: the job itself says what is wrong
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{out}: another prediction job is writing this output now; wait for it to"
+                " finish (run the same command again afterwards to resume or check it), or"
+                " choose another output path"
+            ) from None
+        except OSError:  # e.g. a file system without flock: go on unlocked
+            pass
+        try:
+            yield
+        except BaseException:
+            if created and os.fstat(fd).st_size == 0:  # nothing written: as it was
+                out.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _run_job(
+    clf: Any,
+    inp: Path,
+    out: Path,
+    chunk_size: int,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    num_shards: int,
+    shard_index: int,
+) -> PredictFileResult:
+    """:func:`predict_file` proper, under :func:`_job_lock`."""
     sidecar = progress_path(out)
     job = _job_identity(clf, inp, chunk_size, num_shards, shard_index)
     state: dict[str, Any] | None = None

@@ -9,7 +9,10 @@ a CSV/TSV header naming a column twice (pandas would rename the second ``text.1`
 read the first), a JSON Lines record with a key twice (JSON keeps the last value), a
 ``.csv`` whose header is one column that looks like names separated by ``;``, a tab or
 ``|`` (the whole line, label included, would be read as the text; likewise a ``.tsv``
-separated by commas), and an empty (0-byte) CSV/TSV file.
+separated by commas), a CSV/TSV whose first data row has more fields than the header
+(pandas would read its first field as row labels and shift every column: an unquoted
+separator inside a text), a JSON Lines line that is not an object, and an empty
+(0-byte) CSV/TSV file.
 """
 
 from __future__ import annotations
@@ -73,9 +76,28 @@ def _read_txt(p: Path) -> pd.DataFrame:
         return pd.DataFrame({"text": [ln for ln in _lines(fh) if ln.strip()]})
 
 
+def _fields_shifted(frame: pd.DataFrame, p: Path) -> pd.DataFrame:
+    """``frame``, refused when pandas read the first field of each row as row labels: the
+    first data row has more fields than the header (an unquoted separator inside a text),
+    so every column would be shifted by one without a word."""
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    sep = "a tab" if p.suffix.lower() == ".tsv" else "','"
+    raise InputError(
+        f"{p}: the first data row has more fields than the header names columns"
+        f" ({list(frame.columns)}), so every column would be read one field off (a text"
+        f' holding {sep} without quotes?); quote such texts ("a, b"), as'
+        " df.to_csv(path, index=False) writes them"
+    )
+
+
+def _read_csv(p: Path, sep: str) -> pd.DataFrame:
+    return _fields_shifted(pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False), p)
+
+
 _READERS = {
-    ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False),
+    ".csv": lambda p: _read_csv(p, ","),
+    ".tsv": lambda p: _read_csv(p, "\t"),
     ".jsonl": _read_jsonl,
     ".txt": _read_txt,
 }
@@ -99,6 +121,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     reader = _READERS[p.suffix.lower()]
     try:
         return reader(p)
+    except InputError:
+        raise
     except UnicodeEncodeError as exc:  # a str column cannot hold a lone surrogate
         raise InputError(_surrogate_problem(p)) from exc
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -214,7 +238,8 @@ def _check_header(p: Path) -> list[str] | None:
 
 
 def _check_json_keys(lines: list[str], p: Path, first_line: int) -> None:
-    """Refuse a JSON Lines record that has a key twice (JSON would keep the last value)."""
+    """Refuse a JSON Lines record that is not an object (``[1, 2]``: pandas fails with a
+    raw TypeError), or that has a key twice (JSON would keep the last value)."""
 
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
         keys = [k for k, _ in items]
@@ -224,6 +249,8 @@ def _check_json_keys(lines: list[str], p: Path, first_line: int) -> None:
         return dict(items)
 
     for n, line in enumerate(lines, first_line):
+        if line.strip() and not line.lstrip().startswith("{"):
+            _check_object(line, p, n)
         if not line.strip() or line.count(":") < 2:
             continue  # blank, or too few keys to repeat one
         try:
@@ -235,6 +262,20 @@ def _check_json_keys(lines: list[str], p: Path, first_line: int) -> None:
             ) from exc
         except ValueError:
             continue  # not valid JSON: reported by the reader
+
+
+def _check_object(line: str, p: Path, n: int) -> None:
+    """Refuse line ``n``, valid JSON that is not an object (invalid JSON: the reader
+    reports it)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return
+    kind = {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}
+    raise InputError(
+        f"{p}:{n}: the record is {kind.get(type(value), 'a number')} ({line.strip()[:40]}),"
+        ' not an object; each line must be one JSON object such as {"text": "..."}'
+    )
 
 
 class _RepeatedKeys(Exception):
@@ -295,7 +336,8 @@ def _raw_chunks(p: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         with pd.read_csv(
             p, sep=sep, dtype=str, keep_default_na=False, chunksize=chunk_size
         ) as reader:
-            yield from reader
+            for frame in reader:
+                yield _fields_shifted(frame, p)
     elif suffix == ".jsonl":
         # chunks of raw lines, parsed as pandas' own chunked JSON reader parses them, after
         # the repeated-key check
