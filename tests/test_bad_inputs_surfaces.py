@@ -22,7 +22,7 @@ import pytest
 import torch
 from conftest import NEG, POS, SENTIMENT_PVP, tiny_clf
 
-from pet_kit import InputError, LinearStudent, PromptEnsemble, SavedPromptError
+from pet_kit import InputError, LinearStudent, PromptClassifier, PromptEnsemble, SavedPromptError
 
 X = POS + NEG
 Y = ["positive"] * len(POS) + ["negative"] * len(NEG)
@@ -297,3 +297,21 @@ def test_a_refused_job_leaves_no_output_behind(interrupted_job, tmp_path):
     with pytest.raises(InputError, match="not a pet_kit progress file"):
         predict_file(clf, tmp_path / "in.csv", tmp_path / "out.csv", chunk_size=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv.progress.json"]
+
+
+# ------------------------------------------------------------------ load paths
+@pytest.mark.parametrize("loader", [PromptClassifier, LinearStudent, PromptEnsemble])
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        (None, "the folder to load must be a str or os.PathLike path, got None"),
+        (5, "the folder to load must be a str or os.PathLike path, got 5"),
+        ("a\0b", "the path contains a NUL byte"),
+    ],
+    ids=["none", "int", "nul"],
+)
+def test_load_refuses_a_path_that_is_not_one(loader, path, match):
+    """Was: a TypeError from inside pathlib, and for PromptEnsemble a ValueError
+    ('embedded null byte') from os."""
+    with pytest.raises(SavedPromptError, match=match):
+        loader.load(path)

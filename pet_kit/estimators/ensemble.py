@@ -26,6 +26,7 @@ from ..config.settings import PARAMETERS
 from ..errors import InputError, SavedPromptError, TrainingDivergedError
 from ..io.atomic import write_file_atomically
 from ..io.inputs import is_real_number, label_vector, to_label_indices
+from ..io.prompt_folder import folder_path
 from ..io.result_folder import (
     ENSEMBLE_FILE,
     ENSEMBLE_FORMAT,
@@ -507,7 +508,7 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         for it (folders saved by pet_kit 0.1.0 record none). A save that replaces the
         ensemble meanwhile makes the load start again (up to 3 times).
         """
-        folder = Path(path).expanduser()
+        folder = folder_path(path)
         tries, before = 1, _digest_or_none(folder / _META)
         while True:
             try:

@@ -59,6 +59,7 @@ __all__ = [
     "MAX_TENSOR_BYTES",
     "META_FILE",
     "TENSOR_FILE",
+    "folder_path",
     "non_finite_tensors",
     "read_prompt_dir",
     "save_file",
@@ -358,6 +359,25 @@ def _recover(folder: Path, first: SavedPromptError) -> tuple[dict[str, Any], byt
         return meta, data
 
 
+def folder_path(path: Any) -> Path:
+    """``path``, a saved folder to read, as a Path (``~`` expanded).
+
+    Raises
+    ------
+    SavedPromptError
+        ``path`` is not a str or PathLike (``None``, a number), or holds a NUL byte.
+    """
+    try:
+        folder = Path(os.fsdecode(os.fspath(path))).expanduser()
+    except TypeError as exc:
+        raise SavedPromptError(
+            f"the folder to load must be a str or os.PathLike path, got {path!r:.80}"
+        ) from exc
+    if "\0" in str(folder):
+        raise SavedPromptError(f"{str(folder)!r}: the path contains a NUL byte; remove it")
+    return folder
+
+
 def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read and verify a prompt folder written by :func:`write_prompt_dir`.
 
@@ -371,9 +391,7 @@ def read_prompt_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         (truncated or edited tensors), a format from a newer pet_kit, or an unreadable
         tensor file.
     """
-    folder = Path(path).expanduser()
-    if "\0" in str(folder):
-        raise SavedPromptError(f"{str(folder)!r}: the path contains a NUL byte; remove it")
+    folder = folder_path(path)
     try:
         found = folder.is_dir()
     except OSError as exc:  # a name too long, a folder it may not look into, ...
