@@ -779,8 +779,10 @@ def build_bank(
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``pet-kit explain``."""
+    from .io.inputs import check_positive_int
     from .tools.explain import explain_prediction, explain_slots, save_report
 
+    check_positive_int("--top-k", args.top_k)
     if args.png:  # before the (slow) prompt and backbone load
         _check_output_file(args.png, [args.prompt_dir], args.overwrite)
     clf = _load_prompt(args)

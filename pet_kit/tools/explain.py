@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError
 from ..io.atomic import replacing
+from ..io.inputs import check_positive_int
 from ..model.backbone import frozen
 
 __all__ = ["explain_prediction", "explain_slots", "save_report"]
@@ -41,6 +42,7 @@ def explain_slots(clf: Any, top_k: int = 5) -> pd.DataFrame:
     ``embedding_norm`` (median norm of the vocabulary's embeddings, for scale),
     ``cos_to_init`` and ``l2_to_init`` (NaN when the initial vectors are unknown).
     """
+    check_positive_int("top_k", top_k)
     check_is_fitted(clf, "model_")
     model = clf.model_
     backbone = model.backbone

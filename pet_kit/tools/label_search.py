@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..config.pattern import parse_pattern
 from ..config.pvp import PVP, load_pvp
 from ..errors import InputError
 from ..estimators.prompt_classifier import PromptClassifier, _sorted_labels
@@ -44,6 +45,8 @@ MASK = "[MASK]"
 def _pattern_text(pattern: Any) -> str:
     if isinstance(pattern, str) and MASK in pattern and not pattern.endswith(".yaml"):
         return pattern
+    if isinstance(pattern, str) and "{" in pattern and not os.path.exists(pattern):
+        return parse_pattern(pattern).text  # a pattern, e.g. without [MASK]: its error
     pvp = pattern if isinstance(pattern, PVP) else load_pvp(pattern)
     return pvp.pattern.text
 
