@@ -83,8 +83,14 @@ def check_threads(name: str, value: Any, *, none_ok: bool = True) -> int | None:
     return int(value)
 
 
+#: pandas' missing-value markers (``pd.NA``, ``pd.NaT``), by type name: this module does
+#: not import pandas.
+_PANDAS_MISSING = ("NAType", "NaTType")
+
+
 def _is_missing(value: Any) -> bool:
-    if value is None:
+    """None, a float NaN, or pandas' ``pd.NA`` / ``pd.NaT``."""
+    if value is None or type(value).__name__ in _PANDAS_MISSING:
         return True
     try:
         return isinstance(value, float) and math.isnan(value)
