@@ -76,6 +76,13 @@ class Verbalizer:
         as_text: dict[str, Hashable] = {}
         for label in self.labels:
             self._check_text(f"label {label!r}", label, f"{self.key}.{label}")
+            if isinstance(label, str) and not label.strip():
+                raise VerbalizerError(
+                    f"label {label!r} is empty or whitespace: its predictions would be empty"
+                    " cells, read back as missing values; name the class",
+                    source=self.source,
+                    key=f"{self.key}.{label}",
+                )
             if isinstance(label, float) and not math.isfinite(label):
                 raise VerbalizerError(
                     f"label {label!r} is not a finite number: no label in y can match it (y"
