@@ -315,3 +315,63 @@ def test_load_refuses_a_path_that_is_not_one(loader, path, match):
     ('embedded null byte') from os."""
     with pytest.raises(SavedPromptError, match=match):
         loader.load(path)
+
+
+# ------------------------------------------------------------ adapt checkpoints
+ADAPT_FAST = {"max_steps": 4, "batch_size": 4, "max_length": 16, "verbose": 0, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def adapt_checkpoint(tiny_dir, tmp_path_factory) -> Path:
+    """A folder holding the checkpoint of an adapt run stopped after step 2 of 4."""
+    from pet_kit.train.adapt import adapt
+
+    work = tmp_path_factory.mktemp("adapt")
+
+    def stop(step: int, loss: float) -> None:
+        if step >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adapt(X, work / "out", model=str(tiny_dir), checkpoint_every=1, on_step=stop, **ADAPT_FAST)
+    assert json.loads((work / ".out.adapt-checkpoint" / "adapt_state.json").read_text())["step"]
+    return work
+
+
+def _first(tensors: dict[str, torch.Tensor], prefix: str) -> str:
+    return next(k for k in sorted(tensors) if k.startswith(prefix))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t[_first(t, "param.")].fill_(float("nan")), "holds NaN or infinite values"),
+        (
+            lambda t: t.update({(k := _first(t, "param.")): t[k].long()}),
+            "holds torch.int64 values, not floating-point",
+        ),
+        (lambda t: t[_first(t, "exp_avg_sq.")].fill_(-1.0), "holds negative values"),
+    ],
+    ids=["param_nan", "param_int", "exp_avg_sq_negative"],
+)
+def test_adapt_refuses_an_edited_checkpoint_tensor(
+    adapt_checkpoint, tiny_dir, tmp_path, edit, match
+):
+    """Was: NaN resumed into 'adapt diverged ... pass resume=True to continue from the last
+    checkpoint' (the same NaN checkpoint, forever); int64 weights resumed truncated."""
+    from safetensors.torch import load, save
+
+    from pet_kit.train.adapt import adapt
+
+    shutil.copytree(adapt_checkpoint, tmp_path, dirs_exist_ok=True)
+    folder = tmp_path / ".out.adapt-checkpoint"
+    meta = json.loads((folder / "adapt_state.json").read_text(encoding="utf-8"))
+    tensors = load((folder / meta["tensors_file"]).read_bytes())
+    edit(tensors)
+    data = save(tensors)
+    (folder / meta["tensors_file"]).write_bytes(data)
+    meta.update(tensors_sha256=hashlib.sha256(data).hexdigest(), tensors_bytes=len(data))
+    (folder / "adapt_state.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(InputError, match=match):
+        adapt(X, tmp_path / "out", model=str(tiny_dir), checkpoint_every=1, **ADAPT_FAST)
+    assert (folder / meta["tensors_file"]).read_bytes() == data

@@ -324,6 +324,12 @@ def _tensor_problem(
                 return f"no tensor {key!r}"
             if tensors[key].shape != shape:
                 return f"tensor {key!r} has shape {list(tensors[key].shape)}, not {list(shape)}"
+            if not tensors[key].is_floating_point():
+                return f"tensor {key!r} holds {tensors[key].dtype} values, not floating-point"
+            if not bool(torch.isfinite(tensors[key]).all()):  # resuming would diverge again
+                return f"tensor {key!r} holds NaN or infinite values"
+            if key.startswith("exp_avg_sq.") and bool((tensors[key] < 0).any()):
+                return f"tensor {key!r} holds negative values (squared gradients)"
     return None
 
 
