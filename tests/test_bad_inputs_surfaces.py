@@ -375,3 +375,35 @@ def test_adapt_refuses_an_edited_checkpoint_tensor(
     with pytest.raises(InputError, match=match):
         adapt(X, tmp_path / "out", model=str(tiny_dir), checkpoint_every=1, **ADAPT_FAST)
     assert (folder / meta["tensors_file"]).read_bytes() == data
+
+
+# ------------------------------------------------------------- PromptEnsemble.fit
+def _ensemble(tiny_dir: Path, **kw: Any) -> PromptEnsemble:
+    other = {"pattern": "[SOFT] {text} Overall: [MASK].", "verbalizer": SENTIMENT_PVP["verbalizer"]}
+    return PromptEnsemble([SENTIMENT_PVP, other], estimator=tiny_clf(tiny_dir, epochs=0), **kw)
+
+
+@pytest.mark.parametrize(
+    ("params", "unlabeled", "match"),
+    [
+        ({"distill": "linear"}, 5, r"X_unlabeled must be a list of texts \(or None\), got int"),
+        (
+            {"distill": "prompt", "student_params": {"learnig_rate": 1.0}},
+            ["a good film"],
+            "student_params has 'learnig_rate', not a PromptClassifier parameter; did you mean",
+        ),
+    ],
+    ids=["x_unlabeled_int", "student_params_misspelt"],
+)
+def test_ensemble_fit_refuses(tiny_dir, params, unlabeled, match):
+    """Was: a raw TypeError (len of an int); scikit-learn's 'Invalid parameter' ValueError
+    after the members were trained."""
+    with pytest.raises(InputError, match=match):
+        _ensemble(tiny_dir, **params).fit(X, Y, X_unlabeled=unlabeled)
+
+
+def test_ipet_generation_past_float_range_takes_every_text(tiny_dir):
+    """Was: OverflowError once ipet_scale ** generation left the float range."""
+    ensemble = _ensemble(tiny_dir, ipet_generations=1, ipet_scale=1e308)
+    ensemble.fit(X, Y, X_unlabeled=["a good film", "a bad film"])
+    assert ensemble.generations_[1] == [len(X) + 2] * 2

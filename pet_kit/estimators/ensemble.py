@@ -200,6 +200,15 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
                 f"student_params must be None or a dict of PromptClassifier parameters, got"
                 f" {self.student_params!r}"
             )
+        names = PromptClassifier._get_param_names()
+        unknown = sorted(set(self.student_params or {}) - set(names), key=str)
+        if unknown:
+            from ..config.schema import did_you_mean  # pydantic: only for the message
+
+            raise InputError(
+                f"student_params has {unknown[0]!r}, not a PromptClassifier parameter"
+                f"{did_you_mean(unknown[0], names)}"
+            )
         if self.estimator is not None and not isinstance(self.estimator, PromptClassifier):
             raise InputError(
                 f"estimator must be a PromptClassifier (the members' settings), got"
@@ -236,6 +245,11 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         refs = _pvp_list(self.pvps)
+        if X_unlabeled is not None and not hasattr(X_unlabeled, "__len__"):
+            raise InputError(
+                f"X_unlabeled must be a list of texts (or None), got"
+                f" {type(X_unlabeled).__name__} ({X_unlabeled!r:.40})"
+            )
         no_unlabeled = X_unlabeled is None or len(X_unlabeled) == 0
         if self.ipet_generations and (no_unlabeled or X is None or len(X) == 0):
             raise InputError(
@@ -330,7 +344,12 @@ class PromptEnsemble(ClassifierMixin, BaseEstimator):
         texts_u = list(X_unlabeled)
         y_idx = to_label_indices(y, self.classes_.tolist(), len(X))
         per_class = max(1, round(len(y_idx) / len(self.classes_)))
-        want = round(per_class * float(self.ipet_scale) ** gen)
+        try:
+            growth = float(self.ipet_scale) ** gen
+        except OverflowError:  # a late generation: every text
+            growth = math.inf
+        wanted = per_class * growth
+        want = len(texts_u) if wanted >= len(texts_u) else round(wanted)
         probas = [m.predict_proba(texts_u) for m in self.estimators_]
         new_members, sizes = [], []
         for i, member in enumerate(self.estimators_):
