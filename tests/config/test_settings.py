@@ -53,6 +53,7 @@ SIGNATURE = {
     "tuning": "prompt",
     "deep_prompt": 0,
     "early_stopping": False,
+    "guard": "holdout",
     "calibration": None,
     "demonstrations": None,
     "checkpoint": None,
@@ -77,7 +78,7 @@ def _message(params: dict[str, Any]) -> str:
 def test_defaults_are_the_signature_in_order():
     assert list(DEFAULTS) == list(SIGNATURE)
     assert dict(DEFAULTS) == SIGNATURE
-    assert len(PARAMETERS) == 24
+    assert len(PARAMETERS) == len(SIGNATURE)
 
 
 def test_every_parameter_but_the_objects_is_checked_and_in_settings():
@@ -447,6 +448,9 @@ BAD = [
         {"deep_prompt": DeepPrompt(2, "lstm")},
         "deep_prompt.encoder must be one of (None, 'mlp'), got 'lstm'",
     ),
+    # guard
+    ({"guard": "sometimes"}, "guard must be one of (None, 'holdout', '2fold'), got 'sometimes'"),
+    ({"guard": True}, "guard must be one of (None, 'holdout', '2fold'), got True"),
     # early_stopping
     (
         {"early_stopping": "yes"},
