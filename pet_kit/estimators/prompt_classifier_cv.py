@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ..config.pvp import load_pvp, load_pvps
+from ..config.schema import did_you_mean
 from ..config.settings import PARAMETERS
 from ..errors import InputError, PetKitError
 from ..io.inputs import (
@@ -290,18 +291,40 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         """The candidate grids, checked, with the hard patterns (``hard_patterns``);
         ``epochs=0`` ones untrained whatever ``base``'s ``max_steps``
         (:func:`_untrained_apart`)."""
-        grids = [dict(g) for g in (self.candidates or DEFAULT_CANDIDATES)]
-        for grid in grids:
+        given = DEFAULT_CANDIDATES if self.candidates is None else self.candidates
+        if isinstance(given, dict):
+            raise InputError(
+                f"candidates must be a list of dicts, got one dict {given!r}; wrap it in a"
+                " list: candidates=[{...}]"
+            )
+        if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)) or not given:
+            raise InputError(
+                "candidates must be a non-empty list of dicts of parameter lists (None: the"
+                f" defaults), got {given!r}"
+            )
+        known = base.get_params(deep=False)
+        for grid in given:
             if not isinstance(grid, dict) or not grid:
                 raise InputError(
                     f"candidates must be a list of non-empty dicts of parameter lists, got"
-                    f" {self.candidates!r}"
+                    f" {given!r}"
                 )
             for name, values in grid.items():
+                if name not in known:
+                    raise InputError(
+                        f"candidates: {name!r} is not a parameter of {type(base).__name__}"
+                        f"{did_you_mean(name, known)}"
+                    )
                 if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
                     raise InputError(
                         f"candidates: {name!r} must map to a list of values, got {values!r}"
                     )
+                if len(values) == 0:
+                    raise InputError(f"candidates: {name!r} has no values")
+                if name in PARAMETERS and PARAMETERS[name].check is not None:
+                    for value in values:
+                        PARAMETERS[name].check(name, value)
+        grids = [dict(g) for g in given]
         if not isinstance(self.hard_patterns, (bool, np.bool_)):
             raise InputError(f"hard_patterns must be True or False, got {self.hard_patterns!r}")
         if self.hard_patterns:

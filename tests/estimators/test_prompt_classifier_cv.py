@@ -60,6 +60,11 @@ def test_the_budget_shrinks_the_split(tiny_dir):
         ({"n_splits": 7}, X, Y, "n_splits=7 needs 2 <= n_splits"),
         ({"max_fits": 3}, X, Y, "max_fits=3 is below the minimum"),
         ({"candidates": [{"learning_rate": 0.1}]}, X, Y, "must map to a list"),
+        ({"candidates": {"learning_rate": [0.1]}}, X, Y, r"got one dict .*wrap it in a list"),
+        ({"candidates": []}, X, Y, r"non-empty list of dicts .*None: the defaults"),
+        ({"candidates": [{"learnig_rate": [0.1]}]}, X, Y, "did you mean 'learning_rate'"),
+        ({"candidates": [{"learning_rate": [float("nan")]}]}, X, Y, "learning_rate=nan"),
+        ({"candidates": [{"epochs": []}]}, X, Y, "'epochs' has no values"),
         ({"rule": "median"}, X, Y, "rule must be 'one_se' or 'best'"),
     ],
 )
