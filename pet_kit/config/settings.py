@@ -848,7 +848,7 @@ PARAMETERS: Mapping[str, Param] = MappingProxyType(
         "tuning": _group_param("prompt", _tuning, Tuning),
         "deep_prompt": _group_param(0, _deep_prompt, DeepPrompt),
         "early_stopping": _group_param(False, _early_stopping, EarlyStopping),
-        "guard": _choice_param("holdout", GUARDS),
+        "guard": _choice_param("2fold", GUARDS),
         "calibration": _group_param(None, _calibration, Calibration),
         "demonstrations": _group_param(None, _demonstrations, Demonstrations),
         "checkpoint": _group_param(None, _checkpoint, Checkpoints),

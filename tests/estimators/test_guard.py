@@ -45,8 +45,8 @@ def _same_prompt(a: PromptClassifier, b: PromptClassifier) -> bool:
     )
 
 
-def test_the_default_is_the_holdout_guard():
-    assert PromptClassifier().guard == "holdout"
+def test_the_default_is_the_two_fold_guard():
+    assert PromptClassifier().guard == "2fold"
     assert PromptClassifier(guard=None).get_params()["guard"] is None
     assert clone(PromptClassifier(guard=None)).guard is None
 

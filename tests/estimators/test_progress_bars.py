@@ -165,9 +165,10 @@ output: out/prompt
     assert main(["train", str(cfg)]) == 0
     predict = [b for b in _shown(bars) if b["desc"] == "predict"]
     assert [(b["total"], b["n"]) for b in predict] == [(48, 48), (48, 48)]  # before, after
-    # the default guard's probe, then the fit itself unless the guard kept the untrained prompt
+    # the default guard's two probes, then the fit itself unless the guard kept the untrained
+    # prompt
     fits = [b["desc"] for b in _shown(bars) if b["desc"].startswith("fit")]
-    assert fits[0] == "fit (guard probe)" and fits[1:] in ([], ["fit"])
+    assert fits[:2] == ["fit (guard probe)"] * 2 and fits[2:] in ([], ["fit"])
 
 
 # ------------------------------------------------------------- transformers bars
