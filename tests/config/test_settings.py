@@ -53,7 +53,7 @@ SIGNATURE = {
     "tuning": "prompt",
     "deep_prompt": 0,
     "early_stopping": False,
-    "guard": "holdout",
+    "guard": "2fold",
     "calibration": None,
     "demonstrations": None,
     "checkpoint": None,
