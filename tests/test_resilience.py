@@ -210,7 +210,7 @@ pvp:
   verbalizer: {{pos: [great, good], neg: [terrible, bad]}}
 model: {tiny_dir}
 data: {{train: train.csv}}
-params: {{epochs: 10, batch_size: 4, random_state: 0, verbose: 0, device: cpu}}
+params: {{epochs: 10, batch_size: 4, random_state: 0, verbose: 0, device: cpu, guard: null}}
 output: out/prompt
 """)
     return cfg

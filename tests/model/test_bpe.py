@@ -100,6 +100,7 @@ def test_roberta_fast_path_and_training(bpe_tokenizer):
         tokenizer=bpe_tokenizer,
         epochs=10,
         learning_rate=0.1,
+        guard=None,  # this test is about training on a BPE backbone
         verbose=0,
         random_state=0,
     )
