@@ -182,6 +182,8 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
             if check.get("skipped") is None and not _same(checked, untrained):
                 raise AssertionError(f"{task} K={k} seed={seed} {mode}: not the untrained prompt")
             trains = helps(check)
+            # the fit stopped after the check; record the real rule's answer
+            check = {**check, "helps": trains, "kept_untrained": not trains}
             row["guards"][mode] = {
                 "check": check,
                 "check_wall": c_wall,
