@@ -17,6 +17,10 @@ teacher *says* instead of the teacher:
   writes the trained tensors (float16) to ``--out``;
 * ``import`` — turns what came back into a run folder that ``distill_cloze.py evaluate``,
   ``report`` and ``export`` read.
+
+The bundle (~85 MiB) travels in two calls: the student folder first, copied out of the working
+tree (``cp -r .gpu/a /tmp/stage_a``: a folder carried into one call is gone by the next), then
+the rest with ``ln -s /tmp/stage_a/student BUNDLE/student && gpu_variants.sh BUNDLE OUT MIN``.
 """
 
 from __future__ import annotations
