@@ -263,25 +263,19 @@ class LiveSignal:
     def __init__(self, bundle: Path, model: Any, tok: Any, device: Any) -> None:
         import copy
 
+        import torch
+
         self.info = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
         self.info = {**self.info, "teacher": "minilm-live"}
         self.encoder = copy.deepcopy(model.bert).to(device).eval().requires_grad_(False)
         self.tok, self.device = tok, device
         self.texts = read_xz(bundle / "texts.txt.xz")
         self.mlm_units = read_xz(bundle / "mlm_units.txt.xz")
-        groups = (("single", self.info["words"]), ("multi", self.info["multi_words"]))
-        fills = {}
-        for g, words in groups:
-            fills[g] = np.stack(
-                [
-                    self.encode([dc.pattern_phrase(p, w) for w in words]).cpu().numpy()
-                    for p in self.info["patterns"]
-                ]
-            )
-        import torch
-
-        self.fill_single = torch.from_numpy(fills["single"])
-        self.fill_multi = torch.from_numpy(fills["multi"])
+        self.fill_single, self.fill_multi = (
+            torch.stack([self.encode([dc.pattern_phrase(p, w) for w in words])
+                         for p in self.info["patterns"]])  # (P, W, D), on the device
+            for words in (self.info["words"], self.info["multi_words"])
+        )  # fmt: skip
 
     def encode(self, texts: list[str], batch_size: int = 512) -> Any:
         import torch
