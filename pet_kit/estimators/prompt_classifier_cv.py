@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from functools import partial
 from typing import Any
 
@@ -382,7 +383,8 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         y : array-like of labels
             A column of labels (``(n, 1)``, a one-column DataFrame) is read as labels.
         X_unlabeled : texts, optional
-            Passed to every fit (calibration on unlabeled texts, PET's MLM loss).
+            Passed to every fit (calibration on unlabeled texts, PET's MLM loss); the
+            candidates that read neither ignore them without a warning.
         sample_weight : array-like of shape (n_examples,), optional
             A weight >= 0 per example, passed to every fit (each fold's training
             examples' weights; see :meth:`PromptClassifier.fit`). Examples of weight 0
@@ -463,7 +465,10 @@ class PromptClassifierCV(ClassifierMixin, BaseEstimator):
         if weights is not None:
             fit_params["sample_weight"] = weights
         try:
-            search.fit(X, y, **fit_params)
+            with warnings.catch_warnings():
+                # X_unlabeled goes to every candidate; those that do not read it need not say so
+                warnings.filterwarnings("ignore", r"X_unlabeled \(\d+ texts\) is not used")
+                search.fit(X, y, **fit_params)
             bar.update(bar.total - bar.n)  # the refit (and fits that failed)
         finally:
             bar.close()

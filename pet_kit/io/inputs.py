@@ -144,7 +144,7 @@ def _columns_of(X: Any) -> list[str] | None:
     return None
 
 
-def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
+def to_records(X: Any, fields: Sequence[str], name: str = "X") -> list[dict[str, str]]:
     """Convert ``X`` into one ``{field: text}`` dict per example.
 
     Parameters
@@ -152,6 +152,8 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
     X : array-like, DataFrame, Dataset or list of dict
     fields : sequence of str
         The pattern's field names (order of first appearance).
+    name : str, default "X"
+        What the caller calls ``X``, for the messages (e.g. ``"X_unlabeled"``).
 
     Raises
     ------
@@ -161,14 +163,14 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
         ``X`` is a bare string (a common slip: pass a list).
     """
     if isinstance(X, (str, bytes)):
-        raise TypeError("X must be a list of texts, not a single string; wrap it: [text]")
+        raise TypeError(f"{name} must be a list of texts, not a single string; wrap it: [text]")
     fields = list(fields)
     cols = _columns_of(X)
     if cols is not None:
         repeated = sorted(c for c, n in Counter(cols).items() if n > 1)
         if repeated:
             raise InputError(
-                f"X has several columns named {repeated} (its columns are {cols}), so it is"
+                f"{name} has several columns named {repeated} (its columns are {cols}), so it is"
                 " ambiguous which one holds the text; rename or drop the extra column(s),"
                 " e.g. X.loc[:, ~X.columns.duplicated()]"
             )
@@ -176,28 +178,32 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
         if missing:
             if len(fields) == 1 and len(cols) == 1:
                 log.info(
-                    "X has one column, %r: it is read as the pattern's field %r",
+                    "%s has one column, %r: it is read as the pattern's field %r",
+                    name,
                     cols[0],
                     fields[0],
                 )
                 data = {fields[0]: list(X[X.columns[0]] if hasattr(X, "columns") else X[cols[0]])}
             else:
                 raise InputError(
-                    f"X has no column(s) {missing} used by the pattern; its columns are {cols}."
+                    f"{name} has no column(s) {missing} used by the pattern; its columns are"
+                    f" {cols}."
                     " Rename the columns or change the pattern's {field} names"
                 )
         else:
             data = {f: list(X[f]) for f in fields}
         n = len(next(iter(data.values())))
-        return [{f: _check_text(data[f][i], f"X[{i}][{f!r}]") for f in fields} for i in range(n)]
+        return [
+            {f: _check_text(data[f][i], f"{name}[{i}][{f!r}]") for f in fields} for i in range(n)
+        ]
     if isinstance(X, Mapping):
         raise InputError(
-            f"X is a {type(X).__name__} (keys {list(X)[:5]}), which would be read as its keys;"
+            f"{name} is a {type(X).__name__} (keys {list(X)[:5]}), which would be read as its keys;"
             " pass a DataFrame (pandas.DataFrame(X)) or a list of dicts, one per example"
         )
     if isinstance(X, (set, frozenset)):
         raise InputError(
-            "X is a set, whose order is arbitrary (it would not line up with y or the"
+            f"{name} is a set, whose order is arbitrary (it would not line up with y or the"
             " predictions); pass a list"
         )
     if hasattr(X, "ndim") and getattr(X, "ndim", 1) == 2:
@@ -209,7 +215,7 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
             X = list(X)
         except TypeError as exc:
             raise InputError(
-                f"X must be a list of texts, an array, a DataFrame or a Dataset (got"
+                f"{name} must be a list of texts, an array, a DataFrame or a Dataset (got"
                 f" {type(X).__name__})"
             ) from exc
     out = []
@@ -218,28 +224,29 @@ def to_records(X: Any, fields: Sequence[str]) -> list[dict[str, str]]:
             missing = [f for f in fields if f not in item]
             if missing:
                 raise InputError(
-                    f"X[{i}] has no key(s) {missing} used by the pattern (it has {sorted(item)})"
+                    f"{name}[{i}] has no key(s) {missing} used by the pattern (it has"
+                    f" {sorted(item)})"
                 )
-            out.append({f: _check_text(item[f], f"X[{i}][{f!r}]") for f in fields})
+            out.append({f: _check_text(item[f], f"{name}[{i}][{f!r}]") for f in fields})
         elif isinstance(item, (list, tuple)):
             if len(item) != len(fields):
                 raise InputError(
-                    f"X[{i}] has {len(item)} values but the pattern has {len(fields)} field(s)"
+                    f"{name}[{i}] has {len(item)} values but the pattern has {len(fields)} field(s)"
                     f" {fields}; pass one value per field, in that order"
                 )
             out.append(
                 {
-                    f: _check_text(v, f"X[{i}][{j}]")
+                    f: _check_text(v, f"{name}[{i}][{j}]")
                     for j, (f, v) in enumerate(zip(fields, item, strict=True))
                 }
             )
         else:
             if len(fields) != 1:
                 raise InputError(
-                    f"the pattern has {len(fields)} fields {fields} but X[{i}] is a single"
+                    f"the pattern has {len(fields)} fields {fields} but {name}[{i}] is a single"
                     " text; pass a DataFrame with those columns or (a, b) tuples"
                 )
-            out.append({fields[0]: _check_text(item, f"X[{i}]")})
+            out.append({fields[0]: _check_text(item, f"{name}[{i}]")})
     return out
 
 

@@ -518,13 +518,23 @@ def read_unlabeled(
     ``"unlabeled"`` calibration prior: ``calibration``, default the settings'); ``None``
     when nothing does."""
     calibration = settings.calibration if calibration is None else calibration
+    if X_unlabeled is None:
+        return None
+    records = to_records(X_unlabeled, model.user_fields, name="X_unlabeled")  # always checked
     wanted = (calibration is not None and calibration.mode == "unlabeled") or (
         model.tuning.copies_backbone
         and model.tuning.aux_loss_weight(settings.tuning.get_params()) > 0
     )
-    if X_unlabeled is None or not wanted:
+    if not wanted:
+        warnings.warn(
+            f"X_unlabeled ({len(records)} texts) is not used by these settings: it is read"
+            " by calibration='unlabeled' (the class prior) and by tuning='full' with an"
+            " auxiliary MLM loss; set one of those, or leave X_unlabeled out",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
-    return to_records(X_unlabeled, model.user_fields)
+    return records
 
 
 def _as_predicted(model: ClozeModel, data: TrainingData) -> list[Encoded]:

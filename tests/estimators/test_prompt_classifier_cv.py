@@ -153,3 +153,16 @@ def test_labels_folds_cannot_use_are_refused_clearly(tiny_dir, kwargs, y, match)
     )
     with pytest.raises(InputError, match=match):
         cv.fit(X, y)
+
+
+def test_x_unlabeled_goes_to_every_candidate_without_unused_warnings(tiny_dir):
+    import warnings
+
+    candidates = [{"epochs": [0], "calibration": [None, "unlabeled"]}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        cv = PromptClassifierCV(
+            tiny_clf(tiny_dir), candidates=candidates, n_splits=2, n_repeats=1, random_state=0
+        ).fit(X, Y, X_unlabeled=["a film", "another film", "a third film"])
+    read = [p for p in cv.cv_results_["params"] if p.get("calibration") == "unlabeled"]
+    assert read and not np.isnan(cv.cv_results_["mean_test_score"]).any()

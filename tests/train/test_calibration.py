@@ -136,3 +136,25 @@ def test_calibrate_after_fit_equals_calibration_during_fit(make_clf, toy_data):
     )
     with pytest.raises(InputError, match="X_unlabeled"):
         make_clf().fit(None).calibrate(method="unlabeled")
+
+
+def test_x_unlabeled_is_checked_even_where_nothing_reads_it(make_clf, toy_data):
+    X, y = toy_data
+    with pytest.raises(InputError, match=r"^X_unlabeled must be a list of texts"):
+        make_clf().fit(X, y, X_unlabeled=5)
+    with pytest.raises(InputError, match=r"^X_unlabeled\[1\] is missing"):
+        make_clf(calibration="unlabeled").fit(X, y, X_unlabeled=["a film", None])
+
+
+def test_x_unlabeled_that_nothing_reads_warns_and_changes_nothing(make_clf, toy_data):
+    X, y = toy_data
+    with pytest.warns(UserWarning, match=r"X_unlabeled \(2 texts\) is not used"):
+        ignored = make_clf().fit(X, y, X_unlabeled=["a film", "another film"])
+    np.testing.assert_allclose(
+        ignored.predict_proba(X), make_clf().fit(X, y).predict_proba(X), atol=1e-7
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read by calibration="unlabeled": no warning
+        make_clf(calibration="unlabeled").fit(X, y, X_unlabeled=["a film", "another film"])
