@@ -140,3 +140,102 @@ def test_a_bundle_run_trains_and_comes_home_as_an_evaluable_run(bundle_mod, tmp_
             torch.testing.assert_close(fh.get_tensor(f"p.{n}"), p.detach().half().float())
     info = json.loads((tmp_path / "gpu" / "v" / "prepared" / "manifest.json").read_text())
     assert info["teacher"] == "mpnet" and info["bundle"] == {"id": "t0"}
+
+
+def test_correlation_is_pearson_and_ignores_scale_and_shift(bundle_mod):
+    import numpy as np
+    import torch
+
+    dc = sys.modules["distill_cloze"]
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(4, 30, generator=g), torch.randn(4, 30, generator=g)
+    r = dc.correlation(a, b, dim=1)
+    expected = [np.corrcoef(a[i].numpy(), b[i].numpy())[0, 1] for i in range(4)]
+    np.testing.assert_allclose(r.numpy(), expected, atol=1e-5)
+    torch.testing.assert_close(dc.correlation(3 * a + 7, b, dim=1), r)
+    torch.testing.assert_close(dc.correlation(a, a, dim=0), torch.ones(30))
+
+
+def test_the_added_loss_settings_leave_existing_run_keys_unchanged(bundle_mod):
+    dc = sys.modules["distill_cloze"]
+    base = dc.Config().key()
+    assert dc.Config(weight_shape=0.0, weight_across=0.0, shape_top=0).key() == base
+    changed = [dc.Config(weight_shape=1.0), dc.Config(weight_across=1.0), dc.Config(shape_top=8)]
+    assert len({c.key() for c in changed} | {base}) == 4
+
+
+def _tiny_run(bundle_mod, tmp_path, tiny_dir, signal=None, **settings):
+    from transformers import AutoTokenizer
+
+    dc = sys.modules["distill_cloze"]
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    b = _bundle(tmp_path, tok, tiny_dir)
+    signal = signal(b) if signal else bundle_mod.BundleSignal(b)
+    cfg = dc.Config(teacher="mpnet", source="bundle:t0", train_layers=1, max_steps=2,
+                    texts_per_step=2, patterns_per_text=2, multi_per_step=2, mlm_per_step=2,
+                    mlm_length=16, max_length=32, warmup_steps=1, **settings)  # fmt: skip
+    args = argparse.Namespace(run=tmp_path / "run", mlm_units=100, device="cpu")
+    return dc.Run(args, cfg, student=bundle_mod.load_student(b), signal=signal), b
+
+
+def test_shape_and_across_losses_join_the_total_and_train(bundle_mod, tmp_path, tiny_dir):
+    import torch
+
+    run, _ = _tiny_run(bundle_mod, tmp_path, tiny_dir, weight_shape=1.0, weight_across=0.5,
+                       shape_top=3)  # fmt: skip
+    assert run.plausible.shape == (2, 3)  # per pattern, the teacher's likeliest candidates
+    parts = run.losses(0)
+    assert {"shape", "across"} <= set(parts)
+    for k in ("shape", "across"):
+        assert 0.0 <= float(parts[k].detach()) <= 2.0  # 1 - a correlation
+    no_extra = {k: v for k, v in parts.items() if k not in ("shape", "across")}
+    expected = run.total(no_extra) + parts["shape"] + 0.5 * parts["across"]
+    torch.testing.assert_close(run.total(parts), expected)
+    run.train(None, checkpoint_every=100)
+    assert run.step == 2 and all(k in run.history[-1] for k in ("shape", "across"))
+
+
+def test_extra_texts_join_the_mix_with_their_own_embeddings(bundle_mod, tmp_path, tiny_dir):
+    import numpy as np
+    import torch
+
+    extra = tmp_path / "extra"
+    (extra / "emb").mkdir(parents=True)
+    emb = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float16)
+    np.save(extra / "emb" / "0000000.npy", emb)
+    (extra / "texts.txt").write_text("one fine day\nso bad a film\nquite good\n", encoding="utf-8")
+    (extra / "manifest.json").write_text('{"teacher": "mpnet"}', encoding="utf-8")
+    run, b = _tiny_run(bundle_mod, tmp_path, tiny_dir, signal=lambda b: bundle_mod.ExtraSignal(
+        bundle_mod.BundleSignal(b), extra, 2))  # fmt: skip
+    base = bundle_mod.BundleSignal(b)
+    assert run.texts == base.texts + ["one fine day", "so bad a film", "quite good"] * 2
+    n = len(base.texts)
+    got = run.signal.embed([0, n + 1, n + 4], [run.texts[0], run.texts[n + 1], run.texts[n + 4]])
+    torch.testing.assert_close(got[0], base.embed([0], [run.texts[0]])[0].float())
+    torch.testing.assert_close(got[1], torch.from_numpy(emb[1]).float())
+    torch.testing.assert_close(got[2], got[1])  # the second copy of the same text
+    assert run.info["extra"]["repeat"] == 2 and run.info["extra"]["encoded"] == 3
+    run.train(None, checkpoint_every=100)
+    assert run.step == 2
+
+
+def test_a_later_stage_starts_from_an_earlier_runs_checkpoint(bundle_mod, tmp_path, tiny_dir):
+    import torch
+
+    first, b = _tiny_run(bundle_mod, tmp_path, tiny_dir)
+    first.train(None, checkpoint_every=100)
+    model, _ = bundle_mod.load_student(b)
+    info = bundle_mod.continue_from(model, tmp_path / "run")
+    assert info["step"] == 2 and info["tensors"] == len(first.params)
+    params = dict(model.named_parameters())
+    for n, p in first.params.items():
+        torch.testing.assert_close(params[n], p.detach())
+    from safetensors.torch import save_file
+
+    dc = sys.modules["distill_cloze"]
+    other = tmp_path / "other"
+    other.mkdir()
+    save_file({"p.not.a.tensor": torch.zeros(1)}, str(other / dc.CHECKPOINT),
+              metadata={"state": json.dumps({"step": 1, "config": {}})})  # fmt: skip
+    with pytest.raises(SystemExit, match=r"not\.a\.tensor is not a tensor of the student"):
+        bundle_mod.continue_from(model, other)

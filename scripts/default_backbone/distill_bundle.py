@@ -15,6 +15,10 @@ teacher *says* instead of the teacher:
   bundle``) or with the student's own frozen encoder as teacher (``--teacher minilm-live``,
   all-MiniLM-L6-v2 exactly, so nothing extra travels), the step count fitted to a time box;
   writes the trained tensors (float16) to ``--out``;
+* ``encode-extra`` — more texts for the mix, windows of named corpus sources (e.g. the
+  opinionated ones: conversation, fortunes, fiction) with the teacher's embeddings, on this
+  machine's CPU; ``train --extra DIR`` adds them to the bundle's texts (``--extra-repeat``
+  times), ``--init RUN`` starts the student where an earlier run ended (a later stage);
 * ``import`` — turns what came back into a run folder that ``distill_cloze.py evaluate``,
   ``report`` and ``export`` read.
 
@@ -93,6 +97,83 @@ def cmd_encode(args: argparse.Namespace) -> int:
         done += len(chunk)
         log.info("encoded %d texts (%.1f texts/s)", start + len(chunk), done / (time.time() - t0))
     return 0
+
+
+def cmd_encode_extra(args: argparse.Namespace) -> int:
+    """Windows of ``--sources`` (``name:weight``) from the corpus, kept apart from the
+    development tasks, with the teacher's embeddings (chunks that resume)."""
+    import dev_tasks
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out, rng = args.out, np.random.default_rng([args.seed, 11])
+    emb_dir = out / "emb"
+    if not (out / "texts.txt").is_file():
+        blocklist = dev_tasks.ngram_blocklist(dev_tasks.load_all())
+        weights = dict((s.split(":")[0], float(s.split(":")[1]) if ":" in s else 1.0)
+                       for s in args.sources)  # fmt: skip
+        texts, counts = [], {}
+        for name, w in weights.items():
+            units = (args.corpus / f"{name}.txt").read_text(encoding="utf-8").split("\n")
+            pool = [t for u in units if u.strip() for t in dc.windows(u, 48)
+                    if not dev_tasks.blocked(t, blocklist)]  # fmt: skip
+            n = min(len(pool), round(args.texts * w / sum(weights.values())))
+            texts += [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+            counts[name] = {"weight": w, "windows": len(pool), "taken": n}
+        texts = [texts[i] for i in rng.permutation(len(texts))]
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"sources": counts, "texts": len(texts), "teacher": args.teacher,
+                "corpus": str(args.corpus), "seed": args.seed,
+                "max_text_words": args.max_text_words}  # fmt: skip
+        dc.atomic_write_text(out / "manifest.json", json.dumps(info, indent=1) + "\n")
+        dc.atomic_write_text(out / "texts.txt", "\n".join(texts) + "\n")
+    texts = (out / "texts.txt").read_text(encoding="utf-8").splitlines()
+    emb_dir.mkdir(exist_ok=True)
+    teacher, t0 = dc.Teacher(args.teacher), time.time()
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        path = emb_dir / f"{start:07d}.npy"
+        if path.is_file():
+            continue
+        chunk = [" ".join(t.split()[: args.max_text_words]) for t in texts[start : start + 512]]
+        emb = teacher.encode(chunk, batch_size=64).numpy().astype(np.float16)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, emb)
+        os.replace(tmp, path)
+        log.info("encoded %d of %d texts (%.0f s)", start + len(chunk), len(texts),
+                 time.time() - t0)  # fmt: skip
+    return 0
+
+
+class ExtraSignal:
+    """A signal's texts plus ``encode-extra`` texts (``repeat`` times) with their exact
+    teacher embeddings; the rest (fills, MLM units) is the base signal's."""
+
+    def __init__(self, base: Any, extra: Path, repeat: int) -> None:
+        import torch
+
+        files = sorted((extra / "emb").glob("*.npy"))
+        emb = torch.from_numpy(np.concatenate([np.load(f) for f in files])).float()
+        texts = (extra / "texts.txt").read_text(encoding="utf-8").splitlines()[: len(emb)]
+        self.base, self.n_base = base, len(base.texts)
+        self.extra_emb = emb
+        self.texts = base.texts + texts * repeat
+        self.info = {**base.info, "extra": {
+            **json.loads((extra / "manifest.json").read_text(encoding="utf-8")),
+            "encoded": len(emb), "repeat": repeat}}  # fmt: skip
+        self.fill_single, self.fill_multi = base.fill_single, base.fill_multi
+        self.mlm_units = base.mlm_units
+
+    def embed(self, ids: list[int], texts: list[str]) -> Any:
+        import torch
+
+        rows = []
+        for i, t in zip(ids, texts, strict=True):
+            if i < self.n_base:
+                rows.append(self.base.embed([i], [t])[0].float().cpu())
+            else:
+                rows.append(self.extra_emb[(i - self.n_base) % len(self.extra_emb)])
+        return torch.stack(rows)
 
 
 def read_xz(path: Path) -> list[str]:
@@ -323,6 +404,26 @@ def load_student(bundle: Path) -> tuple[Any, Any]:
     return model.to(torch.float32), AutoTokenizer.from_pretrained(str(folder))
 
 
+def continue_from(model: Any, run: Path) -> dict[str, Any]:
+    """Load the trained tensors of ``run``'s checkpoint into ``model`` (a later stage starts
+    where that run ended); what was loaded, for the provenance."""
+    import torch
+    from safetensors import safe_open
+
+    path = run / dc.CHECKPOINT
+    names = dict(model.named_parameters())
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["state"])
+        keys = [k for k in fh.keys() if k.startswith("p.")]
+        with torch.no_grad():
+            for k in keys:
+                if k[2:] not in names:
+                    raise SystemExit(f"{path}: {k[2:]} is not a tensor of the student")
+                names[k[2:]].copy_(fh.get_tensor(k).float())
+    log.info("started from %s (step %d, %d tensors)", path, meta["step"], len(keys))
+    return {"run": str(run), "step": meta["step"], "config": meta["config"], "tensors": len(keys)}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on the bundle for ``--fit-minutes``, fitting ``max_steps`` to the measured pace,
     and write the trained tensors (float16, files of at most 15 MiB) to ``--out``."""
@@ -338,11 +439,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     t_start = time.time()
     bundle = args.bundle
     model, tok = load_student(bundle)
+    init = continue_from(model, args.init) if args.init else None
     device = torch.device(args.device)
     if args.teacher == "bundle":
         signal: Any = BundleSignal(bundle)
     else:
         signal = LiveSignal(bundle, model, tok, device)
+    if args.extra:
+        if (
+            signal.info["teacher"]
+            != json.loads((args.extra / "manifest.json").read_text(encoding="utf-8"))["teacher"]
+        ):
+            raise SystemExit(f"{args.extra} was encoded by another teacher")
+        signal = ExtraSignal(signal, args.extra, args.extra_repeat)
     overrides = {
         k: getattr(args, k)
         for k in dc.Config.__dataclass_fields__
@@ -380,6 +489,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "history": run.history,
         "pace_s_per_step": round(pace, 4),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "init": init,
         "bundle": {
             k: v
             for k, v in signal.info.items()
@@ -430,7 +540,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         "config_key": meta["config_key"],
         "adam_steps": {},
         "history": meta["history"],
-        "device_run": {k: meta[k] for k in ("name", "pace_s_per_step", "device", "bundle")},
+        "device_run": {
+            k: meta.get(k) for k in ("name", "pace_s_per_step", "device", "bundle", "init")
+        },
     }
     dc.atomic_save_tensors(run_dir / dc.CHECKPOINT, trained, {"state": json.dumps(state)})
     log.info(
@@ -464,10 +576,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--init", type=Path, help="start from this run's checkpoint (a later stage)")
+    t.add_argument("--extra", type=Path, help="an encode-extra folder: more texts for the mix")
+    t.add_argument("--extra-repeat", type=int, default=1, help="times the extra texts count")
     for name, field in dc.Config.__dataclass_fields__.items():
         if name not in ("teacher", "source", "start", "max_steps"):
             t.add_argument("--" + name.replace("_", "-"), type=type(field.default), dest=name)
     t.set_defaults(func=cmd_train)
+    x = sub.add_parser("encode-extra", help="more texts for the mix, with teacher embeddings")
+    x.add_argument("--sources", nargs="+", required=True, help="corpus sources, name[:weight]")
+    x.add_argument("--texts", type=int, default=4096)
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--corpus", type=Path, default=dc.DEFAULT_CORPUS)
+    x.add_argument("--teacher", default="mpnet", choices=("minilm", "mpnet"))
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--max-text-words", type=int, default=dc.Config.max_text_words)
+    x.set_defaults(func=cmd_encode_extra)
     m = sub.add_parser("import", help="a run folder from what the device sent back")
     m.add_argument("--src", type=Path, required=True)
     m.add_argument("--name", required=True)

@@ -233,6 +233,9 @@ class Config:
     weight_mlm: float = 1.0
     seed: int = 0
     source: str = "prepared"
+    weight_shape: float = 0.0
+    weight_across: float = 0.0
+    shape_top: int = 0
 
     def key(self) -> str:
         """Hash of the settings; a field added after runs began counts only when it differs
@@ -244,7 +247,7 @@ class Config:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-ADDED_FIELDS = {"source": "prepared"}
+ADDED_FIELDS = {"source": "prepared", "weight_shape": 0.0, "weight_across": 0.0, "shape_top": 0}
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -386,6 +389,13 @@ def trainable(model: Any, train_layers: int) -> dict[str, Any]:
     return out
 
 
+def correlation(a: Any, b: Any, dim: int) -> Any:
+    """Pearson correlation of ``a`` and ``b`` along ``dim`` (scale- and shift-free)."""
+    a = a - a.mean(dim, keepdim=True)
+    b = b - b.mean(dim, keepdim=True)
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim)).clamp_min(1e-8)
+
+
 class PatternBank:
     """The generic patterns compiled by pet_kit's own encoder (the student sees its inputs
     exactly as a user's pattern would be encoded, truncation included)."""
@@ -479,6 +489,8 @@ class Run:
         rng = np.random.default_rng(cfg.seed + 1)
         pick = rng.permutation(len(units))[: args.mlm_units]
         self.mlm_chunks = _chunks(self.tok, [units[i] for i in pick], cfg.mlm_length, pack=True)
+        if cfg.shape_top:
+            self.plausible = self._plausible(cfg.shape_top)
         log.info("%d distillation texts, %d MLM windows, %d trainable tensors",
                  len(self.texts), len(self.mlm_chunks), len(self.params))  # fmt: skip
         head_names = [n for n in self.params if n.startswith("cls.")]
@@ -492,6 +504,21 @@ class Run:
         self.step = 0
         self.seconds = 0.0
         self.history: list[dict[str, float]] = []
+
+    def _plausible(self, k: int, n_texts: int = 512) -> Any:
+        """Per pattern, the ``k`` candidates the teacher finds likeliest at its mask on
+        average over ``n_texts`` texts: the words a verbalizer for that pattern would use."""
+        import torch
+
+        ids = np.random.default_rng([self.cfg.seed, 3]).permutation(len(self.texts))[:n_texts]
+        texts = [" ".join(self.texts[i].split()[: self.cfg.max_text_words]) for i in ids]
+        with torch.no_grad():
+            mean = torch.cat(
+                [self.signal.embed(ids[i : i + 64].tolist(), texts[i : i + 64]).to(self.device)
+                 for i in range(0, len(ids), 64)]
+            ).mean(0)  # fmt: skip
+        scores = torch.einsum("pwd,d->pw", self.fill_single, mean)
+        return scores.topk(min(k, scores.shape[1]), dim=1).indices  # (P, k)
 
     # -- batches: a pure function of (seed, step), so a resumed run sees the same ones
     def _rng(self, step: int) -> np.random.Generator:
@@ -551,6 +578,15 @@ class Run:
         kl_sub = F.kl_div(F.log_softmax(logits[:, sub], -1), F.log_softmax(target[:, sub], -1),
                           log_target=True, reduction="batchmean")  # fmt: skip
         out = {"kl": kl, "kl_subset": kl_sub}
+        if cfg.weight_shape:  # every candidate's logit (or the pattern's plausible ones)
+            if cfg.shape_top:
+                idx = self.plausible[torch.tensor([p for p, _ in items], device=dev)]
+                s_, t_ = logits.gather(1, idx), target.gather(1, idx)
+            else:
+                s_, t_ = logits, target
+            out["shape"] = 1 - correlation(s_, t_, dim=1).mean()
+        if cfg.weight_across:  # each candidate ranks the batch's texts as the teacher does
+            out["across"] = 1 - correlation(logits, target, dim=0).mean()
         if cfg.multi_per_step:
             mi = rng.choice(len(texts), min(cfg.multi_per_step, len(texts)), replace=False)
             mp = rng.choice(n_pat, len(mi))
@@ -578,7 +614,8 @@ class Run:
 
     def total(self, parts: dict[str, Any]) -> Any:
         w = {"kl": 1.0, "kl_subset": 1.0, "kl_multi": self.cfg.weight_multi,
-             "mlm": self.cfg.weight_mlm}  # fmt: skip
+             "mlm": self.cfg.weight_mlm, "shape": self.cfg.weight_shape,
+             "across": self.cfg.weight_across}  # fmt: skip
         return sum(w[k] * v for k, v in parts.items())
 
     def lr_scale(self, step: int) -> float:
