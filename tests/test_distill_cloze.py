@@ -139,3 +139,44 @@ def test_a_checkpoint_of_another_configuration_is_refused(script, tmp_path, tiny
     other = _run(script, tmp_path / "r", tiny_dir, max_steps=2)
     with pytest.raises(SystemExit, match="another configuration"):
         other.restore()
+
+
+def _measured(rt: float, paris: bool, mlm: float, dev: float) -> dict:
+    return {
+        "gates": {"rotten_tomatoes#it_was": rt, "bbc_news": 0.71, "subjectivity": 0.61},
+        "dev": {"fortune_topics": dev},
+        "fill_mask_top5": {
+            "The capital of France is [MASK].": ["paris" if paris else "rome"],
+            "He drank a glass of [MASK].": ["water"],
+            "She opened the [MASK] and walked into the room.": ["door"],
+            "A dog is a kind of [MASK].": ["animal"],
+        },
+        "heldout_mlm": {"accuracy": mlm},
+    }
+
+
+def test_gate_checks_name_every_gate_and_fail_each_on_its_own(script):
+    old = _measured(0.58, True, 0.23, 0.5)
+    good = script.gate_checks(old, _measured(0.70, True, 0.30, 0.6))
+    assert all(good.values()) and len(good) == 3 + 4 + 1 + 1
+    for bad, name in (
+        (_measured(0.67, True, 0.30, 0.6), "zero-shot rotten_tomatoes#it_was >= 0.68"),
+        (_measured(0.70, False, 0.30, 0.6),
+         "fill-mask 'The capital of France is [MASK].' keeps paris"),
+        (_measured(0.70, True, 0.22, 0.6), "held-out MLM accuracy >= current default"),
+        (_measured(0.70, True, 0.30, 0.5), "dev fortune_topics improves"),
+    ):  # fmt: skip
+        checks = script.gate_checks(old, bad)
+        assert [k for k, v in checks.items() if not v] == [name]
+
+
+def test_a_candidate_of_another_recipe_describes_itself(script):
+    report = {"description": "all-mpnet-base-v2 backbone, distilled head", "config": {}}
+    assert script.describe(report) == "all-mpnet-base-v2 backbone, distilled head"
+    cpu = {"config": {"teacher": "mpnet", "train_layers": 4, "texts_per_step": 8,
+                      "patterns_per_text": 4}, "step": 362, "of": 362, "trained_seconds": 1800,
+           "device_run": {"device": "cpu", "pace_s_per_step": 5.0,
+                          "init": {"run": "/x/mpnet-l4", "step": 4262,
+                                   "config": {"teacher": "mpnet"}}}}  # fmt: skip
+    line = script.describe(cpu)
+    assert line.endswith("0.50 h on CPU, continuing mpnet-l4 (step 4262, teacher mpnet)"), line

@@ -770,8 +770,8 @@ def fill_mask(model: Any, tok: Any, probes: tuple[str, ...] = SHOW_PROBES) -> di
 
     out = {}
     with torch.no_grad():
-        for text in probes:
-            enc = tok(text, return_tensors="pt")
+        for text in probes:  # written with [MASK]; the tokenizer's own mask token goes in
+            enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
             pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
             logits = model(**enc).logits[0, pos]
             out[text] = tok.convert_ids_to_tokens(logits.topk(5).indices.tolist())
@@ -832,6 +832,21 @@ def baseline(run_dir: Path, heldout: list[str]) -> dict[str, Any]:
     return old
 
 
+def gate_checks(old: dict[str, Any], new: dict[str, Any]) -> dict[str, bool]:
+    """Every ship gate, by name: passed or not (``new`` measured against ``old``)."""
+    checks = {f"zero-shot {k} >= {v}": new["gates"][k] >= v for k, v in GATES.items()}
+    for probe, answers in FACT_PROBES.items():
+        checks[f"fill-mask {probe!r} keeps {answers[0]}"] = bool(
+            set(answers) & set(new["fill_mask_top5"][probe])
+        )
+    checks["held-out MLM accuracy >= current default"] = (
+        new["heldout_mlm"]["accuracy"] >= old["heldout_mlm"]["accuracy"]
+    )
+    for name, acc in new["dev"].items():
+        checks[f"dev {name} improves"] = acc > old["dev"][name]
+    return checks
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -843,16 +858,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     folder, meta = checkpoint_model(args.run)
     new = evaluate_model(str(folder), heldout)
-    checks = {f"zero-shot {k} >= {v}": new["gates"][k] >= v for k, v in GATES.items()}
-    for probe, answers in FACT_PROBES.items():
-        checks[f"fill-mask {probe!r} keeps {answers[0]}"] = bool(
-            set(answers) & set(new["fill_mask_top5"][probe])
-        )
-    checks["held-out MLM accuracy >= current default"] = (
-        new["heldout_mlm"]["accuracy"] >= old["heldout_mlm"]["accuracy"]
-    )
-    for name, acc in new["dev"].items():
-        checks[f"dev {name} improves"] = acc > old["dev"][name]
+    checks = gate_checks(old, new)
     report = {"step": meta["step"], "of": meta["config"]["max_steps"],
               "trained_seconds": meta["seconds"], "config": meta["config"], "model": str(folder),
               "device_run": meta.get("device_run"),
@@ -870,8 +876,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def describe(report: dict[str, Any]) -> str:
     """One line on where a candidate comes from: teacher, depth, steps, hours, where."""
+    if "description" in report:  # a candidate of another recipe says it itself
+        return str(report["description"])
     cfg, device = report["config"], report.get("device_run")
     where = f"{device['device']}, {device['pace_s_per_step']:.2f} s/step" if device else "CPU"
+    if device and device.get("device") == "cpu":
+        where = "CPU"
+    if device and device.get("init"):
+        init = device["init"]
+        where += (f", continuing {Path(init['run']).name} (step {init['step']},"
+                  f" teacher {init['config']['teacher']})")  # fmt: skip
     return (
         f"teacher {cfg['teacher']}, top {cfg['train_layers']} layers + head, step"
         f" {report['step']} of {report['of']} ({cfg['texts_per_step']} texts ×"

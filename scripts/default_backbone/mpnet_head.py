@@ -1,0 +1,304 @@
+"""The alternative default the cloze-distillation issue asks to measure: all-mpnet-base-v2
+as the backbone, its encoder exactly as packaged (frozen), with an MLM head distilled from
+the encoder's own sentence space.
+
+all-mpnet-base-v2 ships without an MLM head. Its encoder is frozen, so the head learns from
+cached states: for each distillation text and a pattern of the generic library, the state
+at the pattern's mask; the target is the teacher's distribution over the candidate words
+(the same encoder, mean-pooled: cos(text, pattern's words with the candidate in the slot) /
+τ, as in :mod:`distill_cloze`). The loss is KL plus the ``shape`` term (per-text
+correlation of all candidates' logits with the teacher's), plus the ordinary MLM loss on
+masked corpus windows so that fill-mask works. The texts, their teacher embeddings, the
+patterns, the candidates and the MLM units are those of the prepared run of
+``distill_cloze.py prepare`` / ``distill_bundle.py encode`` (nothing from a benchmark task).
+
+    python scripts/default_backbone/mpnet_head.py cache      # states, resumable (~15 CPU-min)
+    python scripts/default_backbone/mpnet_head.py train      # the head (~25 CPU-min)
+    python scripts/default_backbone/mpnet_head.py evaluate   # the gates, as distill_cloze
+    python scripts/default_backbone/distill_cloze.py report --also ~/.cache/pet_kit/mpnet_head
+
+``evaluate`` writes ``RUN/evaluation-EPOCHS.json`` in :mod:`distill_cloze`'s format, so the
+candidate is published beside the MiniLM students by ``distill_cloze.py report``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import distill_bundle as db  # noqa: E402
+import distill_cloze as dc  # noqa: E402
+
+log = logging.getLogger("mpnet_head")
+DEFAULT_OUT = dc.DEFAULT_RUN.parent / "mpnet_head"
+CHUNK = 64  # pairs per forward pass and per cache file
+
+
+def base_model(out: Path) -> tuple[Any, Any]:
+    """all-mpnet-base-v2 as a masked LM: the packaged encoder, a new head (``RUN/base``)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer, MPNetForMaskedLM
+
+    folder = out / "base"
+    if not (folder / "model.safetensors").is_file():
+        src = dc.teacher_path("mpnet")
+        torch.manual_seed(0)
+        model = MPNetForMaskedLM(AutoConfig.from_pretrained(str(src)))
+        state = {f"mpnet.{k}": v for k, v in load_file(str(src / "model.safetensors")).items()}
+        missing, _ = model.load_state_dict(state, strict=False)
+        if [m for m in missing if not m.startswith("lm_head.")]:
+            raise SystemExit(f"{src}: encoder tensors missing: {missing[:3]}")
+        staged = out / ".base-staged"
+        model.save_pretrained(staged)
+        AutoTokenizer.from_pretrained(str(src)).save_pretrained(staged)
+        os.replace(staged, folder)
+    model = MPNetForMaskedLM.from_pretrained(str(folder)).eval()
+    return model, AutoTokenizer.from_pretrained(str(folder))
+
+
+class Data:
+    """The prepared run's texts, teacher embeddings, fills and candidates, and the
+    (text, pattern) pairs whose states are cached."""
+
+    def __init__(self, run: Path, n_texts: int, tok: Any) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        prep = run / "prepared"
+        self.info = json.loads((prep / "manifest.json").read_text(encoding="utf-8"))
+        if self.info["teacher"] != "mpnet":
+            raise SystemExit(f"{prep} was prepared for {self.info['teacher']}, not mpnet")
+        self.fills = load_file(str(prep / "fills-mpnet.safetensors"))["single"].float()
+        keep, ids = [], []
+        for i, w in enumerate(self.info["words"]):
+            t = tok(w, add_special_tokens=False)["input_ids"]
+            if len(t) == 1:
+                keep.append(i)
+                ids.append(t[0])
+        self.keep, self.token_ids = torch.tensor(keep), torch.tensor(ids)
+        every = (prep / "texts.txt").read_text(encoding="utf-8").splitlines()
+        rows = db.subset_ids(n_texts, len(every), self.info["seed"])
+        self.texts = [" ".join(every[i].split()[: dc.Config.max_text_words]) for i in rows]
+        src = sorted((run / "bundle-src" / "text-emb-mpnet").glob("*.npy"))
+        emb = np.concatenate([np.load(f) for f in src[: -(-n_texts // db.ENCODE_CHUNK)]])
+        if len(emb) < n_texts:
+            raise SystemExit(f"only {len(emb)} texts encoded: run distill_bundle.py encode")
+        self.emb = torch.from_numpy(emb[:n_texts]).float()
+        rng = np.random.default_rng(0)
+        n_pat = len(self.info["patterns"])
+        self.pairs = [(t, int(p)) for t in range(n_texts)
+                      for p in rng.choice(n_pat, 2, replace=False)]  # fmt: skip
+        self.mlm_units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """States at the mask of every pair, and at the masked tokens of MLM windows."""
+    import torch
+
+    from pet_kit.train.adapt import _chunks, _mask_batch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, tok = base_model(args.out)
+    data = Data(args.run, args.texts, tok)
+    bank = dc.PatternBank(data.info["patterns"], tok, dc.Config.max_length)
+    folder = args.out / f"states-{args.texts}"
+    folder.mkdir(exist_ok=True)
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
+    t0 = time.time()
+    for start in range(0, len(data.pairs), CHUNK):
+        path = folder / f"{start:07d}.pt"
+        if path.is_file():
+            continue
+        if time.time() > deadline:
+            log.info("time box over: run again to continue")
+            return 0
+        items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
+        b = bank.batch(items, 1)
+        with torch.no_grad():
+            h = model.mpnet(
+                input_ids=b["input_ids"], attention_mask=b["attention_mask"]
+            ).last_hidden_state
+        torch.save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+        if start % 1024 == 0:
+            log.info("pairs %d of %d (%.0f s)", start, len(data.pairs), time.time() - t0)
+    mlm = args.out / f"mlm-{args.mlm_windows}.pt"
+    if not mlm.is_file():
+        pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * args.mlm_windows]
+        chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
+        chunks = chunks[: args.mlm_windows]
+        gen = torch.Generator().manual_seed(0)
+        states, labels = [], []
+        for s in range(0, len(chunks), 32):
+            b = _mask_batch(chunks[s : s + 32], tok, gen, 0.15, whole_word=True)
+            with torch.no_grad():
+                h = model.mpnet(
+                    input_ids=b["input_ids"], attention_mask=b["attention_mask"]
+                ).last_hidden_state
+            m = b["labels"] != -100
+            states.append(h[m].half())
+            labels.append(b["labels"][m])
+        torch.save((torch.cat(states), torch.cat(labels)), mlm.with_suffix(".tmp"))
+        os.replace(mlm.with_suffix(".tmp"), mlm)
+    log.info("cached in %.0f s", time.time() - t0)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the head on the cached states; write ``RUN/model-EPOCHS`` with provenance."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, tok = base_model(args.out)
+    data = Data(args.run, args.texts, tok)
+    files = sorted((args.out / f"states-{args.texts}").glob("*.pt"))
+    if len(files) * CHUNK < len(data.pairs):
+        raise SystemExit("the states are not all cached: run `cache` first")
+    H = torch.cat([torch.load(f) for f in files])
+    MH, ML = torch.load(args.out / f"mlm-{args.mlm_windows}.pt")
+    pt = torch.tensor([p for _, p in data.pairs])
+    tt = torch.tensor([t for t, _ in data.pairs])
+    head = model.lm_head
+    E = model.mpnet.embeddings.word_embeddings.weight.detach()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [head.dense.weight, head.dense.bias, head.layer_norm.weight,
+              head.layer_norm.bias, head.bias]  # fmt: skip
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=args.lr)
+    perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
+    val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
+    tids, keep = data.token_ids, data.keep
+
+    def transform(h: Any) -> Any:
+        return head.layer_norm(F.gelu(head.dense(h.float())))
+
+    def pair_loss(idx: Any) -> tuple[Any, Any]:
+        logits = transform(H[idx]) @ E[tids].T + head.bias[tids]
+        target = torch.einsum("bd,bwd->bw", data.emb[tt[idx]], data.fills[pt[idx]][:, keep])
+        target = target / dc.Config.tau
+        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
+                      reduction="batchmean")  # fmt: skip
+        return kl, 1 - dc.correlation(logits, target, dim=1).mean()
+
+    t0, history = time.time(), []
+    for epoch in range(args.epochs):
+        order = train[torch.randperm(len(train))]
+        mperm = torch.randperm(len(MH))
+        for i, s in enumerate(range(0, len(order), 128)):
+            kl, shape = pair_loss(order[s : s + 128])
+            at = (i * 256) % len(MH)
+            mi = mperm[at : at + 256]
+            mlm = F.cross_entropy(transform(MH[mi]) @ E.T + head.bias, ML[mi])
+            loss = kl + args.weight_shape * shape + args.weight_mlm * mlm
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            vkl, vshape = pair_loss(val)
+        history.append({"epoch": epoch + 1, "val_kl": round(float(vkl), 4),
+                        "val_shape": round(float(vshape), 4),
+                        "train_mlm": round(float(mlm.detach()), 4)})  # fmt: skip
+        log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
+    dest = args.out / f"model-{args.epochs}"
+    staged = args.out / f".model-{args.epochs}-staged"
+    model.save_pretrained(staged)
+    tok.save_pretrained(staged)
+    provenance = {
+        "name": "all-mpnet-base-v2 + distilled MLM head",
+        "encoder": str(dc.teacher_path("mpnet")),
+        "trained": "lm_head.dense, lm_head.layer_norm, lm_head.bias (decoder tied to the"
+                   " frozen word embeddings; the encoder exactly as packaged)",
+        "teacher": "the same encoder, mean-pooled", "tau": dc.Config.tau,
+        "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
+        "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
+        "mlm_windows": args.mlm_windows, "mlm_positions": len(MH),
+        "losses": {"kl": 1.0, "shape": args.weight_shape, "mlm": args.weight_mlm},
+        "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+        "train_seconds": round(time.time() - t0, 1), "history": history,
+    }  # fmt: skip
+    (staged / "pet_kit_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    os.replace(staged, dest)
+    log.info("wrote %s", dest)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The gates of :mod:`distill_cloze` for ``RUN/model-EPOCHS`` (its report format)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = args.out / f"model-{args.epochs}"
+    prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
+    old = dc.baseline(args.run, heldout)
+    new = dc.evaluate_model(str(model), heldout)
+    checks = dc.gate_checks(old, new)
+    report = {"step": args.epochs, "of": args.epochs,
+              "trained_seconds": prov["train_seconds"],
+              "config": {"teacher": "mpnet (itself)", "epochs": args.epochs},
+              "description": (f"all-mpnet-base-v2 backbone (encoder frozen), distilled head:"
+                              f" {prov['pairs']} text-pattern pairs, {args.epochs} epochs,"
+                              f" {prov['train_seconds'] / 60:.0f} CPU-min after caching"),
+              "model": str(model), "current_default": old, "new": new, "checks": checks,
+              "ship": all(checks.values()),
+              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    out = args.out / f"evaluation-{args.epochs}.json"
+    dc.atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    for k, v in checks.items():
+        log.info("%s %s", "PASS" if v else "FAIL", k)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, default=dc.DEFAULT_RUN, help="the prepared run")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="this candidate's folder")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--texts", type=int, default=3072, help="distillation texts (2 pairs each)")
+    p.add_argument("--mlm-windows", type=int, default=1200)
+    p.add_argument("--epochs", type=int, default=8)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="encoder states at the masks (resumable)")
+    c.add_argument("--max-minutes", type=float)
+    c.set_defaults(func=cmd_cache)
+    t = sub.add_parser("train", help="train the head on the cached states")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-shape", type=float, default=1.0)
+    t.add_argument("--weight-mlm", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="the ship gates, as distill_cloze evaluate")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
