@@ -886,15 +886,18 @@ def describe(report: dict[str, Any]) -> str:
         init = device["init"]
         where += (f", continuing {Path(init['run']).name} (step {init['step']},"
                   f" teacher {init['config']['teacher']})")  # fmt: skip
+    extra = [f"{n} loss × {cfg[f'weight_{n}']:g}" for n in ("shape", "across")
+             if cfg.get(f"weight_{n}")]  # fmt: skip
+    losses = f" + {' + '.join(extra)}" if extra else ""
     return (
-        f"teacher {cfg['teacher']}, top {cfg['train_layers']} layers + head, step"
+        f"teacher {cfg['teacher']}{losses}, top {cfg['train_layers']} layers + head, step"
         f" {report['step']} of {report['of']} ({cfg['texts_per_step']} texts ×"
         f" {cfg['patterns_per_text']} patterns a step), {report['trained_seconds'] / 3600:.2f} h"
         f" on {where}"
     )
 
 
-def gates_table(reports: list[dict[str, Any]]) -> str:
+def gates_table(reports: list[dict[str, Any]], probes: str = "all") -> str:
     """Evaluations of candidates side by side as Markdown: gates, dev tasks, MLM, fill-mask."""
     old = reports[0]["current_default"]
     names = [chr(ord("A") + i) for i in range(len(reports))]
@@ -927,7 +930,8 @@ def gates_table(reports: list[dict[str, Any]]) -> str:
     lines += ["", "✗: misses its gate.", "",
               "| fill-mask probe | today's default top 5 | " + " | ".join(names) + " |",
               "| --- | --- | " + " | ".join("---" for _ in names) + " |"]  # fmt: skip
-    for probe in reports[0]["new"]["fill_mask_top5"]:
+    shown = FACT_PROBES if probes == "facts" else reports[0]["new"]["fill_mask_top5"]
+    for probe in shown:
         before = ", ".join(old["fill_mask_top5"].get(probe, []))
         cells = [", ".join(r["new"]["fill_mask_top5"][probe]) for r in reports]
         lines.append(f"| {probe} | {before} | " + " | ".join(cells) + " |")
@@ -951,7 +955,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     atomic_write_text(
         out.with_suffix(".json"), json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     )
-    atomic_write_text(out.with_suffix(".md"), gates_table(reports))
+    atomic_write_text(out.with_suffix(".md"), gates_table(reports, args.probes))
     log.info("wrote %s.{json,md} from %d candidates", out, len(reports))
     return 0
 
@@ -1053,6 +1057,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("report", help="publish the latest evaluation to benchmarks/results/")
     r.add_argument("--also", type=Path, nargs="*", default=[], help="more runs, side by side")
+    r.add_argument("--probes", choices=("all", "facts"), default="all",
+                   help="fill-mask rows of the table: every probe, or the gate's fact probes"
+                   " (the JSON keeps every answer)")  # fmt: skip
     r.set_defaults(func=cmd_report)
     x = sub.add_parser("export", help="write the shipped resource files (gates must pass)")
     x.set_defaults(func=cmd_export)
