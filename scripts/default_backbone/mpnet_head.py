@@ -48,6 +48,7 @@ import distill_cloze as dc  # noqa: E402
 log = logging.getLogger("mpnet_head")
 DEFAULT_OUT = dc.DEFAULT_RUN.parent / "mpnet_head"
 CHUNK = 64  # pairs per forward pass and per cache file
+MLM_CHUNK = 256  # MLM windows per cache file
 
 
 def base_model(out: Path) -> tuple[Any, Any]:
@@ -140,15 +141,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
         os.replace(path.with_suffix(".tmp"), path)
         if start % 1024 == 0:
             log.info("pairs %d of %d (%.0f s)", start, len(data.pairs), time.time() - t0)
-    mlm = args.out / f"mlm-{args.mlm_windows}.pt"
-    if not mlm.is_file():
-        pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * args.mlm_windows]
-        chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
-        chunks = chunks[: args.mlm_windows]
-        gen = torch.Generator().manual_seed(0)
+    mlm_dir = args.out / "mlm"
+    mlm_dir.mkdir(exist_ok=True)
+    pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * args.mlm_windows]
+    chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
+    chunks = chunks[: args.mlm_windows]
+    for s in range(0, len(chunks), MLM_CHUNK):
+        path = mlm_dir / f"{s:07d}.pt"
+        if path.is_file():
+            continue
+        if time.time() > deadline:
+            log.info("time box over: run again to continue")
+            return 0
+        gen = torch.Generator().manual_seed(s)  # each file's masking on its own seed
         states, labels = [], []
-        for s in range(0, len(chunks), 32):
-            b = _mask_batch(chunks[s : s + 32], tok, gen, 0.15, whole_word=True)
+        for b0 in range(s, min(s + MLM_CHUNK, len(chunks)), 32):
+            b = _mask_batch(chunks[b0 : min(b0 + 32, s + MLM_CHUNK)], tok, gen, 0.15,
+                            whole_word=True)  # fmt: skip
             with torch.no_grad():
                 h = model.mpnet(
                     input_ids=b["input_ids"], attention_mask=b["attention_mask"]
@@ -156,8 +165,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
             m = b["labels"] != -100
             states.append(h[m].half())
             labels.append(b["labels"][m])
-        torch.save((torch.cat(states), torch.cat(labels)), mlm.with_suffix(".tmp"))
-        os.replace(mlm.with_suffix(".tmp"), mlm)
+        torch.save((torch.cat(states), torch.cat(labels)), path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+        done = min(s + MLM_CHUNK, len(chunks))
+        log.info("MLM windows %d of %d (%.0f s)", done, len(chunks), time.time() - t0)
     log.info("cached in %.0f s", time.time() - t0)
     return 0
 
@@ -175,7 +186,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(files) * CHUNK < len(data.pairs):
         raise SystemExit("the states are not all cached: run `cache` first")
     H = torch.cat([torch.load(f) for f in files])
-    MH, ML = torch.load(args.out / f"mlm-{args.mlm_windows}.pt")
+    parts = sorted((args.out / "mlm").glob("*.pt"))[: -(-args.mlm_windows // MLM_CHUNK)]
+    if len(parts) * MLM_CHUNK < args.mlm_windows:
+        raise SystemExit("the MLM states are not all cached: run `cache` first")
+    loaded = [torch.load(f) for f in parts]
+    MH, ML = torch.cat([h for h, _ in loaded]), torch.cat([y for _, y in loaded])
     pt = torch.tensor([p for _, p in data.pairs])
     tt = torch.tensor([t for t, _ in data.pairs])
     head = model.lm_head
