@@ -120,55 +120,54 @@ def cmd_cache(args: argparse.Namespace) -> int:
     model, tok = base_model(args.out)
     data = Data(args.run, args.texts, tok)
     bank = dc.PatternBank(data.info["patterns"], tok, dc.Config.max_length)
-    folder = args.out / f"states-{args.texts}"
-    folder.mkdir(exist_ok=True)
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     t0 = time.time()
-    for start in range(0, len(data.pairs), CHUNK):
-        path = folder / f"{start:07d}.pt"
-        if path.is_file():
-            continue
-        if time.time() > deadline:
-            log.info("time box over: run again to continue")
-            return 0
-        items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
-        b = bank.batch(items, 1)
+
+    def hidden(batch: dict[str, Any]) -> Any:
         with torch.no_grad():
-            h = model.mpnet(
-                input_ids=b["input_ids"], attention_mask=b["attention_mask"]
+            return model.mpnet(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).last_hidden_state
-        torch.save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path.with_suffix(".tmp"))
+
+    def pending(folder: Path, total: int, step: int) -> Any:
+        """(start, path) of each cache file still missing, until the time box ends."""
+        folder.mkdir(exist_ok=True)
+        for start in range(0, total, step):
+            path = folder / f"{start:07d}.pt"
+            if path.is_file():
+                continue
+            if time.time() > deadline:
+                raise TimeoutError
+            yield start, path
+            log.info("%s: %d of %d (%.0f s)", folder.name, min(start + step, total), total,
+                     time.time() - t0)  # fmt: skip
+
+    def save(obj: Any, path: Path) -> None:
+        torch.save(obj, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
-        if start % 1024 == 0:
-            log.info("pairs %d of %d (%.0f s)", start, len(data.pairs), time.time() - t0)
-    mlm_dir = args.out / "mlm"
-    mlm_dir.mkdir(exist_ok=True)
+
     pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * args.mlm_windows]
     chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
     chunks = chunks[: args.mlm_windows]
-    for s in range(0, len(chunks), MLM_CHUNK):
-        path = mlm_dir / f"{s:07d}.pt"
-        if path.is_file():
-            continue
-        if time.time() > deadline:
-            log.info("time box over: run again to continue")
-            return 0
-        gen = torch.Generator().manual_seed(s)  # each file's masking on its own seed
-        states, labels = [], []
-        for b0 in range(s, min(s + MLM_CHUNK, len(chunks)), 32):
-            b = _mask_batch(chunks[b0 : min(b0 + 32, s + MLM_CHUNK)], tok, gen, 0.15,
-                            whole_word=True)  # fmt: skip
-            with torch.no_grad():
-                h = model.mpnet(
-                    input_ids=b["input_ids"], attention_mask=b["attention_mask"]
-                ).last_hidden_state
-            m = b["labels"] != -100
-            states.append(h[m].half())
-            labels.append(b["labels"][m])
-        torch.save((torch.cat(states), torch.cat(labels)), path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-        done = min(s + MLM_CHUNK, len(chunks))
-        log.info("MLM windows %d of %d (%.0f s)", done, len(chunks), time.time() - t0)
+    try:
+        for start, path in pending(args.out / f"states-{args.texts}", len(data.pairs), CHUNK):
+            items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
+            b = bank.batch(items, 1)
+            h = hidden(b)
+            save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path)
+        for start, path in pending(args.out / "mlm", len(chunks), MLM_CHUNK):
+            gen = torch.Generator().manual_seed(start)  # each file's masking on its own seed
+            states, labels = [], []
+            for b0 in range(start, min(start + MLM_CHUNK, len(chunks)), 32):
+                b = _mask_batch(chunks[b0 : min(b0 + 32, start + MLM_CHUNK)], tok, gen, 0.15,
+                                whole_word=True)  # fmt: skip
+                m = b["labels"] != -100
+                states.append(hidden(b)[m].half())
+                labels.append(b["labels"][m])
+            save((torch.cat(states), torch.cat(labels)), path)
+    except TimeoutError:
+        log.info("time box over: run again to continue")
+        return 0
     log.info("cached in %.0f s", time.time() - t0)
     return 0
 
