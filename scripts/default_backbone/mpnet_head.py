@@ -179,6 +179,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    dest = args.out / f"model-{args.epochs}"
+    if dest.exists():  # found before training, not after it
+        raise SystemExit(f"{dest} exists: move it away (or train with another --epochs/--out)")
     model, tok = base_model(args.out)
     data = Data(args.run, args.texts, tok)
     files = sorted((args.out / f"states-{args.texts}").glob("*.pt"))
@@ -235,7 +238,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "val_shape": round(float(vshape), 4),
                         "train_mlm": round(float(mlm.detach()), 4)})  # fmt: skip
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
-    dest = args.out / f"model-{args.epochs}"
     staged = args.out / f".model-{args.epochs}-staged"
     model.save_pretrained(staged)
     tok.save_pretrained(staged)
