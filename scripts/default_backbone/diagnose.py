@@ -56,11 +56,10 @@ def ranking_and_bias(model_ref: str | None, texts: list[str], labels: np.ndarray
     }
 
 
-def teacher_spread(run: Path) -> dict[str, Any]:
+def teacher_spread(run: Path, reviews: Any) -> dict[str, Any]:
+    """``reviews``: the teacher's embeddings of the Rotten Tomatoes train texts."""
     import torch
     from safetensors.torch import load_file
-
-    from pet_kit.io.datasets import load_task
 
     info = json.loads((run / "prepared" / "manifest.json").read_text(encoding="utf-8"))
     fills = load_file(str(run / "prepared" / f"fills-{info['teacher']}.safetensors"))["single"]
@@ -73,8 +72,6 @@ def teacher_spread(run: Path) -> dict[str, Any]:
             f"no teacher embeddings under {run}/bundle-src: run distill_bundle.py encode"
         )
     corpus = torch.from_numpy(np.concatenate([np.load(f) for f in src[:4]])).float()
-    rt = load_task("rotten_tomatoes", "train", max_size=SPREAD_TEXTS)["text"].tolist()
-    reviews = dc.Teacher(info["teacher"]).encode(rt)
     out = {"teacher": info["teacher"], "tau": dc.Config.tau}
     for name, emb in (("distillation_texts", corpus), ("rotten_tomatoes_train", reviews)):
         d = emb @ gap / dc.Config.tau
@@ -222,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = ranking_and_bias(ev["model"], texts, labels)
         agree[name] = agreement(ev["model"], sets)
         log.info("%s: %s %s", name, models[name], agree[name])
-    report = {"pvp": PVP, "models": models, "teacher_spread": teacher_spread(args.prepared_run),
-              "agreement": agree}  # fmt: skip
+    spread = teacher_spread(args.prepared_run, sets.sets["rotten_tomatoes_train"][1])
+    report = {"pvp": PVP, "models": models, "teacher_spread": spread, "agreement": agree}
     out = dc.REPO / "benchmarks" / "results" / "default_backbone_diagnosis"
     dc.atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     dc.atomic_write_text(out.with_suffix(".md"), table(report))

@@ -167,13 +167,15 @@ class ExtraSignal:
     def embed(self, ids: list[int], texts: list[str]) -> Any:
         import torch
 
-        rows = []
-        for i, t in zip(ids, texts, strict=True):
-            if i < self.n_base:
-                rows.append(self.base.embed([i], [t])[0].float().cpu())
-            else:
-                rows.append(self.extra_emb[(i - self.n_base) % len(self.extra_emb)])
-        return torch.stack(rows)
+        base = [k for k, i in enumerate(ids) if i < self.n_base]
+        out = torch.empty(len(ids), self.extra_emb.shape[1])
+        if base:  # one call for the base signal's rows (a live teacher encodes them together)
+            got = self.base.embed([ids[k] for k in base], [texts[k] for k in base])
+            out[base] = got.float().cpu()
+        for k, i in enumerate(ids):
+            if i >= self.n_base:
+                out[k] = self.extra_emb[(i - self.n_base) % len(self.extra_emb)]
+        return out
 
 
 def read_xz(path: Path) -> list[str]:
