@@ -1,0 +1,138 @@
+"""scripts/default_backbone/mpnet_head.py on a tiny random MPNet: the cache resumes to the
+same files, training changes the head and nothing of the packaged encoder, and an existing
+model folder is refused before any training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone"
+WORDS = ["great", "good", "bad", "terrible", "movie", "film"]
+PATTERNS = ["{text} It was [MASK].", "[MASK]: {text}", "This is about [MASK]. {text}"]
+
+
+@pytest.fixture()
+def head_mod():
+    sys.path.insert(0, str(HERE))
+    loaded = {}
+    for name in ("distill_cloze", "distill_bundle", "mpnet_head"):
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        loaded[name] = module
+    yield loaded["mpnet_head"]
+    for name in loaded:
+        sys.modules.pop(name, None)
+    sys.path.remove(str(HERE))
+
+
+@pytest.fixture()
+def setting(head_mod, tmp_path, tiny_dir, monkeypatch):
+    """A packaged tiny MPNet encoder (sentence-transformers keys, no MLM head) and a
+    prepared run with its teacher embeddings, as distill_cloze/distill_bundle write them."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    torch.manual_seed(0)
+    cfg = MPNetConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32,
+                      max_position_embeddings=160, pad_token_id=tok.pad_token_id)  # fmt: skip
+    teacher = tmp_path / "all-mpnet-base-v2"
+    MPNetModel(cfg).save_pretrained(teacher)
+    tok.save_pretrained(teacher)
+    monkeypatch.setattr(sys.modules["distill_cloze"], "teacher_path", lambda name: teacher)
+
+    run = tmp_path / "run"
+    prep = run / "prepared"
+    prep.mkdir(parents=True)
+    n_texts, dim = 24, 8
+    texts = [f"a great movie number {i} and a bad film with good music" for i in range(n_texts)]
+    (prep / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
+    (prep / "mlm_units.txt").write_text("\n".join(texts * 4), encoding="utf-8")
+    info = {"teacher": "mpnet", "words": WORDS, "seed": 0, "patterns": PATTERNS,
+            "patterns_sha256": "test"}  # fmt: skip
+    (prep / "manifest.json").write_text(json.dumps(info), encoding="utf-8")
+    g = torch.Generator().manual_seed(1)
+    fills = torch.randn(len(PATTERNS), len(WORDS), dim, generator=g)
+    fills = torch.nn.functional.normalize(fills, dim=-1)
+    save_file({"single": fills}, str(prep / "fills-mpnet.safetensors"))
+    emb = run / "bundle-src" / "text-emb-mpnet"
+    emb.mkdir(parents=True)
+    np.save(emb / "0000000.npy", np.random.default_rng(2).normal(size=(n_texts, dim)).astype("f4"))
+    return {"run": run, "out": tmp_path / "candidate", "teacher": teacher}
+
+
+def _args(setting, *command: str) -> list[str]:
+    return ["--run", str(setting["run"]), "--out", str(setting["out"]), "--threads", "1",
+            "--texts", "24", "--mlm-windows", "6", "--epochs", "2", *command]  # fmt: skip
+
+
+def test_the_cache_resumes_to_the_same_files(head_mod, setting):
+    import torch
+
+    assert head_mod.main(_args(setting, "cache")) == 0
+    states = setting["out"] / "states-24"
+    first = {p.name: torch.load(p) for p in sorted(states.glob("*.pt"))}
+    assert len(first) == 1 and next(iter(first.values())).shape == (48, 16)  # 2 pairs a text
+    mlm = sorted((setting["out"] / "mlm").glob("*.pt"))
+    assert len(mlm) == 1
+    h, y = torch.load(mlm[0])
+    assert len(h) == len(y) > 0 and bool((y >= 0).all())
+    # an interrupted cache is completed, not redone: remove a file, run again
+    (states / "0000000.pt").unlink()
+    assert head_mod.main(_args(setting, "cache", "--max-minutes", "1e-9")) == 0  # time box over
+    assert not (states / "0000000.pt").exists()
+    assert head_mod.main(_args(setting, "cache")) == 0
+    again = {p.name: torch.load(p) for p in sorted(states.glob("*.pt"))}
+    assert again.keys() == first.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not list(states.glob("*.tmp"))
+
+
+def test_training_changes_the_head_only_and_refuses_an_existing_model(head_mod, setting):
+    import torch
+    from safetensors.torch import load_file
+
+    assert head_mod.main(_args(setting, "cache")) == 0
+    assert head_mod.main(_args(setting, "train")) == 0
+    model = setting["out"] / "model-2"
+    prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    assert prov["epochs"] == 2 and len(prov["history"]) == 2
+    assert prov["candidates"] == sum(
+        1 for w in WORDS if len(_tok(setting)(w, add_special_tokens=False)["input_ids"]) == 1
+    )
+    packaged = load_file(str(setting["teacher"] / "model.safetensors"))
+    trained = load_file(str(model / "model.safetensors"))
+    base = load_file(str(setting["out"] / "base" / "model.safetensors"))
+    for k, v in packaged.items():
+        if not k.startswith("pooler."):
+            assert torch.equal(trained[f"mpnet.{k}"], v), k  # the encoder as packaged
+    assert not torch.equal(trained["lm_head.dense.weight"], base["lm_head.dense.weight"])
+    # a second run with the same epochs would replace the model: refused, nothing trained
+    stamp = (model / "model.safetensors").stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="exists"):
+        head_mod.main(_args(setting, "train"))
+    assert (model / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def _tok(setting):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(setting["teacher"]))
+
+
+def test_a_run_prepared_for_another_teacher_is_refused(head_mod, setting):
+    prep = setting["run"] / "prepared" / "manifest.json"
+    info = json.loads(prep.read_text(encoding="utf-8"))
+    prep.write_text(json.dumps({**info, "teacher": "minilm"}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="minilm, not mpnet"):
+        head_mod.main(_args(setting, "cache"))
