@@ -22,6 +22,22 @@ import torch
 # Tiny models run fastest on one thread (and never oversubscribe a shared CI core).
 torch.set_num_threads(1)
 
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Under pytest-xdist each worker is a process; the subprocesses tests start (examples,
+# README and docs blocks) would each use every core, and torch on oversubscribed cores
+# runs several times slower (measured on 2 cores, 2 workers: 3.4x for the examples).
+# A worker's subprocesses get its share of the cores unless the caller chose a count.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // _WORKERS)))
+
 REPO = Path(__file__).resolve().parents[1]
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -21,7 +21,6 @@ SMALL = ["--k", "2", "--test-size", "16"]
 
 #: example -> (arguments; {tmp} is the test's temporary folder, what its output must show)
 CASES = {
-    "quickstart": ([*SMALL, "--out", "{tmp}/prompt"], "saved the prompt"),
     "calibration": (SMALL, "calibration=unlabeled"),
     "demonstrations": (SMALL, "demonstrations=similar"),
     "tuning_modes": ([*SMALL, "--modes", "prompt", "prompt+head", "lora"], "unchanged: True"),
@@ -38,9 +37,11 @@ def _example_scripts() -> set[str]:
     return {p.stem for p in (REPO / "examples").glob("*.py")}
 
 
-#: examples tested elsewhere: predict_sharded by tests/batch/test_batch.py, ray_predict
-#: (needs the optional ``ray`` extra; skipped without it) by tests/test_ray.py
-TESTED_ELSEWHERE = {"predict_sharded", "ray_predict"}
+#: examples tested elsewhere: quickstart (README command 1) at its default settings by
+#: test_readme_demo_shows_training_beat_the_untrained_prompt below, predict_sharded by
+#: tests/batch/test_batch.py, ray_predict (needs the optional ``ray`` extra; skipped
+#: without it) by tests/test_ray.py
+TESTED_ELSEWHERE = {"quickstart", "predict_sharded", "ray_predict"}
 
 
 def test_every_example_is_covered():
@@ -67,7 +68,8 @@ def test_example_runs(name, tmp_path):
 
 
 def test_readme_demo_shows_training_beat_the_untrained_prompt(tmp_path):
-    """README command 1's promise, at its default settings (a smaller test subset)."""
+    """README command 1's promise, at its default settings (a smaller test subset): it
+    runs from any folder, training beats the untrained prompt, the prompt is saved."""
     import re
 
     demo = [sys.executable, str(REPO / "examples" / "quickstart.py")]
@@ -83,3 +85,4 @@ def test_readme_demo_shows_training_beat_the_untrained_prompt(tmp_path):
     before = float(re.search(r"accuracy before training \S+ \S+ \S+: ([0-9.]+)", proc.stdout)[1])
     after = float(re.search(r"accuracy after training on \d+ examples: ([0-9.]+)", proc.stdout)[1])
     assert after > before + 0.2, proc.stdout
+    assert "saved the prompt" in proc.stdout and (tmp_path / "prompt" / "prompt.json").is_file()
