@@ -207,14 +207,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
     val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
     tids, keep = data.token_ids, data.keep
+    # every pair's teacher logits, once (gathering each batch's fills cost most of a step)
+    targets = torch.empty(len(data.pairs), len(keep))
+    fills = data.fills[:, keep]
+    for p in range(len(fills)):
+        rows = (pt == p).nonzero().squeeze(1)
+        targets[rows] = data.emb[tt[rows]] @ fills[p].T / dc.Config.tau
 
     def transform(h: Any) -> Any:
         return head.layer_norm(F.gelu(head.dense(h.float())))
 
     def pair_loss(idx: Any) -> tuple[Any, Any]:
         logits = transform(H[idx]) @ E[tids].T + head.bias[tids]
-        target = torch.einsum("bd,bwd->bw", data.emb[tt[idx]], data.fills[pt[idx]][:, keep])
-        target = target / dc.Config.tau
+        target = targets[idx]
         kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
                       reduction="batchmean")  # fmt: skip
         return kl, 1 - dc.correlation(logits, target, dim=1).mean()
@@ -225,8 +230,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         mperm = torch.randperm(len(MH))
         for i, s in enumerate(range(0, len(order), 128)):
             kl, shape = pair_loss(order[s : s + 128])
-            at = (i * 256) % len(MH)
-            mi = mperm[at : at + 256]
+            at = (i * args.mlm_batch) % len(MH)
+            mi = mperm[at : at + args.mlm_batch]
             mlm = F.cross_entropy(transform(MH[mi]) @ E.T + head.bias, ML[mi])
             loss = kl + args.weight_shape * shape + args.weight_mlm * mlm
             opt.zero_grad(set_to_none=True)
@@ -250,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
         "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": args.mlm_windows, "mlm_positions": len(MH),
+        "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
         "losses": {"kl": 1.0, "shape": args.weight_shape, "mlm": args.weight_mlm},
         "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
@@ -303,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-shape", type=float, default=1.0)
     t.add_argument("--weight-mlm", type=float, default=1.0)
+    t.add_argument("--mlm-batch", type=int, default=256, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="the ship gates, as distill_cloze evaluate")
