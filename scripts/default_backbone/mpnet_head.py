@@ -13,12 +13,14 @@ patterns, the candidates and the MLM units are those of the prepared run of
 ``distill_cloze.py prepare`` / ``distill_bundle.py encode`` (nothing from a benchmark task).
 
     python scripts/default_backbone/mpnet_head.py cache      # states, resumable (~15 CPU-min)
-    python scripts/default_backbone/mpnet_head.py train      # the head (~25 CPU-min)
+    python scripts/default_backbone/mpnet_head.py train      # the head (~5 CPU-min)
     python scripts/default_backbone/mpnet_head.py evaluate   # the gates, as distill_cloze
     python scripts/default_backbone/distill_cloze.py report --also ~/.cache/pet_kit/mpnet_head
 
-``evaluate`` writes ``RUN/evaluation-EPOCHS.json`` in :mod:`distill_cloze`'s format, so the
-candidate is published beside the MiniLM students by ``distill_cloze.py report``.
+``evaluate`` writes ``evaluation-EPOCHS.json`` in :mod:`distill_cloze`'s format beside
+``model-EPOCHS`` (in ``--models``, default ``--out``), so the candidate is published beside
+the MiniLM students by ``distill_cloze.py report``. The measured variants used
+``--mlm-windows 12000`` or ``24000`` and ``train --mlm-batch 1024 --epochs 16``.
 """
 
 from __future__ import annotations
@@ -179,7 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    dest = args.out / f"model-{args.epochs}"
+    models = args.models or args.out
+    dest = models / f"model-{args.epochs}"
     if dest.exists():  # found before training, not after it
         raise SystemExit(f"{dest} exists: move it away (or train with another --epochs/--out)")
     model, tok = base_model(args.out)
@@ -243,7 +246,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "val_shape": round(float(vshape), 4),
                         "train_mlm": round(float(mlm.detach()), 4)})  # fmt: skip
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
-    staged = args.out / f".model-{args.epochs}-staged"
+    models.mkdir(parents=True, exist_ok=True)
+    staged = models / f".model-{args.epochs}-staged"
     model.save_pretrained(staged)
     tok.save_pretrained(staged)
     provenance = {
@@ -266,12 +270,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe(prov: dict[str, Any]) -> str:
+    """A trained head in one line, from its provenance (the report's candidate legend)."""
+    return (
+        f"all-mpnet-base-v2 backbone (encoder frozen), distilled head: {prov['pairs']:,}"
+        f" text-pattern pairs, {prov['mlm_positions']:,} masked corpus tokens"
+        f" ({prov.get('mlm_batch', 256)} a step), {prov['epochs']} epochs, seed"
+        f" {prov.get('seed', 'none')}, {prov['train_seconds'] / 60:.0f} CPU-min after caching"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """The gates of :mod:`distill_cloze` for ``RUN/model-EPOCHS`` (its report format)."""
     import torch
 
     torch.set_num_threads(args.threads)
-    model = args.out / f"model-{args.epochs}"
+    models = args.models or args.out
+    model = models / f"model-{args.epochs}"
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
     old = dc.baseline(args.run, heldout)
@@ -280,13 +295,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = {"step": args.epochs, "of": args.epochs,
               "trained_seconds": prov["train_seconds"],
               "config": {"teacher": "mpnet (itself)", "epochs": args.epochs},
-              "description": (f"all-mpnet-base-v2 backbone (encoder frozen), distilled head:"
-                              f" {prov['pairs']} text-pattern pairs, {args.epochs} epochs,"
-                              f" {prov['train_seconds'] / 60:.0f} CPU-min after caching"),
+              "description": describe(prov),
               "model": str(model), "current_default": old, "new": new, "checks": checks,
               "ship": all(checks.values()),
               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
-    out = args.out / f"evaluation-{args.epochs}.json"
+    out = models / f"evaluation-{args.epochs}.json"
     dc.atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     for k, v in checks.items():
         log.info("%s %s", "PASS" if v else "FAIL", k)
@@ -297,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, default=dc.DEFAULT_RUN, help="the prepared run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="this candidate's folder")
+    p.add_argument("--models", type=Path,
+                   help="where train writes model-EPOCHS and evaluate its evaluation (default:"
+                        " --out); one folder per variant, as distill_cloze.py report reads"
+                        " the latest evaluation of each folder")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--texts", type=int, default=3072, help="distillation texts (2 pairs each)")
     p.add_argument("--mlm-windows", type=int, default=1200)
