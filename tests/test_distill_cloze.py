@@ -180,3 +180,17 @@ def test_a_candidate_of_another_recipe_describes_itself(script):
                                    "config": {"teacher": "mpnet"}}}}  # fmt: skip
     line = script.describe(cpu)
     assert line.endswith("0.50 h on CPU, continuing mpnet-l4 (step 4262, teacher mpnet)"), line
+
+
+def test_the_gates_table_names_each_gates_real_test_size(script):
+    """bbc_news has fewer test texts than the gate's cap: the table says how many."""
+    from pet_kit.io.datasets import load_task
+
+    old = {**_measured(0.58, True, 0.23, 0.5), "heldout_mlm": {"accuracy": 0.23, "tokens": 9}}
+    new = {**_measured(0.70, True, 0.30, 0.6), "heldout_mlm": {"accuracy": 0.3, "tokens": 9}}
+    report = {"current_default": old, "new": new, "description": "x", "measured_at": "now"}
+    table = script.gates_table([report], probes="facts")
+    for pvp in script.GATES:
+        n = len(load_task(pvp.split("#")[0], "test", max_size=script.GATE_TEST_SIZE))
+        assert f"zero-shot `{pvp}` ({n} test texts)" in table
+    assert "zero-shot `bbc_news` (1000 test texts)" not in table

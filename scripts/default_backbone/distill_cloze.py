@@ -804,6 +804,13 @@ def zero_shot(model_ref: str | None, pvp: Any, texts: list[str], labels: list[An
     return round(float(clf.fit(None).score(texts, labels)), 4)
 
 
+def gate_test_size(pvp: str) -> int:
+    """How many test texts a gate is measured on (at most :data:`GATE_TEST_SIZE`)."""
+    from pet_kit.io.datasets import load_task
+
+    return len(load_task(pvp.split("#")[0], "test", max_size=GATE_TEST_SIZE))
+
+
 def evaluate_model(model_ref: str | None, heldout: list[str]) -> dict[str, Any]:
     from pet_kit.io.datasets import load_task
     from pet_kit.model.backbone import load_backbone
@@ -916,7 +923,8 @@ def gates_table(reports: list[dict[str, Any]], probes: str = "all") -> str:
 
     for pvp, bar in GATES.items():
         vals = [r["new"]["gates"][pvp] for r in reports]
-        lines.append(row(f"zero-shot `{pvp}` ({GATE_TEST_SIZE} test texts)", old["gates"][pvp],
+        n = gate_test_size(pvp)
+        lines.append(row(f"zero-shot `{pvp}` ({n} test texts)", old["gates"][pvp],
                          vals, f"≥ {bar}", lambda v, b=bar: v >= b))  # fmt: skip
     for name in reports[0]["new"]["dev"]:
         vals = [r["new"]["dev"][name] for r in reports]
