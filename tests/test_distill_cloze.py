@@ -194,3 +194,28 @@ def test_the_gates_table_names_each_gates_real_test_size(script):
         n = len(load_task(pvp.split("#")[0], "test", max_size=script.GATE_TEST_SIZE))
         assert f"zero-shot `{pvp}` ({n} test texts)" in table
     assert "zero-shot `bbc_news` (1000 test texts)" not in table
+
+
+def test_similarity_zero_shot_averages_each_class_words_phrases(script):
+    """The teacher's ceiling: each text goes to the class whose pattern phrases (all its
+    words) it is most similar to on average."""
+    import torch
+
+    vectors = {"It was great.": [1.0, 0.0], "It was good.": [0.0, 1.0],
+               "It was bad.": [0.95, 0.1], "a fine film": [0.3, 1.0],
+               "a dull film": [1.0, -1.0], "meh": [0.6, 0.8]}  # fmt: skip
+
+    class Fake:
+        def encode(self, texts):
+            return torch.tensor([vectors[t] for t in texts])
+
+    words = {"positive": ["great", "good"], "negative": ["bad"]}
+    texts = ["a fine film", "a dull film", "meh"]
+    # "meh" is positive by the mean of great and good (0.70 > 0.65), though "great" alone
+    # (0.60) would call it negative
+    acc = script.similarity_zero_shot(Fake(), "{text} It was [MASK].", words, texts,
+                                      ["positive", "negative", "positive"])  # fmt: skip
+    assert acc == 1.0
+    acc = script.similarity_zero_shot(Fake(), "{text} It was [MASK].", words, texts,
+                                      ["positive", "negative", "negative"])  # fmt: skip
+    assert acc == pytest.approx(2 / 3, abs=1e-4)
