@@ -13,7 +13,7 @@ patterns, the candidates and the MLM units are those of the prepared run of
 ``distill_cloze.py prepare`` / ``distill_bundle.py encode`` (nothing from a benchmark task).
 
     python scripts/default_backbone/mpnet_head.py cache      # states, resumable (~15 CPU-min)
-    python scripts/default_backbone/mpnet_head.py train      # the head (~5 CPU-min)
+    python scripts/default_backbone/mpnet_head.py train      # the head (~11 CPU-min, 16 epochs)
     python scripts/default_backbone/mpnet_head.py evaluate   # the gates, as distill_cloze
     python scripts/default_backbone/distill_cloze.py report --also ~/.cache/pet_kit/mpnet_head
 
@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     models = args.models or args.out
     dest = models / f"model-{args.epochs}"
     if dest.exists():  # found before training, not after it
-        raise SystemExit(f"{dest} exists: move it away (or train with another --epochs/--out)")
+        raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
     model, tok = base_model(args.out)
     data = Data(args.run, args.texts, tok)
     files = sorted((args.out / f"states-{args.texts}").glob("*.pt"))
