@@ -40,6 +40,31 @@ if _WORKERS > 1:
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+@contextlib.contextmanager
+def backbone_scripts(*names: str) -> Iterator[dict]:
+    """Import ``scripts/default_backbone/NAME.py`` modules in order (later ones import the
+    earlier ones by name), then remove them and their folder from ``sys.path`` again."""
+    import importlib.util
+    import sys
+
+    folder = REPO / "scripts" / "default_backbone"
+    sys.path.insert(0, str(folder))
+    loaded = {}
+    try:
+        for name in names:
+            spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        yield loaded
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+        sys.path.remove(str(folder))
+
+
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = """
 the a an it was is this that and or but not very so too of to in on for with at by from

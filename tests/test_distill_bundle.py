@@ -5,31 +5,19 @@ a run folder that `distill_cloze.py evaluate` reads."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import lzma
 import sys
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone"
+from conftest import backbone_scripts
 
 
 @pytest.fixture()
 def bundle_mod():
-    sys.path.insert(0, str(HERE))
-    loaded = {}
-    for name in ("distill_cloze", "distill_bundle"):
-        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        loaded[name] = module
-    yield loaded["distill_bundle"]
-    for name in loaded:
-        sys.modules.pop(name, None)
-    sys.path.remove(str(HERE))
+    with backbone_scripts("distill_cloze", "distill_bundle") as loaded:
+        yield loaded["distill_bundle"]
 
 
 def test_int8_rows_round_trip_within_half_a_step(bundle_mod):

@@ -4,24 +4,17 @@ resumes bit-identically from its single-file checkpoint."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone"
+from conftest import backbone_scripts
 
 
 @pytest.fixture()
 def script():
-    spec = importlib.util.spec_from_file_location("distill_cloze", HERE / "distill_cloze.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["distill_cloze"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("distill_cloze", None)
+    with backbone_scripts("distill_cloze") as loaded:
+        yield loaded["distill_cloze"]
 
 
 def test_pattern_phrase_leaves_the_text_out_and_fills_the_slot(script):

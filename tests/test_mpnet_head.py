@@ -4,33 +4,21 @@ model folder is refused before any training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import backbone_scripts
 
-HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_backbone"
 WORDS = ["great", "good", "bad", "terrible", "movie", "film"]
 PATTERNS = ["{text} It was [MASK].", "[MASK]: {text}", "This is about [MASK]. {text}"]
 
 
 @pytest.fixture()
 def head_mod():
-    sys.path.insert(0, str(HERE))
-    loaded = {}
-    for name in ("distill_cloze", "distill_bundle", "mpnet_head"):
-        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        loaded[name] = module
-    yield loaded["mpnet_head"]
-    for name in loaded:
-        sys.modules.pop(name, None)
-    sys.path.remove(str(HERE))
+    with backbone_scripts("distill_cloze", "distill_bundle", "mpnet_head") as loaded:
+        yield loaded["mpnet_head"]
 
 
 @pytest.fixture()
