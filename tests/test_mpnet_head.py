@@ -130,3 +130,21 @@ def test_a_run_prepared_for_another_teacher_is_refused(head_mod, setting):
     prep.write_text(json.dumps({**info, "teacher": "minilm"}), encoding="utf-8")
     with pytest.raises(SystemExit, match="minilm, not mpnet"):
         head_mod.main(_args(setting, "cache"))
+
+
+def test_an_mlm_cache_file_does_not_depend_on_the_sample_size(head_mod, setting):
+    """A larger --mlm-windows later extends the cache: the files a smaller one wrote hold
+    exactly what the larger one would have written (no short last file left inside it)."""
+    import shutil
+
+    import torch
+
+    def mlm_file(windows: str) -> tuple:
+        shutil.rmtree(setting["out"] / "mlm", ignore_errors=True)
+        args = _args(setting, "cache")
+        args[args.index("--mlm-windows") + 1] = windows
+        assert head_mod.main(args) == 0
+        return torch.load(setting["out"] / "mlm" / "0000000.pt")
+
+    (h2, y2), (h5, y5) = mlm_file("2"), mlm_file("5")
+    assert torch.equal(h2, h5) and torch.equal(y2, y5)

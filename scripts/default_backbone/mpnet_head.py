@@ -148,9 +148,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         torch.save(obj, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
 
-    pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * args.mlm_windows]
+    # whole files only: a file's windows never depend on --mlm-windows, so a larger sample
+    # later extends the cache instead of leaving a short file inside it
+    n_windows = -(-args.mlm_windows // MLM_CHUNK) * MLM_CHUNK
+    pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * n_windows]
     chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
-    chunks = chunks[: args.mlm_windows]
+    chunks = chunks[:n_windows]
     try:
         for start, path in pending(args.out / f"states-{args.texts}", len(data.pairs), CHUNK):
             items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
@@ -181,8 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    models = args.models or args.out
-    dest = models / f"model-{args.epochs}"
+    dest = args.models / f"model-{args.epochs}"
     if dest.exists():  # found before training, not after it
         raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
     model, tok = base_model(args.out)
@@ -246,8 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "val_shape": round(float(vshape), 4),
                         "train_mlm": round(float(mlm.detach()), 4)})  # fmt: skip
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
-    models.mkdir(parents=True, exist_ok=True)
-    staged = models / f".model-{args.epochs}-staged"
+    args.models.mkdir(parents=True, exist_ok=True)
+    staged = args.models / f".model-{args.epochs}-staged"
     model.save_pretrained(staged)
     tok.save_pretrained(staged)
     provenance = {
@@ -285,8 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    models = args.models or args.out
-    model = models / f"model-{args.epochs}"
+    model = args.models / f"model-{args.epochs}"
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
     old = dc.baseline(args.run, heldout)
@@ -299,7 +300,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "model": str(model), "current_default": old, "new": new, "checks": checks,
               "ship": all(checks.values()),
               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
-    out = models / f"evaluation-{args.epochs}.json"
+    out = args.models / f"evaluation-{args.epochs}.json"
     dc.atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     for k, v in checks.items():
         log.info("%s %s", "PASS" if v else "FAIL", k)
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    args.models = args.models or args.out
     return args.func(args)
 
 
