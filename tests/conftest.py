@@ -154,6 +154,16 @@ def build_model(vocab_size: int, seed: int = 0, arch: str = "bert"):
             **{**common, "max_position_embeddings": 130},
         )
         model = tf.RobertaForMaskedLM(cfg)
+    elif arch == "mpnet":
+        cfg = tf.MPNetConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            pad_token_id=0,
+            **{**common, "max_position_embeddings": 130},
+        )
+        model = tf.MPNetForMaskedLM(cfg)
     elif arch == "distilbert":
         cfg = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
         model = tf.DistilBertForMaskedLM(cfg)

@@ -91,7 +91,12 @@ def head_parts(model: nn.Module) -> HeadParts | None:
     bias = getattr(decoder, "bias", None)
     if name == "BertForMaskedLM":
         transform = model.cls.predictions.transform
-    elif name in ("RobertaForMaskedLM", "XLMRobertaForMaskedLM", "CamembertForMaskedLM"):
+    elif name in (
+        "RobertaForMaskedLM",
+        "XLMRobertaForMaskedLM",
+        "CamembertForMaskedLM",
+        "MPNetForMaskedLM",
+    ):
         head = model.lm_head
 
         def transform(h: torch.Tensor, head: nn.Module = head) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pet_kit.model.backbone import Backbone, frozen, head_parts
 from pet_kit.model.encoding import ClozeEncoder
 from pet_kit.model.scorer import ClozeScorer
 
-ARCHS = ["bert", "roberta", "distilbert", "albert", "electra"]
+ARCHS = ["bert", "roberta", "mpnet", "distilbert", "albert", "electra"]
 TEXTS = ["a great movie", "i hate this boring film", "ok", "the plot was fun but too long"]
 VERB = {"positive": ["great", "good"], "negative": ["terrible", "bad"]}
 
@@ -41,8 +41,11 @@ def test_matches_plain_hf_forward(arch, tiny_tokenizer):
     ids = {k: tiny_tokenizer.convert_tokens_to_ids(v) for k, v in VERB.items()}
     for i, text in enumerate(TEXTS):
         batch = tiny_tokenizer(f"{text} It was {tiny_tokenizer.mask_token}.", return_tensors="pt")
+        inputs = {k: v for k, v in batch.items() if k != "token_type_ids"}
+        if arch == "mpnet":  # MPNet takes id 1 for padding; in the tiny vocabulary it is [UNK]
+            inputs["position_ids"] = torch.arange(2, batch["input_ids"].shape[1] + 2)[None]
         with torch.no_grad():
-            logits = model(**{k: v for k, v in batch.items() if k != "token_type_ids"}).logits
+            logits = model(**inputs).logits
         pos = (batch["input_ids"][0] == tiny_tokenizer.mask_token_id).nonzero().item()
         for j, label in enumerate(enc.labels):
             expected = logits[0, pos, ids[label]].mean()
@@ -207,7 +210,7 @@ def test_max_length_is_capped_to_the_model(make_clf, toy_data):
 
 def test_estimator_on_other_architectures(tiny_tokenizer, toy_data):
     X, y = toy_data
-    for arch in ("roberta", "distilbert", "albert", "electra"):
+    for arch in ("roberta", "mpnet", "distilbert", "albert", "electra"):
         pvp = {"pattern": "[SOFT*2] {text} It was [MASK].", "verbalizer": VERB}
         clf = arch_clf(arch, tiny_tokenizer, pvp=pvp, epochs=2)
         assert clf.fit(X, y).predict_proba(X).shape == (len(X), 2)
