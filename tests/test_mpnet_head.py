@@ -1,6 +1,7 @@
 """scripts/default_backbone/mpnet_head.py on a tiny random MPNet: the cache resumes to the
 same files, training changes the head and nothing of the packaged encoder, and an existing
-model folder is refused before any training."""
+model folder is refused before any training; a head screened on the cached evaluation states
+scores what running the model scores."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from conftest import backbone_scripts
 
 WORDS = ["great", "good", "bad", "terrible", "movie", "film"]
 PATTERNS = ["{text} It was [MASK].", "[MASK]: {text}", "This is about [MASK]. {text}"]
+# words of the tiny vocabulary only: MPNet reads token id 1 as padding, the tiny [UNK] is 1
+EVAL_TEXTS = ["a great movie", "a bad film", "good music and a great film", "a terrible movie"]
 
 
 @pytest.fixture()
@@ -46,6 +49,7 @@ def setting(head_mod, tmp_path, tiny_dir, monkeypatch):
     texts = [f"a great movie number {i} and a bad film with good music" for i in range(n_texts)]
     (prep / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
     (prep / "mlm_units.txt").write_text("\n".join(texts * 4), encoding="utf-8")
+    (prep / "heldout.txt").write_text("\n".join(EVAL_TEXTS * 3), encoding="utf-8")
     info = {"teacher": "mpnet", "words": WORDS, "seed": 0, "patterns": PATTERNS,
             "patterns_sha256": "test"}  # fmt: skip
     (prep / "manifest.json").write_text(json.dumps(info), encoding="utf-8")
@@ -148,3 +152,44 @@ def test_an_mlm_cache_file_does_not_depend_on_the_sample_size(head_mod, setting)
 
     (h2, y2), (h5, y5) = mlm_file("2"), mlm_file("5")
     assert torch.equal(h2, h5) and torch.equal(y2, y5)
+
+
+def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting, monkeypatch):
+    """``cache-eval`` + :class:`Screen` give the numbers of running the model: zero-shot
+    accuracy through pet_kit, held-out MLM accuracy and fill-mask top 5 of distill_cloze."""
+    from transformers import AutoTokenizer, MPNetForMaskedLM
+
+    from pet_kit import PromptClassifier
+
+    dc = sys.modules["distill_cloze"]
+    labels = ["positive", "negative", "positive", "negative"]
+    verbalizer = {"positive": ["great", "good"], "negative": ["bad", "terrible"]}
+    pvp = {"pattern": "{text} It was [MASK].", "verbalizer": verbalizer}
+    task = "rotten_tomatoes#it_was"
+    sets = [(task, pvp, EVAL_TEXTS, labels), ("dev", pvp, EVAL_TEXTS[::-1], labels)]
+    monkeypatch.setattr(head_mod, "eval_sets", lambda: sets)
+    monkeypatch.setattr(dc, "FACT_PROBES", {"a great [MASK] .": ["movie"]})
+    assert head_mod.main(_args(setting, "cache")) == 0
+    assert head_mod.main(_args(setting, "cache-eval")) == 0
+    assert head_mod.main(_args(setting, "train", "--screen-every", "1")) == 0
+    model_dir = setting["out"] / "model-2"
+    prov = json.loads((model_dir / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    assert set(prov["history"][-1]["dev"]) == {"dev"} and "heldout_mlm" in prov["history"][0]
+
+    import torch.nn.functional as F
+
+    model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    head = model.lm_head
+    screen = head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, tok)
+    parts = (lambda h: head.layer_norm(F.gelu(head.dense(h))), head.decoder.weight, head.bias)
+    got = screen.measure(*parts)
+    clf = PromptClassifier(pvp=pvp, model=str(model_dir), verbose=0).fit(None)
+    proba = screen.class_scores(task, *parts).softmax(-1).numpy()
+    assert proba == pytest.approx(clf.predict_proba(EVAL_TEXTS), abs=1e-4)
+    assert got["gates"][task] == round(clf.score(EVAL_TEXTS, labels), 4)
+    assert got["dev"]["dev"] == round(clf.score(EVAL_TEXTS[::-1], labels), 4)
+    heldout = (setting["run"] / "prepared" / "heldout.txt").read_text("utf-8").splitlines()
+    ran = dc.heldout_mlm(model, tok, heldout)
+    assert got["heldout_mlm"] == {"accuracy": ran["accuracy"], "tokens": ran["tokens"]}
+    assert got["fill_mask_top5"] == dc.fill_mask(model, tok, tuple(dc.FACT_PROBES))

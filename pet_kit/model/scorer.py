@@ -257,7 +257,7 @@ class ClozeScorer:
             raise InputError(
                 f"tuning='prompt+head' / 'head' is not available for {type(self.model).__name__}:"
                 " pet_kit cannot split its MLM head into transform + decoder. Use"
-                " tuning='prompt' (or a BERT/RoBERTa/ALBERT/DistilBERT/ELECTRA backbone)"
+                " tuning='prompt' (or a BERT/RoBERTa/MPNet/ALBERT/DistilBERT/ELECTRA backbone)"
             )
         weights, biases = [], []
         for gi in self.groups:

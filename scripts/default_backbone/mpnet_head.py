@@ -14,8 +14,18 @@ patterns, the candidates and the MLM units are those of the prepared run of
 
     python scripts/default_backbone/mpnet_head.py cache      # states, resumable (~15 CPU-min)
     python scripts/default_backbone/mpnet_head.py train      # the head (~11 CPU-min, 16 epochs)
+    python scripts/default_backbone/mpnet_head.py cache-eval # evaluation states (~12 CPU-min)
     python scripts/default_backbone/mpnet_head.py evaluate   # the gates, as distill_cloze
     python scripts/default_backbone/distill_cloze.py report --also ~/.cache/pet_kit/mpnet_head
+
+The encoder is frozen, so its states at every evaluation input are the same for every head:
+``cache-eval`` stores them once (the development tasks' and the gates' texts at their PVPs'
+masks, encoded by pet_kit as a user's classifier encodes them; the held-out MLM tokens under
+:func:`distill_cloze.heldout_mlm`'s masking; the fact probes), and a head is then measured on
+them in seconds, with the same numbers as running it (:class:`Screen`). ``train`` records the
+development tasks, held-out MLM accuracy and fact probes every ``--screen-every`` epochs in
+the provenance's history (what a variant is chosen by; the gates are not in it), and
+``evaluate --fast`` writes the full evaluation from the cached states.
 
 ``evaluate`` writes ``evaluation-EPOCHS.json`` in :mod:`distill_cloze`'s format beside
 ``model-EPOCHS`` (in ``--models``, default ``--out``), so the candidate is published beside
@@ -177,6 +187,119 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_STATES = "eval-states.pt"
+
+
+def eval_sets() -> list[tuple[str, Any, list[str], list[Any]]]:
+    """What a head is measured on, as ``(name, pvp, texts, labels)``: the gates' test subsets
+    (names as in :data:`distill_cloze.GATES`) and the development tasks."""
+    from pet_kit.io.datasets import load_task
+
+    sets = []
+    for ref in dc.GATES:
+        test = load_task(ref.split("#")[0], "test", max_size=dc.GATE_TEST_SIZE)
+        sets.append((ref, ref, test["text"].tolist(), test["label"].tolist()))
+    for task in dc.dev_tasks.load_all():
+        sets.append((task.name, task.pvp(), task.texts, task.labels))
+    return sets
+
+
+def cmd_cache_eval(args: argparse.Namespace) -> int:
+    """The frozen encoder's states at every evaluation input (``OUT/eval-states.pt``)."""
+    import torch
+
+    from pet_kit import PromptClassifier
+    from pet_kit.train.adapt import _chunks, _mask_batch
+
+    torch.set_num_threads(args.threads)
+    model, tok = base_model(args.out)
+    sets: dict[str, Any] = {}
+    for name, pvp, texts, labels in eval_sets():
+        clf = PromptClassifier(pvp=pvp, model=str(args.out / "base"), verbose=0).fit(None)
+        scorer = clf.model_.scorer
+        if [g.length for g in scorer.groups] != [1]:
+            raise SystemExit(f"{name}: screening reads one-token label words only")
+        examples = clf.model_.encode(texts)
+        with torch.no_grad():
+            states = torch.cat([scorer.mask_states(examples[i : i + 32], None)
+                                for i in range(0, len(examples), 32)])  # fmt: skip
+        classes = list(clf.classes_)
+        sets[name] = {"states": states.half(), "word_ids": scorer.groups[0].full_ids[:, 0].cpu(),
+                      "word_label": scorer.word_label.cpu(), "n_labels": len(classes),
+                      "y": torch.tensor([classes.index(v) for v in labels])}  # fmt: skip
+        log.info("%s: %d texts", name, len(texts))
+    heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
+    chunks = _chunks(tok, heldout, 128, pack=True)  # as distill_cloze.heldout_mlm
+    gen = torch.Generator().manual_seed(0)
+    mlm_h, mlm_y, probes = [], [], {}
+    with torch.no_grad():
+        for i in range(0, len(chunks), 32):
+            b = _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
+            m = b["labels"] != -100
+            h = model.mpnet(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+            mlm_h.append(h.last_hidden_state[m].half())
+            mlm_y.append(b["labels"][m])
+        for text in dc.FACT_PROBES:
+            enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
+            pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
+            probes[text] = model.mpnet(**enc).last_hidden_state[0, pos]
+    payload = {"sets": sets, "mlm_states": torch.cat(mlm_h), "mlm_labels": torch.cat(mlm_y),
+               "probes": probes}  # fmt: skip
+    torch.save(payload, args.out / f".{EVAL_STATES}.tmp")
+    os.replace(args.out / f".{EVAL_STATES}.tmp", args.out / EVAL_STATES)
+    log.info("wrote %s", args.out / EVAL_STATES)
+    return 0
+
+
+class Screen:
+    """A head measured on the cached evaluation states (``cache-eval``): the same numbers
+    as running the model, since the encoder is frozen."""
+
+    def __init__(self, path: Path, tok: Any) -> None:
+        import torch
+
+        self.cached = torch.load(path)
+        self.tok = tok
+
+    def class_scores(self, name: str, transform: Any, weight: Any, bias: Any) -> Any:
+        """Class scores ``(texts, classes)`` of evaluation set ``name``: the mean over each
+        class's label words of the head's logits at the mask, as pet_kit scores them."""
+        import torch
+
+        d = self.cached["sets"][name]
+        with torch.no_grad():
+            words = transform(d["states"].float()) @ weight[d["word_ids"]].T
+            words = words + bias[d["word_ids"]]
+        onehot = torch.zeros(len(d["word_label"]), d["n_labels"])
+        onehot[torch.arange(len(d["word_label"])), d["word_label"]] = 1.0
+        return words @ (onehot / onehot.sum(0))
+
+    def measure(self, transform: Any, weight: Any, bias: Any) -> dict[str, Any]:
+        """``{"gates", "dev", "heldout_mlm", "fill_mask_top5"}`` of the head
+        ``transform(h) @ weight.T + bias`` (the report format of :mod:`distill_cloze`)."""
+        import torch
+
+        out: dict[str, Any] = {"gates": {}, "dev": {}}
+        with torch.no_grad():
+            for name, d in self.cached["sets"].items():
+                scores = self.class_scores(name, transform, weight, bias)
+                acc = round(float((scores.argmax(1) == d["y"]).float().mean()), 4)
+                out["gates" if name in dc.GATES else "dev"][name] = acc
+            h, y = self.cached["mlm_states"], self.cached["mlm_labels"]
+            correct = 0
+            for i in range(0, len(y), 4096):
+                logits = transform(h[i : i + 4096].float()) @ weight.T + bias
+                correct += int((logits.argmax(1) == y[i : i + 4096]).sum())
+            out["heldout_mlm"] = {"accuracy": round(correct / len(y), 4), "tokens": len(y)}
+            out["fill_mask_top5"] = {
+                text: self.tok.convert_ids_to_tokens(
+                    (transform(state[None].float()) @ weight.T + bias)[0].topk(5).indices.tolist()
+                )
+                for text, state in self.cached["probes"].items()
+            }
+        return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the head on the cached states; write ``RUN/model-EPOCHS`` with provenance."""
     import torch
@@ -229,6 +352,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       reduction="batchmean")  # fmt: skip
         return kl, 1 - dc.correlation(logits, target, dim=1).mean()
 
+    screen_path = args.out / EVAL_STATES
+    screen = Screen(screen_path, tok) if args.screen_every and screen_path.is_file() else None
     t0, history = time.time(), []
     for epoch in range(args.epochs):
         order = train[torch.randperm(len(train))]
@@ -247,6 +372,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         history.append({"epoch": epoch + 1, "val_kl": round(float(vkl), 4),
                         "val_shape": round(float(vshape), 4),
                         "train_mlm": round(float(mlm.detach()), 4)})  # fmt: skip
+        if screen is not None and (
+            (epoch + 1) % args.screen_every == 0 or epoch + 1 == args.epochs
+        ):
+            got = screen.measure(transform, E, head.bias.detach())
+            facts = sum(
+                bool(set(a) & set(got["fill_mask_top5"][p])) for p, a in dc.FACT_PROBES.items()
+            )
+            history[-1].update(dev=got["dev"], heldout_mlm=got["heldout_mlm"]["accuracy"],
+                               facts=f"{facts}/{len(dc.FACT_PROBES)}")  # fmt: skip
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
     args.models.mkdir(parents=True, exist_ok=True)
     staged = args.models / f".model-{args.epochs}-staged"
@@ -291,11 +425,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
     old = dc.baseline(args.run, heldout)
-    new = dc.evaluate_model(str(model), heldout)
+    if args.fast:
+        import torch.nn.functional as F
+        from transformers import AutoTokenizer, MPNetForMaskedLM
+
+        head = MPNetForMaskedLM.from_pretrained(str(model)).lm_head
+        new = Screen(args.out / EVAL_STATES, AutoTokenizer.from_pretrained(str(model))).measure(
+            lambda h: head.layer_norm(F.gelu(head.dense(h))), head.decoder.weight, head.bias
+        )
+    else:
+        new = dc.evaluate_model(str(model), heldout)
     checks = dc.gate_checks(old, new)
     report = {"step": args.epochs, "of": args.epochs,
               "trained_seconds": prov["train_seconds"],
               "config": {"teacher": "mpnet (itself)", "epochs": args.epochs},
+              "measured": "from cached encoder states (cache-eval)" if args.fast
+                          else "by running the model",
               "description": describe(prov),
               "model": str(model), "current_default": old, "new": new, "checks": checks,
               "ship": all(checks.values()),
@@ -330,8 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mlm-batch", type=int, default=256, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
+    t.add_argument("--screen-every", type=int, default=4,
+                   help="epochs between development-task / MLM measurements in the history"
+                        " (from cache-eval's states; 0: none)")  # fmt: skip
     e = sub.add_parser("evaluate", help="the ship gates, as distill_cloze evaluate")
+    e.add_argument(
+        "--fast", action="store_true", help="from cache-eval's states (seconds; the same numbers)"
+    )
     e.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("cache-eval", help="the encoder's states at every evaluation input")
+    c.set_defaults(func=cmd_cache_eval)
     return p
 
 
