@@ -116,10 +116,13 @@ def test_training_changes_the_head_only_and_refuses_an_existing_model(head_mod, 
     assert (model / "model.safetensors").stat().st_mtime_ns == stamp
     # another variant goes to a folder of its own, on the same cached states
     variant = setting["out"].parent / "variant"
-    assert head_mod.main(_args(setting, "--models", str(variant), "train", "--mlm-batch", "8")) == 0
+    args = _args(
+        setting, "--models", str(variant), "train", "--mlm-batch", "8", "--weight-mlm", ".3"
+    )
+    assert head_mod.main(args) == 0
     prov = json.loads((variant / "model-2" / "pet_kit_provenance.json").read_text("utf-8"))
     assert prov["mlm_batch"] == 8
-    assert "(8 a step)" in head_mod.describe(prov)
+    assert "(8 a step, MLM loss × 0.3)" in head_mod.describe(prov)
 
 
 def _tok(setting):

@@ -30,7 +30,8 @@ the provenance's history (what a variant is chosen by; the gates are not in it),
 ``evaluate`` writes ``evaluation-EPOCHS.json`` in :mod:`distill_cloze`'s format beside
 ``model-EPOCHS`` (in ``--models``, default ``--out``), so the candidate is published beside
 the MiniLM students by ``distill_cloze.py report``. The measured variants used
-``--mlm-windows 12000`` or ``24000`` and ``train --mlm-batch 1024 --epochs 16``.
+``--mlm-windows 12000`` or ``24000`` and ``train --mlm-batch 1024 --epochs 16`` (K: with
+``--weight-mlm 0.3``: the MLM loss competes with the distillation for the head).
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             at = (i * args.mlm_batch) % len(MH)
             mi = mperm[at : at + args.mlm_batch]
             mlm = F.cross_entropy(transform(MH[mi]) @ E.T + head.bias, ML[mi])
-            loss = kl + args.weight_shape * shape + args.weight_mlm * mlm
+            loss = args.weight_kl * kl + args.weight_shape * shape + args.weight_mlm * mlm
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -396,7 +397,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": args.mlm_windows, "mlm_positions": len(MH),
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
-        "losses": {"kl": 1.0, "shape": args.weight_shape, "mlm": args.weight_mlm},
+        "losses": {"kl": args.weight_kl, "shape": args.weight_shape, "mlm": args.weight_mlm},
         "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
     }  # fmt: skip
@@ -408,10 +409,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def describe(prov: dict[str, Any]) -> str:
     """A trained head in one line, from its provenance (the report's candidate legend)."""
+    weight = prov.get("losses", {}).get("mlm", 1.0)
+    scaled = "" if weight == 1.0 else f", MLM loss × {weight:g}"
     return (
         f"all-mpnet-base-v2 backbone (encoder frozen), distilled head: {prov['pairs']:,}"
         f" text-pattern pairs, {prov['mlm_positions']:,} masked corpus tokens"
-        f" ({prov.get('mlm_batch', 256)} a step), {prov['epochs']} epochs, seed"
+        f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
+        f" {prov['epochs']} epochs, seed"
         f" {prov.get('seed', 'none')}, {prov['train_seconds'] / 60:.0f} CPU-min after caching"
     )
 
@@ -470,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cache)
     t = sub.add_parser("train", help="train the head on the cached states")
     t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-kl", type=float, default=1.0)
     t.add_argument("--weight-shape", type=float, default=1.0)
     t.add_argument("--weight-mlm", type=float, default=1.0)
     t.add_argument("--mlm-batch", type=int, default=256, help="masked positions per step")
