@@ -172,7 +172,10 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     sets = [(task, pvp, EVAL_TEXTS, labels), ("dev", pvp, EVAL_TEXTS[::-1], labels)]
     monkeypatch.setattr(head_mod, "eval_sets", lambda: sets)
     monkeypatch.setattr(dc, "FACT_PROBES", {"a great [MASK] .": ["movie"]})
+    monkeypatch.setattr(dc, "SHOW_PROBES", ("a great [MASK] .", "a [MASK] film ."))
     assert head_mod.main(_args(setting, "cache")) == 0
+    with pytest.raises(SystemExit, match="run `cache-eval` first"):
+        head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, None)
     assert head_mod.main(_args(setting, "cache-eval")) == 0
     assert head_mod.main(_args(setting, "train", "--screen-every", "1")) == 0
     model_dir = setting["out"] / "model-2"
@@ -195,4 +198,5 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     heldout = (setting["run"] / "prepared" / "heldout.txt").read_text("utf-8").splitlines()
     ran = dc.heldout_mlm(model, tok, heldout)
     assert got["heldout_mlm"] == {"accuracy": ran["accuracy"], "tokens": ran["tokens"]}
-    assert got["fill_mask_top5"] == dc.fill_mask(model, tok, tuple(dc.FACT_PROBES))
+    assert got["fill_mask_top5"] == dc.fill_mask(model, tok, dc.SHOW_PROBES)
+    assert len(got["fill_mask_top5"]) == 2

@@ -941,7 +941,7 @@ def gates_table(reports: list[dict[str, Any]], probes: str = "all") -> str:
     shown = FACT_PROBES if probes == "facts" else reports[0]["new"]["fill_mask_top5"]
     for probe in shown:
         before = ", ".join(old["fill_mask_top5"].get(probe, []))
-        cells = [", ".join(r["new"]["fill_mask_top5"][probe]) for r in reports]
+        cells = [", ".join(r["new"]["fill_mask_top5"].get(probe, [])) for r in reports]
         lines.append(f"| {probe} | {before} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

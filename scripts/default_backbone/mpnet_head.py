@@ -21,7 +21,7 @@ patterns, the candidates and the MLM units are those of the prepared run of
 The encoder is frozen, so its states at every evaluation input are the same for every head:
 ``cache-eval`` stores them once (the development tasks' and the gates' texts at their PVPs'
 masks, encoded by pet_kit as a user's classifier encodes them; the held-out MLM tokens under
-:func:`distill_cloze.heldout_mlm`'s masking; the fact probes), and a head is then measured on
+:func:`distill_cloze.heldout_mlm`'s masking; the fill-mask probes), and a head is then measured on
 them in seconds, with the same numbers as running it (:class:`Screen`). ``train`` records the
 development tasks, held-out MLM accuracy and fact probes every ``--screen-every`` epochs in
 the provenance's history (what a variant is chosen by; the gates are not in it), and
@@ -240,7 +240,7 @@ def cmd_cache_eval(args: argparse.Namespace) -> int:
             h = model.mpnet(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
             mlm_h.append(h.last_hidden_state[m].half())
             mlm_y.append(b["labels"][m])
-        for text in dc.FACT_PROBES:
+        for text in dc.SHOW_PROBES:  # the fact probes and the rest of the report's
             enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
             pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
             probes[text] = model.mpnet(**enc).last_hidden_state[0, pos]
@@ -259,6 +259,8 @@ class Screen:
     def __init__(self, path: Path, tok: Any) -> None:
         import torch
 
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: run `cache-eval` first")
         self.cached = torch.load(path)
         self.tok = tok
 
