@@ -133,62 +133,37 @@ def build_model(vocab_size: int, seed: int = 0, arch: str = "bert"):
     # a large init range makes the random model's outputs depend on its inputs enough
     # for prompt training to have a visible effect
     common = dict(vocab_size=vocab_size, max_position_embeddings=128, initializer_range=0.5)
-    if arch == "bert":
-        cfg = tf.BertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            **common,
-        )
-        model = tf.BertForMaskedLM(cfg)
-    elif arch == "roberta":
-        cfg = tf.RobertaConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            pad_token_id=0,
-            bos_token_id=2,
-            eos_token_id=3,
-            **{**common, "max_position_embeddings": 130},
-        )
-        model = tf.RobertaForMaskedLM(cfg)
-    elif arch == "mpnet":
-        cfg = tf.MPNetConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            pad_token_id=0,
-            **{**common, "max_position_embeddings": 130},
-        )
-        model = tf.MPNetForMaskedLM(cfg)
-    elif arch == "distilbert":
-        cfg = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
-        model = tf.DistilBertForMaskedLM(cfg)
-    elif arch == "albert":
-        cfg = tf.AlbertConfig(
-            embedding_size=16,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            **common,
-        )
-        model = tf.AlbertForMaskedLM(cfg)
-    elif arch == "electra":
-        cfg = tf.ElectraConfig(
-            embedding_size=16,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            **common,
-        )
-        model = tf.ElectraForMaskedLM(cfg)
-    else:  # pragma: no cover - test helper misuse
+    layers = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    # position ids after the padding id (RoBERTa, MPNet) need two more positions
+    offset = {**common, "max_position_embeddings": 130}
+    specs = {
+        "bert": (tf.BertConfig, tf.BertForMaskedLM, {**layers, **common}),
+        "roberta": (
+            tf.RobertaConfig,
+            tf.RobertaForMaskedLM,
+            {**layers, **offset, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3},
+        ),
+        "mpnet": (tf.MPNetConfig, tf.MPNetForMaskedLM, {**layers, **offset, "pad_token_id": 0}),
+        "distilbert": (
+            tf.DistilBertConfig,
+            tf.DistilBertForMaskedLM,
+            {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, **common},
+        ),
+        "albert": (
+            tf.AlbertConfig,
+            tf.AlbertForMaskedLM,
+            {"embedding_size": 16, **layers, **common},
+        ),
+        "electra": (
+            tf.ElectraConfig,
+            tf.ElectraForMaskedLM,
+            {"embedding_size": 16, **layers, **common},
+        ),
+    }
+    if arch not in specs:  # pragma: no cover - test helper misuse
         raise ValueError(arch)
+    config_cls, model_cls, kwargs = specs[arch]
+    model = model_cls(config_cls(**kwargs))
     return model.eval()
 
 
