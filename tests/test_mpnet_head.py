@@ -182,13 +182,10 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     prov = json.loads((model_dir / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     assert set(prov["history"][-1]["dev"]) == {"dev"} and "heldout_mlm" in prov["history"][0]
 
-    import torch.nn.functional as F
-
     model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    head = model.lm_head
     screen = head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, tok)
-    parts = (lambda h: head.layer_norm(F.gelu(head.dense(h))), head.decoder.weight, head.bias)
+    parts = head_mod.head_fn(model)
     got = screen.measure(*parts)
     clf = PromptClassifier(pvp=pvp, model=str(model_dir), verbose=0).fit(None)
     proba = screen.class_scores(task, *parts).softmax(-1).numpy()

@@ -62,6 +62,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -770,31 +771,47 @@ def fill_mask(model: Any, tok: Any, probes: tuple[str, ...] = SHOW_PROBES) -> di
 
     out = {}
     with torch.no_grad():
-        for text in probes:  # written with [MASK]; the tokenizer's own mask token goes in
-            enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
-            pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
+        for text in probes:
+            enc, pos = probe_input(tok, text)
             logits = model(**enc).logits[0, pos]
             out[text] = tok.convert_ids_to_tokens(logits.topk(5).indices.tolist())
     return out
+
+
+def probe_input(tok: Any, text: str) -> tuple[dict[str, Any], int]:
+    """A fill-mask probe, written with ``[MASK]``, as model inputs with the tokenizer's own
+    mask token, and the mask's position."""
+    enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
+    return enc, int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
 
 
 def heldout_mlm(model: Any, tok: Any, units: list[str], seed: int = 0) -> dict[str, float]:
     """MLM accuracy / loss on the held-out corpus units, one fixed masking."""
     import torch
 
-    from pet_kit.train.adapt import _chunks, _mask_batch, _Mlm
+    from pet_kit.train.adapt import _Mlm
 
-    chunks = _chunks(tok, units, 128, pack=True)
-    gen = torch.Generator().manual_seed(seed)
     mlm = _Mlm(model)
     loss = n = correct = 0
     model.eval()
     with torch.no_grad():
-        for i in range(0, len(chunks), 32):
-            batch = _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
+        for batch in heldout_batches(tok, units, seed):
             part, k, c = mlm(batch)
             loss, n, correct = loss + float(part), n + k, correct + c
     return {"accuracy": round(correct / n, 4), "loss": round(loss / n, 4), "tokens": n}
+
+
+def heldout_batches(tok: Any, units: list[str], seed: int = 0) -> Iterator[dict[str, Any]]:
+    """The held-out units packed into 128-token windows, 32 a batch, whole words masked
+    (15 %) under one fixed seed: what :func:`heldout_mlm` measures."""
+    import torch
+
+    from pet_kit.train.adapt import _chunks, _mask_batch
+
+    chunks = _chunks(tok, units, 128, pack=True)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(0, len(chunks), 32):
+        yield _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
 
 
 def zero_shot(model_ref: str | None, pvp: Any, texts: list[str], labels: list[Any]) -> float:

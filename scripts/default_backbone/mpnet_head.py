@@ -122,6 +122,22 @@ class Data:
         self.mlm_units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
 
 
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` of cached states in one rename (a killed run leaves no partial file)."""
+    import torch
+
+    torch.save(obj, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def head_fn(model: Any) -> tuple[Any, Any, Any]:
+    """``(transform, weight, bias)`` of a masked LM's head, split as pet_kit scores with it."""
+    from pet_kit.model.backbone import head_parts
+
+    parts = head_parts(model)
+    return parts.transform, parts.weight, parts.bias
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """States at the mask of every pair, and at the masked tokens of MLM windows."""
     import torch
@@ -155,10 +171,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
             log.info("%s: %d of %d (%.0f s)", folder.name, min(start + step, total), total,
                      time.time() - t0)  # fmt: skip
 
-    def save(obj: Any, path: Path) -> None:
-        torch.save(obj, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-
     # whole files only: a file's windows never depend on --mlm-windows, so a larger sample
     # later extends the cache instead of leaving a short file inside it
     n_windows = -(-args.mlm_windows // MLM_CHUNK) * MLM_CHUNK
@@ -170,7 +182,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
             b = bank.batch(items, 1)
             h = hidden(b)
-            save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path)
+            atomic_save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path)
         for start, path in pending(args.out / "mlm", len(chunks), MLM_CHUNK):
             gen = torch.Generator().manual_seed(start)  # each file's masking on its own seed
             states, labels = [], []
@@ -180,7 +192,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 m = b["labels"] != -100
                 states.append(hidden(b)[m].half())
                 labels.append(b["labels"][m])
-            save((torch.cat(states), torch.cat(labels)), path)
+            atomic_save((torch.cat(states), torch.cat(labels)), path)
     except TimeoutError:
         log.info("time box over: run again to continue")
         return 0
@@ -210,7 +222,6 @@ def cmd_cache_eval(args: argparse.Namespace) -> int:
     import torch
 
     from pet_kit import PromptClassifier
-    from pet_kit.train.adapt import _chunks, _mask_batch
 
     torch.set_num_threads(args.threads)
     model, tok = base_model(args.out)
@@ -230,24 +241,19 @@ def cmd_cache_eval(args: argparse.Namespace) -> int:
                       "y": torch.tensor([classes.index(v) for v in labels])}  # fmt: skip
         log.info("%s: %d texts", name, len(texts))
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
-    chunks = _chunks(tok, heldout, 128, pack=True)  # as distill_cloze.heldout_mlm
-    gen = torch.Generator().manual_seed(0)
     mlm_h, mlm_y, probes = [], [], {}
     with torch.no_grad():
-        for i in range(0, len(chunks), 32):
-            b = _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
+        for b in dc.heldout_batches(tok, heldout):
             m = b["labels"] != -100
             h = model.mpnet(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
             mlm_h.append(h.last_hidden_state[m].half())
             mlm_y.append(b["labels"][m])
         for text in dc.SHOW_PROBES:  # the fact probes and the rest of the report's
-            enc = tok(text.replace("[MASK]", tok.mask_token), return_tensors="pt")
-            pos = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
+            enc, pos = dc.probe_input(tok, text)
             probes[text] = model.mpnet(**enc).last_hidden_state[0, pos]
     payload = {"sets": sets, "mlm_states": torch.cat(mlm_h), "mlm_labels": torch.cat(mlm_y),
                "probes": probes}  # fmt: skip
-    torch.save(payload, args.out / f".{EVAL_STATES}.tmp")
-    os.replace(args.out / f".{EVAL_STATES}.tmp", args.out / EVAL_STATES)
+    atomic_save(payload, args.out / EVAL_STATES)
     log.info("wrote %s", args.out / EVAL_STATES)
     return 0
 
@@ -432,13 +438,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
     old = dc.baseline(args.run, heldout)
     if args.fast:
-        import torch.nn.functional as F
         from transformers import AutoTokenizer, MPNetForMaskedLM
 
-        head = MPNetForMaskedLM.from_pretrained(str(model)).lm_head
-        new = Screen(args.out / EVAL_STATES, AutoTokenizer.from_pretrained(str(model))).measure(
-            lambda h: head.layer_norm(F.gelu(head.dense(h))), head.decoder.weight, head.bias
-        )
+        trained = MPNetForMaskedLM.from_pretrained(str(model))
+        screen = Screen(args.out / EVAL_STATES, AutoTokenizer.from_pretrained(str(model)))
+        new = screen.measure(*head_fn(trained))
     else:
         new = dc.evaluate_model(str(model), heldout)
     checks = dc.gate_checks(old, new)
