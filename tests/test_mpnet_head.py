@@ -197,3 +197,60 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     assert got["heldout_mlm"] == {"accuracy": ran["accuracy"], "tokens": ran["tokens"]}
     assert got["fill_mask_top5"] == dc.fill_mask(model, tok, dc.SHOW_PROBES)
     assert len(got["fill_mask_top5"]) == 2
+
+
+@pytest.fixture()
+def top_mod(head_mod):
+    with backbone_scripts("mpnet_top") as loaded:
+        yield loaded["mpnet_top"]
+
+
+def test_the_top_layer_at_some_positions_is_the_layer_there(top_mod):
+    """:func:`mpnet_top.top_at` (keys and values everywhere, the rest at asked positions)
+    equals the encoder's own forward at those positions, padding and position bias included."""
+    import torch
+    from transformers import MPNetConfig, MPNetForMaskedLM
+
+    torch.manual_seed(0)
+    cfg = MPNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=160)  # fmt: skip
+    model = MPNetForMaskedLM(cfg).eval()
+    ids = torch.randint(5, 50, (3, 40))
+    att = torch.ones_like(ids)
+    att[1, 25:] = 0  # a padded row, and a row long enough for the far position buckets
+    ids[1, 25:] = cfg.pad_token_id
+    with torch.no_grad():
+        out = model.mpnet(input_ids=ids, attention_mask=att, output_hidden_states=True)
+        rows, pos = torch.tensor([0, 1, 1, 2, 2]), torch.tensor([0, 3, 24, 39, 17])
+        got = top_mod.top_at(model, out.hidden_states[-2], att, rows, pos)
+    assert got == pytest.approx(out.last_hidden_state[rows, pos], abs=1e-5)
+
+
+def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, setting):
+    import torch
+    from safetensors.torch import load_file
+
+    assert head_mod.main(_args(setting, "cache", "--top")) == 0
+    top = setting["out"] / "top"
+    assert len(list((top / "states-24").glob("*.pt"))) == 1 and list((top / "mlm").glob("*.pt"))
+    models = setting["out"].parent / "top-variant"
+    args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
+            str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
+            "--mlm-batch", "8", "--lr-layer", "0.01"]  # fmt: skip
+    assert top_mod.main(args) == 0
+    model = models / "model-2"
+    prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    assert prov["top_layer"] and [h["epoch"] for h in prov["history"]] == [0, 1, 2]
+    assert 0 <= prov["history"][-1]["held_mlm"] <= 1 and prov["mlm_held_windows"] >= 1
+    assert prov["history"][-1]["train_hold"] > 0  # the layer moved off the packaged one
+    assert "(top layer and head trained)" in head_mod.describe(prov)
+    packaged = load_file(str(setting["teacher"] / "model.safetensors"))
+    trained = load_file(str(model / "model.safetensors"))
+    top_layer = "encoder.layer.0."  # the tiny encoder has one layer: it is the top one
+    for k, v in packaged.items():
+        if k.startswith(top_layer):
+            assert not torch.equal(trained[f"mpnet.{k}"], v), k
+        elif not k.startswith("pooler."):
+            assert torch.equal(trained[f"mpnet.{k}"], v), k  # below the top: as packaged
+    with pytest.raises(SystemExit, match="exists"):
+        top_mod.main(args)

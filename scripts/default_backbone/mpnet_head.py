@@ -152,11 +152,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     t0 = time.time()
 
-    def hidden(batch: dict[str, Any]) -> Any:
+    def hidden(batch: dict[str, Any]) -> tuple[Any, Any]:
+        """The encoder's output and the input of its top layer."""
         with torch.no_grad():
-            return model.mpnet(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).last_hidden_state
+            out = model.mpnet(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                output_hidden_states=True,
+            )
+        return out.last_hidden_state, out.hidden_states[-2]
 
     def pending(folder: Path, total: int, step: int) -> Any:
         """(start, path) of each cache file still missing, until the time box ends."""
@@ -177,22 +181,37 @@ def cmd_cache(args: argparse.Namespace) -> int:
     pick = np.random.default_rng(5).permutation(len(data.mlm_units))[: 3 * n_windows]
     chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
     chunks = chunks[:n_windows]
+    top = args.out / "top"
     try:
         for start, path in pending(args.out / f"states-{args.texts}", len(data.pairs), CHUNK):
             items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
             b = bank.batch(items, 1)
-            h = hidden(b)
+            h = hidden(b)[0]
             atomic_save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path)
         for start, path in pending(args.out / "mlm", len(chunks), MLM_CHUNK):
             gen = torch.Generator().manual_seed(start)  # each file's masking on its own seed
-            states, labels = [], []
+            states, labels, inputs = [], [], []
             for b0 in range(start, min(start + MLM_CHUNK, len(chunks)), 32):
                 b = _mask_batch(chunks[b0 : min(b0 + 32, start + MLM_CHUNK)], tok, gen, 0.15,
                                 whole_word=True)  # fmt: skip
                 m = b["labels"] != -100
-                states.append(hidden(b)[m].half())
+                h, below = hidden(b)
+                states.append(h[m].half())
                 labels.append(b["labels"][m])
+                inputs.append({"h": below.half(), "attention_mask": b["attention_mask"],
+                               "masked": m, "labels": b["labels"][m]})  # fmt: skip
+            if args.top:  # the same windows and masking, for training the top layer
+                (top / "mlm").mkdir(parents=True, exist_ok=True)
+                atomic_save({k: torch.cat([x[k] for x in inputs]) for k in inputs[0]},
+                            top / "mlm" / path.name)  # fmt: skip
             atomic_save((torch.cat(states), torch.cat(labels)), path)
+        if args.top:
+            for start, path in pending(top / f"states-{args.texts}", len(data.pairs), CHUNK):
+                items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
+                b = bank.batch(items, 1)
+                below = hidden(b)[1]
+                atomic_save({"h": below.half(), "attention_mask": b["attention_mask"],
+                             "mask_pos": b["mask_pos"]}, path)  # fmt: skip
     except TimeoutError:
         log.info("time box over: run again to continue")
         return 0
@@ -419,8 +438,13 @@ def describe(prov: dict[str, Any]) -> str:
     """A trained head in one line, from its provenance (the report's candidate legend)."""
     weight = prov.get("losses", {}).get("mlm", 1.0)
     scaled = "" if weight == 1.0 else f", MLM loss × {weight:g}"
+    if prov.get("top_layer"):
+        start = Path(prov.get("init", "")).parent.name
+        trained = "(top layer and head trained" + (f", from head {start})" if start else ")")
+    else:
+        trained = "(encoder frozen), distilled head"
     return (
-        f"all-mpnet-base-v2 backbone (encoder frozen), distilled head: {prov['pairs']:,}"
+        f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
         f" text-pattern pairs, {prov['mlm_positions']:,} masked corpus tokens"
         f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
         f" {prov['epochs']} epochs, seed"
@@ -477,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cache", help="encoder states at the masks (resumable)")
     c.add_argument("--max-minutes", type=float)
+    c.add_argument("--top", action="store_true",
+                   help="also store the top layer's inputs (whole sequences) of the MLM windows"
+                        " this run caches and of every pair, for mpnet_top.py")  # fmt: skip
     c.set_defaults(func=cmd_cache)
     t = sub.add_parser("train", help="train the head on the cached states")
     t.add_argument("--lr", type=float, default=1e-3)

@@ -1,0 +1,275 @@
+"""Capacity beyond the head: train all-mpnet-base-v2's top encoder layer together with its
+distilled MLM head (the alternative default of :mod:`mpnet_head`).
+
+Measured with the head alone: the distillation and the MLM loss compete for the head's
+768 × 768 transform (without MLM the head fits the teacher far better and forgets
+fill-mask). The top layer adds capacity where a cloze reads it — at the mask. The encoder
+below it stays exactly as packaged, so the layer trains on cached inputs (``mpnet_head.py
+cache --top``: the top layer's input, whole sequences, of every distillation pair and of the
+MLM windows that run cached) and is computed only where a loss reads it: keys and values at
+every position, the rest at the masks (:func:`top_at`, equal to the layer's own forward
+there). The other positions' outputs feed no cloze score, but they are the sentence space
+that mean pooling (and so the teacher itself, and peers such as SetFit on this backbone)
+reads: a hold term keeps them at the packaged layer's outputs.
+
+    python scripts/default_backbone/mpnet_head.py --mlm-windows 48000 cache --top
+    python scripts/default_backbone/mpnet_top.py --init VARIANTS/K/model-16 \\
+        --models VARIANTS/top-K train
+    python scripts/default_backbone/mpnet_head.py --models VARIANTS/top-K --epochs 8 evaluate
+
+(VARIANTS: ``~/.cache/pet_kit/mpnet_head/variants``.)
+
+The model is a plain ``MPNetForMaskedLM``; ``evaluate`` (without ``--fast``: the encoder
+changed) runs it through pet_kit as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import argparse
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import distill_cloze as dc  # noqa: E402
+import mpnet_head as mh  # noqa: E402
+
+log = logging.getLogger("mpnet_top")
+
+
+def top_at(model: Any, h: Any, attention_mask: Any, rows: Any, pos: Any, layer: Any = None) -> Any:
+    """The top encoder layer's output at positions ``(rows[i], pos[i])`` of the inputs
+    ``h`` (``(batch, length, hidden)``, the layer's input), shape ``(len(rows), hidden)``;
+    ``layer``: another layer in its place (the packaged one, for the hold term).
+
+    The same numbers as the layer's forward over whole sequences (tested), at the cost of
+    keys and values for every position and the rest for the asked positions only.
+    """
+    import torch
+
+    enc = model.mpnet.encoder
+    layer = enc.layer[-1] if layer is None else layer
+    attn = layer.attention.attn
+    n_heads, d = attn.num_attention_heads, attn.attention_head_size
+    length = h.shape[1]
+    k = attn.k(h).view(*h.shape[:2], n_heads, d)  # (B, L, H, d)
+    v = attn.v(h).view(*h.shape[:2], n_heads, d)
+    hq = h[rows, pos]  # (N, D)
+    q = attn.q(hq).view(-1, n_heads, d)
+    scores = torch.einsum("nhd,nlhd->nhl", q, k[rows]) / math.sqrt(d)
+    rel = torch.arange(length)[None, :] - pos[:, None]  # memory − context
+    n_buckets = enc.relative_attention_bias.num_embeddings
+    bucket = enc.relative_position_bucket(rel, num_buckets=n_buckets)
+    scores = scores + enc.relative_attention_bias(bucket).permute(0, 2, 1)
+    scores = scores.masked_fill(attention_mask[rows][:, None, :] == 0, torch.finfo(h.dtype).min)
+    ctx = torch.einsum("nhl,nlhd->nhd", scores.softmax(-1), v[rows]).reshape(len(rows), -1)
+    a = layer.attention.LayerNorm(attn.o(ctx) + hq)
+    return layer.output(layer.intermediate(a), a)
+
+
+def load_top(folder: Path) -> list[dict[str, Any]]:
+    import torch
+
+    return [torch.load(f) for f in sorted(folder.glob("*.pt"))]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the top layer and the head; write ``MODELS/model-EPOCHS`` with provenance."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import MPNetForMaskedLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    dest = args.models / f"model-{args.epochs}"
+    if dest.exists():  # found before training, not after it
+        raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
+    base, tok = mh.base_model(args.out)
+    model = MPNetForMaskedLM.from_pretrained(str(args.init)) if args.init else base
+    model.train(False)
+    data = mh.Data(args.run, args.texts, tok)
+    top = args.out / "top"
+    pairs = load_top(top / f"states-{args.texts}")
+    if len(pairs) * mh.CHUNK < len(data.pairs):
+        raise SystemExit("the top layer's inputs are not cached: run `mpnet_head.py cache --top`")
+    windows = load_top(top / "mlm")
+    if not windows:
+        raise SystemExit("no MLM windows with top-layer inputs: run `mpnet_head.py cache --top`")
+    # pair i lives in file i // CHUNK, row i % CHUNK (files are padded per chunk)
+    width = max(p["h"].shape[1] for p in pairs)
+    H = torch.zeros(len(data.pairs), width, pairs[0]["h"].shape[2], dtype=torch.float16)
+    A = torch.zeros(len(data.pairs), width, dtype=torch.long)
+    P = torch.cat([p["mask_pos"] for p in pairs])[: len(data.pairs)]
+    for j, p in enumerate(pairs):
+        n = min(mh.CHUNK, len(data.pairs) - j * mh.CHUNK)
+        H[j * mh.CHUNK : j * mh.CHUNK + n, : p["h"].shape[1]] = p["h"][:n]
+        A[j * mh.CHUNK : j * mh.CHUNK + n, : p["h"].shape[1]] = p["attention_mask"][:n]
+    lengths = A.sum(1)
+    WH = torch.cat([w["h"] for w in windows])
+    WA = torch.cat([w["attention_mask"] for w in windows])
+    WM = torch.cat([w["masked"] for w in windows])
+    WL = torch.cat([w["labels"] for w in windows])
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), WM.sum(1).cumsum(0)])
+    n_held = max(1, len(WH) // 20)  # the last windows measure MLM, never trained on
+    n_train = len(WH) - n_held
+    pt = torch.tensor([p for _, p in data.pairs])
+    tt = torch.tensor([t for t, _ in data.pairs])
+    head = model.lm_head
+    E = model.mpnet.embeddings.word_embeddings.weight.detach()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layer = model.mpnet.encoder.layer[-1]
+    packaged = copy.deepcopy(base.mpnet.encoder.layer[-1])  # what the hold term keeps
+    head_params = [head.dense.weight, head.dense.bias, head.layer_norm.weight,
+                   head.layer_norm.bias, head.bias]  # fmt: skip
+    for p in [*head_params, *layer.parameters()]:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam([{"params": head_params, "lr": args.lr},
+                            {"params": list(layer.parameters()), "lr": args.lr_layer}])  # fmt: skip
+    perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
+    val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
+    tids, keep = data.token_ids, data.keep
+    targets = torch.empty(len(data.pairs), len(keep))
+    fills = data.fills[:, keep]
+    for p in range(len(fills)):
+        rows = (pt == p).nonzero().squeeze(1)
+        targets[rows] = data.emb[tt[rows]] @ fills[p].T / dc.Config.tau
+
+    def transform(x: Any) -> Any:
+        return head.layer_norm(F.gelu(head.dense(x)))
+
+    def pair_loss(idx: Any) -> tuple[Any, Any]:
+        w = int(lengths[idx].max())
+        h = H[idx, :w].float()
+        x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
+        logits = transform(x) @ E[tids].T + head.bias[tids]
+        target = targets[idx]
+        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
+                      reduction="batchmean")  # fmt: skip
+        return kl, 1 - dc.correlation(logits, target, dim=1).mean()
+
+    def mlm_logits(h: Any, att: Any, masked: Any) -> Any:
+        rows, pos = masked.nonzero(as_tuple=True)
+        return transform(top_at(model, h.float(), att, rows, pos)) @ E.T + head.bias
+
+    def hold_loss(h: Any, att: Any, masked: Any) -> Any:
+        """Relative squared error of the layer's output against the packaged layer's, at
+        4 random unmasked positions of each window: the sentence space stays in place."""
+        free = (att.bool() & ~masked).float()
+        pos = torch.multinomial(free, 4).flatten()
+        rows = torch.arange(len(h)).repeat_interleave(4)
+        h = h.float()
+        new = top_at(model, h, att, rows, pos)
+        with torch.no_grad():
+            old = top_at(model, h, att, rows, pos, layer=packaged)
+        return F.mse_loss(new, old) / old.var()
+
+    def held_mlm() -> float:
+        right = 0
+        with torch.no_grad():
+            for s in range(n_train, len(WH), 64):
+                e = min(s + 64, len(WH))
+                pred = mlm_logits(WH[s:e], WA[s:e], WM[s:e]).argmax(-1)
+                right += int((pred == WL[starts[s] : starts[e]]).sum())
+        return right / int(starts[-1] - starts[n_train])
+
+    per_step = max(1, round(args.mlm_batch / float(WM.sum(1).float().mean())))
+    t0, history = time.time(), [{"epoch": 0, "held_mlm": round(held_mlm(), 4)}]
+    log.info("start: %s", history[-1])
+    for epoch in range(args.epochs):
+        order = train[torch.randperm(len(train))]
+        wperm = torch.randperm(n_train)
+        for i, s in enumerate(range(0, len(order), 128)):
+            kl, shape = pair_loss(order[s : s + 128])
+            at = (i * per_step) % n_train
+            wi = wperm[at : at + per_step]
+            labels = torch.cat([WL[starts[j] : starts[j + 1]] for j in wi.tolist()])
+            mlm = F.cross_entropy(mlm_logits(WH[wi], WA[wi], WM[wi]), labels)
+            hold = hold_loss(WH[wi], WA[wi], WM[wi]) if args.weight_hold else torch.zeros(())
+            loss = args.weight_kl * kl + args.weight_shape * shape + args.weight_mlm * mlm
+            loss = loss + args.weight_hold * hold
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            vkl, vshape = pair_loss(val)
+        history.append({"epoch": epoch + 1, "val_kl": round(float(vkl), 4),
+                        "val_shape": round(float(vshape), 4),
+                        "train_mlm": round(float(mlm.detach()), 4),
+                        "train_hold": round(float(hold.detach()), 4),
+                        "held_mlm": round(held_mlm(), 4)})  # fmt: skip
+        log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    args.models.mkdir(parents=True, exist_ok=True)
+    staged = args.models / f".model-{args.epochs}-staged"
+    model.save_pretrained(staged)
+    tok.save_pretrained(staged)
+    provenance = {
+        "name": "all-mpnet-base-v2 + distilled top layer and MLM head",
+        "encoder": str(dc.teacher_path("mpnet")),
+        "trained": "encoder.layer[-1] and lm_head.dense, lm_head.layer_norm, lm_head.bias"
+                   " (decoder tied to the frozen word embeddings; layers below as packaged)",
+        "top_layer": True, "init": str(args.init) if args.init else "base (new head)",
+        "teacher": "the same encoder (as packaged), mean-pooled", "tau": dc.Config.tau,
+        "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
+        "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
+        "mlm_windows": n_train, "mlm_positions": int(starts[n_train]),
+        "mlm_held_windows": n_held,
+        "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
+        "losses": {"kl": args.weight_kl, "shape": args.weight_shape, "mlm": args.weight_mlm,
+                   "hold": args.weight_hold},
+        "epochs": args.epochs, "lr": args.lr, "lr_layer": args.lr_layer, "seed": args.seed,
+        "train_seconds": round(time.time() - t0, 1), "history": history,
+    }  # fmt: skip
+    (staged / "pet_kit_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    os.replace(staged, dest)
+    log.info("wrote %s", dest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, default=dc.DEFAULT_RUN, help="the prepared run")
+    p.add_argument("--out", type=Path, default=mh.DEFAULT_OUT, help="mpnet_head's cache folder")
+    p.add_argument("--models", type=Path, required=True, help="where model-EPOCHS goes")
+    p.add_argument("--init", type=Path, help="a trained mpnet_head model to start from")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--texts", type=int, default=3072)
+    p.add_argument("--epochs", type=int, default=8)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the top layer and the head")
+    t.add_argument("--lr", type=float, default=1e-3, help="the head's learning rate")
+    t.add_argument("--lr-layer", type=float, default=5e-5, help="the top layer's")
+    t.add_argument("--weight-kl", type=float, default=1.0)
+    t.add_argument("--weight-shape", type=float, default=1.0)
+    t.add_argument("--weight-mlm", type=float, default=1.0)
+    t.add_argument("--weight-hold", type=float, default=1.0,
+                   help="the top layer's outputs at unmasked positions stay the packaged"
+                        " layer's (relative squared error)")  # fmt: skip
+    t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
