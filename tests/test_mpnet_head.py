@@ -233,6 +233,12 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     assert head_mod.main(_args(setting, "cache", "--top")) == 0
     top = setting["out"] / "top"
     assert len(list((top / "states-24").glob("*.pt"))) == 1 and list((top / "mlm").glob("*.pt"))
+    # top inputs missing beside cached states (a cache made before --top) are completed
+    pair_file = top / "states-24" / "0000000.pt"
+    first = torch.load(pair_file)
+    pair_file.unlink()
+    assert head_mod.main(_args(setting, "cache", "--top")) == 0
+    assert torch.equal(torch.load(pair_file)["h"], first["h"])
     models = setting["out"].parent / "top-variant"
     args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
             str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",

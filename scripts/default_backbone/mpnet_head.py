@@ -32,6 +32,8 @@ the provenance's history (what a variant is chosen by; the gates are not in it),
 the MiniLM students by ``distill_cloze.py report``. The measured variants used
 ``--mlm-windows 12000`` or ``24000`` and ``train --mlm-batch 1024 --epochs 16`` (K: with
 ``--weight-mlm 0.3``: the MLM loss competes with the distillation for the head).
+``cache --top`` also stores the top layer's inputs, for training that layer with the head
+(:mod:`mpnet_top`).
 """
 
 from __future__ import annotations
@@ -182,11 +184,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
     chunks = _chunks(tok, [data.mlm_units[i] for i in pick], 64, pack=True)
     chunks = chunks[:n_windows]
     top = args.out / "top"
+
+    def save_top(b: dict[str, Any], below: Any, path: Path) -> None:
+        """A pair file's top-layer inputs, whole sequences (for mpnet_top.py)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save({"h": below.half(), "attention_mask": b["attention_mask"],
+                     "mask_pos": b["mask_pos"]}, path)  # fmt: skip
+
     try:
         for start, path in pending(args.out / f"states-{args.texts}", len(data.pairs), CHUNK):
             items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
             b = bank.batch(items, 1)
-            h = hidden(b)[0]
+            h, below = hidden(b)
+            if args.top:  # from the same pass (the loop below completes what this missed)
+                save_top(b, below, top / path.parent.name / path.name)
             atomic_save(h[torch.arange(len(h)), b["mask_pos"]].half().clone(), path)
         for start, path in pending(args.out / "mlm", len(chunks), MLM_CHUNK):
             gen = torch.Generator().manual_seed(start)  # each file's masking on its own seed
@@ -209,9 +220,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for start, path in pending(top / f"states-{args.texts}", len(data.pairs), CHUNK):
                 items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
                 b = bank.batch(items, 1)
-                below = hidden(b)[1]
-                atomic_save({"h": below.half(), "attention_mask": b["attention_mask"],
-                             "mask_pos": b["mask_pos"]}, path)  # fmt: skip
+                save_top(b, hidden(b)[1], path)
     except TimeoutError:
         log.info("time box over: run again to continue")
         return 0

@@ -121,6 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     WA = torch.cat([w["attention_mask"] for w in windows])
     WM = torch.cat([w["masked"] for w in windows])
     WL = torch.cat([w["labels"] for w in windows])
+    del pairs, windows  # the loaded files, now copied into H/A/P and WH/WA/WM/WL
     starts = torch.cat([torch.zeros(1, dtype=torch.long), WM.sum(1).cumsum(0)])
     n_held = max(1, len(WH) // 20)  # the last windows measure MLM, never trained on
     n_train = len(WH) - n_held
