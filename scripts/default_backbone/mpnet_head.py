@@ -140,6 +140,51 @@ def head_fn(model: Any) -> tuple[Any, Any, Any]:
     return parts.transform, parts.weight, parts.bias
 
 
+def teacher_logits(data: Data) -> Any:
+    """Every pair's teacher logits over the kept candidates, ``(pairs, candidates)``:
+    cos(text, pattern filled with the word) / τ (computed once: gathering each batch's fills
+    cost most of a step)."""
+    import torch
+
+    pt = torch.tensor([p for _, p in data.pairs])
+    tt = torch.tensor([t for t, _ in data.pairs])
+    targets = torch.empty(len(data.pairs), len(data.keep))
+    fills = data.fills[:, data.keep]
+    for p in range(len(fills)):
+        rows = (pt == p).nonzero().squeeze(1)
+        targets[rows] = data.emb[tt[rows]] @ fills[p].T / dc.Config.tau
+    return targets
+
+
+def distill_losses(logits: Any, target: Any) -> tuple[Any, Any]:
+    """``(KL, shape)`` of the student's candidate logits against the teacher's: KL of the
+    distributions, and one minus the per-text correlation over all candidates."""
+    import torch.nn.functional as F
+
+    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
+                  reduction="batchmean")  # fmt: skip
+    return kl, 1 - dc.correlation(logits, target, dim=1).mean()
+
+
+def fresh_dest(models: Path, epochs: int) -> Path:
+    """``MODELS/model-EPOCHS``, refused when it exists (a finished model is never replaced)."""
+    dest = models / f"model-{epochs}"
+    if dest.exists():
+        raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
+    return dest
+
+
+def write_model(model: Any, tok: Any, dest: Path, provenance: dict[str, Any]) -> None:
+    """The trained model, tokenizer and provenance into ``dest`` in one rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = dest.parent / f".{dest.name}-staged"
+    model.save_pretrained(staged)
+    tok.save_pretrained(staged)
+    (staged / "pet_kit_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    os.replace(staged, dest)
+    log.info("wrote %s", dest)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """States at the mask of every pair, and at the masked tokens of MLM windows."""
     import torch
@@ -209,8 +254,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 h, below = hidden(b)
                 states.append(h[m].half())
                 labels.append(b["labels"][m])
-                inputs.append({"h": below.half(), "attention_mask": b["attention_mask"],
-                               "masked": m, "labels": b["labels"][m]})  # fmt: skip
+                if args.top:
+                    inputs.append({"h": below.half(), "attention_mask": b["attention_mask"],
+                                   "masked": m, "labels": b["labels"][m]})  # fmt: skip
             if args.top:  # the same windows and masking, for training the top layer
                 (top / "mlm").mkdir(parents=True, exist_ok=True)
                 atomic_save({k: torch.cat([x[k] for x in inputs]) for k in inputs[0]},
@@ -344,9 +390,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    dest = args.models / f"model-{args.epochs}"
-    if dest.exists():  # found before training, not after it
-        raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
+    dest = fresh_dest(args.models, args.epochs)  # refused before training, not after
     model, tok = base_model(args.out)
     data = Data(args.run, args.texts, tok)
     files = sorted((args.out / f"states-{args.texts}").glob("*.pt"))
@@ -358,8 +402,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit("the MLM states are not all cached: run `cache` first")
     loaded = [torch.load(f) for f in parts]
     MH, ML = torch.cat([h for h, _ in loaded]), torch.cat([y for _, y in loaded])
-    pt = torch.tensor([p for _, p in data.pairs])
-    tt = torch.tensor([t for t, _ in data.pairs])
     head = model.lm_head
     E = model.mpnet.embeddings.word_embeddings.weight.detach()
     for p in model.parameters():
@@ -371,23 +413,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     opt = torch.optim.Adam(params, lr=args.lr)
     perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
     val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
-    tids, keep = data.token_ids, data.keep
-    # every pair's teacher logits, once (gathering each batch's fills cost most of a step)
-    targets = torch.empty(len(data.pairs), len(keep))
-    fills = data.fills[:, keep]
-    for p in range(len(fills)):
-        rows = (pt == p).nonzero().squeeze(1)
-        targets[rows] = data.emb[tt[rows]] @ fills[p].T / dc.Config.tau
+    tids, targets = data.token_ids, teacher_logits(data)
 
     def transform(h: Any) -> Any:
         return head.layer_norm(F.gelu(head.dense(h.float())))
 
     def pair_loss(idx: Any) -> tuple[Any, Any]:
-        logits = transform(H[idx]) @ E[tids].T + head.bias[tids]
-        target = targets[idx]
-        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
-                      reduction="batchmean")  # fmt: skip
-        return kl, 1 - dc.correlation(logits, target, dim=1).mean()
+        return distill_losses(transform(H[idx]) @ E[tids].T + head.bias[tids], targets[idx])
 
     screen_path = args.out / EVAL_STATES
     screen = Screen(screen_path, tok) if args.screen_every and screen_path.is_file() else None
@@ -419,10 +451,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             history[-1].update(dev=got["dev"], heldout_mlm=got["heldout_mlm"]["accuracy"],
                                facts=f"{facts}/{len(dc.FACT_PROBES)}")  # fmt: skip
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
-    args.models.mkdir(parents=True, exist_ok=True)
-    staged = args.models / f".model-{args.epochs}-staged"
-    model.save_pretrained(staged)
-    tok.save_pretrained(staged)
     provenance = {
         "name": "all-mpnet-base-v2 + distilled MLM head",
         "encoder": str(dc.teacher_path("mpnet")),
@@ -430,16 +458,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                    " frozen word embeddings; the encoder exactly as packaged)",
         "teacher": "the same encoder, mean-pooled", "tau": dc.Config.tau,
         "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
-        "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
+        "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": args.mlm_windows, "mlm_positions": len(MH),
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
         "losses": {"kl": args.weight_kl, "shape": args.weight_shape, "mlm": args.weight_mlm},
         "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
     }  # fmt: skip
-    (staged / "pet_kit_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
-    os.replace(staged, dest)
-    log.info("wrote %s", dest)
+    write_model(model, tok, dest, provenance)
     return 0
 
 

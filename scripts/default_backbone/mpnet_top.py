@@ -32,7 +32,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse
 import copy
-import json
 import logging
 import math
 import sys
@@ -93,9 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    dest = args.models / f"model-{args.epochs}"
-    if dest.exists():  # found before training, not after it
-        raise SystemExit(f"{dest} exists: move it away (or use another --epochs or --models)")
+    dest = mh.fresh_dest(args.models, args.epochs)  # refused before training, not after
     base, tok = mh.base_model(args.out)
     model = MPNetForMaskedLM.from_pretrained(str(args.init)) if args.init else base
     model.train(False)
@@ -125,8 +122,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     starts = torch.cat([torch.zeros(1, dtype=torch.long), WM.sum(1).cumsum(0)])
     n_held = max(1, len(WH) // 20)  # the last windows measure MLM, never trained on
     n_train = len(WH) - n_held
-    pt = torch.tensor([p for _, p in data.pairs])
-    tt = torch.tensor([t for t, _ in data.pairs])
     head = model.lm_head
     E = model.mpnet.embeddings.word_embeddings.weight.detach()
     for p in model.parameters():
@@ -141,12 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             {"params": list(layer.parameters()), "lr": args.lr_layer}])  # fmt: skip
     perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
     val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
-    tids, keep = data.token_ids, data.keep
-    targets = torch.empty(len(data.pairs), len(keep))
-    fills = data.fills[:, keep]
-    for p in range(len(fills)):
-        rows = (pt == p).nonzero().squeeze(1)
-        targets[rows] = data.emb[tt[rows]] @ fills[p].T / dc.Config.tau
+    tids, targets = data.token_ids, mh.teacher_logits(data)
 
     def transform(x: Any) -> Any:
         return head.layer_norm(F.gelu(head.dense(x)))
@@ -155,11 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         w = int(lengths[idx].max())
         h = H[idx, :w].float()
         x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
-        logits = transform(x) @ E[tids].T + head.bias[tids]
-        target = targets[idx]
-        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
-                      reduction="batchmean")  # fmt: skip
-        return kl, 1 - dc.correlation(logits, target, dim=1).mean()
+        return mh.distill_losses(transform(x) @ E[tids].T + head.bias[tids], targets[idx])
 
     def mlm_logits(h: Any, att: Any, masked: Any) -> Any:
         rows, pos = masked.nonzero(as_tuple=True)
@@ -214,10 +200,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
     for p in model.parameters():
         p.requires_grad_(False)
-    args.models.mkdir(parents=True, exist_ok=True)
-    staged = args.models / f".model-{args.epochs}-staged"
-    model.save_pretrained(staged)
-    tok.save_pretrained(staged)
     provenance = {
         "name": "all-mpnet-base-v2 + distilled top layer and MLM head",
         "encoder": str(dc.teacher_path("mpnet")),
@@ -226,7 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "top_layer": True, "init": str(args.init) if args.init else "base (new head)",
         "teacher": "the same encoder (as packaged), mean-pooled", "tau": dc.Config.tau,
         "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
-        "candidates": len(keep), "patterns_sha256": data.info["patterns_sha256"],
+        "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": n_train, "mlm_positions": int(starts[n_train]),
         "mlm_held_windows": n_held,
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
@@ -235,9 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "lr": args.lr, "lr_layer": args.lr_layer, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
     }  # fmt: skip
-    (staged / "pet_kit_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
-    os.replace(staged, dest)
-    log.info("wrote %s", dest)
+    mh.write_model(model, tok, dest, provenance)
     return 0
 
 
@@ -253,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the top layer and the head")
     t.add_argument("--lr", type=float, default=1e-3, help="the head's learning rate")
-    t.add_argument("--lr-layer", type=float, default=5e-5, help="the top layer's")
+    t.add_argument("--lr-layer", type=float, default=1e-4, help="the top layer's")
     t.add_argument("--weight-kl", type=float, default=1.0)
     t.add_argument("--weight-shape", type=float, default=1.0)
     t.add_argument("--weight-mlm", type=float, default=1.0)
