@@ -151,17 +151,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows, pos = masked.nonzero(as_tuple=True)
         return transform(top_at(model, h.float(), att, rows, pos)) @ E.T + head.bias
 
-    def hold_loss(h: Any, att: Any, masked: Any) -> Any:
-        """Relative squared error of the layer's output against the packaged layer's, at
-        4 random unmasked positions of each window: the sentence space stays in place."""
-        free = (att.bool() & ~masked).float()
-        pos = torch.multinomial(free, 4).flatten()
-        rows = torch.arange(len(h)).repeat_interleave(4)
+    def window_losses(h: Any, att: Any, masked: Any, labels: Any) -> tuple[Any, Any]:
+        """MLM cross-entropy at the masks, and the hold term: relative squared error of the
+        layer's output against the packaged layer's at 4 random unmasked positions of each
+        window (the sentence space stays in place). One pass of the layer serves both."""
         h = h.float()
-        new = top_at(model, h, att, rows, pos)
+        rows, pos = masked.nonzero(as_tuple=True)
+        n_mlm = len(rows)
+        if args.weight_hold:
+            free = (att.bool() & ~masked).float()
+            hpos = torch.multinomial(free, 4).flatten()
+            hrows = torch.arange(len(h)).repeat_interleave(4)
+            rows, pos = torch.cat([rows, hrows]), torch.cat([pos, hpos])
+        out = top_at(model, h, att, rows, pos)
+        mlm = F.cross_entropy(transform(out[:n_mlm]) @ E.T + head.bias, labels)
+        if not args.weight_hold:
+            return mlm, torch.zeros(())
         with torch.no_grad():
-            old = top_at(model, h, att, rows, pos, layer=packaged)
-        return F.mse_loss(new, old) / old.var()
+            old = top_at(model, h, att, hrows, hpos, layer=packaged)
+        return mlm, F.mse_loss(out[n_mlm:], old) / old.var()
 
     def held_mlm() -> float:
         right = 0
@@ -183,8 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             at = (i * per_step) % n_train
             wi = wperm[at : at + per_step]
             labels = torch.cat([WL[starts[j] : starts[j + 1]] for j in wi.tolist()])
-            mlm = F.cross_entropy(mlm_logits(WH[wi], WA[wi], WM[wi]), labels)
-            hold = hold_loss(WH[wi], WA[wi], WM[wi]) if args.weight_hold else torch.zeros(())
+            mlm, hold = window_losses(WH[wi], WA[wi], WM[wi], labels)
             loss = args.weight_kl * kl + args.weight_shape * shape + args.weight_mlm * mlm
             loss = loss + args.weight_hold * hold
             opt.zero_grad(set_to_none=True)
