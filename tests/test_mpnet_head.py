@@ -199,6 +199,28 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     assert len(got["fill_mask_top5"]) == 2
 
 
+def test_the_offset_term_sees_a_word_biased_across_texts_only(head_mod):
+    """A student equal to the teacher up to each text's scale and shift has no offset error;
+    one word raised in every text of one pattern has; per-text noise around the right
+    offsets averages out over a pattern's texts."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(64, 50, generator=g)
+    patterns = torch.arange(64) % 4
+    affine = 3.0 * teacher + torch.randn(64, 1, generator=g)
+    assert float(head_mod.offset_loss(affine, teacher, patterns)) < 1e-8
+    biased = affine.clone()
+    biased[patterns == 2, 7] += 6.0  # word 7 up in every text of pattern 2
+    assert float(head_mod.offset_loss(biased, teacher, patterns)) > 1e-3
+    noisy = teacher + 0.5 * torch.randn(64, 50, generator=g)
+    biased_noise = noisy.clone()
+    biased_noise[:, 7] += 2.0  # the same size of error, now systematic
+    assert head_mod.offset_loss(noisy, teacher, patterns) * 3 < head_mod.offset_loss(
+        biased_noise, teacher, patterns
+    )
+
+
 @pytest.fixture()
 def top_mod(head_mod):
     with backbone_scripts("mpnet_top") as loaded:
@@ -242,13 +264,14 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     models = setting["out"].parent / "top-variant"
     args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
             str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
-            "--mlm-batch", "8", "--lr-layer", "0.01"]  # fmt: skip
+            "--mlm-batch", "8", "--lr-layer", "0.01", "--weight-offset", "1"]  # fmt: skip
     assert top_mod.main(args) == 0
     model = models / "model-2"
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     assert prov["top_layer"] and [h["epoch"] for h in prov["history"]] == [0, 1, 2]
     assert 0 <= prov["history"][-1]["held_mlm"] <= 1 and prov["mlm_held_windows"] >= 1
     assert prov["history"][-1]["train_hold"] > 0  # the layer moved off the packaged one
+    assert prov["losses"]["offset"] == 1 and prov["history"][-1]["val_offset"] > 0
     assert "(top layer and head trained)" in head_mod.describe(prov)
     packaged = load_file(str(setting["teacher"] / "model.safetensors"))
     trained = load_file(str(model / "model.safetensors"))

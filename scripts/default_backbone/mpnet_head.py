@@ -166,6 +166,26 @@ def distill_losses(logits: Any, target: Any) -> tuple[Any, Any]:
     return kl, 1 - dc.correlation(logits, target, dim=1).mean()
 
 
+def offset_loss(logits: Any, target: Any, patterns: Any) -> Any:
+    """Each candidate word's *offset* error: per pattern, the mean over the batch's texts of
+    the student's standardised logit of the word minus the teacher's, squared, averaged over
+    the words and the batch's patterns. KL weighs a word by its (often tiny) teacher
+    probability and the shape term counts it once among thousands per text; a label word's
+    bias across texts is what this term teaches. Standardised per text, as the shape term
+    compares them (a text's scale does not change which word wins)."""
+    import torch
+
+    def z(x: Any) -> Any:
+        x = x - x.mean(1, keepdim=True)
+        return x / x.std(1, keepdim=True).clamp_min(1e-6)
+
+    diff = z(logits) - z(target)
+    groups, inverse = patterns.unique(return_inverse=True)
+    sums = torch.zeros(len(groups), diff.shape[1]).index_add(0, inverse, diff)
+    counts = torch.bincount(inverse, minlength=len(groups)).to(diff.dtype)
+    return (sums / counts[:, None]).pow(2).mean()
+
+
 def fresh_dest(models: Path, epochs: int) -> Path:
     """``MODELS/model-EPOCHS``, refused when it exists (a finished model is never replaced)."""
     dest = models / f"model-{epochs}"

@@ -137,15 +137,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     perm = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(1))
     val, train = perm[: len(perm) // 10], perm[len(perm) // 10 :]
     tids, targets = data.token_ids, mh.teacher_logits(data)
+    patterns = torch.tensor([p for _, p in data.pairs])
 
     def transform(x: Any) -> Any:
         return head.layer_norm(F.gelu(head.dense(x)))
 
-    def pair_loss(idx: Any) -> tuple[Any, Any]:
+    def pair_loss(idx: Any) -> tuple[Any, Any, Any]:
         w = int(lengths[idx].max())
         h = H[idx, :w].float()
         x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
-        return mh.distill_losses(transform(x) @ E[tids].T + head.bias[tids], targets[idx])
+        logits = transform(x) @ E[tids].T + head.bias[tids]
+        kl, shape = mh.distill_losses(logits, targets[idx])
+        return kl, shape, mh.offset_loss(logits, targets[idx], patterns[idx])
 
     def mlm_logits(h: Any, att: Any, masked: Any) -> Any:
         rows, pos = masked.nonzero(as_tuple=True)
@@ -187,20 +190,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         order = train[torch.randperm(len(train))]
         wperm = torch.randperm(n_train)
         for i, s in enumerate(range(0, len(order), 128)):
-            kl, shape = pair_loss(order[s : s + 128])
+            kl, shape, offset = pair_loss(order[s : s + 128])
             at = (i * per_step) % n_train
             wi = wperm[at : at + per_step]
             labels = torch.cat([WL[starts[j] : starts[j + 1]] for j in wi.tolist()])
             mlm, hold = window_losses(WH[wi], WA[wi], WM[wi], labels)
             loss = args.weight_kl * kl + args.weight_shape * shape + args.weight_mlm * mlm
-            loss = loss + args.weight_hold * hold
+            loss = loss + args.weight_hold * hold + args.weight_offset * offset
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():
-            vkl, vshape = pair_loss(val)
+            vkl, vshape, voffset = pair_loss(val)
         history.append({"epoch": epoch + 1, "val_kl": round(float(vkl), 4),
                         "val_shape": round(float(vshape), 4),
+                        "val_offset": round(float(voffset), 4),
                         "train_mlm": round(float(mlm.detach()), 4),
                         "train_hold": round(float(hold.detach()), 4),
                         "held_mlm": round(held_mlm(), 4)})  # fmt: skip
@@ -220,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "mlm_held_windows": n_held,
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
         "losses": {"kl": args.weight_kl, "shape": args.weight_shape, "mlm": args.weight_mlm,
-                   "hold": args.weight_hold},
+                   "hold": args.weight_hold, "offset": args.weight_offset},
         "epochs": args.epochs, "lr": args.lr, "lr_layer": args.lr_layer, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
     }  # fmt: skip
@@ -247,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-hold", type=float, default=1.0,
                    help="the top layer's outputs at unmasked positions stay the packaged"
                         " layer's (relative squared error)")  # fmt: skip
+    t.add_argument("--weight-offset", type=float, default=0.0,
+                   help="each candidate word's mean standardised logit per pattern matches"
+                        " the teacher's (a label word's bias across texts)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
