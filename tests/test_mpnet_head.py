@@ -157,22 +157,49 @@ def test_an_mlm_cache_file_does_not_depend_on_the_sample_size(head_mod, setting)
     assert torch.equal(h2, h5) and torch.equal(y2, y5)
 
 
-def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting, monkeypatch):
-    """``cache-eval`` + :class:`Screen` give the numbers of running the model: zero-shot
-    accuracy through pet_kit, held-out MLM accuracy and fill-mask top 5 of distill_cloze."""
+EVAL_LABELS = ["positive", "negative", "positive", "negative"]
+EVAL_VERBALIZER = {"positive": ["great", "good"], "negative": ["bad", "terrible"]}
+EVAL_PVP = {"pattern": "{text} It was [MASK].", "verbalizer": EVAL_VERBALIZER}
+EVAL_TASK = "rotten_tomatoes#it_was"
+
+
+@pytest.fixture()
+def small_eval(head_mod, monkeypatch):
+    """Evaluation sets, fact probes and report probes of the tiny vocabulary."""
+    dc = sys.modules["distill_cloze"]
+    sets = [(EVAL_TASK, EVAL_PVP, EVAL_TEXTS, EVAL_LABELS),
+            ("dev", EVAL_PVP, EVAL_TEXTS[::-1], EVAL_LABELS)]  # fmt: skip
+    monkeypatch.setattr(head_mod, "eval_sets", lambda: sets)
+    monkeypatch.setattr(dc, "FACT_PROBES", {"a great [MASK] .": ["movie"]})
+    monkeypatch.setattr(dc, "SHOW_PROBES", ("a great [MASK] .", "a [MASK] film ."))
+
+
+def _ran_like_screened(head_mod, setting, model_dir, got, proba) -> None:
+    """``got`` (a :class:`Screen` measurement) and ``proba`` (its class probabilities of the
+    gate set) are what running the model in ``model_dir`` gives."""
     from transformers import AutoTokenizer, MPNetForMaskedLM
 
     from pet_kit import PromptClassifier
 
     dc = sys.modules["distill_cloze"]
-    labels = ["positive", "negative", "positive", "negative"]
-    verbalizer = {"positive": ["great", "good"], "negative": ["bad", "terrible"]}
-    pvp = {"pattern": "{text} It was [MASK].", "verbalizer": verbalizer}
-    task = "rotten_tomatoes#it_was"
-    sets = [(task, pvp, EVAL_TEXTS, labels), ("dev", pvp, EVAL_TEXTS[::-1], labels)]
-    monkeypatch.setattr(head_mod, "eval_sets", lambda: sets)
-    monkeypatch.setattr(dc, "FACT_PROBES", {"a great [MASK] .": ["movie"]})
-    monkeypatch.setattr(dc, "SHOW_PROBES", ("a great [MASK] .", "a [MASK] film ."))
+    model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    clf = PromptClassifier(pvp=EVAL_PVP, model=str(model_dir), verbose=0).fit(None)
+    assert proba == pytest.approx(clf.predict_proba(EVAL_TEXTS), abs=1e-4)
+    assert got["gates"][EVAL_TASK] == round(clf.score(EVAL_TEXTS, EVAL_LABELS), 4)
+    assert got["dev"]["dev"] == round(clf.score(EVAL_TEXTS[::-1], EVAL_LABELS), 4)
+    heldout = (setting["run"] / "prepared" / "heldout.txt").read_text("utf-8").splitlines()
+    ran = dc.heldout_mlm(model, tok, heldout)
+    assert got["heldout_mlm"] == {"accuracy": ran["accuracy"], "tokens": ran["tokens"]}
+    assert got["fill_mask_top5"] == dc.fill_mask(model, tok, dc.SHOW_PROBES)
+    assert len(got["fill_mask_top5"]) == 2
+
+
+def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting, small_eval):
+    """``cache-eval`` + :class:`Screen` give the numbers of running the model: zero-shot
+    accuracy through pet_kit, held-out MLM accuracy and fill-mask top 5 of distill_cloze."""
+    from transformers import AutoTokenizer, MPNetForMaskedLM
+
     assert head_mod.main(_args(setting, "cache")) == 0
     with pytest.raises(SystemExit, match="run `cache-eval` first"):
         head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, None)
@@ -186,17 +213,8 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     screen = head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, tok)
     parts = head_mod.head_fn(model)
-    got = screen.measure(*parts)
-    clf = PromptClassifier(pvp=pvp, model=str(model_dir), verbose=0).fit(None)
-    proba = screen.class_scores(task, *parts).softmax(-1).numpy()
-    assert proba == pytest.approx(clf.predict_proba(EVAL_TEXTS), abs=1e-4)
-    assert got["gates"][task] == round(clf.score(EVAL_TEXTS, labels), 4)
-    assert got["dev"]["dev"] == round(clf.score(EVAL_TEXTS[::-1], labels), 4)
-    heldout = (setting["run"] / "prepared" / "heldout.txt").read_text("utf-8").splitlines()
-    ran = dc.heldout_mlm(model, tok, heldout)
-    assert got["heldout_mlm"] == {"accuracy": ran["accuracy"], "tokens": ran["tokens"]}
-    assert got["fill_mask_top5"] == dc.fill_mask(model, tok, dc.SHOW_PROBES)
-    assert len(got["fill_mask_top5"]) == 2
+    proba = screen.class_scores(EVAL_TASK, *parts).softmax(-1).numpy()
+    _ran_like_screened(head_mod, setting, model_dir, screen.measure(*parts), proba)
 
 
 def test_the_offset_term_sees_a_word_biased_across_texts_only(head_mod):
@@ -283,3 +301,35 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
             assert torch.equal(trained[f"mpnet.{k}"], v), k  # below the top: as packaged
     with pytest.raises(SystemExit, match="exists"):
         top_mod.main(args)
+
+
+def test_a_screened_top_layer_scores_what_running_the_model_scores(
+    head_mod, top_mod, setting, small_eval
+):
+    """With a trained top layer, the states computed from ``cache-eval --top``'s inputs give
+    the numbers of running the model; the training history screens the development tasks."""
+    import torch
+    from transformers import AutoTokenizer, MPNetForMaskedLM
+
+    assert head_mod.main(_args(setting, "cache", "--top")) == 0
+    with pytest.raises(SystemExit, match="cache-eval --top"):
+        top_mod.load_eval(setting["out"])
+    assert head_mod.main(_args(setting, "cache-eval", "--top")) == 0
+    models = setting["out"].parent / "top-variant"
+    args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
+            str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
+            "--mlm-batch", "8", "--lr-layer", "0.05", "--screen-every", "1"]  # fmt: skip
+    assert top_mod.main(args) == 0
+    model_dir = models / "model-2"
+    prov = json.loads((model_dir / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    assert [set(h.get("dev", {})) for h in prov["history"]] == [set(), {"dev"}, {"dev"}]
+    model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    frozen = head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, tok).cached
+    cached = top_mod.eval_states(model, *top_mod.load_eval(setting["out"]))
+    # the layer moved: the frozen encoder's states are not the trained model's
+    assert not torch.allclose(cached["mlm_states"], frozen["mlm_states"].float(), atol=1e-3)
+    screen = head_mod.Screen(cached, tok)
+    parts = head_mod.head_fn(model)
+    proba = screen.class_scores(EVAL_TASK, *parts).softmax(-1).numpy()
+    _ran_like_screened(head_mod, setting, model_dir, screen.measure(*parts), proba)

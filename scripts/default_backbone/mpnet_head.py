@@ -45,10 +45,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +297,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 EVAL_STATES = "eval-states.pt"
+EVAL_TOP = "eval-top.pt"
 
 
 def eval_sets() -> list[tuple[str, Any, list[str], list[Any]]]:
@@ -312,7 +315,8 @@ def eval_sets() -> list[tuple[str, Any, list[str], list[Any]]]:
 
 
 def cmd_cache_eval(args: argparse.Namespace) -> int:
-    """The frozen encoder's states at every evaluation input (``OUT/eval-states.pt``)."""
+    """The frozen encoder's states at every evaluation input (``OUT/eval-states.pt``); with
+    ``--top`` also the top layer's inputs there (``OUT/eval-top.pt``, for :mod:`mpnet_top`)."""
     import torch
 
     from pet_kit import PromptClassifier
@@ -320,48 +324,82 @@ def cmd_cache_eval(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model, tok = base_model(args.out)
     sets: dict[str, Any] = {}
+    top: dict[str, Any] = {"sets": {}, "mlm": [], "probes": {}}
     for name, pvp, texts, labels in eval_sets():
         clf = PromptClassifier(pvp=pvp, model=str(args.out / "base"), verbose=0).fit(None)
         scorer = clf.model_.scorer
         if [g.length for g in scorer.groups] != [1]:
             raise SystemExit(f"{name}: screening reads one-token label words only")
         examples = clf.model_.encode(texts)
-        with torch.no_grad():
-            states = torch.cat([scorer.mask_states(examples[i : i + 32], None)
-                                for i in range(0, len(examples), 32)])  # fmt: skip
+        states, inputs = [], []
+        for i in range(0, len(examples), 32):
+            with torch.no_grad(), _top_input(scorer.model) as seen:
+                states.append(scorer.mask_states(examples[i : i + 32], None))
+            if args.top:
+                batch = scorer.encoder.collate(examples[i : i + 32], 1)
+                inputs.append({"h": seen[0].half(), "attention_mask": batch["attention_mask"],
+                               "mask_pos": batch["mask_pos"]})  # fmt: skip
         classes = list(clf.classes_)
-        sets[name] = {"states": states.half(), "word_ids": scorer.groups[0].full_ids[:, 0].cpu(),
+        sets[name] = {"states": torch.cat(states).half(),
+                      "word_ids": scorer.groups[0].full_ids[:, 0].cpu(),
                       "word_label": scorer.word_label.cpu(), "n_labels": len(classes),
                       "y": torch.tensor([classes.index(v) for v in labels])}  # fmt: skip
+        top["sets"][name] = inputs
         log.info("%s: %d texts", name, len(texts))
     heldout = (args.run / "prepared" / "heldout.txt").read_text(encoding="utf-8").splitlines()
     mlm_h, mlm_y, probes = [], [], {}
     with torch.no_grad():
         for b in dc.heldout_batches(tok, heldout):
             m = b["labels"] != -100
-            h = model.mpnet(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+            h = model.mpnet(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                            output_hidden_states=args.top)  # fmt: skip
             mlm_h.append(h.last_hidden_state[m].half())
             mlm_y.append(b["labels"][m])
+            if args.top:
+                top["mlm"].append({"h": h.hidden_states[-2].half(), "masked": m,
+                                   "attention_mask": b["attention_mask"]})  # fmt: skip
         for text in dc.SHOW_PROBES:  # the fact probes and the rest of the report's
             enc, pos = dc.probe_input(tok, text)
-            probes[text] = model.mpnet(**enc).last_hidden_state[0, pos]
+            h = model.mpnet(**enc, output_hidden_states=args.top)
+            probes[text] = h.last_hidden_state[0, pos]
+            if args.top:
+                top["probes"][text] = {"h": h.hidden_states[-2], "pos": pos}
     payload = {"sets": sets, "mlm_states": torch.cat(mlm_h), "mlm_labels": torch.cat(mlm_y),
                "probes": probes}  # fmt: skip
     atomic_save(payload, args.out / EVAL_STATES)
     log.info("wrote %s", args.out / EVAL_STATES)
+    if args.top:
+        atomic_save(top, args.out / EVAL_TOP)
+        log.info("wrote %s", args.out / EVAL_TOP)
     return 0
+
+
+@contextlib.contextmanager
+def _top_input(model: Any) -> Iterator[list[Any]]:
+    """The input of the encoder's top layer in the passes made inside the block (a list
+    that a forward pre-hook fills)."""
+    seen: list[Any] = []
+    layer = model.base_model.encoder.layer[-1]
+    handle = layer.register_forward_pre_hook(lambda _m, a, kw: seen.append(
+        a[0] if a else kw["hidden_states"]), with_kwargs=True)  # fmt: skip
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 class Screen:
     """A head measured on the cached evaluation states (``cache-eval``): the same numbers
     as running the model, since the encoder is frozen."""
 
-    def __init__(self, path: Path, tok: Any) -> None:
+    def __init__(self, cached: Path | dict[str, Any], tok: Any) -> None:
         import torch
 
-        if not path.is_file():
-            raise SystemExit(f"{path} is missing: run `cache-eval` first")
-        self.cached = torch.load(path)
+        if isinstance(cached, Path):
+            if not cached.is_file():
+                raise SystemExit(f"{cached} is missing: run `cache-eval` first")
+            cached = torch.load(cached)
+        self.cached = cached  # a cache-eval payload (or one with another top layer's states)
         self.tok = tok
 
     def class_scores(self, name: str, transform: Any, weight: Any, bias: Any) -> Any:
@@ -401,6 +439,14 @@ class Screen:
                 for text, state in self.cached["probes"].items()
             }
         return out
+
+    def selection(self, transform: Any, weight: Any, bias: Any) -> dict[str, Any]:
+        """What a variant is chosen by (development tasks, held-out MLM accuracy, fact
+        probes kept; no gate), for a training history."""
+        got = self.measure(transform, weight, bias)
+        facts = sum(bool(set(a) & set(got["fill_mask_top5"][p])) for p, a in dc.FACT_PROBES.items())
+        return {"dev": got["dev"], "heldout_mlm": got["heldout_mlm"]["accuracy"],
+                "facts": f"{facts}/{len(dc.FACT_PROBES)}"}  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -464,12 +510,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if screen is not None and (
             (epoch + 1) % args.screen_every == 0 or epoch + 1 == args.epochs
         ):
-            got = screen.measure(transform, E, head.bias.detach())
-            facts = sum(
-                bool(set(a) & set(got["fill_mask_top5"][p])) for p, a in dc.FACT_PROBES.items()
-            )
-            history[-1].update(dev=got["dev"], heldout_mlm=got["heldout_mlm"]["accuracy"],
-                               facts=f"{facts}/{len(dc.FACT_PROBES)}")  # fmt: skip
+            history[-1].update(screen.selection(transform, E, head.bias.detach()))
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
     provenance = {
         "name": "all-mpnet-base-v2 + distilled MLM head",
@@ -520,7 +561,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from transformers import AutoTokenizer, MPNetForMaskedLM
 
         trained = MPNetForMaskedLM.from_pretrained(str(model))
-        screen = Screen(args.out / EVAL_STATES, AutoTokenizer.from_pretrained(str(model)))
+        cached: Path | dict[str, Any] = args.out / EVAL_STATES
+        if prov.get("top_layer"):  # the states above a trained top layer, from its inputs
+            import mpnet_top
+
+            cached = mpnet_top.eval_states(trained, *mpnet_top.load_eval(args.out))
+        screen = Screen(cached, AutoTokenizer.from_pretrained(str(model)))
         new = screen.measure(*head_fn(trained))
     else:
         new = dc.evaluate_model(str(model), heldout)
@@ -577,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=cmd_evaluate)
     c = sub.add_parser("cache-eval", help="the encoder's states at every evaluation input")
+    c.add_argument("--top", action="store_true",
+                   help="also the top layer's inputs (for mpnet_top.py's screening)")  # fmt: skip
     c.set_defaults(func=cmd_cache_eval)
     return p
 

@@ -78,6 +78,36 @@ def top_at(model: Any, h: Any, attention_mask: Any, rows: Any, pos: Any, layer: 
     return layer.output(layer.intermediate(a), a)
 
 
+def load_eval(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``cache-eval --top``'s two files: the top layer's inputs and the frozen states."""
+    import torch
+
+    path = out / mh.EVAL_TOP
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `mpnet_head.py cache-eval --top` first")
+    return torch.load(path), torch.load(out / mh.EVAL_STATES)
+
+
+def eval_states(model: Any, top: dict[str, Any], cached: dict[str, Any]) -> dict[str, Any]:
+    """``cache-eval``'s payload ``cached`` with the states above ``model``'s top layer,
+    computed from that layer's cached inputs ``top`` (:func:`load_eval`): what
+    :class:`mpnet_head.Screen` measures, the same numbers as running the model."""
+    import torch
+
+    def at(b: dict[str, Any], rows: Any, pos: Any) -> Any:
+        return top_at(model, b["h"].float(), b["attention_mask"], rows, pos)
+
+    with torch.no_grad():
+        sets = {name: {**d, "states": torch.cat([at(b, torch.arange(len(b["h"])), b["mask_pos"])
+                                                 for b in top["sets"][name]])}
+                for name, d in cached["sets"].items()}  # fmt: skip
+        mlm = torch.cat([at(b, *b["masked"].nonzero(as_tuple=True)) for b in top["mlm"]])
+        probes = {text: at({**p, "attention_mask": torch.ones(p["h"].shape[:2], dtype=torch.long)},
+                           torch.tensor([0]), torch.tensor([p["pos"]]))[0]
+                  for text, p in top["probes"].items()}  # fmt: skip
+    return {"sets": sets, "mlm_states": mlm, "mlm_labels": cached["mlm_labels"], "probes": probes}
+
+
 def load_top(folder: Path) -> list[dict[str, Any]]:
     import torch
 
@@ -183,6 +213,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 right += int((pred == WL[starts[s] : starts[e]]).sum())
         return right / int(starts[-1] - starts[n_train])
 
+    screen_inputs = None
+    if args.screen_every and (args.out / mh.EVAL_TOP).is_file():
+        screen_inputs = load_eval(args.out)
+    elif args.screen_every:
+        log.warning("no %s: the history will not screen the development tasks", mh.EVAL_TOP)
     per_step = max(1, round(args.mlm_batch / float(WM.sum(1).float().mean())))
     t0, history = time.time(), [{"epoch": 0, "held_mlm": round(held_mlm(), 4)}]
     log.info("start: %s", history[-1])
@@ -208,6 +243,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "train_mlm": round(float(mlm.detach()), 4),
                         "train_hold": round(float(hold.detach()), 4),
                         "held_mlm": round(held_mlm(), 4)})  # fmt: skip
+        last = epoch + 1 == args.epochs
+        if screen_inputs is not None and ((epoch + 1) % args.screen_every == 0 or last):
+            screen = mh.Screen(eval_states(model, *screen_inputs), tok)
+            history[-1].update(screen.selection(transform, E, head.bias.detach()))
         log.info("epoch %d: %s (%.0f s)", epoch + 1, history[-1], time.time() - t0)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -256,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                         " the teacher's (a label word's bias across texts)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--screen-every", type=int, default=2,
+                   help="record development tasks, held-out MLM and fact probes every N epochs"
+                        " and at the end (from cache-eval --top's inputs; 0: none)")  # fmt: skip
     t.set_defaults(func=cmd_train)
     return p
 
