@@ -10,17 +10,24 @@ MLM windows that run cached) and is computed only where a loss reads it: keys an
 every position, the rest at the masks (:func:`top_at`, equal to the layer's own forward
 there). The other positions' outputs feed no cloze score, but they are the sentence space
 that mean pooling (and so the teacher itself, and peers such as SetFit on this backbone)
-reads: a hold term keeps them at the packaged layer's outputs.
+reads: a hold term keeps them at the packaged layer's outputs. ``--weight-offset`` adds a
+term for each candidate word's bias across texts (:func:`mpnet_head.offset_loss`).
 
     python scripts/default_backbone/mpnet_head.py --mlm-windows 48000 cache --top
+    python scripts/default_backbone/mpnet_head.py cache-eval --top
     python scripts/default_backbone/mpnet_top.py --init VARIANTS/K/model-16 \\
         --models VARIANTS/top-K train
-    python scripts/default_backbone/mpnet_head.py --models VARIANTS/top-K --epochs 8 evaluate
+    python scripts/default_backbone/mpnet_head.py --models VARIANTS/top-K --epochs 8 \\
+        evaluate --fast
 
 (VARIANTS: ``~/.cache/pet_kit/mpnet_head/variants``.)
 
-The model is a plain ``MPNetForMaskedLM``; ``evaluate`` (without ``--fast``: the encoder
-changed) runs it through pet_kit as a user would.
+The model is a plain ``MPNetForMaskedLM``. ``cache-eval --top`` stores the top layer's
+inputs at every evaluation input, so the states above a trained layer are computed from them
+(:func:`eval_states`, tested equal to running the model): the training history screens
+the development tasks, held-out MLM and fact probes every ``--screen-every`` epochs, and
+``evaluate --fast`` measures the gates in a minute; ``evaluate`` without it runs the model
+through pet_kit as a user would.
 """
 
 from __future__ import annotations
