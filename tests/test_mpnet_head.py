@@ -291,6 +291,7 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     assert prov["history"][-1]["train_hold"] > 0  # the layer moved off the packaged one
     assert prov["losses"]["offset"] == 1 and prov["history"][-1]["val_offset"] > 0
     assert "(top layer and head trained)" in head_mod.describe(prov)
+    assert "offset term × 1" in head_mod.describe(prov)
     packaged = load_file(str(setting["teacher"] / "model.safetensors"))
     trained = load_file(str(model / "model.safetensors"))
     top_layer = "encoder.layer.0."  # the tiny encoder has one layer: it is the top one

@@ -534,6 +534,8 @@ def describe(prov: dict[str, Any]) -> str:
     """A trained head in one line, from its provenance (the report's candidate legend)."""
     weight = prov.get("losses", {}).get("mlm", 1.0)
     scaled = "" if weight == 1.0 else f", MLM loss × {weight:g}"
+    offset = prov.get("losses", {}).get("offset", 0.0)
+    scaled += f", offset term × {offset:g}" if offset else ""
     if prov.get("top_layer"):
         start = Path(prov.get("init", "")).parent.name
         trained = "(top layer and head trained" + (f", from head {start})" if start else ")")
