@@ -333,7 +333,8 @@ def cmd_cache_eval(args: argparse.Namespace) -> int:
         examples = clf.model_.encode(texts)
         states, inputs = [], []
         for i in range(0, len(examples), 32):
-            with torch.no_grad(), _top_input(scorer.model) as seen:
+            hook = _top_input(scorer.model) if args.top else contextlib.nullcontext([])
+            with torch.no_grad(), hook as seen:
                 states.append(scorer.mask_states(examples[i : i + 32], None))
             if args.top:
                 batch = scorer.encoder.collate(examples[i : i + 32], 1)
