@@ -63,6 +63,13 @@ def setting(head_mod, tmp_path, tiny_dir, monkeypatch):
     return {"run": run, "out": tmp_path / "candidate", "teacher": teacher}
 
 
+def _top_args(setting, models, *train: str) -> list[str]:
+    """``mpnet_top.py`` arguments: two epochs of ``train`` on the tiny setting."""
+    return ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
+            str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
+            "--mlm-batch", "8", *train]  # fmt: skip
+
+
 def _args(setting, *command: str) -> list[str]:
     return ["--run", str(setting["run"]), "--out", str(setting["out"]), "--threads", "1",
             "--texts", "24", "--mlm-windows", "6", "--epochs", "2", *command]  # fmt: skip
@@ -280,9 +287,7 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     assert head_mod.main(_args(setting, "cache", "--top")) == 0
     assert torch.equal(torch.load(pair_file)["h"], first["h"])
     models = setting["out"].parent / "top-variant"
-    args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
-            str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
-            "--mlm-batch", "8", "--lr-layer", "0.01", "--weight-offset", "1"]  # fmt: skip
+    args = _top_args(setting, models, "--lr-layer", "0.01", "--weight-offset", "1")
     assert top_mod.main(args) == 0
     model = models / "model-2"
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
@@ -317,9 +322,7 @@ def test_a_screened_top_layer_scores_what_running_the_model_scores(
         top_mod.load_eval(setting["out"])
     assert head_mod.main(_args(setting, "cache-eval", "--top")) == 0
     models = setting["out"].parent / "top-variant"
-    args = ["--run", str(setting["run"]), "--out", str(setting["out"]), "--models",
-            str(models), "--threads", "1", "--texts", "24", "--epochs", "2", "train",
-            "--mlm-batch", "8", "--lr-layer", "0.05", "--screen-every", "1"]  # fmt: skip
+    args = _top_args(setting, models, "--lr-layer", "0.05", "--screen-every", "1")
     assert top_mod.main(args) == 0
     model_dir = models / "model-2"
     prov = json.loads((model_dir / "pet_kit_provenance.json").read_text(encoding="utf-8"))
