@@ -181,9 +181,10 @@ def small_eval(head_mod, monkeypatch):
     monkeypatch.setattr(dc, "SHOW_PROBES", ("a great [MASK] .", "a [MASK] film ."))
 
 
-def _ran_like_screened(head_mod, setting, model_dir, got, proba) -> None:
-    """``got`` (a :class:`Screen` measurement) and ``proba`` (its class probabilities of the
-    gate set) are what running the model in ``model_dir`` gives."""
+def _ran_like_screened(head_mod, setting, model_dir, screen) -> None:
+    """What ``screen`` (a :class:`Screen`) measures of the head in ``model_dir`` — class
+    probabilities of the gate set, accuracies, held-out MLM, fill-mask — is what running
+    that model gives."""
     from transformers import AutoTokenizer, MPNetForMaskedLM
 
     from pet_kit import PromptClassifier
@@ -191,6 +192,9 @@ def _ran_like_screened(head_mod, setting, model_dir, got, proba) -> None:
     dc = sys.modules["distill_cloze"]
     model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
+    parts = head_mod.head_fn(model)
+    got = screen.measure(*parts)
+    proba = screen.class_scores(EVAL_TASK, *parts).softmax(-1).numpy()
     clf = PromptClassifier(pvp=EVAL_PVP, model=str(model_dir), verbose=0).fit(None)
     assert proba == pytest.approx(clf.predict_proba(EVAL_TEXTS), abs=1e-4)
     assert got["gates"][EVAL_TASK] == round(clf.score(EVAL_TEXTS, EVAL_LABELS), 4)
@@ -205,7 +209,7 @@ def _ran_like_screened(head_mod, setting, model_dir, got, proba) -> None:
 def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting, small_eval):
     """``cache-eval`` + :class:`Screen` give the numbers of running the model: zero-shot
     accuracy through pet_kit, held-out MLM accuracy and fill-mask top 5 of distill_cloze."""
-    from transformers import AutoTokenizer, MPNetForMaskedLM
+    from transformers import AutoTokenizer
 
     assert head_mod.main(_args(setting, "cache")) == 0
     with pytest.raises(SystemExit, match="run `cache-eval` first"):
@@ -216,12 +220,9 @@ def test_a_screened_head_scores_what_running_the_model_scores(head_mod, setting,
     prov = json.loads((model_dir / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     assert set(prov["history"][-1]["dev"]) == {"dev"} and "heldout_mlm" in prov["history"][0]
 
-    model = MPNetForMaskedLM.from_pretrained(str(model_dir)).eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     screen = head_mod.Screen(setting["out"] / head_mod.EVAL_STATES, tok)
-    parts = head_mod.head_fn(model)
-    proba = screen.class_scores(EVAL_TASK, *parts).softmax(-1).numpy()
-    _ran_like_screened(head_mod, setting, model_dir, screen.measure(*parts), proba)
+    _ran_like_screened(head_mod, setting, model_dir, screen)
 
 
 def test_the_offset_term_sees_a_word_biased_across_texts_only(head_mod):
@@ -333,7 +334,4 @@ def test_a_screened_top_layer_scores_what_running_the_model_scores(
     cached = top_mod.eval_states(model, *top_mod.load_eval(setting["out"]))
     # the layer moved: the frozen encoder's states are not the trained model's
     assert not torch.allclose(cached["mlm_states"], frozen["mlm_states"].float(), atol=1e-3)
-    screen = head_mod.Screen(cached, tok)
-    parts = head_mod.head_fn(model)
-    proba = screen.class_scores(EVAL_TASK, *parts).softmax(-1).numpy()
-    _ran_like_screened(head_mod, setting, model_dir, screen.measure(*parts), proba)
+    _ran_like_screened(head_mod, setting, model_dir, head_mod.Screen(cached, tok))

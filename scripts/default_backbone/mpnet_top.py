@@ -187,9 +187,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         kl, shape = mh.distill_losses(logits, targets[idx])
         return kl, shape, mh.offset_loss(logits, targets[idx], patterns[idx])
 
+    def vocab_logits(x: Any) -> Any:
+        return transform(x) @ E.T + head.bias
+
     def mlm_logits(h: Any, att: Any, masked: Any) -> Any:
-        rows, pos = masked.nonzero(as_tuple=True)
-        return transform(top_at(model, h.float(), att, rows, pos)) @ E.T + head.bias
+        return vocab_logits(top_at(model, h.float(), att, *masked.nonzero(as_tuple=True)))
 
     def window_losses(h: Any, att: Any, masked: Any, labels: Any) -> tuple[Any, Any]:
         """MLM cross-entropy at the masks, and the hold term: relative squared error of the
@@ -204,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             hrows = torch.arange(len(h)).repeat_interleave(4)
             rows, pos = torch.cat([rows, hrows]), torch.cat([pos, hpos])
         out = top_at(model, h, att, rows, pos)
-        mlm = F.cross_entropy(transform(out[:n_mlm]) @ E.T + head.bias, labels)
+        mlm = F.cross_entropy(vocab_logits(out[:n_mlm]), labels)
         if not args.weight_hold:
             return mlm, torch.zeros(())
         with torch.no_grad():
