@@ -189,6 +189,19 @@ def test_the_gates_table_names_each_gates_real_test_size(script):
     assert "zero-shot `bbc_news` (1000 test texts)" not in table
 
 
+def test_adding_to_the_published_report_keeps_candidates_whose_folders_are_gone(script, tmp_path):
+    """A fresh machine holds only its own runs: --add keeps the published candidates, replaces
+    the entry of a run measured again, and appends a new run after them."""
+    published = tmp_path / "gates.json"
+    old = [{"run": "/gone/a", "v": 1}, {"run": "/gone/b", "v": 2}]
+    published.write_text(json.dumps({"gates": {}, "candidates": old}), encoding="utf-8")
+    out = script.add_to_published(published, [{"run": "/here/c", "v": 3},
+                                              {"run": "/gone/a", "v": 4}])  # fmt: skip
+    assert [(r["run"], r["v"]) for r in out] == [("/gone/a", 4), ("/gone/b", 2), ("/here/c", 3)]
+    with pytest.raises(SystemExit, match="without --add first"):
+        script.add_to_published(tmp_path / "missing.json", [])
+
+
 def test_similarity_zero_shot_averages_each_class_words_phrases(script):
     """The teacher's ceiling: each text goes to the class whose pattern phrases (all its
     words) it is most similar to on average."""

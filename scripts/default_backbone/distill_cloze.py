@@ -971,11 +971,33 @@ def latest_evaluation(run: Path) -> dict[str, Any]:
     return {**report, "run": str(run), "evaluation_file": done[-1].name}
 
 
+def add_to_published(published: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The published candidates (their run folders need not exist on this machine) with each
+    new evaluation in place of the entry of its own run, or appended in the order given."""
+    if not published.is_file():
+        raise SystemExit(f"{published} does not exist: run `report` without --add first")
+    reports = json.loads(published.read_text(encoding="utf-8"))["candidates"]
+    where = {r["run"]: i for i, r in enumerate(reports)}
+    for r in new:
+        if r["run"] in where:
+            reports[where[r["run"]]] = r
+        else:
+            where[r["run"]] = len(reports)
+            reports.append(r)
+    return reports
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Publish the latest evaluation of the run (and of each ``--also`` run) into
-    ``benchmarks/results/default_backbone_gates.*``."""
-    reports = [latest_evaluation(r) for r in (args.run, *args.also)]
+    ``benchmarks/results/default_backbone_gates.*``; with ``--add``, update the published
+    candidates with the ``--also`` runs instead (a fresh machine has only its own runs)."""
     out = REPO / "benchmarks" / "results" / "default_backbone_gates"
+    if args.add:
+        reports = add_to_published(
+            out.with_suffix(".json"), [latest_evaluation(r) for r in args.also]
+        )
+    else:
+        reports = [latest_evaluation(r) for r in (args.run, *args.also)]
     payload = {"gates": GATES, "candidates": reports}
     atomic_write_text(
         out.with_suffix(".json"), json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
@@ -1120,6 +1142,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("report", help="publish the latest evaluation to benchmarks/results/")
     r.add_argument("--also", type=Path, nargs="*", default=[], help="more runs, side by side")
+    r.add_argument("--add", action="store_true",
+                   help="keep the published candidates (their folders may be gone) and add or"
+                   " replace the --also runs' (--run is not read)")  # fmt: skip
     r.add_argument("--probes", choices=("all", "facts"), default="all",
                    help="fill-mask rows of the table: every probe, or the gate's fact probes"
                    " (the JSON keeps every answer)")  # fmt: skip

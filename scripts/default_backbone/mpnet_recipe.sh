@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The all-mpnet-base-v2 candidate's whole recipe, from a clean checkout to a measured
+# candidate (R in docs/default_backbone.md: top layer + head, offset term), one step after
+# the other. Every step is skipped when its output exists and the caching steps resume from
+# their last whole file, so an interrupted run continues where it stopped: run it again.
+#
+#   scripts/default_backbone/mpnet_recipe.sh [SEED] [OFFSET_WEIGHT]
+#
+# SEED (default 0) seeds the top layer's training; OFFSET_WEIGHT (default 5) weighs the
+# offset term. The candidate lands in VARIANTS/top-K-w03-t12288-off<W>[-s<SEED>]/model-2
+# with its evaluation beside it (VARIANTS: ~/.cache/pet_kit/mpnet_head/variants).
+# On this project's 2-core box the steps take roughly (CPU-minutes, idle machine):
+# corpus 12, prepare 15, encode 15, cache 80, head K 20, cache-eval 12, top layer 36,
+# evaluate 1. Space: ~6 GB under ~/.cache/pet_kit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seed=${1:-0}
+offset=${2:-5}
+py=${PYTHON:-.venv/bin/python}
+here=scripts/default_backbone
+cache=$HOME/.cache/pet_kit  # the scripts' default folders
+run=$cache/cloze_distill_run
+out=$cache/mpnet_head
+variants=$out/variants
+head=$variants/mlm24k-e16-b1024-w03
+name=top-K-w03-t12288-off$offset
+[ "$seed" = 0 ] || name=$name-s$seed
+say() { echo "[mpnet_recipe $(date +%H:%M:%S)] $*"; }
+
+say "1/8 corpus"
+[ -f "$cache/mlm_corpus/manifest.json" ] || "$py" $here/build_corpus.py
+say "2/8 texts, candidates and the teacher's fills"
+"$py" $here/distill_cloze.py --corpus "$cache/mlm_corpus" --run "$run" prepare --teacher mpnet
+say "3/8 the teacher's embeddings of 12,288 distillation texts"
+"$py" $here/distill_bundle.py --run "$run" encode --texts 12288
+say "4/8 encoder states: every pair (with the top layer's inputs), then MLM windows"
+# the first 24,000 windows train the head (K) only; the next 24,000 also carry the top
+# layer's inputs, so the top layer trains on windows the head never saw
+"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 0 cache --top
+"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 24000 cache
+"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 48000 cache --top
+# the head trains on the first 6,144 texts: a prefix of the same pairs, so the same files
+mkdir -p "$out/states-6144"
+for f in $(ls "$out/states-12288" | head -n 192); do
+  [ -e "$out/states-6144/$f" ] || ln "$out/states-12288/$f" "$out/states-6144/$f"
+done
+say "5/8 the frozen encoder's states at every evaluation input"
+[ -f "$out/eval-top.pt" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" cache-eval --top
+say "6/8 the head (K)"
+[ -d "$head/model-16" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 6144 \
+  --mlm-windows 24000 --models "$head" --epochs 16 train --mlm-batch 1024 --weight-mlm 0.3
+[ -f "$head/evaluation-16.json" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" \
+  --texts 6144 --models "$head" --epochs 16 evaluate --fast
+say "7/8 the top layer and the head, seed $seed, offset weight $offset"
+[ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$run" --out "$out" --texts 12288 \
+  --init "$head/model-16" --models "$variants/$name" --epochs 2 \
+  train --weight-mlm 0.3 --weight-offset "$offset" --seed "$seed" --screen-every 1
+say "8/8 the gates"
+"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 \
+  evaluate --fast
+say "done: $variants/$name"
