@@ -56,6 +56,6 @@ say "7/8 the top layer and the head, seed $seed, offset weight $offset"
   --init "$head/model-16" --models "$variants/$name" --epochs 2 \
   train --weight-mlm 0.3 --weight-offset "$offset" --seed "$seed" --screen-every 1
 say "8/8 the gates"
-"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 \
-  evaluate --fast
+[ -f "$variants/$name/evaluation-2.json" ] || "$py" $here/mpnet_head.py --run "$run" \
+  --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 evaluate --fast
 say "done: $variants/$name"

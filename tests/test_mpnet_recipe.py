@@ -1,0 +1,90 @@
+"""scripts/default_backbone/mpnet_recipe.sh: the steps' order, what a second run skips, and
+the head's states linked from the pairs' cache (a stand-in interpreter records each call
+and writes what the step would)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "scripts" / "default_backbone" / "mpnet_recipe.sh"
+
+# Records "script subcommand" and writes each step's output under $HOME/.cache/pet_kit.
+STUB = r"""
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+script = Path(args[0]).stem
+sub = next(a for a in args[1:] if not a.startswith("-") and not a.startswith("/")
+           and not a[0].isdigit()) if script != "build_corpus" else ""
+with open(os.environ["RECIPE_CALLS"], "a") as fh:
+    fh.write(f"{script} {sub}\n")
+def value(flag):
+    return args[args.index(flag) + 1]
+cache = Path(os.environ["HOME"]) / ".cache" / "pet_kit"
+if script == "build_corpus":
+    (cache / "mlm_corpus").mkdir(parents=True)
+    (cache / "mlm_corpus" / "manifest.json").write_text("{}")
+elif sub == "cache" and "--top" in args and value("--mlm-windows") == "0":
+    states = Path(value("--out")) / f"states-{value('--texts')}"
+    states.mkdir(parents=True, exist_ok=True)
+    for i in range(0, 2 * int(value("--texts")), 64):
+        (states / f"{i:07d}.pt").write_text(str(i))
+elif sub == "cache-eval":
+    (Path(value("--out")) / "eval-top.pt").write_text("x")
+elif sub == "train":
+    (Path(value("--models")) / f"model-{value('--epochs')}").mkdir(parents=True)
+elif sub == "evaluate":
+    Path(value("--models"), f"evaluation-{value('--epochs')}.json").write_text("{}")
+"""
+
+
+def _run(home: Path, calls: Path, *args: str) -> list[str]:
+    stub = home / "stub.py"
+    stub.write_text(STUB, encoding="utf-8")
+    wrapper = home / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{stub}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    env = {**os.environ, "HOME": str(home), "PYTHON": str(wrapper), "RECIPE_CALLS": str(calls)}
+    calls.write_text("", encoding="utf-8")
+    done = subprocess.run(["bash", str(RECIPE), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return calls.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_the_recipe_runs_each_step_once_and_links_the_heads_states(tmp_path):
+    calls = tmp_path / "calls.txt"
+    first = _run(tmp_path, calls, "1", "2")
+    assert first == [
+        "build_corpus ",
+        "distill_cloze prepare",
+        "distill_bundle encode",
+        "mpnet_head cache",
+        "mpnet_head cache",
+        "mpnet_head cache",
+        "mpnet_head cache-eval",
+        "mpnet_head train",
+        "mpnet_head evaluate",
+        "mpnet_top train",
+        "mpnet_head evaluate",
+    ]
+    out = tmp_path / ".cache" / "pet_kit" / "mpnet_head"
+    # the head's 6,144 texts are the first 12,288 pairs of the same cache: the same files
+    linked = sorted(p.name for p in (out / "states-6144").iterdir())
+    assert linked == sorted(p.name for p in (out / "states-12288").iterdir())[:192]
+    assert os.path.samefile(out / "states-6144" / linked[-1], out / "states-12288" / linked[-1])
+    # the seed and the offset weight name the candidate's folder
+    assert (out / "variants" / "top-K-w03-t12288-off2-s1" / "model-2").is_dir()
+    # a second run trains and measures nothing again: only the steps that resume by
+    # themselves (prepare, encode, cache: each skips what it has) are called
+    again = _run(tmp_path, calls, "1", "2")
+    assert again == ["distill_cloze prepare", "distill_bundle encode"] + 3 * ["mpnet_head cache"]
+    # another seed trains only its own top layer, on the same head
+    other = _run(tmp_path, calls, "2", "2")
+    assert other.count("mpnet_top train") == 1 and "mpnet_head train" not in other
