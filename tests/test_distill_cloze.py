@@ -190,14 +190,18 @@ def test_the_gates_table_names_each_gates_real_test_size(script):
 
 
 def test_adding_to_the_published_report_keeps_candidates_whose_folders_are_gone(script, tmp_path):
-    """A fresh machine holds only its own runs: --add keeps the published candidates, replaces
-    the entry of a run measured again, and appends a new run after them."""
+    """A fresh machine holds only its own runs: --add keeps the published candidates and
+    appends the new ones; a run rebuilt where a published one sat is a new candidate, and
+    adding the same evaluation twice adds it once."""
     published = tmp_path / "gates.json"
-    old = [{"run": "/gone/a", "v": 1}, {"run": "/gone/b", "v": 2}]
+    old = [{"run": "/gone/a", "measured_at": "t1"}, {"run": "/gone/b", "measured_at": "t2"}]
     published.write_text(json.dumps({"gates": {}, "candidates": old}), encoding="utf-8")
-    out = script.add_to_published(published, [{"run": "/here/c", "v": 3},
-                                              {"run": "/gone/a", "v": 4}])  # fmt: skip
-    assert [(r["run"], r["v"]) for r in out] == [("/gone/a", 4), ("/gone/b", 2), ("/here/c", 3)]
+    rebuilt = {"run": "/gone/a", "measured_at": "t3"}
+    new = [{"run": "/here/c", "measured_at": "t4"}, rebuilt, old[1], rebuilt]
+    out = script.add_to_published(published, new)
+    assert [(r["run"], r["measured_at"]) for r in out] == [
+        ("/gone/a", "t1"), ("/gone/b", "t2"), ("/here/c", "t4"), ("/gone/a", "t3")
+    ]  # fmt: skip
     with pytest.raises(SystemExit, match="without --add first"):
         script.add_to_published(tmp_path / "missing.json", [])
 

@@ -972,17 +972,17 @@ def latest_evaluation(run: Path) -> dict[str, Any]:
 
 
 def add_to_published(published: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The published candidates (their run folders need not exist on this machine) with each
-    new evaluation in place of the entry of its own run, or appended in the order given."""
+    """The published candidates (their run folders need not exist on this machine) followed by
+    each new evaluation, in the order given; one already published (the same run measured at
+    the same time) is not added twice. A folder name is no identity across machines (a
+    rebuilt run may sit where a published one did), so nothing published is replaced."""
     if not published.is_file():
         raise SystemExit(f"{published} does not exist: run `report` without --add first")
     reports = json.loads(published.read_text(encoding="utf-8"))["candidates"]
-    where = {r["run"]: i for i, r in enumerate(reports)}
+    seen = {(r["run"], r["measured_at"]) for r in reports}
     for r in new:
-        if r["run"] in where:
-            reports[where[r["run"]]] = r
-        else:
-            where[r["run"]] = len(reports)
+        if (r["run"], r["measured_at"]) not in seen:
+            seen.add((r["run"], r["measured_at"]))
             reports.append(r)
     return reports
 
@@ -1143,8 +1143,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="publish the latest evaluation to benchmarks/results/")
     r.add_argument("--also", type=Path, nargs="*", default=[], help="more runs, side by side")
     r.add_argument("--add", action="store_true",
-                   help="keep the published candidates (their folders may be gone) and add or"
-                   " replace the --also runs' (--run is not read)")  # fmt: skip
+                   help="keep the published candidates (their folders may be gone) and append"
+                   " the --also runs' (--run is not read)")  # fmt: skip
     r.add_argument("--probes", choices=("all", "facts"), default="all",
                    help="fill-mask rows of the table: every probe, or the gate's fact probes"
                    " (the JSON keeps every answer)")  # fmt: skip

@@ -9,9 +9,10 @@
 # SEED (default 0) seeds the top layer's training; OFFSET_WEIGHT (default 5) weighs the
 # offset term. The candidate lands in VARIANTS/top-K-w03-t12288-off<W>[-s<SEED>]/model-2
 # with its evaluation beside it (VARIANTS: ~/.cache/pet_kit/mpnet_head/variants).
-# On this project's 2-core box the steps take roughly (CPU-minutes, idle machine):
-# corpus 12, prepare 15, encode 15, cache 80, head K 20, cache-eval 12, top layer 36,
-# evaluate 1. Space: ~6 GB under ~/.cache/pet_kit.
+# Measured on a fresh 2-core box (minutes): corpus 10, prepare 12, encode 7, cache 60,
+# cache-eval 5, head K 12, top layer 16, evaluate 1 -- two hours; 7 GB under
+# ~/.cache/pet_kit. The corpus comes from the Debian packages of the day, so a rebuild
+# after their point releases is a replicate of earlier runs, not a copy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seed=${1:-0}
