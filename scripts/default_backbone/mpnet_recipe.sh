@@ -27,6 +27,7 @@ head=$variants/mlm24k-e16-b1024-w03
 name=top-K-w03-t12288-off$offset
 [ "$seed" = 0 ] || name=$name-s$seed
 say() { echo "[mpnet_recipe $(date +%H:%M:%S)] $*"; }
+mpnet_head=("$py" $here/mpnet_head.py --run "$run" --out "$out")
 
 say "1/8 corpus"
 [ -f "$cache/mlm_corpus/manifest.json" ] || "$py" $here/build_corpus.py
@@ -37,26 +38,26 @@ say "3/8 the teacher's embeddings of 12,288 distillation texts"
 say "4/8 encoder states: every pair (with the top layer's inputs), then MLM windows"
 # the first 24,000 windows train the head (K) only; the next 24,000 also carry the top
 # layer's inputs, so the top layer trains on windows the head never saw
-"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 0 cache --top
-"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 24000 cache
-"$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 12288 --mlm-windows 48000 cache --top
+"${mpnet_head[@]}" --texts 12288 --mlm-windows 0 cache --top
+"${mpnet_head[@]}" --texts 12288 --mlm-windows 24000 cache
+"${mpnet_head[@]}" --texts 12288 --mlm-windows 48000 cache --top
 # the head trains on the first 6,144 texts: a prefix of the same pairs, so the same files
 mkdir -p "$out/states-6144"
 for f in $(ls "$out/states-12288" | head -n 192); do
   [ -e "$out/states-6144/$f" ] || ln "$out/states-12288/$f" "$out/states-6144/$f"
 done
 say "5/8 the frozen encoder's states at every evaluation input"
-[ -f "$out/eval-top.pt" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" cache-eval --top
+[ -f "$out/eval-top.pt" ] || "${mpnet_head[@]}" cache-eval --top
 say "6/8 the head (K)"
-[ -d "$head/model-16" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" --texts 6144 \
-  --mlm-windows 24000 --models "$head" --epochs 16 train --mlm-batch 1024 --weight-mlm 0.3
-[ -f "$head/evaluation-16.json" ] || "$py" $here/mpnet_head.py --run "$run" --out "$out" \
-  --texts 6144 --models "$head" --epochs 16 evaluate --fast
+[ -d "$head/model-16" ] || "${mpnet_head[@]}" --texts 6144 --mlm-windows 24000 \
+  --models "$head" --epochs 16 train --mlm-batch 1024 --weight-mlm 0.3
+[ -f "$head/evaluation-16.json" ] || "${mpnet_head[@]}" --texts 6144 --models "$head" \
+  --epochs 16 evaluate --fast
 say "7/8 the top layer and the head, seed $seed, offset weight $offset"
-[ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$run" --out "$out" --texts 12288 \
-  --init "$head/model-16" --models "$variants/$name" --epochs 2 \
+[ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$run" --out "$out" \
+  --texts 12288 --init "$head/model-16" --models "$variants/$name" --epochs 2 \
   train --weight-mlm 0.3 --weight-offset "$offset" --seed "$seed" --screen-every 1
 say "8/8 the gates"
-[ -f "$variants/$name/evaluation-2.json" ] || "$py" $here/mpnet_head.py --run "$run" \
-  --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 evaluate --fast
+[ -f "$variants/$name/evaluation-2.json" ] || "${mpnet_head[@]}" --texts 12288 \
+  --models "$variants/$name" --epochs 2 evaluate --fast
 say "done: $variants/$name"
