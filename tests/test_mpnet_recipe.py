@@ -16,7 +16,7 @@ RECIPE = REPO / "scripts" / "default_backbone" / "mpnet_recipe.sh"
 
 # Records "script subcommand" and writes each step's output under $HOME/.cache/pet_kit.
 STUB = r"""
-import json, os, sys
+import os, sys
 from pathlib import Path
 args = sys.argv[1:]
 script = Path(args[0]).stem

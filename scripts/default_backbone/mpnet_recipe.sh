@@ -42,8 +42,9 @@ say "4/8 encoder states: every pair (with the top layer's inputs), then MLM wind
 "${mpnet_head[@]}" --texts 12288 --mlm-windows 24000 cache
 "${mpnet_head[@]}" --texts 12288 --mlm-windows 48000 cache --top
 # the head trains on the first 6,144 texts: a prefix of the same pairs, so the same files
+# (2 pairs a text, mpnet_head.CHUNK = 64 pairs a file)
 mkdir -p "$out/states-6144"
-for f in $(ls "$out/states-12288" | head -n 192); do
+for f in $(ls "$out/states-12288" | head -n $((6144 * 2 / 64))); do
   [ -e "$out/states-6144/$f" ] || ln "$out/states-12288/$f" "$out/states-6144/$f"
 done
 say "5/8 the frozen encoder's states at every evaluation input"
