@@ -229,3 +229,21 @@ def test_similarity_zero_shot_averages_each_class_words_phrases(script):
     acc = script.similarity_zero_shot(Fake(), "{text} It was [MASK].", words, texts,
                                       ["positive", "negative", "negative"])  # fmt: skip
     assert acc == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_saved_tensors_round_trip_with_the_umasks_mode(script, tmp_path):
+    import os
+    import stat
+
+    import torch
+    from safetensors.torch import load_file
+
+    path = tmp_path / "fills.safetensors"
+    old = os.umask(0o022)
+    try:
+        script.atomic_save_tensors(path, {"a": torch.arange(6.0).view(2, 3).T}, {"k": "v"})
+    finally:
+        os.umask(old)
+    assert torch.equal(load_file(str(path))["a"], torch.arange(6.0).view(2, 3).T)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # safetensors' own save_file gives 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["fills.safetensors"]

@@ -126,13 +126,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
     """One safetensors file written in one rename: the single commit point of a checkpoint."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from pet_kit.io.atomic import replacing
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    with replacing(path) as tmp:  # bytes into replacing's file: the umask's mode, not 0600
+        tmp.write_bytes(data)
 
 
 # --------------------------------------------------------------------------- teacher
