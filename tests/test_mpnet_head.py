@@ -335,3 +335,19 @@ def test_a_screened_top_layer_scores_what_running_the_model_scores(
     # the layer moved: the frozen encoder's states are not the trained model's
     assert not torch.allclose(cached["mlm_states"], frozen["mlm_states"].float(), atol=1e-3)
     _ran_like_screened(head_mod, setting, model_dir, head_mod.Screen(cached, tok))
+
+
+def test_the_legend_names_the_candidates_and_a_continued_top_layer(head_mod, tmp_path):
+    prov = {"top_layer": True, "pairs": 10, "candidates": 19688, "mlm_positions": 5,
+            "epochs": 2, "train_seconds": 60, "losses": {"mlm": 0.3}}  # fmt: skip
+    head = tmp_path / "K" / "model-16"
+    head.mkdir(parents=True)
+    (head / "pet_kit_provenance.json").write_text(json.dumps({"top_layer": False}), "utf-8")
+    top = tmp_path / "U" / "model-2"
+    top.mkdir(parents=True)
+    (top / "pet_kit_provenance.json").write_text(json.dumps({"top_layer": True}), "utf-8")
+    assert "from head K)" in head_mod.describe({**prov, "init": str(head)})
+    assert "10 text-pattern pairs over 19,688 candidate words" in head_mod.describe(prov)
+    assert "continued from U)" in head_mod.describe({**prov, "init": str(top)})
+    gone = tmp_path / "gone" / "model-16"  # a fresh machine lacks the folder: as a head
+    assert "from head gone)" in head_mod.describe({**prov, "init": str(gone)})

@@ -538,13 +538,20 @@ def describe(prov: dict[str, Any]) -> str:
     offset = prov.get("losses", {}).get("offset", 0.0)
     scaled += f", offset term × {offset:g}" if offset else ""
     if prov.get("top_layer"):
-        start = Path(prov.get("init", "")).parent.name
-        trained = "(top layer and head trained" + (f", from head {start})" if start else ")")
+        init = Path(prov.get("init", ""))
+        start = init.parent.name
+        try:  # a top-layer model trained on: its training continues
+            more = json.loads((init / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            more = {}
+        since = "continued from" if more.get("top_layer") else "from head"
+        trained = "(top layer and head trained" + (f", {since} {start})" if start else ")")
     else:
         trained = "(encoder frozen), distilled head"
+    words = f" over {prov['candidates']:,} candidate words" if "candidates" in prov else ""
     return (
         f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
-        f" text-pattern pairs, {prov['mlm_positions']:,} masked corpus tokens"
+        f" text-pattern pairs{words}, {prov['mlm_positions']:,} masked corpus tokens"
         f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
         f" {prov['epochs']} epochs, seed"
         f" {prov.get('seed', 'none')}, {prov['train_seconds'] / 60:.0f} CPU-min after caching"
