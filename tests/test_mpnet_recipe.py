@@ -35,12 +35,18 @@ elif sub == "cache" and "--top" in args and value("--mlm-windows") == "0":
     states.mkdir(parents=True, exist_ok=True)
     for i in range(0, 2 * int(value("--texts")), 64):
         (states / f"{i:07d}.pt").write_text(str(i))
+elif sub == "encode":  # the teacher's embeddings of the texts
+    emb = Path(value("--run")) / "bundle-src" / "text-emb-mpnet"
+    emb.mkdir(parents=True, exist_ok=True)
+    for i in range(0, int(value("--texts")), 512):
+        (emb / f"{i:07d}.npy").write_text(str(i))
 elif sub == "cache-eval":
     (Path(value("--out")) / "eval-top.pt").write_text("x")
 elif sub == "train":
     (Path(value("--models")) / f"model-{value('--epochs')}").mkdir(parents=True)
+    (Path(value("--models")) / f"model-{value('--epochs')}" / "run").write_text(value("--run"))
 elif sub == "evaluate":
-    Path(value("--models"), f"evaluation-{value('--epochs')}.json").write_text("{}")
+    Path(value("--models"), f"evaluation-{value('--epochs')}.json").write_text(value("--run"))
 """
 
 
@@ -88,3 +94,30 @@ def test_the_recipe_runs_each_step_once_and_links_the_heads_states(tmp_path):
     # another seed trains only its own top layer, on the same head
     other = _run(tmp_path, calls, "2", "2")
     assert other.count("mpnet_top train") == 1 and "mpnet_head train" not in other
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_texts(tmp_path):
+    calls = tmp_path / "calls.txt"
+    _run(tmp_path, calls)  # today's 5,000 words: head and top layer
+    wide = _run(tmp_path, calls, "0", "5", "20000")
+    # the head K is reused; a second prepare (the wide candidates) before the top layer
+    assert "mpnet_head train" not in wide
+    assert wide == ["distill_cloze prepare", "distill_bundle encode", *3 * ["mpnet_head cache"],
+                    "distill_cloze prepare", "mpnet_top train", "mpnet_head evaluate"]  # fmt: skip
+    cache = tmp_path / ".cache" / "pet_kit"
+    run, wide_run = cache / "cloze_distill_run", cache / "cloze_distill_run_w20k"
+    variant = cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5-w20k"
+    assert (variant / "model-2" / "run").read_text() == str(wide_run)
+    assert (variant / "evaluation-2.json").read_text() == str(wide_run)
+    first = cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5" / "model-2"
+    assert (first / "run").read_text() == str(run)  # 5,000 words: the first run
+    # the texts' embeddings are the first run's files, linked
+    emb = sorted((run / "bundle-src" / "text-emb-mpnet").iterdir())
+    assert [p.name for p in sorted((wide_run / "bundle-src" / "text-emb-mpnet").iterdir())] == [
+        p.name for p in emb
+    ]
+    assert os.path.samefile(emb[-1], wide_run / "bundle-src" / "text-emb-mpnet" / emb[-1].name)
+    # a number of words that is no multiple of 1000 names itself
+    _run(tmp_path, calls, "0", "5", "7500")
+    assert (cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5-w7500").is_dir()
