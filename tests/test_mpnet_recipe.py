@@ -119,5 +119,8 @@ def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_t
     ]
     assert os.path.samefile(emb[-1], wide_run / "bundle-src" / "text-emb-mpnet" / emb[-1].name)
     # a number of words that is no multiple of 1000 names itself
-    _run(tmp_path, calls, "0", "5", "7500")
-    assert (cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5-w7500").is_dir()
+    _run(tmp_path, calls, "1", "5", "7500")
+    assert (cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5-w7500-s1").is_dir()
+    bad = subprocess.run(["bash", str(RECIPE), "0", "5", "20k"], capture_output=True, text=True,
+                         env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+    assert bad.returncode == 2 and "WORDS must be a whole number, not '20k'" in bad.stderr

@@ -11,7 +11,7 @@
 # single-token words of the distillation texts (20000: all of them, V and X). Other than
 # 5000, a second run folder holds them (the same texts; the teacher's text embeddings
 # linked from the first) and the head K still trains on the first. The candidate lands in
-# VARIANTS/top-K-w03-t12288-off<W>[-s<SEED>][-w<WORDS>]/model-2 with its evaluation beside
+# VARIANTS/top-K-w03-t12288-off<W>[-w<WORDS>][-s<SEED>]/model-2 with its evaluation beside
 # it (VARIANTS: ~/.cache/pet_kit/mpnet_head/variants; 20000 words are written -w20k).
 # Measured on a fresh 2-core box (minutes): corpus 10, prepare 12, encode 7, cache 60,
 # cache-eval 5, head K 12, top layer 16, evaluate 1 -- two hours; 7 GB under
@@ -30,7 +30,7 @@ out=$cache/mpnet_head
 variants=$out/variants
 head=$variants/mlm24k-e16-b1024-w03
 name=top-K-w03-t12288-off$offset
-[ "$seed" = 0 ] || name=$name-s$seed
+[[ $words =~ ^[1-9][0-9]*$ ]] || { echo "WORDS must be a whole number, not '$words'" >&2; exit 2; }
 top_run=$run  # the prepared run the top layer trains and is measured on
 if [ "$words" != 5000 ]; then
   tag=$words
@@ -38,6 +38,7 @@ if [ "$words" != 5000 ]; then
   top_run=${run}_w$tag
   name=$name-w$tag
 fi
+[ "$seed" = 0 ] || name=$name-s$seed
 say() { echo "[mpnet_recipe $(date +%H:%M:%S)] $*"; }
 mpnet_head=("$py" $here/mpnet_head.py --run "$run" --out "$out")
 
