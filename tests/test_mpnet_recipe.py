@@ -43,6 +43,8 @@ elif sub == "encode":  # the teacher's embeddings of the texts
 elif sub == "cache-eval":
     (Path(value("--out")) / "eval-top.pt").write_text("x")
 elif sub == "train":
+    with open(Path(os.environ["HOME"]) / "argv", "a") as fh:
+        fh.write(" ".join(args) + "\n")
     (Path(value("--models")) / f"model-{value('--epochs')}").mkdir(parents=True)
     (Path(value("--models")) / f"model-{value('--epochs')}" / "run").write_text(value("--run"))
 elif sub == "evaluate":
@@ -124,3 +126,10 @@ def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_t
     bad = subprocess.run(["bash", str(RECIPE), "0", "5", "20k"], capture_output=True, text=True,
                          env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
     assert bad.returncode == 2 and "WORDS must be a whole number, not '20k'" in bad.stderr
+    # the MLM weight reaches the top layer's training and names the folder without its point
+    _run(tmp_path, calls, "1", "5", "20000", "0.5")
+    assert (cache / "mpnet_head" / "variants" / "top-K-w05-t12288-off5-w20k-s1").is_dir()
+    assert "--weight-mlm 0.5 " in (tmp_path / "argv").read_text()
+    bad = subprocess.run(["bash", str(RECIPE), "0", "5", "20000", "nan"], capture_output=True,
+                         text=True, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+    assert bad.returncode == 2 and "MLM_WEIGHT must be a number, not 'nan'" in bad.stderr

@@ -4,15 +4,17 @@
 # the other. Every step is skipped when its output exists and the caching steps resume from
 # their last whole file, so an interrupted run continues where it stopped: run it again.
 #
-#   scripts/default_backbone/mpnet_recipe.sh [SEED] [OFFSET_WEIGHT] [WORDS]
+#   scripts/default_backbone/mpnet_recipe.sh [SEED] [OFFSET_WEIGHT] [WORDS] [MLM_WEIGHT]
 #
 # SEED (default 0) seeds the top layer's training; OFFSET_WEIGHT (default 5) weighs the
 # offset term; WORDS (default 5000) is the top layer's candidate words, the most frequent
 # single-token words of the distillation texts (20000: all of them, V and X). Other than
 # 5000, a second run folder holds them (the same texts; the teacher's text embeddings
 # linked from the first) and the head K still trains on the first. The candidate lands in
-# VARIANTS/top-K-w03-t12288-off<W>[-w<WORDS>][-s<SEED>]/model-2 with its evaluation beside
+# VARIANTS/top-K-w<MLM>-t12288-off<W>[-w<WORDS>][-s<SEED>]/model-2 with its evaluation beside
 # it (VARIANTS: ~/.cache/pet_kit/mpnet_head/variants; 20000 words are written -w20k).
+# MLM_WEIGHT (default 0.3) weighs the top layer's MLM loss; the folder names it without its
+# point (0.5: top-K-w05-..., Y and Z).
 # Measured on a fresh 2-core box (minutes): corpus 10, prepare 12, encode 7, cache 60,
 # cache-eval 5, head K 12, top layer 16, evaluate 1 -- two hours; 7 GB under
 # ~/.cache/pet_kit. The corpus comes from the Debian packages of the day, so a rebuild
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/../.."
 seed=${1:-0}
 offset=${2:-5}
 words=${3:-5000}
+mlm=${4:-0.3}
 py=${PYTHON:-.venv/bin/python}
 here=scripts/default_backbone
 cache=$HOME/.cache/pet_kit  # the scripts' default folders
@@ -29,8 +32,9 @@ run=$cache/cloze_distill_run
 out=$cache/mpnet_head
 variants=$out/variants
 head=$variants/mlm24k-e16-b1024-w03
-name=top-K-w03-t12288-off$offset
 [[ $words =~ ^[1-9][0-9]*$ ]] || { echo "WORDS must be a whole number, not '$words'" >&2; exit 2; }
+[[ $mlm =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "MLM_WEIGHT must be a number, not '$mlm'" >&2; exit 2; }
+name=top-K-w${mlm//./}-t12288-off$offset
 top_run=$run  # the prepared run the top layer trains and is measured on
 if [ "$words" != 5000 ]; then
   tag=$words
@@ -67,7 +71,7 @@ say "6/8 the head (K)"
   --models "$head" --epochs 16 train --mlm-batch 1024 --weight-mlm 0.3
 [ -f "$head/evaluation-16.json" ] || "${mpnet_head[@]}" --texts 6144 --models "$head" \
   --epochs 16 evaluate --fast
-say "7/8 the top layer and the head, seed $seed, offset weight $offset, $words words"
+say "7/8 the top layer and the head, seed $seed, offset weight $offset, $words words, MLM $mlm"
 if [ "$top_run" != "$run" ]; then
   # the same texts (prepare's seed), so the teacher's embeddings of them are the same files
   mkdir -p "$top_run/bundle-src/text-emb-mpnet"
@@ -80,7 +84,7 @@ if [ "$top_run" != "$run" ]; then
 fi
 [ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$top_run" --out "$out" \
   --texts 12288 --init "$head/model-16" --models "$variants/$name" --epochs 2 \
-  train --weight-mlm 0.3 --weight-offset "$offset" --seed "$seed" --screen-every 1
+  train --weight-mlm "$mlm" --weight-offset "$offset" --seed "$seed" --screen-every 1
 say "8/8 the gates"
 [ -f "$variants/$name/evaluation-2.json" ] || "$py" $here/mpnet_head.py --run "$top_run" \
   --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 evaluate --fast
