@@ -44,6 +44,14 @@ if [ "$words" != 5000 ]; then
 fi
 [ "$seed" = 0 ] || name=$name-s$seed
 say() { echo "[mpnet_recipe $(date +%H:%M:%S)] $*"; }
+# link_first SRC DST [N]: hard-link SRC's first N files (all by default) into DST, each one
+# skipped when present, so a run killed while linking completes the links when run again
+link_first() {
+  mkdir -p "$2"
+  for f in $(ls "$1" | head -n "${3:-999999999}"); do
+    [ -e "$2/$f" ] || ln "$1/$f" "$2/$f"
+  done
+}
 mpnet_head=("$py" $here/mpnet_head.py --run "$run" --out "$out")
 
 say "1/8 corpus"
@@ -60,10 +68,7 @@ say "4/8 encoder states: every pair (with the top layer's inputs), then MLM wind
 "${mpnet_head[@]}" --texts 12288 --mlm-windows 48000 cache --top
 # the head trains on the first 6,144 texts: a prefix of the same pairs, so the same files
 # (2 pairs a text, mpnet_head.CHUNK = 64 pairs a file)
-mkdir -p "$out/states-6144"
-for f in $(ls "$out/states-12288" | head -n $((6144 * 2 / 64))); do
-  [ -e "$out/states-6144/$f" ] || ln "$out/states-12288/$f" "$out/states-6144/$f"
-done
+link_first "$out/states-12288" "$out/states-6144" $((6144 * 2 / 64))
 say "5/8 the frozen encoder's states at every evaluation input"
 [ -f "$out/eval-top.pt" ] || "${mpnet_head[@]}" cache-eval --top
 say "6/8 the head (K)"
@@ -74,11 +79,7 @@ say "6/8 the head (K)"
 say "7/8 the top layer and the head, seed $seed, offset weight $offset, $words words, MLM $mlm"
 if [ "$top_run" != "$run" ]; then
   # the same texts (prepare's seed), so the teacher's embeddings of them are the same files
-  mkdir -p "$top_run/bundle-src/text-emb-mpnet"
-  for f in $(ls "$run/bundle-src/text-emb-mpnet"); do
-    [ -e "$top_run/bundle-src/text-emb-mpnet/$f" ] ||
-      ln "$run/bundle-src/text-emb-mpnet/$f" "$top_run/bundle-src/text-emb-mpnet/$f"
-  done
+  link_first "$run/bundle-src/text-emb-mpnet" "$top_run/bundle-src/text-emb-mpnet"
   "$py" $here/distill_cloze.py --corpus "$cache/mlm_corpus" --run "$top_run" prepare \
     --teacher mpnet --words "$words"
 fi
