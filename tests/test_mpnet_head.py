@@ -293,6 +293,7 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     model = models / "model-2"
     prov = json.loads((model / "pet_kit_provenance.json").read_text(encoding="utf-8"))
     assert prov["top_layer"] and [h["epoch"] for h in prov["history"]] == [0, 1, 2]
+    assert prov["init_top_layer"] is False  # no --init: a new head on the packaged encoder
     assert 0 <= prov["history"][-1]["held_mlm"] <= 1 and prov["mlm_held_windows"] >= 1
     assert prov["history"][-1]["train_hold"] > 0  # the layer moved off the packaged one
     assert prov["losses"]["offset"] == 1 and prov["history"][-1]["val_offset"] > 0
@@ -351,3 +352,8 @@ def test_the_legend_names_the_candidates_and_a_continued_top_layer(head_mod, tmp
     assert "continued from U)" in head_mod.describe({**prov, "init": str(top)})
     gone = tmp_path / "gone" / "model-16"  # a fresh machine lacks the folder: as a head
     assert "from head gone)" in head_mod.describe({**prov, "init": str(gone)})
+    # recorded at training, the provenance answers without the init's folder
+    recorded = {**prov, "init": str(gone), "init_top_layer": True}
+    assert "continued from gone)" in head_mod.describe(recorded)
+    assert "from head U)" in head_mod.describe({**recorded, "init": str(top),
+                                                "init_top_layer": False})  # fmt: skip

@@ -531,6 +531,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def init_is_top_layer(init: Path) -> bool:
+    """Whether ``init`` is a top-layer model (its provenance says so); False when absent."""
+    try:
+        more = json.loads((init / "pet_kit_provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(more.get("top_layer"))
+
+
 def describe(prov: dict[str, Any]) -> str:
     """A trained head in one line, from its provenance (the report's candidate legend)."""
     weight = prov.get("losses", {}).get("mlm", 1.0)
@@ -540,11 +549,10 @@ def describe(prov: dict[str, Any]) -> str:
     if prov.get("top_layer"):
         init = Path(prov.get("init", ""))
         start = init.parent.name
-        try:  # a top-layer model trained on: its training continues
-            more = json.loads((init / "pet_kit_provenance.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            more = {}
-        since = "continued from" if more.get("top_layer") else "from head"
+        continued = prov.get("init_top_layer")  # recorded at training since it was added
+        if continued is None:
+            continued = init_is_top_layer(init)  # older provenance: the init's, on disk
+        since = "continued from" if continued else "from head"
         trained = "(top layer and head trained" + (f", {since} {start})" if start else ")")
     else:
         trained = "(encoder frozen), distilled head"

@@ -265,6 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "trained": "encoder.layer[-1] and lm_head.dense, lm_head.layer_norm, lm_head.bias"
                    " (decoder tied to the frozen word embeddings; layers below as packaged)",
         "top_layer": True, "init": str(args.init) if args.init else "base (new head)",
+        "init_top_layer": bool(args.init) and mh.init_is_top_layer(args.init),
         "teacher": "the same encoder (as packaged), mean-pooled", "tau": dc.Config.tau,
         "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
         "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
