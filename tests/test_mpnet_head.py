@@ -357,3 +357,44 @@ def test_the_legend_names_the_candidates_and_a_continued_top_layer(head_mod, tmp
     assert "continued from gone)" in head_mod.describe(recorded)
     assert "from head U)" in head_mod.describe({**recorded, "init": str(top),
                                                 "init_top_layer": False})  # fmt: skip
+
+
+def test_a_soup_averages_runs_of_one_recipe_and_refuses_others(head_mod, top_mod, setting):
+    """``mpnet_top.py soup``: the members' weights averaged, its provenance names the members
+    and seeds; runs of another recipe, one member, or an existing folder are refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    assert head_mod.main(_args(setting, "cache", "--top")) == 0
+    root = setting["out"].parent
+    members = []
+    for seed in ("0", "1"):
+        args = _top_args(setting, root / f"s{seed}", "--seed", seed, "--screen-every", "0")
+        assert top_mod.main(args) == 0
+        members.append(root / f"s{seed}" / "model-2")
+    weights = [load_file(str(m / "model.safetensors")) for m in members]
+    layer = "mpnet.encoder.layer.0.attention.attn.q.weight"
+    assert not torch.equal(weights[0][layer], weights[1][layer])  # the seeds differ
+
+    def soup(dest: str, *models) -> int:
+        return top_mod.main(["--models", str(root / dest), "--epochs", "2", "soup",
+                             *map(str, models)])  # fmt: skip
+
+    assert soup("soup", *members) == 0
+    souped = load_file(str(root / "soup" / "model-2" / "model.safetensors"))
+    for k, v in souped.items():
+        assert torch.allclose(v, (weights[0][k] + weights[1][k]) / 2, atol=1e-6), k
+    prov = json.loads((root / "soup" / "model-2" / "pet_kit_provenance.json").read_text("utf-8"))
+    assert prov["soup_of"] == [str(m) for m in members] and prov["seed"] == [0, 1]
+    assert "seeds 0, 1, the 2 runs' weights averaged" in head_mod.describe(prov)
+    with pytest.raises(SystemExit, match="exists"):
+        soup("soup", *members)
+    with pytest.raises(SystemExit, match="at least two"):
+        soup("one", members[0])
+    args = _top_args(setting, root / "mlm", "--weight-mlm", "0.5", "--screen-every", "0")
+    assert top_mod.main(args) == 0
+    with pytest.raises(SystemExit, match="differ in 'losses'"):
+        soup("mixed", members[0], root / "mlm" / "model-2")
+    with pytest.raises(SystemExit, match="not a trained model"):
+        soup("missing", members[0], root / "nowhere")
+    assert not (root / "mixed").exists() and not (root / "missing").exists()

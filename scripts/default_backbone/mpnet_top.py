@@ -20,7 +20,11 @@ term for each candidate word's bias across texts (:func:`mpnet_head.offset_loss`
     python scripts/default_backbone/mpnet_head.py --models VARIANTS/top-K --epochs 8 \\
         evaluate --fast
 
-(VARIANTS: ``~/.cache/pet_kit/mpnet_head/variants``.)
+(VARIANTS: ``~/.cache/pet_kit/mpnet_head/variants``.) Runs of one recipe that differ only in
+seed average into one model (a weight soup, measured like any other candidate):
+
+    python scripts/default_backbone/mpnet_top.py --models VARIANTS/soup --epochs 2 \
+        soup VARIANTS/top-K/model-2 VARIANTS/top-K-s1/model-2
 
 The model is a plain ``MPNetForMaskedLM``. ``cache-eval --top`` stores the top layer's
 inputs at every evaluation input, so the states above a trained layer are computed from them
@@ -39,6 +43,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse
 import copy
+import json
 import logging
 import math
 import sys
@@ -281,6 +286,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# provenance keys on which every member of a soup must agree: the same recipe, other seeds
+SOUP_SAME = ("top_layer", "init", "texts", "pairs", "candidates", "patterns_sha256",
+             "mlm_windows", "losses", "epochs", "lr", "lr_layer")  # fmt: skip
+
+
+def cmd_soup(args: argparse.Namespace) -> int:
+    """The uniform weight average of top-layer runs of one recipe (seeds apart): one model
+    with the runs' common direction and less of each seed's own, measured like any other."""
+    from transformers import AutoTokenizer, MPNetForMaskedLM
+
+    if len(args.members) < 2:
+        raise SystemExit("soup needs at least two member models")
+    dest = mh.fresh_dest(args.models, args.epochs)  # refused before loading, not after
+    provs = []
+    for member in args.members:
+        path = member / "pet_kit_provenance.json"
+        try:
+            provs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"{path}: not a trained model's provenance ({err})") from None
+    for key in SOUP_SAME:
+        values = {json.dumps(p.get(key), sort_keys=True) for p in provs}
+        if len(values) > 1:
+            raise SystemExit(
+                f"the members differ in {key!r} ({', '.join(sorted(values))}):"
+                " a soup averages runs of one recipe that differ only in seed"
+            )
+    if not provs[0].get("top_layer"):
+        raise SystemExit("the members are not top-layer models (mpnet_top.py train)")
+    model = MPNetForMaskedLM.from_pretrained(str(args.members[0]))
+    total = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
+    for member in args.members[1:]:
+        other = MPNetForMaskedLM.from_pretrained(str(member)).state_dict()
+        for k in total:
+            total[k] += other[k].double()
+    model.load_state_dict({k: (v / len(args.members)).to(model.state_dict()[k].dtype)
+                           for k, v in total.items()})  # fmt: skip
+    provenance = {
+        **{k: provs[0][k] for k in provs[0] if k not in ("seed", "history", "train_seconds")},
+        "name": f"uniform weight average of {len(provs)} top-layer runs",
+        "soup_of": [str(m) for m in args.members], "seed": [p.get("seed") for p in provs],
+        "train_seconds": round(sum(p["train_seconds"] for p in provs), 1),
+        "history": [p.get("history", [])[-1:] for p in provs],  # each member's last epoch
+    }  # fmt: skip
+    mh.write_model(model, AutoTokenizer.from_pretrained(str(args.members[0])), dest, provenance)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, default=dc.DEFAULT_RUN, help="the prepared run")
@@ -309,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record development tasks, held-out MLM and fact probes every N epochs"
                         " and at the end (from cache-eval --top's inputs; 0: none)")  # fmt: skip
     t.set_defaults(func=cmd_train)
+    u = sub.add_parser("soup", help="average the weights of runs that differ only in seed")
+    u.add_argument("members", type=Path, nargs="+", help="model folders (VARIANT/model-2)")
+    u.set_defaults(func=cmd_soup)
     return p
 
 
