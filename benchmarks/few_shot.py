@@ -34,6 +34,7 @@ from few_shot_methods import (
     LIKE_ROWS,
     LIKE_SOURCES,
     METHODS,
+    ON_ANY_BACKBONE,
     RUNNERS,
     WITH_K0,
     ZERO_SHOT_ONLY,
@@ -97,6 +98,22 @@ def merge(data: dict[str, Any], paths: list[Path]) -> int:
     return added
 
 
+def check_model(args: argparse.Namespace, out: Path, data: dict[str, Any]) -> str:
+    """``--model`` resolved to an absolute folder, refused where its rows would be wrong:
+    a method that ignores it, a missing folder, or the default results file."""
+    unsupported = [m for m in args.methods if m not in ON_ANY_BACKBONE]
+    if unsupported:
+        raise SystemExit(f"--model: {', '.join(unsupported)} always run on their own backbone;"
+                         f" choose --methods among {', '.join(ON_ANY_BACKBONE)}")  # fmt: skip
+    folder = Path(args.model).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"--model {args.model}: no model folder there (config.json missing)")
+    if out.resolve() == (RESULTS / "few_shot.json").resolve():
+        raise SystemExit("--model: pass --out with a results file of its own (the default"
+                         " one holds the default backbone's rows)")  # fmt: skip
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -126,6 +143,12 @@ def main(argv: list[str] | None = None) -> None:
         default=500,
         help="unlabeled train texts for distillation and calibration rows",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="another backbone (a model folder) for the rows that support it"
+        f" ({', '.join(ON_ANY_BACKBONE)}); --out must then name its own results file",
+    )
     p.add_argument("--out", default=str(RESULTS / "few_shot.json"))
     p.add_argument(
         "--merge",
@@ -148,8 +171,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    if args.model is not None:
+        args.model = check_model(args, out, data)
+    if data["runs"] and data.get("model") != args.model and not (args.merge or args.report_only):
+        p.error(f"{out} holds runs on {data.get('model') or 'the default backbone'}, not on"
+                f" {args.model or 'the default backbone'}: pass the matching --model or"
+                " another --out")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge:
         log.info("merged %d runs into %s", merge(data, [Path(x) for x in args.merge]), out)
         report(data, out)
@@ -163,7 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     data.setdefault("invocations", []).append(
         {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "config": config, "machine": here}
     )
-    encoder = Encoder(args.max_length) if set(args.methods) - {"zero_shot", "pet_kit"} else None
+    if args.model is not None:
+        data["model"] = args.model
+    peers = set(args.methods) - {"zero_shot", "pet_kit"}
+    encoder = Encoder(args.max_length, args.model) if peers else None
 
     from pet_kit.datasets import sample_k_shot
 
@@ -181,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             "ft_epochs": args.ft_epochs,
             "setfit_iters": args.setfit_iters,
             "pet_params": {"epochs": args.epochs, "learning_rate": args.lr},
+            "model": args.model,  # None: the default backbone
             "train_texts": train_all["text"].tolist(),
             "adapt_steps": args.adapt_steps,
             "adapt_info": data.setdefault("adapt", {}),

@@ -146,6 +146,8 @@ STUDENT_STEPS = 250
 CV_REPEATS = 1
 #: Deep prompt length of the pet_kit_deep row.
 DEEP_PROMPT = 4
+#: rows that run on ``few_shot.py --model``'s backbone (the others build their own)
+ON_ANY_BACKBONE = ("zero_shot", "pet_kit", "pet_kit_cv", "linear_probe", "finetune", "setfit")
 ZERO_SHOT_ONLY = ("zero_shot", "zero_shot_calibrated", "zero_shot_adapted")
 #: Rows whose models this script keeps on the CPU (the rest follow pet_kit's default
 #: device: CUDA when available).
@@ -240,7 +242,9 @@ class Encoder:
 def run_zero_shot(ctx: dict[str, Any], train: Any, test: Any, seed: int) -> float:
     from pet_kit import PromptClassifier
 
-    clf = PromptClassifier(pvp=ctx["hard"], max_length=ctx["max_length"], verbose=0)
+    clf = PromptClassifier(
+        pvp=ctx["hard"], model=ctx.get("model"), max_length=ctx["max_length"], verbose=0
+    )
     return clf.fit(None).score(test["text"], test["label"])
 
 
@@ -250,6 +254,7 @@ def _soft_clf(ctx: dict[str, Any], seed: int, **extra: Any) -> Any:
 
     params = {
         "pvp": ctx["soft"],
+        "model": ctx.get("model"),
         "max_length": ctx["max_length"],
         "random_state": seed,
         "verbose": 0,

@@ -308,6 +308,10 @@ def markdown(
         " than 5); s = mean wall seconds per run (fit + predict) on whichever device ran"
         " the cell's seeds: compare times only between rows of one device.",
     ]
+    if data.get("model"):
+        lines.append(
+            f"Backbone of every row: `{'/'.join(Path(data['model']).parts[-2:])}` (`--model`)."
+        )
     for task, by_method in summary.items():
         if not any(by_method.get(m) for m in methods if m not in ("zero_shot", "pet_kit")):
             continue

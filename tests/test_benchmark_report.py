@@ -417,3 +417,62 @@ def test_cv_row_read_off_the_head_search_equals_its_own_search(methods, tiny_dir
     own = methods._cv_search(ctx, train, test, seed, [first]).row()
     assert derived[0] == own[0] and derived[2]["chosen"] == own[2]["chosen"]
     assert derived[2]["cv_accuracy"] == pytest.approx(own[2]["cv_accuracy"])
+
+
+def test_the_benchmark_runs_its_rows_on_another_backbone_when_asked(
+    few_shot, monkeypatch, tiny_dir, toy_data, tmp_path
+):
+    """``few_shot.py --model``: pet_kit's rows and the peers' encoder load that folder, the
+    results file records it, and rows that would silently use another backbone, a missing
+    folder, the default results file or a file of another backbone's runs are refused."""
+    import pandas as pd
+    from conftest import SENTIMENT_PVP
+
+    import pet_kit
+
+    X, y = toy_data
+    frame = pd.DataFrame({"text": X, "label": y})
+    monkeypatch.setattr(few_shot, "task_data", lambda task, size: (frame, frame))
+    hard = {**SENTIMENT_PVP, "pattern": "{text} It was [MASK]."}
+    monkeypatch.setattr(few_shot, "pvp_refs", lambda task: (hard, SENTIMENT_PVP))
+    monkeypatch.setattr(few_shot, "soft_refs", lambda task: [SENTIMENT_PVP])
+    models = []
+
+    class Spy(pet_kit.PromptClassifier):
+        def fit(self, X, y=None, **kw):
+            models.append(self.model)
+            return super().fit(X, y, **kw)
+
+    monkeypatch.setattr(pet_kit, "PromptClassifier", Spy)
+    encoders = []
+
+    class EncoderSpy(few_shot.Encoder):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            encoders.append(self.path)
+
+    monkeypatch.setattr(few_shot, "Encoder", EncoderSpy)
+    out = tmp_path / "candidate.json"
+    argv = ["--tasks", "toy", "--ks", "0", "4", "--seeds", "0", "--epochs", "1",
+            "--max-length", "32", "--threads", "1", "--out", str(out)]  # fmt: skip
+    few_shot.main([*argv, "--methods", "zero_shot", "pet_kit", "linear_probe",
+                   "--model", str(tiny_dir)])  # fmt: skip
+    data = json.loads(out.read_text())
+    assert data["model"] == str(tiny_dir.resolve()) and not data.get("failures")
+    ran = {(r["method"], r["k"]) for r in data["runs"]}
+    assert ran == {("zero_shot", 0), ("pet_kit", 0), ("pet_kit", 4), ("linear_probe", 4)}
+    assert models and set(models) == {str(tiny_dir.resolve())} and encoders == [models[0]]
+    assert (
+        f"`{'/'.join(tiny_dir.resolve().parts[-2:])}` (`--model`)"
+        in out.with_suffix(".md").read_text()
+    )
+    with pytest.raises(SystemExit, match="pet_kit_ensemble always run on their own"):
+        few_shot.main([*argv, "--methods", "pet_kit_ensemble", "--model", str(tiny_dir)])
+    with pytest.raises(SystemExit, match="no model folder there"):
+        few_shot.main([*argv, "--methods", "pet_kit", "--model", str(tmp_path / "nowhere")])
+    default_out = [a if a != str(out) else str(few_shot.RESULTS / "few_shot.json") for a in argv]
+    with pytest.raises(SystemExit, match="results file of its own"):
+        few_shot.main([*default_out, "--methods", "pet_kit", "--model", str(tiny_dir)])
+    with pytest.raises(SystemExit):  # the file holds the tiny model's runs, not the default's
+        few_shot.main([*argv, "--methods", "pet_kit"])
+    assert json.loads(out.read_text()) == data  # nothing written by the refusals
