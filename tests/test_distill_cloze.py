@@ -247,3 +247,10 @@ def test_saved_tensors_round_trip_with_the_umasks_mode(script, tmp_path):
     assert torch.equal(load_file(str(path))["a"], torch.arange(6.0).view(2, 3).T)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # safetensors' own save_file gives 0600
     assert [p.name for p in tmp_path.iterdir()] == ["fills.safetensors"]
+
+
+def test_candidates_past_z_are_named_aa_ab_and_keep_earlier_names(script):
+    names = [script.candidate_name(i) for i in range(60)]
+    assert names[:3] == ["A", "B", "C"] and names[25] == "Z"
+    assert names[26:29] == ["AA", "AB", "AC"] and names[51] == "AZ" and names[52] == "BA"
+    assert len(set(names)) == 60
