@@ -391,6 +391,8 @@ def test_a_soup_averages_runs_of_one_recipe_and_refuses_others(head_mod, top_mod
         soup("soup", *members)
     with pytest.raises(SystemExit, match="at least two"):
         soup("one", members[0])
+    with pytest.raises(SystemExit, match="named twice"):
+        soup("twice", members[0], members[1], members[0])
     args = _top_args(setting, root / "mlm", "--weight-mlm", "0.5", "--screen-every", "0")
     assert top_mod.main(args) == 0
     with pytest.raises(SystemExit, match="differ in 'losses'"):

@@ -23,7 +23,7 @@ term for each candidate word's bias across texts (:func:`mpnet_head.offset_loss`
 (VARIANTS: ``~/.cache/pet_kit/mpnet_head/variants``.) Runs of one recipe that differ only in
 seed average into one model (a weight soup, measured like any other candidate):
 
-    python scripts/default_backbone/mpnet_top.py --models VARIANTS/soup --epochs 2 \
+    python scripts/default_backbone/mpnet_top.py --models VARIANTS/soup --epochs 2 \\
         soup VARIANTS/top-K/model-2 VARIANTS/top-K-s1/model-2
 
 The model is a plain ``MPNetForMaskedLM``. ``cache-eval --top`` stores the top layer's
@@ -298,6 +298,8 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
     if len(args.members) < 2:
         raise SystemExit("soup needs at least two member models")
+    if len({m.resolve() for m in args.members}) < len(args.members):
+        raise SystemExit("a member is named twice: each run counts once in a soup")
     dest = mh.fresh_dest(args.models, args.epochs)  # refused before loading, not after
     provs = []
     for member in args.members:
