@@ -23,6 +23,7 @@ MODULES = (
     "few_shot_parallel",
     "adapt_domain",
     "cloze_readout",
+    "never_worse",
 )
 Importer = Callable[[str], ModuleType]
 
@@ -475,3 +476,18 @@ def test_the_benchmark_runs_its_rows_on_another_backbone_when_asked(
     with pytest.raises(SystemExit):  # the file holds the tiny model's runs, not the default's
         few_shot.main([*argv, "--methods", "pet_kit"])
     assert json.loads(out.read_text()) == data  # nothing written by the refusals
+
+
+def test_the_guard_benchmark_refuses_a_backbone_it_would_mix_up(bench, tiny_dir, tmp_path):
+    """``never_worse.py --model``: a missing folder, the default results file and a file of
+    another backbone's runs are refused before anything runs or is written."""
+    never_worse = bench("never_worse")
+    with pytest.raises(SystemExit, match="no model folder there"):
+        never_worse.main(["--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a.json")])
+    with pytest.raises(SystemExit, match="results file of its own"):
+        never_worse.main(["--model", str(tiny_dir)])
+    other = tmp_path / "default_runs.json"
+    other.write_text(json.dumps({"runs": [{"task": "toy"}]}))
+    with pytest.raises(SystemExit, match="holds runs on the default backbone"):
+        never_worse.main(["--model", str(tiny_dir), "--out", str(other)])
+    assert json.loads(other.read_text()) == {"runs": [{"task": "toy"}]}
