@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    if args.model is not None:
+    runs_rows = not (args.merge or args.report_only)  # --model matters only when rows run
+    if args.model is not None and runs_rows:
         args.model = check_model(args, out, data)
-    if data["runs"] and data.get("model") != args.model and not (args.merge or args.report_only):
+    if data["runs"] and data.get("model") != args.model and runs_rows:
         p.error(f"{out} holds runs on {data.get('model') or 'the default backbone'}, not on"
                 f" {args.model or 'the default backbone'}: pass the matching --model or"
                 " another --out")  # fmt: skip

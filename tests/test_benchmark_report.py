@@ -421,7 +421,7 @@ def test_cv_row_read_off_the_head_search_equals_its_own_search(methods, tiny_dir
 
 
 def test_the_benchmark_runs_its_rows_on_another_backbone_when_asked(
-    few_shot, monkeypatch, tiny_dir, toy_data, tmp_path
+    few_shot, monkeypatch, capsys, tiny_dir, toy_data, tmp_path
 ):
     """``few_shot.py --model``: pet_kit's rows and the peers' encoder load that folder, the
     results file records it, and rows that would silently use another backbone, a missing
@@ -473,9 +473,12 @@ def test_the_benchmark_runs_its_rows_on_another_backbone_when_asked(
     default_out = [a if a != str(out) else str(few_shot.RESULTS / "few_shot.json") for a in argv]
     with pytest.raises(SystemExit, match="results file of its own"):
         few_shot.main([*default_out, "--methods", "pet_kit", "--model", str(tiny_dir)])
+    capsys.readouterr()
     with pytest.raises(SystemExit):  # the file holds the tiny model's runs, not the default's
         few_shot.main([*argv, "--methods", "pet_kit"])
+    assert "not on the default backbone: pass the matching --model" in capsys.readouterr().err
     assert json.loads(out.read_text()) == data  # nothing written by the refusals
+    few_shot.main(["--report-only", "--out", str(out), "--model", str(tiny_dir)])  # no rows run
 
 
 def test_the_guard_benchmark_refuses_a_backbone_it_would_mix_up(bench, tiny_dir, tmp_path):
