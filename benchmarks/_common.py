@@ -51,3 +51,34 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def resolve_backbone(model: str, out: Path, default_out: Path) -> str:
+    """A script's ``--model`` as an absolute model folder, refused where its runs would be
+    filed wrongly: no model folder there, or ``out`` is the script's default results file
+    (which holds the default backbone's runs)."""
+    folder = Path(model).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"--model {model}: no model folder there (config.json missing)")
+    if out.resolve() == default_out.resolve():
+        raise SystemExit(
+            "--model: pass --out with a results file of its own (the default one holds the"
+            " default backbone's rows)"
+        )
+    return str(folder)
+
+
+def backbone_mismatch(out: Path, data: dict[str, Any], model: str | None) -> str | None:
+    """Why the runs of ``model`` (``None``: the default backbone) must not go into ``out``,
+    whose ``data`` holds another backbone's runs; ``None`` when they may."""
+    if not data.get("runs") or data.get("model") == model:
+        return None
+    return (
+        f"{out} holds runs on {data.get('model') or 'the default backbone'}, not on"
+        f" {model or 'the default backbone'}: pass the matching --model or another --out"
+    )
+
+
+def backbone_label(model: str) -> str:
+    """A ``--model`` folder as a generated table names it: its last two path parts."""
+    return "/".join(Path(model).parts[-2:])

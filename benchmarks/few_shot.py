@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import device_name, machine, write_json
+from _common import backbone_mismatch, device_name, machine, resolve_backbone, write_json
 from few_shot_methods import (
     CPU_ONLY,
     LIKE_ROWS,
@@ -98,20 +98,14 @@ def merge(data: dict[str, Any], paths: list[Path]) -> int:
     return added
 
 
-def check_model(args: argparse.Namespace, out: Path, data: dict[str, Any]) -> str:
+def check_model(args: argparse.Namespace, out: Path) -> str:
     """``--model`` resolved to an absolute folder, refused where its rows would be wrong:
     a method that ignores it, a missing folder, or the default results file."""
     unsupported = [m for m in args.methods if m not in ON_ANY_BACKBONE]
     if unsupported:
         raise SystemExit(f"--model: {', '.join(unsupported)} always run on their own backbone;"
                          f" choose --methods among {', '.join(ON_ANY_BACKBONE)}")  # fmt: skip
-    folder = Path(args.model).expanduser().resolve()
-    if not (folder / "config.json").is_file():
-        raise SystemExit(f"--model {args.model}: no model folder there (config.json missing)")
-    if out.resolve() == (RESULTS / "few_shot.json").resolve():
-        raise SystemExit("--model: pass --out with a results file of its own (the default"
-                         " one holds the default backbone's rows)")  # fmt: skip
-    return str(folder)
+    return resolve_backbone(args.model, out, RESULTS / "few_shot.json")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,11 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     data = json.loads(out.read_text()) if out.exists() else {"runs": []}
     runs_rows = not (args.merge or args.report_only)  # --model matters only when rows run
     if args.model is not None and runs_rows:
-        args.model = check_model(args, out, data)
-    if data["runs"] and data.get("model") != args.model and runs_rows:
-        p.error(f"{out} holds runs on {data.get('model') or 'the default backbone'}, not on"
-                f" {args.model or 'the default backbone'}: pass the matching --model or"
-                " another --out")  # fmt: skip
+        args.model = check_model(args, out)
+    mismatch = backbone_mismatch(out, data, args.model) if runs_rows else None
+    if mismatch:
+        p.error(mismatch)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge:
         log.info("merged %d runs into %s", merge(data, [Path(x) for x in args.merge]), out)

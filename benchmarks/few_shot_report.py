@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import markdown_table, write_json
+from _common import backbone_label, markdown_table, write_json
 from few_shot_methods import METHODS, ZERO_SHOT_ONLY
 
 #: The peers comparison (few_shot.md) and the PET family / prompt mechanics rows
@@ -312,9 +312,7 @@ def markdown(
         " the cell's seeds: compare times only between rows of one device.",
     ]
     if data.get("model"):
-        lines.append(
-            f"Backbone of every row: `{'/'.join(Path(data['model']).parts[-2:])}` (`--model`)."
-        )
+        lines.append(f"Backbone of every row: `{backbone_label(data['model'])}` (`--model`).")
     for task, by_method in summary.items():
         if not any(by_method.get(m) for m in methods if m not in ("zero_shot", "pet_kit")):
             continue

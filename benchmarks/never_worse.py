@@ -46,7 +46,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import machine, markdown_table, write_json
+from _common import (
+    backbone_label,
+    backbone_mismatch,
+    machine,
+    markdown_table,
+    resolve_backbone,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -314,7 +321,7 @@ def report(data: dict[str, Any], out: Path) -> str:
         "",
     ]
     if data.get("model"):
-        lines[-1:-1] = [f"Backbone: `{'/'.join(Path(data['model']).parts[-2:])}` (`--model`)."]
+        lines[-1:-1] = [f"Backbone: `{backbone_label(data['model'])}` (`--model`)."]
     rows = []
     for task, k in cells:
         rs = [r for r in runs if r["task"] == task and r["k"] == k]
@@ -506,14 +513,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     data = json.loads(out.read_text()) if out.exists() else {}
     if args.model is not None:
-        args.model = str(Path(args.model).expanduser().resolve())
-        if not (Path(args.model) / "config.json").is_file():
-            raise SystemExit(f"--model {args.model}: no model folder there (config.json missing)")
-        if out.resolve() == (RESULTS / "never_worse.json").resolve():
-            raise SystemExit("--model: pass --out with a results file of its own")
-    if data.get("runs") and data.get("model") != args.model:
-        raise SystemExit(f"{out} holds runs on {data.get('model') or 'the default backbone'}:"
-                         " pass the matching --model or another --out")  # fmt: skip
+        args.model = resolve_backbone(args.model, out, RESULTS / "never_worse.json")
+    mismatch = backbone_mismatch(out, data, args.model)
+    if mismatch:
+        raise SystemExit(mismatch)
     if args.model is not None:
         data["model"] = args.model
     data.setdefault("runs", [])

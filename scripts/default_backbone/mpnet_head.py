@@ -557,17 +557,16 @@ def describe(prov: dict[str, Any]) -> str:
     else:
         trained = "(encoder frozen), distilled head"
     words = f" over {prov['candidates']:,} candidate words" if "candidates" in prov else ""
-    seed = prov.get("seed", "none")
-    if "soup_of" in prov:  # mpnet_top.py soup
-        seeds = ", ".join(str(s) for s in seed)
-        seed = f"s {seeds}, the {len(prov['soup_of'])} runs' weights averaged"
+    if "soup_of" in prov:  # mpnet_top.py soup: one seed a member
+        seeds = ", ".join(str(s) for s in prov["seed"])
+        seed = f"seeds {seeds}, the {len(prov['soup_of'])} runs' weights averaged"
     else:
-        seed = f" {seed}"
+        seed = f"seed {prov.get('seed', 'none')}"
     return (
         f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
         f" text-pattern pairs{words}, {prov['mlm_positions']:,} masked corpus tokens"
         f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
-        f" {prov['epochs']} epochs, seed{seed},"
+        f" {prov['epochs']} epochs, {seed},"
         f" {prov['train_seconds'] / 60:.0f} CPU-min after caching"
     )
 

@@ -53,6 +53,7 @@ link_first() {
   done
 }
 mpnet_head=("$py" $here/mpnet_head.py --run "$run" --out "$out")
+top_head=("$py" $here/mpnet_head.py --run "$top_run" --out "$out")  # measured on its own run
 
 say "1/8 corpus"
 [ -f "$cache/mlm_corpus/manifest.json" ] || "$py" $here/build_corpus.py
@@ -87,6 +88,6 @@ fi
   --texts 12288 --init "$head/model-16" --models "$variants/$name" --epochs 2 \
   train --weight-mlm "$mlm" --weight-offset "$offset" --seed "$seed" --screen-every 1
 say "8/8 the gates"
-[ -f "$variants/$name/evaluation-2.json" ] || "$py" $here/mpnet_head.py --run "$top_run" \
-  --out "$out" --texts 12288 --models "$variants/$name" --epochs 2 evaluate --fast
+[ -f "$variants/$name/evaluation-2.json" ] || "${top_head[@]}" --texts 12288 \
+  --models "$variants/$name" --epochs 2 evaluate --fast
 say "done: $variants/$name"

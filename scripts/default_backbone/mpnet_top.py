@@ -318,13 +318,13 @@ def cmd_soup(args: argparse.Namespace) -> int:
     if not provs[0].get("top_layer"):
         raise SystemExit("the members are not top-layer models (mpnet_top.py train)")
     model = MPNetForMaskedLM.from_pretrained(str(args.members[0]))
-    total = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    total = {k: v.detach().clone().double() for k, v in own.items()}
     for member in args.members[1:]:
         other = MPNetForMaskedLM.from_pretrained(str(member)).state_dict()
         for k in total:
             total[k] += other[k].double()
-    model.load_state_dict({k: (v / len(args.members)).to(model.state_dict()[k].dtype)
-                           for k, v in total.items()})  # fmt: skip
+    model.load_state_dict({k: (v / len(args.members)).to(own[k].dtype) for k, v in total.items()})
     provenance = {
         **{k: provs[0][k] for k in provs[0] if k not in ("seed", "history", "train_seconds")},
         "name": f"uniform weight average of {len(provs)} top-layer runs",
