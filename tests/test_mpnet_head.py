@@ -400,3 +400,16 @@ def test_a_soup_averages_runs_of_one_recipe_and_refuses_others(head_mod, top_mod
     with pytest.raises(SystemExit, match="not a trained model"):
         soup("missing", members[0], root / "nowhere")
     assert not (root / "mixed").exists() and not (root / "missing").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "x"])
+def test_loss_weights_and_learning_rates_refuse_what_would_train_on_nan(
+    head_mod, top_mod, setting, value, capsys
+):
+    for main, argv in ((head_mod.main, _args(setting, "train", "--weight-mlm", value)),
+                       (top_mod.main, _top_args(setting, setting["out"].parent / "v",
+                                                "--weight-offset", value))):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err
+    assert head_mod.weight("0.5") == 0.5 and head_mod.weight("0") == 0.0

@@ -133,3 +133,10 @@ def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_t
     bad = subprocess.run(["bash", str(RECIPE), "0", "5", "20000", "nan"], capture_output=True,
                          text=True, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
     assert bad.returncode == 2 and "MLM_WEIGHT must be a number, not 'nan'" in bad.stderr
+    for argv, message in (
+        (["x1"], "SEED must be a whole number, not 'x1'"),
+        (["0", "inf"], "OFFSET_WEIGHT must be a number, not 'inf'"),
+    ):
+        bad = subprocess.run(["bash", str(RECIPE), *argv], capture_output=True, text=True,
+                             env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr

@@ -48,6 +48,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -610,6 +611,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def weight(text: str) -> float:
+    """An argparse type for loss weights and learning rates: a finite number, not negative
+    (``nan`` or ``inf`` would train for minutes on a NaN loss before anything says so)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, default=dc.DEFAULT_RUN, help="the prepared run")
@@ -630,10 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
                         " this run caches and of every pair, for mpnet_top.py")  # fmt: skip
     c.set_defaults(func=cmd_cache)
     t = sub.add_parser("train", help="train the head on the cached states")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-kl", type=float, default=1.0)
-    t.add_argument("--weight-shape", type=float, default=1.0)
-    t.add_argument("--weight-mlm", type=float, default=1.0)
+    t.add_argument("--lr", type=weight, default=1e-3)
+    t.add_argument("--weight-kl", type=weight, default=1.0)
+    t.add_argument("--weight-shape", type=weight, default=1.0)
+    t.add_argument("--weight-mlm", type=weight, default=1.0)
     t.add_argument("--mlm-batch", type=int, default=256, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)

@@ -347,15 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the top layer and the head")
-    t.add_argument("--lr", type=float, default=1e-3, help="the head's learning rate")
-    t.add_argument("--lr-layer", type=float, default=1e-4, help="the top layer's")
-    t.add_argument("--weight-kl", type=float, default=1.0)
-    t.add_argument("--weight-shape", type=float, default=1.0)
-    t.add_argument("--weight-mlm", type=float, default=1.0)
-    t.add_argument("--weight-hold", type=float, default=1.0,
+    t.add_argument("--lr", type=mh.weight, default=1e-3, help="the head's learning rate")
+    t.add_argument("--lr-layer", type=mh.weight, default=1e-4, help="the top layer's")
+    t.add_argument("--weight-kl", type=mh.weight, default=1.0)
+    t.add_argument("--weight-shape", type=mh.weight, default=1.0)
+    t.add_argument("--weight-mlm", type=mh.weight, default=1.0)
+    t.add_argument("--weight-hold", type=mh.weight, default=1.0,
                    help="the top layer's outputs at unmasked positions stay the packaged"
                         " layer's (relative squared error)")  # fmt: skip
-    t.add_argument("--weight-offset", type=float, default=0.0,
+    t.add_argument("--weight-offset", type=mh.weight, default=0.0,
                    help="each candidate word's mean standardised logit per pattern matches"
                         " the teacher's (a label word's bias across texts)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
