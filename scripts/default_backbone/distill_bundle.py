@@ -50,6 +50,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import argtypes  # noqa: E402
 import distill_cloze as dc  # noqa: E402
 
 log = logging.getLogger("distill_bundle")
@@ -561,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="teacher embeddings of the bundle's texts (resumes)")
     e.add_argument("--texts", type=int, default=16_384)
     e.add_argument("--max-text-words", type=int, default=dc.Config.max_text_words)
-    e.add_argument("--max-minutes", type=float)
+    e.add_argument("--max-minutes", type=argtypes.positive)
     e.set_defaults(func=cmd_encode)
     k = sub.add_parser("pack", help="write the bundle folder")
     k.add_argument("--out", type=Path, required=True)
@@ -574,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bundle", type=Path, required=True)
     t.add_argument("--teacher", choices=("bundle", "minilm-live"), default="bundle")
     t.add_argument("--device", default="cuda")
-    t.add_argument("--fit-minutes", type=float, required=True)
+    t.add_argument("--fit-minutes", type=argtypes.positive, required=True)
     t.add_argument("--name", required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--checkpoint-every", type=int, default=500)

@@ -74,6 +74,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
+import argtypes  # noqa: E402
 import dev_tasks  # noqa: E402
 from build_corpus import file_sha256  # noqa: E402
 
@@ -1142,8 +1143,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
     t = sub.add_parser("train", help="train; resumes the run's checkpoint")
     for name, field in Config.__dataclass_fields__.items():
-        t.add_argument("--" + name.replace("_", "-"), type=type(field.default), dest=name)
-    t.add_argument("--max-minutes", type=float, help="time box of this call")
+        kind: Any = type(field.default)
+        if kind is float:  # rates and loss weights; the temperature divides
+            kind = argtypes.positive if name == "tau" else argtypes.non_negative
+        t.add_argument("--" + name.replace("_", "-"), type=kind, dest=name)
+    t.add_argument("--max-minutes", type=argtypes.positive, help="time box of this call")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--mlm-units", type=int, default=200_000)
     t.set_defaults(func=cmd_train)

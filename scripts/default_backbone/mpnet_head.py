@@ -48,7 +48,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -60,6 +59,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import argtypes  # noqa: E402
 import distill_bundle as db  # noqa: E402
 import distill_cloze as dc  # noqa: E402
 
@@ -611,16 +611,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def weight(text: str) -> float:
-    """An argparse type for loss weights and learning rates: a finite number, not negative
-    (``nan`` or ``inf`` would train for minutes on a NaN loss before anything says so)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
-    return value
+#: The loss weights' and learning rates' argparse type (``mpnet_top.py`` uses it too).
+weight = argtypes.non_negative
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -637,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cache", help="encoder states at the masks (resumable)")
-    c.add_argument("--max-minutes", type=float)
+    c.add_argument("--max-minutes", type=argtypes.positive)
     c.add_argument("--top", action="store_true",
                    help="also store the top layer's inputs (whole sequences) of the MLM windows"
                         " this run caches and of every pair, for mpnet_top.py")  # fmt: skip

@@ -47,6 +47,7 @@ import platform
 import random
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,10 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import argtypes
 
 if TYPE_CHECKING:
     from transformers import BertForMaskedLM, PreTrainedTokenizerBase
@@ -418,7 +423,9 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- main
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (rates, the warm-up share and the time box refused at parsing when
+    not finite or out of range)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/pet_kit_head_work"))
     ap.add_argument("--output", type=Path, default=Path("pet_kit/resources/minilm_l6_mlm"))
@@ -426,17 +433,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128, help="incl. [CLS]/[SEP]")
-    ap.add_argument("--lr-head", type=float, default=1e-3)
-    ap.add_argument("--lr-layers", type=float, default=1e-4)
-    ap.add_argument("--warmup", type=float, default=0.06)
+    ap.add_argument("--lr-head", type=argtypes.non_negative, default=1e-3)
+    ap.add_argument("--lr-layers", type=argtypes.non_negative, default=1e-4)
+    ap.add_argument("--warmup", type=argtypes.fraction, default=0.06)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--heldout-chunks", type=int, default=512)
     ap.add_argument("--layer-dtype", choices=["float32", "float16"], default="float16")
-    ap.add_argument("--max-minutes", type=float, default=None, help="safety stop (wall clock)")
+    ap.add_argument(
+        "--max-minutes", type=argtypes.positive, default=None, help="safety stop (wall clock)"
+    )
     ap.add_argument("--eval-every", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU, ~1.4x faster)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)

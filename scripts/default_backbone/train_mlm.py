@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import argtypes  # noqa: E402
+
 DEFAULT_CORPUS = Path("~/.cache/pet_kit/mlm_corpus").expanduser()
 DEFAULT_RUN = Path("~/.cache/pet_kit/default_mlm_run").expanduser()
 EVALUATIVE = {
@@ -183,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (resumes a checkpoint of the same run)")
     t.add_argument("--max-steps", type=int, default=20_000)
-    t.add_argument("--max-minutes", type=float, help="time box of this call")
+    t.add_argument("--max-minutes", type=argtypes.positive, help="time box of this call")
     t.add_argument("--train", default="top2", help="what trains (default: as shipped)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--max-length", type=int, default=128)
-    t.add_argument("--learning-rate", type=float, default=1e-4)
+    t.add_argument("--learning-rate", type=argtypes.non_negative, default=1e-4)
     t.add_argument("--checkpoint-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int)

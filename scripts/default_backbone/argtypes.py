@@ -1,0 +1,44 @@
+"""Argparse types for the default-backbone scripts' numbers: a loss weight, learning rate
+or time box of ``nan``, ``inf`` or below zero is refused when the command line is parsed,
+not found minutes into a run that trained on a NaN loss or never stops."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["fraction", "non_negative", "positive"]
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0: loss weights (0 turns a term off) and learning rates."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
+def positive(text: str) -> float:
+    """A finite number > 0: time boxes in minutes."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A finite number from 0 to 1: shares such as a warm-up's part of the steps."""
+    value = _finite(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text!r}")
+    return value
