@@ -1068,16 +1068,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def similarity_zero_shot(teacher: Any, pattern: str, words: dict[str, Any], texts: list[str],
-                         labels: list[Any]) -> float:  # fmt: skip
-    """Accuracy of classifying ``texts`` by the teacher's cosine to each class's pattern
-    phrases (:func:`pattern_phrase`), averaged over the class's words: what the distillation
-    target says about a PVP, before any student learns it."""
+def similarity_scores(teacher: Any, pattern: str, words: dict[str, Any],
+                      texts: list[str]) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    """The sorted classes and each text's score per class: the teacher's cosine to the
+    class's pattern phrases (:func:`pattern_phrase`), averaged over the class's words."""
     classes = sorted(words)
     enc = teacher.encode(texts)
     scores = np.stack(
         [np.asarray(enc @ teacher.encode([pattern_phrase(pattern, w) for w in words[c]]).T)
          .mean(1) for c in classes], axis=1)  # fmt: skip
+    return classes, scores
+
+
+def similarity_zero_shot(teacher: Any, pattern: str, words: dict[str, Any], texts: list[str],
+                         labels: list[Any]) -> float:  # fmt: skip
+    """Accuracy of classifying ``texts`` by the teacher's cosine to each class's pattern
+    phrases (:func:`pattern_phrase`), averaged over the class's words: what the distillation
+    target says about a PVP, before any student learns it."""
+    classes, scores = similarity_scores(teacher, pattern, words, texts)
     pred = [classes[i] for i in scores.argmax(1).tolist()]
     return round(float(np.mean([p == y for p, y in zip(pred, labels, strict=True)])), 4)
 

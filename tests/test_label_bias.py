@@ -1,0 +1,48 @@
+"""scripts/default_backbone/label_bias.py: ranking vs bias of a zero-shot classifier."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import backbone_scripts
+
+
+@pytest.fixture()
+def lb():
+    with backbone_scripts("distill_cloze", "label_bias") as loaded:
+        yield loaded["label_bias"]
+
+
+def test_a_biased_but_well_ranked_classifier_is_told_from_a_badly_ranked_one(lb):
+    labels = ["a"] * 4 + ["b"] * 4
+    # every text scores higher for "b", but the "a" texts less so: perfect ranking, biased
+    biased = np.array(
+        [[0.0, 1.0 + 0.1 * i] for i in range(4)] + [[0.0, 2.0 + 0.1 * i] for i in range(4)]
+    )
+    r = lb.bias_scores(biased, ["a", "b"], labels)
+    assert r["accuracy"] == 0.5 and r["roc_auc"] == 1.0 and r["centred_accuracy"] == 1.0
+    assert (r["most_predicted"], r["predicted_share"], r["true_share"]) == ("b", 1.0, 0.5)
+    # the same order without the offset: nothing for the centring to add
+    fair = biased - np.array([0.0, 1.95])
+    r = lb.bias_scores(fair, ["a", "b"], labels)
+    assert r["accuracy"] == r["centred_accuracy"] == 1.0 and r["predicted_share"] == 0.5
+
+
+def test_three_classes_use_the_macro_one_vs_rest_auc(lb):
+    labels = ["x", "y", "z"] * 2
+    scores = np.eye(3)[[0, 1, 2, 0, 1, 2]] + np.array([0.0, 0.0, 5.0])  # "z" always wins
+    r = lb.bias_scores(scores, ["x", "y", "z"], labels)
+    assert r["accuracy"] == pytest.approx(1 / 3, abs=1e-3) and r["roc_auc"] == 1.0
+    assert r["centred_accuracy"] == 1.0 and r["most_predicted"] == "z"
+
+
+def test_a_published_candidate_is_named_by_its_letter(lb, tmp_path):
+    report = tmp_path / "gates.json"
+    other, mine = tmp_path / "a" / "model-2", tmp_path / "b" / "model-2"
+    cands = [{"model": str(other)}] * 27 + [{"model": str(mine)}]
+    report.write_text(json.dumps({"candidates": cands}), encoding="utf-8")
+    assert lb.model_name(mine, report) == "AB (`b/model-2`)"
+    assert lb.model_name(tmp_path / "c" / "model-2", report) == "c/model-2"
+    assert lb.model_name(mine, tmp_path / "missing.json") == "b/model-2"
