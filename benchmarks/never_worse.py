@@ -63,13 +63,20 @@ log = logging.getLogger("never_worse")
 #: The guard's decision rules compared on the dev sample (the first is pet_kit's:
 #: ``pet_kit.train.guard.training_helps``).
 RULES = {
+    # the Brier score: bounded per example, so one confident mistake weighs less than in
+    # the log-loss
+    "brier_and_accuracy": lambda u, t: t["brier"] < u["brier"] and t["accuracy"] >= u["accuracy"],
     "loss_and_accuracy": lambda u, t: (
         t["log_loss"] < u["log_loss"] and t["accuracy"] >= u["accuracy"]
     ),
     "loss": lambda u, t: t["log_loss"] < u["log_loss"],
     "accuracy": lambda u, t: t["accuracy"] > u["accuracy"],
+    "accuracy_then_loss": lambda u, t: (
+        t["accuracy"] > u["accuracy"]
+        or (t["accuracy"] == u["accuracy"] and t["log_loss"] < u["log_loss"])
+    ),
 }
-PET_KIT_RULE = "loss_and_accuracy"
+PET_KIT_RULE = "brier_and_accuracy"
 
 
 def _clf(pvp: str, seed: int, max_length: int, **kw: Any) -> Any:
@@ -126,10 +133,23 @@ def _dev(train_all: Any, ks: list[int], seed: int, size: int) -> Any:
     return rest.sample(n=min(size, len(rest)), random_state=1000 + seed)
 
 
+def _recorded_rules(runs: list[dict[str, Any]], mode: str) -> list[str]:
+    """The rules whose scores every run's ``mode`` check recorded (``brier`` is newer)."""
+    scores = [
+        set(c["untrained"]) & set(c["trained"])
+        for r in runs
+        if (c := r["guards"][mode]["check"]) and c.get("untrained") is not None
+    ]
+    have = set.intersection(*scores) if scores else set()
+    return [rule for rule in RULES if "brier" not in rule or "brier" in have]
+
+
 def helps(check: dict[str, Any] | None, rule: str = PET_KIT_RULE) -> bool:
     """Whether a guard that recorded ``check`` trains, under ``rule``."""
     if not check or check.get("untrained") is None:  # no check (skipped): it trains
         return True
+    if "brier" in rule and "brier" not in check["untrained"]:
+        return bool(check["helps"])  # recorded before the Brier score: what the guard did
     return bool(RULES[rule](check["untrained"], check["trained"]))
 
 
@@ -380,7 +400,7 @@ def report(data: dict[str, Any], out: Path) -> str:
     ]
     choice = []
     for mode in modes:
-        for rule in RULES:
+        for rule in _recorded_rules(runs, mode):
             pet = " (pet_kit)" if (mode, rule) == (default, PET_KIT_RULE) else ""
             choice.append(
                 [

@@ -494,3 +494,23 @@ def test_the_guard_benchmark_refuses_a_backbone_it_would_mix_up(bench, tiny_dir,
     with pytest.raises(SystemExit, match="holds runs on the default backbone"):
         never_worse.main(["--model", str(tiny_dir), "--out", str(other)])
     assert json.loads(other.read_text()) == {"runs": [{"task": "toy"}]}
+
+
+def test_the_guard_benchmark_composes_each_rule_and_reads_older_records(bench):
+    """A rule is read off the recorded held-out scores; a check recorded before the Brier
+    score counts as what the guard decided then, and the rules table leaves Brier out."""
+    nw = bench("never_worse")
+    u = {"accuracy": 0.5, "log_loss": 0.8, "brier": 0.6}
+    new = {"untrained": u, "trained": {"accuracy": 0.75, "log_loss": 1.2, "brier": 0.4}}
+    new["helps"] = True
+    assert nw.helps(new, "brier_and_accuracy") and nw.helps(new) is True  # pet_kit's rule
+    assert not nw.helps(new, "loss_and_accuracy")
+    old = {
+        "untrained": {"accuracy": 0.5, "log_loss": 0.8},
+        "trained": {"accuracy": 0.75, "log_loss": 0.7},
+        "helps": False,
+    }
+    assert nw.helps(old, "brier_and_accuracy") is False and nw.helps(old, "loss") is True
+    rows = [{"guards": {"2fold": {"check": c}}} for c in (old, new)]
+    assert "brier_and_accuracy" not in nw._recorded_rules(rows, "2fold")
+    assert nw._recorded_rules(rows[1:], "2fold") == list(nw.RULES)

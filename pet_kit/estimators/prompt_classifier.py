@@ -173,10 +173,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         turn, so every example is scored; ``"holdout"``: a stratified quarter held out (at
         least one per class), cheaper and noisier — a probe trains on each training part
         with the same settings from the same start, and the untrained prompt and the probes
-        are scored on the held-out examples (log-loss and accuracy, calibrated as
+        are scored on the held-out examples (Brier score and accuracy, calibrated as
         predictions would be, weighted by ``sample_weight``). Training then goes ahead on
         *all* the examples (exactly the prompt ``guard=None`` gives) only if the probes have
-        a lower held-out log-loss and at least the same held-out accuracy; otherwise the
+        a lower held-out Brier score and at least the same held-out accuracy; otherwise the
         prompt stays untrained (its initialisation: what ``epochs=0`` gives),
         ``fit_summary_["kept_untrained"]`` is True and a WARNING is logged (at ``verbose >=
         1``). The check costs about one more fit (measured, and how the default was chosen:
@@ -255,7 +255,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         "after"}`` accuracies, else ``None``), ``kept_untrained`` (the guard kept the
         untrained prompt), ``guard`` (``None`` when it did not run; else ``mode``,
         ``kept_untrained``, ``skipped``, ``n_train``, ``n_held_out``, the held-out
-        ``untrained`` and ``trained`` scores ``{"accuracy", "log_loss"}``,
+        ``untrained`` and ``trained`` scores ``{"accuracy", "log_loss", "brier"}``,
         ``probe_steps``, ``seconds``, ``interrupted``) and a one-sentence ``text``, which
         ``fit`` logs.
     pvp_, prompt_, n_slots_, prompt_init_, calibration_prior_, label_head_, \

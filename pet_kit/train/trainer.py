@@ -788,11 +788,9 @@ def fit_summary(
         if check.get("skipped"):
             text += f"; guard skipped ({check['skipped']})"
         elif check.get("untrained") and check.get("trained"):
-            u, t = check["untrained"], check["trained"]
             text += (
                 f"; guard: training beat the untrained prompt on {check.get('n_held_out')}"
-                f" held-out examples (log-loss {u['log_loss']:.3f} -> {t['log_loss']:.3f},"
-                f" accuracy {u['accuracy']:.3f} -> {t['accuracy']:.3f})"
+                f" held-out examples ({guard.comparison(check['untrained'], check['trained'])})"
             )
     return {
         "trained": trained,

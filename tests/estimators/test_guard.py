@@ -70,7 +70,7 @@ def test_it_keeps_the_untrained_prompt_when_training_does_not_help(tiny_dir, dec
     assert check["kept_untrained"] is True and check["helps"] is False
     assert (check["n_train"], check["n_held_out"]) == ([12], 4)  # a stratified quarter
     assert check["probe_steps"] == 3 * 3  # the probe did train: 3 epochs of 12 examples
-    assert set(check["untrained"]) == set(check["trained"]) == {"accuracy", "log_loss"}
+    assert set(check["untrained"]) == set(check["trained"]) == {"accuracy", "log_loss", "brier"}
     assert calls == [(check["untrained"], check["trained"])]
     assert clf.history_["guard"] == check and clf.history_["kept_untrained"] is True
     assert summary["text"].startswith("kept the untrained prompt")
@@ -126,11 +126,24 @@ def test_the_splits_are_stratified_and_seeded():
 
 
 def test_the_rule_prefers_the_untrained_prompt_on_a_tie():
-    u = {"accuracy": 0.75, "log_loss": 0.5}
+    u = {"accuracy": 0.75, "log_loss": 0.5, "brier": 0.4}
     assert not guard.training_helps(u, dict(u))
-    assert not guard.training_helps(u, {"accuracy": 0.5, "log_loss": 0.1})  # accuracy fell
-    assert not guard.training_helps(u, {"accuracy": 1.0, "log_loss": 0.6})  # loss rose
-    assert guard.training_helps(u, {"accuracy": 0.75, "log_loss": 0.4})
+    assert not guard.training_helps(u, {**u, "accuracy": 0.5, "brier": 0.1})  # accuracy fell
+    assert not guard.training_helps(u, {**u, "accuracy": 1.0, "brier": 0.45})  # Brier rose
+    assert guard.training_helps(u, {**u, "brier": 0.3})
+    # one confident mistake: the log-loss rises, the Brier score falls; the Brier score rules
+    assert guard.training_helps(u, {"accuracy": 1.0, "log_loss": 1.2, "brier": 0.3})
+
+
+def test_the_comparison_names_each_score_untrained_to_trained():
+    u = {"accuracy": 0.5, "log_loss": 0.805, "brier": 0.62}
+    t = {"accuracy": 0.75, "log_loss": 1.232, "brier": 0.42}
+    assert guard.comparison(u, t) == (
+        "Brier 0.620 -> 0.420, log-loss 0.805 -> 1.232, accuracy 0.500 -> 0.750"
+    )
+    # a check recorded before the Brier score was: the rest
+    old = {"accuracy": 0.5, "log_loss": 0.8}
+    assert guard.comparison(old, old) == "log-loss 0.800 -> 0.800, accuracy 0.500 -> 0.500"
 
 
 def test_a_degenerate_learning_rate_changes_nothing_so_the_untrained_prompt_stays(tiny_dir):
@@ -201,6 +214,13 @@ def test_sample_weight_reaches_the_final_fit_and_the_held_out_scores(tiny_dir, d
     assert unweighted["accuracy"] == pytest.approx(1 / 3)
     assert weighted["accuracy"] == pytest.approx(0.5)
     assert weighted["log_loss"] == pytest.approx(-(np.log(0.9) + np.log(0.4)) / 2)
+    # Brier: squared distance to the one-hot row, summed over classes
+    assert unweighted["brier"] == pytest.approx((0.02 + 1.28 + 0.72) / 3)
+    assert weighted["brier"] == pytest.approx((0.02 + 0.72) / 2)
+    soft = np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]])
+    assert guard.held_out_scores(probs, y, soft, None)["brier"] == pytest.approx(
+        (0.32 + 1.28 + 0.72) / 3
+    )
 
 
 def test_soft_labels_and_other_modes_keep_exactly_the_untrained_model(tiny_dir, decide):
