@@ -87,6 +87,11 @@ def _clf(pvp: str, seed: int, max_length: int, **kw: Any) -> Any:
     )
 
 
+def _soft(args: argparse.Namespace) -> dict[str, Any]:
+    """The soft pattern's settings besides the seed: the backbone and ``prompt_init``."""
+    return {"model": args.model, "prompt_init": args.prompt_init}
+
+
 def _default_guard() -> str:
     from pet_kit.config.settings import DEFAULTS
 
@@ -176,7 +181,7 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
         return
     dev = _dev(train_all, args.ks, seed, args.dev_size)
     first = sample_k_shot(train_all, args.ks[0], seed=seed)
-    untrained = _clf(soft, seed, args.max_length, model=args.model, epochs=0).fit(
+    untrained = _clf(soft, seed, args.max_length, epochs=0, **_soft(args)).fit(
         first["text"], first["label"]
     )
     u_test = untrained.score(test["text"], test["label"])
@@ -187,7 +192,7 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
         train = sample_k_shot(train_all, k, seed=seed)
         X, y = train["text"], train["label"]
         plain, wall, cpu = _timed(
-            _clf(soft, seed, args.max_length, model=args.model, guard=None).fit, X, y
+            _clf(soft, seed, args.max_length, guard=None, **_soft(args)).fit, X, y
         )
         row: dict[str, Any] = {
             "task": task,
@@ -208,7 +213,7 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
         for mode in args.guards:
             with _check_only():
                 checked, c_wall, c_cpu = _timed(
-                    _clf(soft, seed, args.max_length, model=args.model, guard=mode).fit, X, y
+                    _clf(soft, seed, args.max_length, guard=mode, **_soft(args)).fit, X, y
                 )
             check = checked.fit_summary_["guard"]
             if check.get("skipped") is None and not _same(checked, untrained):
@@ -227,7 +232,7 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
             row["validation"] = {}
             for mode in args.guards:
                 full, f_wall, f_cpu = _timed(
-                    _clf(soft, seed, args.max_length, model=args.model, guard=mode).fit, X, y
+                    _clf(soft, seed, args.max_length, guard=mode, **_soft(args)).fit, X, y
                 )
                 expected = plain if row["guards"][mode]["trains"] else untrained
                 row["validation"][mode] = {
@@ -342,6 +347,11 @@ def report(data: dict[str, Any], out: Path) -> str:
     ]
     if data.get("model"):
         lines[-1:-1] = [f"Backbone: `{backbone_label(data['model'])}` (`--model`)."]
+    if data.get("prompt_init"):
+        lines[-1:-1] = [
+            f"Free slots started with `prompt_init={data['prompt_init']!r}` (`--prompt-init`;"
+            " pet_kit's default: `'vocab'`)."
+        ]
     rows = []
     for task, k in cells:
         rs = [r for r in runs if r["task"] == task and r["k"] == k]
@@ -517,6 +527,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="another backbone (a model folder); --out must then name its own results file",
     )
+    p.add_argument(
+        "--prompt-init",
+        default="vocab",
+        choices=("vocab", "random", "text", "mean"),
+        help="the free slots' start (pet_kit's default: vocab); another needs its own --out",
+    )
     p.add_argument("--out", default=str(RESULTS / "never_worse.json"))
     p.add_argument("--report-only", action="store_true", help="rebuild the tables from the JSON")
     args = p.parse_args(argv)
@@ -539,6 +555,16 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(mismatch)
     if args.model is not None:
         data["model"] = args.model
+    init = data.get("prompt_init", "vocab")
+    if init != args.prompt_init or (
+        args.prompt_init != "vocab" and out.resolve() == (RESULTS / "never_worse.json").resolve()
+    ):
+        raise SystemExit(
+            f"{out} holds (or is kept for) runs with prompt_init={init!r}, not"
+            f" {args.prompt_init!r}: name another results file with --out"
+        )
+    if args.prompt_init != "vocab":
+        data["prompt_init"] = args.prompt_init
     data.setdefault("runs", [])
     data.setdefault("cv", [])
     data.setdefault("context", {})

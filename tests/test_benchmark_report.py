@@ -514,3 +514,17 @@ def test_the_guard_benchmark_composes_each_rule_and_reads_older_records(bench):
     rows = [{"guards": {"2fold": {"check": c}}} for c in (old, new)]
     assert "brier_and_accuracy" not in nw._recorded_rules(rows, "2fold")
     assert nw._recorded_rules(rows[1:], "2fold") == list(nw.RULES)
+
+
+def test_the_guard_benchmark_keeps_each_free_slot_start_in_its_own_file(bench, tmp_path):
+    """``--prompt-init``: never into the default results file, never continuing a file of
+    another start."""
+    nw = bench("never_worse")
+    with pytest.raises(SystemExit, match="prompt_init='vocab', not 'mean'"):
+        nw.main(["--prompt-init", "mean"])
+    other = tmp_path / "mean.json"
+    other.write_text(json.dumps({"prompt_init": "text", "runs": []}))
+    with pytest.raises(SystemExit, match="prompt_init='text', not 'mean'"):
+        nw.main(["--prompt-init", "mean", "--out", str(other)])
+    with pytest.raises(SystemExit, match="prompt_init='text', not 'vocab'"):
+        nw.main(["--out", str(other)])

@@ -87,7 +87,7 @@ __all__ = [
 
 # ------------------------------------------------------------------ vocabularies
 #: ``prompt_init``: initialisation of slots without init words.
-INIT_STRATEGIES = ("vocab", "random", "text")
+INIT_STRATEGIES = ("vocab", "random", "text", "mean")
 #: ``prompt_encoder``: reparameterisation of the slots while training: P-tuning's MLP or
 #: LSTM, or ``"rank1"``: the starting vectors frozen and scaled by a trained rank-1 matrix
 #: (multi-task prompt tuning's per-task part; use it with ``prompt_init=<saved prompt>``).

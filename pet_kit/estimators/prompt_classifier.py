@@ -133,7 +133,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=8
         Examples per optimizer step.
     weight_decay : float, default=0.0
-    prompt_init : {"vocab", "random", "text"} or path, default="vocab"
+    prompt_init : {"vocab", "random", "text", "mean"} or path, default="vocab"
         Initialisation of slots without init words (see
         :func:`~pet_kit.model.soft_prompt.initial_vectors`), or the folder of a prompt
         saved on the same backbone to start from (prompt transfer: slot ``i`` from its

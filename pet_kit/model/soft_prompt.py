@@ -119,16 +119,19 @@ def initial_vectors(
         The backbone's input embedding matrix ``(vocab, dim)``.
     slot_init_ids : sequence of int or None
         Per slot, a token to copy (from ``[SOFT:words]``) or None.
-    strategy : {"vocab", "random", "text"}
+    strategy : {"vocab", "random", "text", "mean"}
         For slots without init words: ``vocab`` copies embeddings of random vocabulary
         tokens (never special tokens); ``random`` draws from a normal distribution
-        with the embeddings' mean and std; ``text`` copies the embeddings of
+        with the embeddings' mean and std; ``mean`` starts every such slot at the mean
+        embedding of the vocabulary (special tokens left out): no word in particular, the
+        same vectors whatever the generator; ``text`` copies the embeddings of
         ``text_ids`` (the task's own words, see
         :meth:`~pet_kit.model.cloze_model.ClozeModel.new_prompt`) in order, cycling when
         there are more such slots than tokens (``vocab`` when ``text_ids`` is empty).
         Slots with init words always start from their words.
     generator : torch.Generator
-        Source of randomness (makes runs reproducible); ``text`` draws nothing from it.
+        Source of randomness (makes runs reproducible); ``text`` and ``mean`` draw nothing
+        from it.
     exclude_ids : sequence of int
         Token ids never sampled or copied (special tokens).
     text_ids : sequence of int
@@ -157,6 +160,11 @@ def initial_vectors(
     elif strategy == "random":
         mean, std = emb.mean().item(), emb.std().item()
         draws = torch.randn(n, dim, generator=generator) * std + mean
+    elif strategy == "mean":
+        keep = torch.ones(emb.shape[0], dtype=torch.bool)
+        if excluded:
+            keep[torch.tensor(sorted(i for i in excluded if i < emb.shape[0]))] = False
+        draws = emb[keep].mean(0).expand(n, dim)
     else:
         allowed = torch.ones(emb.shape[0], dtype=torch.bool)
         if excluded:

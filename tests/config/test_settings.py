@@ -351,11 +351,11 @@ BAD = [
     ),
     (
         {"prompt_init": 3},
-        "prompt_init must be one of ('vocab', 'random', 'text') or the path of a saved prompt"
-        " folder to start from, got 3",
+        "prompt_init must be one of ('vocab', 'random', 'text', 'mean') or the path of a saved"
+        " prompt folder to start from, got 3",
     ),
-    ({"prompt_init": None}, "prompt_init must be one of ('vocab', 'random', 'text') or the"),
-    ({"prompt_init": ""}, "prompt_init must be one of ('vocab', 'random', 'text') or the"),
+    ({"prompt_init": None}, "prompt_init must be one of ('vocab', 'random', 'text', 'mean') or"),
+    ({"prompt_init": ""}, "prompt_init must be one of ('vocab', 'random', 'text', 'mean') or"),
     (
         {"prompt_encoder": "gru"},
         "prompt_encoder must be one of (None, 'mlp', 'lstm', 'rank1'), got 'gru'",

@@ -170,14 +170,21 @@ def test_ptuning_encoders_start_at_init_and_train(make_clf, toy_data, encoder):
     assert trained.history_["train_loss"][-1] < trained.history_["train_loss"][0]
 
 
-@pytest.mark.parametrize("init", ["vocab", "random", "text"])
+@pytest.mark.parametrize("init", ["vocab", "random", "text", "mean"])
 def test_init_strategies(make_clf, toy_data, init):
     X, y = toy_data
     clf = make_clf(prompt_init=init, epochs=0).fit(X, y)
-    emb = load_backbone(clf.model, device="cpu").model.get_input_embeddings().weight
+    backbone = load_backbone(clf.model, device="cpu")
+    emb = backbone.model.get_input_embeddings().weight.detach()
     vecs = clf.prompt_.embedding.detach()
     rows_match = [(emb == v).all(1).any().item() for v in vecs]
-    assert all(rows_match) == (init != "random")
+    assert all(rows_match) == (init in ("vocab", "text"))
+    if init == "mean":  # every free slot at the mean of the non-special embeddings
+        keep = torch.ones(len(emb), dtype=torch.bool)
+        keep[backbone.tokenizer.all_special_ids] = False
+        torch.testing.assert_close(vecs, emb[keep].mean(0).expand_as(vecs))
+        other = make_clf(prompt_init=init, epochs=0, random_state=7).fit(X, y)
+        assert torch.equal(other.prompt_.embedding.detach(), vecs)  # no randomness
 
 
 def test_slot_initialised_from_words(make_clf, toy_data, tiny_tokenizer):
