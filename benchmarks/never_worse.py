@@ -92,6 +92,20 @@ def _soft(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model, "prompt_init": args.prompt_init}
 
 
+def init_mismatch(out: Path, data: dict[str, Any], prompt_init: str) -> str | None:
+    """Why ``out`` (holding ``data``) must not take runs with ``prompt_init``, or ``None``:
+    the default results file is kept for pet_kit's default start, and a file is never
+    continued with another start than its runs'."""
+    default_file = out.resolve() == (RESULTS / "never_worse.json").resolve()
+    held = data.get("prompt_init", "vocab") if data.get("runs") or default_file else prompt_init
+    if held == prompt_init:
+        return None
+    return (
+        f"{out} holds (or is kept for) runs with prompt_init={held!r}, not {prompt_init!r}:"
+        " name another results file with --out"
+    )
+
+
 def _default_guard() -> str:
     from pet_kit.config.settings import DEFAULTS
 
@@ -555,14 +569,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(mismatch)
     if args.model is not None:
         data["model"] = args.model
-    init = data.get("prompt_init", "vocab")
-    if init != args.prompt_init or (
-        args.prompt_init != "vocab" and out.resolve() == (RESULTS / "never_worse.json").resolve()
-    ):
-        raise SystemExit(
-            f"{out} holds (or is kept for) runs with prompt_init={init!r}, not"
-            f" {args.prompt_init!r}: name another results file with --out"
-        )
+    mismatch = init_mismatch(out, data, args.prompt_init)
+    if mismatch:
+        raise SystemExit(mismatch)
     if args.prompt_init != "vocab":
         data["prompt_init"] = args.prompt_init
     data.setdefault("runs", [])

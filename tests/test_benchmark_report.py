@@ -523,8 +523,12 @@ def test_the_guard_benchmark_keeps_each_free_slot_start_in_its_own_file(bench, t
     with pytest.raises(SystemExit, match="prompt_init='vocab', not 'mean'"):
         nw.main(["--prompt-init", "mean"])
     other = tmp_path / "mean.json"
-    other.write_text(json.dumps({"prompt_init": "text", "runs": []}))
+    other.write_text(json.dumps({"prompt_init": "text", "runs": [{"task": "t"}]}))
     with pytest.raises(SystemExit, match="prompt_init='text', not 'mean'"):
         nw.main(["--prompt-init", "mean", "--out", str(other)])
     with pytest.raises(SystemExit, match="prompt_init='text', not 'vocab'"):
         nw.main(["--out", str(other)])
+    # a new file (or one without runs yet) takes any start
+    assert nw.init_mismatch(tmp_path / "new.json", {}, "mean") is None
+    assert nw.init_mismatch(tmp_path / "new.json", {"runs": []}, "text") is None
+    assert nw.init_mismatch(tmp_path / "new.json", {"runs": [{}]}, "vocab") is None

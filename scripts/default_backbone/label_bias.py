@@ -6,7 +6,7 @@ class scores no higher for that class than a text of another), or it orders them
 one label's words outweigh the other's on every text, so most texts land in one class.
 For each gate PVP (``distill_cloze.GATES``, on the gates' test texts) and each model — today's
 default, the model folders given, and the teacher by its similarity to the PVP's phrases
-(what the distillation copies) — this prints:
+(what the distillation copies) — it measures:
 
 * the **accuracy** (argmax, what the gate measures);
 * the **ROC AUC** of one class's score against the others (macro over classes when there are
