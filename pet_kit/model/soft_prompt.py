@@ -103,6 +103,15 @@ class SoftPrompt(nn.Module):
         return e + self.encoder(e)
 
 
+def _ordinary(vocab_size: int, excluded: set[int]) -> torch.Tensor:
+    """A mask over the vocabulary: every token but the ``excluded`` (special) ones."""
+    mask = torch.ones(vocab_size, dtype=torch.bool)
+    ids = sorted(i for i in excluded if 0 <= i < vocab_size)
+    if ids:
+        mask[torch.tensor(ids, dtype=torch.long)] = False
+    return mask
+
+
 def initial_vectors(
     word_embeddings: torch.Tensor,
     slot_init_ids: Sequence[int | None],
@@ -161,15 +170,9 @@ def initial_vectors(
         mean, std = emb.mean().item(), emb.std().item()
         draws = torch.randn(n, dim, generator=generator) * std + mean
     elif strategy == "mean":
-        keep = torch.ones(emb.shape[0], dtype=torch.bool)
-        if excluded:
-            keep[torch.tensor(sorted(i for i in excluded if i < emb.shape[0]))] = False
-        draws = emb[keep].mean(0).expand(n, dim)
+        draws = emb[_ordinary(emb.shape[0], excluded)].mean(0).expand(n, dim)
     else:
-        allowed = torch.ones(emb.shape[0], dtype=torch.bool)
-        if excluded:
-            allowed[torch.tensor(sorted(excluded), dtype=torch.long)] = False
-        pool = allowed.nonzero().squeeze(1)
+        pool = _ordinary(emb.shape[0], excluded).nonzero().squeeze(1)
         # skip the lowest ids (often [unused*]/control tokens in WordPiece vocabularies)
         if len(pool) > 2000:
             pool = pool[1000:]
