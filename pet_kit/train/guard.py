@@ -25,6 +25,7 @@ __all__ = [
     "HOLDOUT_FRACTION",
     "MIN_PER_CLASS",
     "Check",
+    "beat_text",
     "comparison",
     "held_out_scores",
     "holdout_indices",
@@ -170,6 +171,12 @@ def comparison(untrained: dict[str, float], trained: dict[str, float]) -> str:
     )
 
 
+def beat_text(n_held_out: Any, scores: str) -> str:
+    """``guard: training beat the untrained prompt on N held-out examples (SCORES)``: the
+    sentence of a check that let training go ahead (``scores``: its :func:`comparison`)."""
+    return f"guard: training beat the untrained prompt on {n_held_out} held-out examples ({scores})"
+
+
 @dataclasses.dataclass
 class Check:
     """What the guard found (recorded as ``history_["guard"]``).
@@ -239,7 +246,4 @@ class Check:
                 f" did not beat it on the {self.n_held_out} held out ({self.comparison()});"
                 " nothing else trained (guard=None trains regardless)"
             )
-        return (
-            f"guard: training beat the untrained prompt on {self.n_held_out} held-out"
-            f" examples ({self.comparison()})"
-        )
+        return beat_text(self.n_held_out, self.comparison())

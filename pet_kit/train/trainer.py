@@ -788,10 +788,8 @@ def fit_summary(
         if check.get("skipped"):
             text += f"; guard skipped ({check['skipped']})"
         elif check.get("untrained") and check.get("trained"):
-            text += (
-                f"; guard: training beat the untrained prompt on {check.get('n_held_out')}"
-                f" held-out examples ({guard.comparison(check['untrained'], check['trained'])})"
-            )
+            scores = guard.comparison(check["untrained"], check["trained"])
+            text += "; " + guard.beat_text(check.get("n_held_out"), scores)
     return {
         "trained": trained,
         "n_trained": n_trained,
