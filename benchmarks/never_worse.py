@@ -97,7 +97,8 @@ def init_mismatch(out: Path, data: dict[str, Any], prompt_init: str) -> str | No
     the default results file is kept for pet_kit's default start, and a file is never
     continued with another start than its runs'."""
     default_file = out.resolve() == (RESULTS / "never_worse.json").resolve()
-    held = data.get("prompt_init", "vocab") if data.get("runs") or default_file else prompt_init
+    recorded = data.get("prompt_init", _default_init())
+    held = recorded if data.get("runs") or default_file else prompt_init
     if held == prompt_init:
         return None
     return (
@@ -110,6 +111,12 @@ def _default_guard() -> str:
     from pet_kit.config.settings import DEFAULTS
 
     return str(DEFAULTS["guard"])
+
+
+def _default_init() -> str:
+    from pet_kit.config.settings import DEFAULTS
+
+    return str(DEFAULTS["prompt_init"])
 
 
 @contextlib.contextmanager
@@ -152,23 +159,29 @@ def _dev(train_all: Any, ks: list[int], seed: int, size: int) -> Any:
     return rest.sample(n=min(size, len(rest)), random_state=1000 + seed)
 
 
+def _decides(rule: str, check: dict[str, Any]) -> bool:
+    """Whether ``check`` recorded every score ``rule`` reads (``brier`` is newer)."""
+    try:
+        RULES[rule](check["untrained"], check["trained"])
+    except KeyError:
+        return False
+    return True
+
+
 def _recorded_rules(runs: list[dict[str, Any]], mode: str) -> list[str]:
-    """The rules whose scores every run's ``mode`` check recorded (``brier`` is newer)."""
-    scores = [
-        set(c["untrained"]) & set(c["trained"])
-        for r in runs
-        if (c := r["guards"][mode]["check"]) and c.get("untrained") is not None
+    """The rules that every run's ``mode`` check recorded the scores for."""
+    checks = [
+        c for r in runs if (c := r["guards"][mode]["check"]) and c.get("untrained") is not None
     ]
-    have = set.intersection(*scores) if scores else set()
-    return [rule for rule in RULES if "brier" not in rule or "brier" in have]
+    return [rule for rule in RULES if all(_decides(rule, c) for c in checks)]
 
 
 def helps(check: dict[str, Any] | None, rule: str = PET_KIT_RULE) -> bool:
     """Whether a guard that recorded ``check`` trains, under ``rule``."""
     if not check or check.get("untrained") is None:  # no check (skipped): it trains
         return True
-    if "brier" in rule and "brier" not in check["untrained"]:
-        return bool(check["helps"])  # recorded before the Brier score: what the guard did
+    if not _decides(rule, check):
+        return bool(check["helps"])  # recorded before the rule's scores: what the guard did
     return bool(RULES[rule](check["untrained"], check["trained"]))
 
 
@@ -364,7 +377,7 @@ def report(data: dict[str, Any], out: Path) -> str:
     if data.get("prompt_init"):
         lines[-1:-1] = [
             f"Free slots started with `prompt_init={data['prompt_init']!r}` (`--prompt-init`;"
-            " pet_kit's default: `'vocab'`)."
+            f" pet_kit's default: `{_default_init()!r}`)."
         ]
     rows = []
     for task, k in cells:
@@ -541,11 +554,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="another backbone (a model folder); --out must then name its own results file",
     )
+    from pet_kit.config.settings import INIT_STRATEGIES
+
     p.add_argument(
         "--prompt-init",
-        default="vocab",
-        choices=("vocab", "random", "text", "mean"),
-        help="the free slots' start (pet_kit's default: vocab); another needs its own --out",
+        default=_default_init(),
+        choices=INIT_STRATEGIES,
+        help="the free slots' start (default: pet_kit's); another needs its own --out",
     )
     p.add_argument("--out", default=str(RESULTS / "never_worse.json"))
     p.add_argument("--report-only", action="store_true", help="rebuild the tables from the JSON")
@@ -572,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     mismatch = init_mismatch(out, data, args.prompt_init)
     if mismatch:
         raise SystemExit(mismatch)
-    if args.prompt_init != "vocab":
+    if args.prompt_init != _default_init():
         data["prompt_init"] = args.prompt_init
     data.setdefault("runs", [])
     data.setdefault("cv", [])
