@@ -103,11 +103,11 @@ def table(report: dict[str, Any]) -> str:
         " | most predicted: share (true) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    folders = set(report["models"])
+    names = {key: model_name(Path(key)) for key in report["models"]}  # one read a folder
     for pvp, rows in report["gates"].items():
         n = report["test_size"][pvp]
         for key, r in rows.items():
-            name = model_name(Path(key)) if key in folders else key
+            name = names.get(key, key)
             lines.append(
                 f"| `{pvp}` ({n}) | {name} | {r['accuracy']:.3f} | {r['roc_auc']:.3f} |"
                 f" {r['centred_accuracy']:.3f} | {r['most_predicted']}:"
