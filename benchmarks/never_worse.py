@@ -22,6 +22,9 @@ A **dev** sample drawn from the train split (disjoint from every K-shot sample o
 seed) is scored too: the guard modes and decision rules are compared there, never on the
 test split. The hard (zero-shot) default pattern of each task is scored once for context.
 
+``--soft-pattern`` trains another pattern string with each task's shipped verbalizer
+instead of ``TASK#soft`` (as ``--prompt-init`` and ``--model``, into its own ``--out``).
+
 ``--cv-ks`` also measures ``PromptClassifierCV``'s cost per K with its defaults (hard
 patterns and the untrained prompt among the candidates) on ``--cv-task``.
 
@@ -92,17 +95,29 @@ def _soft(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model, "prompt_init": args.prompt_init}
 
 
-def init_mismatch(out: Path, data: dict[str, Any], prompt_init: str) -> str | None:
-    """Why ``out`` (holding ``data``) must not take runs with ``prompt_init``, or ``None``:
-    the default results file is kept for pet_kit's default start, and a file is never
-    continued with another start than its runs'."""
+def soft_pvp(task: str, pattern: str | None) -> Any:
+    """The PVP trained for ``task``: its shipped ``TASK#soft``, or ``pattern`` (a pattern
+    string, ``--soft-pattern``) with the task's shipped verbalizer."""
+    if pattern is None:
+        return f"{task}#soft"
+    return {"pattern": pattern, "verbalizer": task}
+
+
+def setting_mismatch(
+    out: Path, data: dict[str, Any], key: str, value: Any, default: Any
+) -> str | None:
+    """Why ``out`` (holding ``data``) must not take runs with ``key=value``, or ``None``.
+
+    The default results file is kept for pet_kit's defaults, and a file is never
+    continued with another setting than its runs' (a file records ``key`` only when it
+    is not ``default``)."""
     default_file = out.resolve() == (RESULTS / "never_worse.json").resolve()
-    recorded = data.get("prompt_init", _default_init())
-    held = recorded if data.get("runs") or default_file else prompt_init
-    if held == prompt_init:
+    recorded = data.get(key, default)
+    held = recorded if data.get("runs") or default_file else value
+    if held == value:
         return None
     return (
-        f"{out} holds (or is kept for) runs with prompt_init={held!r}, not {prompt_init!r}:"
+        f"{out} holds (or is kept for) runs with {key}={held!r}, not {value!r}:"
         " name another results file with --out"
     )
 
@@ -191,7 +206,7 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
 
     train_all = load_task(task, "train")
     test = load_task(task, "test", max_size=args.test_size)
-    soft = f"{task}#soft"
+    soft = soft_pvp(task, args.soft_pattern)
     hard_key = f"{task}/hard"
     if hard_key not in data["context"]:
         # the default (hard) pattern
@@ -374,6 +389,12 @@ def report(data: dict[str, Any], out: Path) -> str:
     ]
     if data.get("model"):
         lines[-1:-1] = [f"Backbone: `{backbone_label(data['model'])}` (`--model`)."]
+    if data.get("soft_pattern"):
+        lines[1] = lines[1].replace(
+            "Soft pattern (`TASK#soft`)",
+            f"Soft pattern `{data['soft_pattern']}` (`--soft-pattern`, each task's verbalizer;"
+            " pet_kit ships `TASK#soft`)",
+        )
     if data.get("prompt_init"):
         lines[-1:-1] = [
             f"Free slots started with `prompt_init={data['prompt_init']!r}` (`--prompt-init`;"
@@ -562,6 +583,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=INIT_STRATEGIES,
         help="the free slots' start (default: pet_kit's); another needs its own --out",
     )
+    p.add_argument(
+        "--soft-pattern",
+        default=None,
+        help="a pattern string trained instead of each task's TASK#soft (with the task's"
+        " verbalizer); needs its own --out",
+    )
     p.add_argument("--out", default=str(RESULTS / "never_worse.json"))
     p.add_argument("--report-only", action="store_true", help="rebuild the tables from the JSON")
     args = p.parse_args(argv)
@@ -584,11 +611,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(mismatch)
     if args.model is not None:
         data["model"] = args.model
-    mismatch = init_mismatch(out, data, args.prompt_init)
-    if mismatch:
-        raise SystemExit(mismatch)
-    if args.prompt_init != _default_init():
-        data["prompt_init"] = args.prompt_init
+    for key, value, default in (
+        ("prompt_init", args.prompt_init, _default_init()),
+        ("soft_pattern", args.soft_pattern, None),
+    ):
+        mismatch = setting_mismatch(out, data, key, value, default)
+        if mismatch:
+            raise SystemExit(mismatch)
+        if value != default:
+            data[key] = value
     data.setdefault("runs", [])
     data.setdefault("cv", [])
     data.setdefault("context", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -529,6 +530,41 @@ def test_the_guard_benchmark_keeps_each_free_slot_start_in_its_own_file(bench, t
     with pytest.raises(SystemExit, match="prompt_init='text', not 'vocab'"):
         nw.main(["--out", str(other)])
     # a new file (or one without runs yet) takes any start
-    assert nw.init_mismatch(tmp_path / "new.json", {}, "mean") is None
-    assert nw.init_mismatch(tmp_path / "new.json", {"runs": []}, "text") is None
-    assert nw.init_mismatch(tmp_path / "new.json", {"runs": [{}]}, "vocab") is None
+    new = tmp_path / "new.json"
+    assert nw.setting_mismatch(new, {}, "prompt_init", "mean", "vocab") is None
+    assert nw.setting_mismatch(new, {"runs": []}, "prompt_init", "text", "vocab") is None
+    assert nw.setting_mismatch(new, {"runs": [{}]}, "prompt_init", "vocab", "vocab") is None
+
+
+def test_the_guard_benchmark_keeps_each_soft_pattern_in_its_own_file(bench, tmp_path):
+    """``--soft-pattern``: trains that pattern with the task's verbalizer, in its own file."""
+    nw = bench("never_worse")
+    assert nw.soft_pvp("rotten_tomatoes", None) == "rotten_tomatoes#soft"
+    pattern = "[SOFT*4] {text} [SOFT:It was] [MASK]."
+    assert nw.soft_pvp("bbc_news", pattern) == {"pattern": pattern, "verbalizer": "bbc_news"}
+    with pytest.raises(SystemExit, match=re.escape(f"soft_pattern=None, not {pattern!r}")):
+        nw.main(["--soft-pattern", pattern])
+    other = tmp_path / "words.json"
+    other.write_text(json.dumps({"soft_pattern": pattern, "runs": [{"task": "t"}]}))
+    with pytest.raises(SystemExit, match=re.escape(f"soft_pattern={pattern!r}, not None")):
+        nw.main(["--out", str(other)])
+    with pytest.raises(SystemExit, match=re.escape("not '{text} [SOFT:It was] [MASK].'")):
+        nw.main(["--soft-pattern", "{text} [SOFT:It was] [MASK].", "--out", str(other)])
+    # the report names the pattern trained
+    run = {
+        "task": "t",
+        "k": 8,
+        "seed": 0,
+        "n_test": 3,
+        "n_dev": 2,
+        "untrained_test": 0.5,
+        "untrained_dev": 0.5,
+        "trained_test": 0.6,
+        "trained_dev": 0.6,
+        "fit_cpu_no_guard": 1.0,
+    }
+    scores = {"accuracy": 0.5, "log_loss": 0.7, "brier": 0.25}
+    check = {"untrained": scores, "trained": {**scores, "brier": 0.2}}
+    run["guards"] = {"2fold": {"check": check, "check_cpu": 1.0}}
+    text = nw.report({"soft_pattern": pattern, "runs": [run]}, other)
+    assert f"Soft pattern `{pattern}` (`--soft-pattern`" in text
