@@ -22,6 +22,11 @@ A **dev** sample drawn from the train split (disjoint from every K-shot sample o
 seed) is scored too: the guard modes and decision rules are compared there, never on the
 test split. The hard (zero-shot) default pattern of each task is scored once for context.
 
+``--probe-steps fit`` adds checks whose probes train as many optimizer steps as the fit
+(pet_kit's probes train the fit's epochs on their part: fewer steps on fewer examples),
+recorded beside the others (``2fold+fit-steps``); runs already recorded only get the
+new check (the same fits: their untrained scores must match).
+
 ``--soft-pattern`` trains another pattern string with each task's shipped verbalizer
 instead of ``TASK#soft`` (as ``--prompt-init`` and ``--model``, into its own ``--out``).
 
@@ -147,6 +152,32 @@ def _check_only() -> Iterator[None]:
         guard.training_helps = rule
 
 
+@contextlib.contextmanager
+def _probe_steps(steps: str) -> Iterator[None]:
+    """The guard's probes train ``steps`` long (``guard.PROBE_STEPS``) meanwhile."""
+    from pet_kit.train import guard
+
+    before = guard.PROBE_STEPS
+    guard.PROBE_STEPS = steps
+    try:
+        yield
+    finally:
+        guard.PROBE_STEPS = before
+
+
+def guard_key(mode: str, probe_steps: str) -> str:
+    """Where a guard's check is recorded in a run: its mode, with ``+fit-steps`` when its
+    probes trained as many steps as the fit (``--probe-steps fit``)."""
+    return mode if probe_steps == "epochs" else f"{mode}+{probe_steps}-steps"
+
+
+def guard_label(key: str) -> str:
+    """``guard='2fold'``, or ``guard='2fold', probes at the fit's steps`` for a key of
+    :func:`guard_key`."""
+    mode, _, steps = key.partition("+")
+    return f"guard={mode!r}" + (", probes at the fit's steps" if steps else "")
+
+
 def _timed(fit: Any, *args: Any) -> tuple[Any, float, float]:
     """``fit(*args)``, its wall and process CPU seconds."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -218,8 +249,14 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
             "n_test": len(test),
         }
         write_json(Path(args.out), data)
-    done = {(r["task"], r["k"], r["seed"]) for r in data["runs"]}
-    if all((task, k, seed) in done for k in args.ks):
+    keys = [guard_key(mode, args.probe_steps) for mode in args.guards]
+    rows = {(r["task"], r["k"], r["seed"]): r for r in data["runs"]}
+
+    def complete(k: int) -> bool:
+        row = rows.get((task, k, seed))
+        return row is not None and all(key in row["guards"] for key in keys)
+
+    if all(complete(k) for k in args.ks):
         return
     dev = _dev(train_all, args.ks, seed, args.dev_size)
     first = sample_k_shot(train_all, args.ks[0], seed=seed)
@@ -229,55 +266,69 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
     u_test = untrained.score(test["text"], test["label"])
     u_dev = untrained.score(dev["text"], dev["label"])
     for k in args.ks:
-        if (task, k, seed) in done:
+        if complete(k):
             continue
         train = sample_k_shot(train_all, k, seed=seed)
         X, y = train["text"], train["label"]
-        plain, wall, cpu = _timed(
-            _clf(soft, seed, args.max_length, guard=None, **_soft(args)).fit, X, y
-        )
-        row: dict[str, Any] = {
-            "task": task,
-            "k": k,
-            "seed": seed,
-            "n_train": len(train),
-            "n_test": len(test),
-            "n_dev": len(dev),
-            "untrained_test": u_test,
-            "untrained_dev": u_dev,
-            "trained_test": plain.score(test["text"], test["label"]),
-            "trained_dev": plain.score(dev["text"], dev["label"]),
-            "steps": plain.history_["steps"],
-            "fit_wall_no_guard": wall,
-            "fit_cpu_no_guard": cpu,
-            "guards": {},
-        }
-        for mode in args.guards:
-            with _check_only():
+        row = rows.get((task, k, seed))
+        plain = None
+        if row is None:  # a new run: the unguarded fit first
+            plain, wall, cpu = _timed(
+                _clf(soft, seed, args.max_length, guard=None, **_soft(args)).fit, X, y
+            )
+            row = {
+                "task": task,
+                "k": k,
+                "seed": seed,
+                "n_train": len(train),
+                "n_test": len(test),
+                "n_dev": len(dev),
+                "untrained_test": u_test,
+                "untrained_dev": u_dev,
+                "trained_test": plain.score(test["text"], test["label"]),
+                "trained_dev": plain.score(dev["text"], dev["label"]),
+                "steps": plain.history_["steps"],
+                "fit_wall_no_guard": wall,
+                "fit_cpu_no_guard": cpu,
+                "guards": {},
+            }
+            data["runs"].append(row)
+            rows[(task, k, seed)] = row
+        elif (row["untrained_test"], row["untrained_dev"]) != (u_test, u_dev):
+            raise SystemExit(
+                f"{task} K={k} seed={seed}: the untrained prompt scores"
+                f" {u_test:.3f}/{u_dev:.3f} (test/dev), the recorded run"
+                f" {row['untrained_test']:.3f}/{row['untrained_dev']:.3f}: not the same"
+                " fits, so a guard cannot be added to it"
+            )
+        for mode, key in zip(args.guards, keys, strict=True):
+            if key in row["guards"]:
+                continue
+            with _check_only(), _probe_steps(args.probe_steps):
                 checked, c_wall, c_cpu = _timed(
                     _clf(soft, seed, args.max_length, guard=mode, **_soft(args)).fit, X, y
                 )
             check = checked.fit_summary_["guard"]
             if check.get("skipped") is None and not _same(checked, untrained):
-                raise AssertionError(f"{task} K={k} seed={seed} {mode}: not the untrained prompt")
+                raise AssertionError(f"{task} K={k} seed={seed} {key}: not the untrained prompt")
             trains = helps(check)
             # the fit stopped after the check; record the real rule's answer
             check = {**check, "helps": trains, "kept_untrained": not trains}
-            row["guards"][mode] = {
+            row["guards"][key] = {
                 "check": check,
                 "check_wall": c_wall,
                 "check_cpu": c_cpu,
                 "trains": trains,
-                "fit_cpu": c_cpu + (cpu if trains else 0.0),
+                "fit_cpu": c_cpu + (row["fit_cpu_no_guard"] if trains else 0.0),
             }
-        if k == args.ks[0] and seed == args.seeds[0]:  # the composition, checked in full
-            row["validation"] = {}
-            for mode in args.guards:
-                full, f_wall, f_cpu = _timed(
-                    _clf(soft, seed, args.max_length, guard=mode, **_soft(args)).fit, X, y
-                )
-                expected = plain if row["guards"][mode]["trains"] else untrained
-                row["validation"][mode] = {
+            if plain is not None and k == args.ks[0] and seed == args.seeds[0]:
+                # the composition, checked in full on each task's first new run
+                with _probe_steps(args.probe_steps):
+                    full, f_wall, f_cpu = _timed(
+                        _clf(soft, seed, args.max_length, guard=mode, **_soft(args)).fit, X, y
+                    )
+                expected = plain if trains else untrained
+                row.setdefault("validation", {})[key] = {
                     "fit_wall": f_wall,
                     "fit_cpu": f_cpu,
                     "as_composed": _same(full, expected),
@@ -289,11 +340,9 @@ def run_task(task: str, seed: int, args: argparse.Namespace, data: dict[str, Any
             seed,
             u_test,
             row["trained_test"],
-            cpu,
+            row["fit_cpu_no_guard"],
             {m: (g["trains"], round(g["check_cpu"])) for m, g in row["guards"].items()},
         )
-        data["runs"].append(row)
-        done.add((task, k, seed))
         write_json(Path(args.out), data)
 
 
@@ -373,7 +422,8 @@ def report(data: dict[str, Any], out: Path) -> str:
     """The Markdown tables (also written next to the JSON) from ``data``."""
     runs = data["runs"]
     default = _default_guard()
-    modes = list(runs[0]["guards"]) if runs else []
+    # the guard checks every run has (a check being added to recorded runs is left out)
+    modes = [m for m in (runs[0]["guards"] if runs else []) if all(m in r["guards"] for r in runs)]
     cells = sorted({(r["task"], r["k"]) for r in runs})
     seeds = sorted({r["seed"] for r in runs})
     n_test = "/".join(map(str, sorted({r["n_test"] for r in runs})))
@@ -462,7 +512,7 @@ def report(data: dict[str, Any], out: Path) -> str:
             pet = " (pet_kit)" if (mode, rule) == (default, PET_KIT_RULE) else ""
             choice.append(
                 [
-                    f"guard={mode!r}, {rule}{pet}",
+                    f"{guard_label(mode)}, {rule}{pet}",
                     f"{statistics.fmean(outcome(r, mode, 'dev', rule) for r in runs):.3f}",
                     str(_worse(runs, mode, "dev", rule=rule)),
                     f"{statistics.fmean(outcome(r, mode, 'test', rule) for r in runs):.3f}",
@@ -566,6 +616,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev-size", type=int, default=100)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--guards", nargs="+", default=["holdout", "2fold"])
+    p.add_argument(
+        "--probe-steps",
+        choices=("epochs", "fit"),
+        default="epochs",
+        help="the guard's probes train the fit's epochs on their part (pet_kit's) or as"
+        " many steps as the fit; recorded apart (guard MODE+fit-steps), so the same file"
+        " takes both",
+    )
     p.add_argument("--cv-task", default="rotten_tomatoes")
     p.add_argument("--cv-ks", nargs="*", type=int, default=[8, 16])
     p.add_argument("--cv-seeds", nargs="+", type=int, default=[0])

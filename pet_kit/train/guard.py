@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 __all__ = [
     "HOLDOUT_FRACTION",
     "MIN_PER_CLASS",
+    "PROBE_STEPS",
     "Check",
     "beat_text",
     "comparison",
@@ -37,6 +38,10 @@ __all__ = [
 HOLDOUT_FRACTION = 0.25
 #: Fewest examples a class needs for the hold-out (one held out, one to train on).
 MIN_PER_CLASS = 2
+#: How long a probe trains when ``max_steps`` is not set: ``"epochs"``, the fit's epochs
+#: over its training part (so fewer optimizer steps than the fit, on fewer examples), or
+#: ``"fit"``, as many optimizer steps as the fit on all the examples will take.
+PROBE_STEPS = "epochs"
 
 
 def holdout_indices(

@@ -38,6 +38,8 @@ __all__ = [
     "TrainResult",
     "TrainingDivergedError",
     "TrainingInterrupted",
+    "micro_batch",
+    "steps_per_epoch",
     "train_prompt",
 ]
 
@@ -127,6 +129,18 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, result: TrainResult) -> None:
         super().__init__(f"training interrupted after {result.steps} step(s)")
         self.result = result
+
+
+def micro_batch(batch_size: int, accumulation: int) -> int:
+    """Examples per forward pass: ``batch_size`` split over ``accumulation`` passes."""
+    accumulation = max(1, accumulation)
+    return max(1, batch_size // accumulation) if accumulation > 1 else batch_size
+
+
+def steps_per_epoch(n_examples: int, batch_size: int, accumulation: int = 1) -> int:
+    """Optimizer steps in one pass over ``n_examples`` (the last batch may be short)."""
+    accumulation = max(1, accumulation)
+    return math.ceil(n_examples / (micro_batch(batch_size, accumulation) * accumulation))
 
 
 #: Examples per length-sorted "mega-batch", in optimizer batches (as HF's Trainer).
@@ -379,9 +393,10 @@ class PromptTraining:
             w = np.asarray(sample_weight, dtype=np.float64)
             self.weight = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=scorer.device)
         self.accum = max(1, int(config.gradient_accumulation_steps))
-        size = int(config.batch_size)
-        self.micro = max(1, size // self.accum) if self.accum > 1 else size
-        self.steps_per_epoch = math.ceil(self.n / (self.micro * self.accum))
+        self.micro = micro_batch(int(config.batch_size), self.accum)
+        self.steps_per_epoch = steps_per_epoch(
+            self.n, int(config.batch_size), int(config.gradient_accumulation_steps)
+        )
         total = (
             config.max_steps
             if config.max_steps is not None

@@ -46,7 +46,7 @@ from ..model.soft_prompt import SoftPrompt
 from ..model.state_cache import CachedStates
 from ..tuning import METHODS
 from . import guard
-from .loop import TrainConfig, TrainingInterrupted, TrainResult, train_prompt
+from .loop import TrainConfig, TrainingInterrupted, TrainResult, steps_per_epoch, train_prompt
 from .shared import MixedScorer, mix
 
 __all__ = [
@@ -624,6 +624,15 @@ def check_training(
         len(held_all),
     )
     probe_settings = dataclasses.replace(settings, early_stopping=None, checkpoint=None)
+    if guard.PROBE_STEPS == "fit" and settings.max_steps is None:
+        per_epoch = steps_per_epoch(
+            len(data.examples),
+            int(settings.batch_size),
+            int(settings.batching.gradient_accumulation_steps),
+        )
+        probe_settings = dataclasses.replace(
+            probe_settings, max_steps=int(settings.epochs) * per_epoch
+        )
     before: np.ndarray | None = None
     after: np.ndarray | None = None
     steps = 0

@@ -107,6 +107,18 @@ def test_two_folds_score_every_example_with_a_probe_that_did_not_train_on_it(
         assert "2 probes trained on 8 / 8 examples" in clf.fit_summary_["text"]
 
 
+def test_probes_can_train_as_many_steps_as_the_fit(tiny_dir, decide, monkeypatch):
+    """``guard.PROBE_STEPS = "fit"``: each probe takes the full fit's optimizer steps on its
+    half (the decision and the final fit unchanged)."""
+    decide(False)
+    monkeypatch.setattr(guard, "PROBE_STEPS", "fit")
+    clf = tiny_clf(tiny_dir, guard="2fold").fit(X, Y)
+    assert clf.fit_summary_["guard"]["probe_steps"] == 2 * (3 * 4)  # 3 epochs of 16 each
+    # an explicit budget is the probes' budget either way
+    clf = tiny_clf(tiny_dir, guard="2fold", max_steps=5).fit(X, Y)
+    assert clf.fit_summary_["guard"]["probe_steps"] == 2 * 5
+
+
 def test_the_splits_are_stratified_and_seeded():
     y = np.array([0] * 8 + [1] * 8 + [2] * 4)
     for mode in ("holdout", "2fold"):
