@@ -568,3 +568,32 @@ def test_the_guard_benchmark_keeps_each_soft_pattern_in_its_own_file(bench, tmp_
     run["guards"] = {"2fold": {"check": check, "check_cpu": 1.0}}
     text = nw.report({"soft_pattern": pattern, "runs": [run]}, other)
     assert f"Soft pattern `{pattern}` (`--soft-pattern`" in text
+
+
+def test_the_guard_benchmark_records_probes_at_the_fits_steps_apart(bench, tmp_path):
+    """``--probe-steps fit``: its checks get their own key and label, and a check still
+    being added to the recorded runs stays out of the report until every run has it."""
+    nw = bench("never_worse")
+    assert nw.guard_key("2fold", "epochs") == "2fold"
+    assert nw.guard_key("2fold", "fit") == "2fold+fit-steps"
+    assert nw.guard_label("2fold") == "guard='2fold'"
+    assert nw.guard_label("2fold+fit-steps") == "guard='2fold', probes at the fit's steps"
+    scores = {"accuracy": 0.5, "log_loss": 0.7, "brier": 0.25}
+    check = {"untrained": scores, "trained": {**scores, "brier": 0.2}}
+    runs = []
+    for seed in (0, 1):
+        runs.append(
+            {
+                "task": "t", "k": 8, "seed": seed, "n_test": 3, "n_dev": 2,
+                "untrained_test": 0.5, "untrained_dev": 0.5, "trained_test": 0.6,
+                "trained_dev": 0.6, "fit_cpu_no_guard": 1.0,
+                "guards": {"2fold": {"check": check, "check_cpu": 1.0}},
+            }
+        )  # fmt: skip
+    runs[0]["guards"]["2fold+fit-steps"] = {"check": check, "check_cpu": 2.0}
+    text = nw.report({"runs": runs}, tmp_path / "r.json")
+    assert "guard='2fold', brier_and_accuracy (pet_kit)" in text
+    assert "probes at the fit's steps" not in text
+    runs[1]["guards"]["2fold+fit-steps"] = {"check": check, "check_cpu": 2.0}
+    text = nw.report({"runs": runs}, tmp_path / "r.json")
+    assert "guard='2fold', probes at the fit's steps, brier_and_accuracy |" in text
