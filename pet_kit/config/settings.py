@@ -103,8 +103,9 @@ TUNINGS = tuple(TUNING_METHODS)
 FALLBACK_BACKBONE_LR = 1e-4
 #: ``guard``: how ``fit`` checks on the labelled examples that training beats the untrained
 #: prompt (``"holdout"``: a stratified hold-out of them; ``"2fold"``: two stratified
-#: halves, each held out in turn; ``None``: no check, always train).
-GUARDS = (None, "holdout", "2fold")
+#: halves, each held out in turn; ``"4fold"``: four stratified folds, each held out in
+#: turn; ``None``: no check, always train).
+GUARDS = (None, "holdout", "2fold", "4fold")
 #: ``calibration`` (``None``: none; the others are :attr:`Calibration.mode`).
 CALIBRATIONS = (None, "content_free", "unlabeled")
 #: Parameters that are objects (a PVP, a model, a tokenizer): not checked here, not in
@@ -894,8 +895,8 @@ class Settings:
     early_stopping : EarlyStopping or None
         ``None``: no early stopping.
     guard : str or None
-        ``"holdout"`` or ``"2fold"``: keep the untrained prompt unless training beats it
-        on held-out training examples; ``None``: always train.
+        ``"holdout"``, ``"2fold"`` or ``"4fold"``: keep the untrained prompt unless
+        training beats it on held-out training examples; ``None``: always train.
     calibration : Calibration or None
         ``None``: no calibration.
     demonstrations : Demonstrations or None

@@ -167,11 +167,13 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the training data (stratified) and keep the
         prompt of the best held-out accuracy; stop after ``n_iter_no_change`` epochs
         without improvement (:class:`~pet_kit.EarlyStopping`).
-    guard : {"2fold", "holdout", None}, default="2fold"
+    guard : {"2fold", "4fold", "holdout", None}, default="2fold"
         Train only when the examples show that training helps. Before training, the labelled
         examples are split — ``"2fold"``: two seeded, stratified halves, each held out in
-        turn, so every example is scored; ``"holdout"``: a stratified quarter held out (at
-        least one per class), cheaper and noisier — a probe trains on each training part
+        turn, so every example is scored; ``"4fold"``: four stratified folds likewise, so
+        the probes train on three quarters of the examples, at about three fits' cost;
+        ``"holdout"``: a stratified quarter held out (at least one per class), cheaper and
+        noisier — a probe trains on each training part
         with the same settings from the same start, and the untrained prompt and the probes
         are scored on the held-out examples (Brier score and accuracy, calibrated as
         predictions would be, weighted by ``sample_weight``). Training then goes ahead on

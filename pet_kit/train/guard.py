@@ -5,7 +5,8 @@ With few examples, training a soft prompt can end *below* the prompt it started 
 (measured: ``benchmarks/never_worse.py``). ``fit``'s ``guard`` checks on the labelled
 examples themselves, before the real training: they are split (:func:`splits`:
 ``"holdout"``, a seeded, stratified :data:`HOLDOUT_FRACTION` held out; ``"2fold"``, two
-stratified halves, each held out in turn), a probe trains on each training part with the
+stratified halves, each held out in turn; ``"4fold"``, four stratified folds, each held out
+in turn), a probe trains on each training part with the
 same settings from the same start, and the held-out examples score the start (the
 untrained prompt) and the probe. Training goes ahead on *all* the examples only when
 :func:`training_helps`; otherwise the prompt stays at its start. The trainer
@@ -22,6 +23,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 __all__ = [
+    "FOLDS",
     "HOLDOUT_FRACTION",
     "MIN_PER_CLASS",
     "PROBE_STEPS",
@@ -38,6 +40,8 @@ __all__ = [
 HOLDOUT_FRACTION = 0.25
 #: Fewest examples a class needs for the hold-out (one held out, one to train on).
 MIN_PER_CLASS = 2
+#: The folds of each k-fold guard mode (fewer when the smallest class has fewer examples).
+FOLDS = {"2fold": 2, "4fold": 4}
 #: How long a probe trains when ``max_steps`` is not set: ``"epochs"``, the fit's epochs
 #: over its training part (so fewer optimizer steps than the fit, on fewer examples), or
 #: ``"fit"``, as many optimizer steps as the fit on all the examples will take.
@@ -85,10 +89,12 @@ def splits(
     ----------
     y : ndarray of int
         Each example's label index (for soft labels, its most probable class).
-    mode : {"holdout", "2fold"}
+    mode : {"holdout", "2fold", "4fold"}
         ``"holdout"``: one pair (:func:`holdout_indices`). ``"2fold"``: two stratified
         halves, each held out once, so every example is scored by a probe that did not
-        train on it.
+        train on it. ``"4fold"``: the same with four stratified folds (probes train on
+        three quarters of the examples), or as many as the smallest class has examples
+        (at least two).
     rs : RandomState
         Seeds the split.
 
@@ -108,7 +114,10 @@ def splits(
             f"a class has {smallest} example(s); holding out needs at least"
             f" {MIN_PER_CLASS} of every class"
         )
-    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=rs).split(np.zeros(len(y)), y)
+    n_splits = min(FOLDS[mode], smallest)
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=rs).split(
+        np.zeros(len(y)), y
+    )
     return [(np.sort(train), np.sort(held)) for train, held in folds]
 
 
@@ -189,7 +198,7 @@ class Check:
     Attributes
     ----------
     mode : str
-        The ``guard`` setting (``"holdout"``, ``"2fold"``).
+        The ``guard`` setting (``"holdout"``, ``"2fold"``, ``"4fold"``).
     helps : bool
         Training goes ahead (also when the check was skipped).
     skipped : str or None

@@ -52,7 +52,7 @@ def test_the_default_is_the_two_fold_guard():
 
 
 def test_an_unknown_guard_is_refused_by_name(tiny_dir):
-    expected = r"guard must be one of \(None, 'holdout', '2fold'\).*did you mean 'holdout'"
+    expected = r"guard must be one of \(None, 'holdout', '2fold', '4fold'\).*did you mean 'holdout'"
     with pytest.raises(InputError, match=expected):
         tiny_clf(tiny_dir, guard="holdot").fit(X, Y)
 
@@ -121,7 +121,7 @@ def test_probes_can_train_as_many_steps_as_the_fit(tiny_dir, decide, monkeypatch
 
 def test_the_splits_are_stratified_and_seeded():
     y = np.array([0] * 8 + [1] * 8 + [2] * 4)
-    for mode in ("holdout", "2fold"):
+    for mode in ("holdout", "2fold", "4fold"):
         a = guard.splits(y, mode, np.random.RandomState(0))
         b = guard.splits(y, mode, np.random.RandomState(0))
         assert len(a) == len(b)
@@ -135,6 +135,19 @@ def test_the_splits_are_stratified_and_seeded():
     assert guard.splits(np.array([0, 0, 1]), "2fold", np.random.RandomState(0)).startswith(
         "a class has 1 example(s)"
     )
+
+
+def test_four_folds_train_each_probe_on_three_quarters_or_as_many_folds_as_a_class_allows():
+    y = np.array([0] * 8 + [1] * 8)
+    folds = guard.splits(y, "4fold", np.random.RandomState(0))
+    assert [(len(tr), len(h)) for tr, h in folds] == [(12, 4)] * 4
+    assert sorted(np.concatenate([h for _, h in folds])) == list(range(16))  # each once
+    # a class of three examples: three folds, still every example held out once
+    y = np.array([0] * 8 + [1] * 3)
+    folds = guard.splits(y, "4fold", np.random.RandomState(0))
+    assert len(folds) == 3
+    assert sorted(np.concatenate([h for _, h in folds])) == list(range(11))
+    assert all(set(y[tr]) == {0, 1} for tr, _ in folds)
 
 
 def test_the_rule_prefers_the_untrained_prompt_on_a_tie():
