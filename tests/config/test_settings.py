@@ -449,7 +449,10 @@ BAD = [
         "deep_prompt.encoder must be one of (None, 'mlp'), got 'lstm'",
     ),
     # guard
-    ({"guard": "sometimes"}, "guard must be one of (None, 'holdout', '2fold', '4fold'), got 'sometimes'"),
+    (
+        {"guard": "sometimes"},
+        "guard must be one of (None, 'holdout', '2fold', '4fold'), got 'sometimes'",
+    ),
     ({"guard": True}, "guard must be one of (None, 'holdout', '2fold', '4fold'), got True"),
     # early_stopping
     (
