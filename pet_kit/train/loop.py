@@ -394,9 +394,7 @@ class PromptTraining:
             self.weight = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=scorer.device)
         self.accum = max(1, int(config.gradient_accumulation_steps))
         self.micro = micro_batch(int(config.batch_size), self.accum)
-        self.steps_per_epoch = steps_per_epoch(
-            self.n, int(config.batch_size), int(config.gradient_accumulation_steps)
-        )
+        self.steps_per_epoch = steps_per_epoch(self.n, int(config.batch_size), self.accum)
         total = (
             config.max_steps
             if config.max_steps is not None
