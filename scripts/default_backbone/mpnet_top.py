@@ -184,11 +184,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     def transform(x: Any) -> Any:
         return head.layer_norm(F.gelu(head.dense(x)))
 
-    def pair_loss(idx: Any) -> tuple[Any, Any, Any]:
+    def pair_logits(idx: Any) -> Any:
         w = int(lengths[idx].max())
         h = H[idx, :w].float()
         x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
-        logits = transform(x) @ E[tids].T + head.bias[tids]
+        return transform(x) @ E[tids].T + head.bias[tids]
+
+    def pair_loss(idx: Any, chunk: int | None = None) -> tuple[Any, Any, Any]:
+        """The three pair losses of ``idx``, the top layer run ``chunk`` pairs at a time
+        (the validation pairs: the same losses, a fraction of the memory)."""
+        parts = idx.split(chunk) if chunk else [idx]
+        logits = torch.cat([pair_logits(part) for part in parts])
         kl, shape = mh.distill_losses(logits, targets[idx])
         return kl, shape, mh.offset_loss(logits, targets[idx], patterns[idx])
 
@@ -250,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             loss.backward()
             opt.step()
         with torch.no_grad():
-            vkl, vshape, voffset = pair_loss(val)
+            vkl, vshape, voffset = pair_loss(val, chunk=256)
         history.append({"epoch": epoch + 1, "val_kl": round(float(vkl), 4),
                         "val_shape": round(float(vshape), 4),
                         "val_offset": round(float(voffset), 4),
