@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,21 +132,46 @@ def model_name(path: Path, report: Path = GATES_REPORT) -> str:
     return name
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def models_parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The command line of a script that measures model folders besides the default and
+    writes ``OUT.{json,md}``: the folders, ``--out`` and ``--report-only``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("models", type=Path, nargs="*", help="model folders (besides the default)")
-    p.add_argument("--teacher", choices=("minilm", "mpnet", "none"), default="mpnet")
-    p.add_argument("--out", type=Path, default=OUT, help="JSON and markdown, without suffix")
+    p.add_argument("--out", type=Path, default=out, help="JSON and markdown, without suffix")
     p.add_argument("--report-only", action="store_true", help="rebuild the table from the JSON")
+    return p
+
+
+def parse_or_report(
+    p: argparse.ArgumentParser, argv: list[str] | None, table: Callable[[dict[str, Any]], str]
+) -> argparse.Namespace | None:
+    """The parsed arguments, or None once ``--report-only`` has rebuilt ``OUT.md`` with
+    ``table``; a model folder without ``config.json`` is refused."""
     args = p.parse_args(argv)
     if args.report_only:
         report = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
         dc.atomic_write_text(args.out.with_suffix(".md"), table(report))
-        return 0
+        return None
     for folder in args.models:
         if not (folder / "config.json").is_file():
             p.error(f"{folder} is not a model folder (no config.json)")
+    return args
+
+
+def write_report(out: Path, report: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> None:
+    """``report`` to ``OUT.json`` and its ``table`` to ``OUT.md``, each written atomically."""
+    dc.atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    dc.atomic_write_text(out.with_suffix(".md"), table(report))
+    log.info("wrote %s.{json,md}", out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    p = models_parser(__doc__, OUT)
+    p.add_argument("--teacher", choices=("minilm", "mpnet", "none"), default="mpnet")
+    args = parse_or_report(p, argv, table)
+    if args is None:
+        return 0
     from pet_kit.io.datasets import load_task
 
     teacher = None if args.teacher == "none" else dc.Teacher(args.teacher)
@@ -164,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"teacher ({args.teacher}) similarity"] = bias_scores(scores, classes, labels)
         report["gates"][pvp] = rows
         log.info("%s: %s", pvp, rows)
-    dc.atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    dc.atomic_write_text(args.out.with_suffix(".md"), table(report))
-    log.info("wrote %s.{json,md}", args.out)
+    write_report(args.out, report, table)
     return 0
 
 

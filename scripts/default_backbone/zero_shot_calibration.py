@@ -21,8 +21,6 @@ On the development tasks (``dev_tasks.py``: these decide) and on the gates' test
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -33,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import dev_tasks  # noqa: E402
 import distill_cloze as dc  # noqa: E402
-from label_bias import model_name  # noqa: E402
+from label_bias import model_name, models_parser, parse_or_report, write_report  # noqa: E402
 
 log = logging.getLogger("zero_shot_calibration")
 OUT = dc.REPO / "benchmarks" / "results" / "default_backbone_calibration"
@@ -62,6 +60,7 @@ def tasks() -> list[tuple[str, str, Any, list[str], list[Any]]]:
 
 
 def mode_name(mode: str | None) -> str:
+    """A mode's column name (``None`` is "none")."""
     return "none" if mode is None else mode
 
 
@@ -91,18 +90,9 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", type=Path, nargs="*", help="model folders (besides the default)")
-    p.add_argument("--out", type=Path, default=OUT, help="JSON and markdown, without suffix")
-    p.add_argument("--report-only", action="store_true", help="rebuild the table from the JSON")
-    args = p.parse_args(argv)
-    if args.report_only:
-        report = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
-        dc.atomic_write_text(args.out.with_suffix(".md"), table(report))
+    args = parse_or_report(models_parser(__doc__, OUT), argv, table)
+    if args is None:
         return 0
-    for folder in args.models:
-        if not (folder / "config.json").is_file():
-            p.error(f"{folder} is not a model folder (no config.json)")
     report: dict[str, Any] = {"models": [str(m) for m in args.models], "kind": {},
                               "size": {}, "results": {}}  # fmt: skip
     todo = tasks()
@@ -113,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[name] = {mode_name(m): accuracy(ref, pvp, texts, labels, m) for m in MODES}
             log.info("%s %s: %s", ref or "default", name, rows[name])
         report["results"]["today's default" if ref is None else ref] = rows
-    dc.atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    dc.atomic_write_text(args.out.with_suffix(".md"), table(report))
-    log.info("wrote %s.{json,md}", args.out)
+    write_report(args.out, report, table)
     return 0
 
 
