@@ -1,4 +1,5 @@
-"""scripts/default_backbone/zero_shot_calibration.py: calibration modes measured zero-shot."""
+"""scripts/default_backbone/zero_shot_calibration.py, and the zero-shot scorer it shares with
+the gates (`distill_cloze.zero_shot`): calibration modes measured zero-shot."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ def zc():
         yield m["zero_shot_calibration"]
 
 
-def test_each_mode_is_what_a_user_would_run(zc, tiny_dir):
+@pytest.fixture()
+def dc():
+    with backbone_scripts("distill_cloze") as m:
+        yield m["distill_cloze"]
+
+
+def test_each_mode_is_what_a_user_would_run(dc, tiny_dir):
     """``unlabeled`` divides out the prior over the classified texts themselves, so its
     predictions are the argmax of the probabilities over that prior; ``None`` is the raw
     zero-shot classifier; ``content_free`` needs no texts."""
@@ -25,11 +32,11 @@ def test_each_mode_is_what_a_user_would_run(zc, tiny_dir):
     X, y = POS + NEG, ["positive"] * len(POS) + ["negative"] * len(NEG)
     raw = PromptClassifier(pvp=pvp, model=str(tiny_dir), verbose=0).fit(None)
     proba = raw.predict_proba(X)
-    assert zc.accuracy(str(tiny_dir), pvp, X, y, None) == pytest.approx(raw.score(X, y), abs=1e-4)
+    assert dc.zero_shot(str(tiny_dir), pvp, X, y, None) == pytest.approx(raw.score(X, y), abs=1e-4)
     shifted = (proba / proba.mean(0)).argmax(1)
     expected = float(np.mean(raw.classes_[shifted] == np.array(y)))
-    assert zc.accuracy(str(tiny_dir), pvp, X, y, "unlabeled") == pytest.approx(expected, abs=1e-4)
-    assert 0.0 <= zc.accuracy(str(tiny_dir), pvp, X, y, "content_free") <= 1.0
+    assert dc.zero_shot(str(tiny_dir), pvp, X, y, "unlabeled") == pytest.approx(expected, abs=1e-4)
+    assert 0.0 <= dc.zero_shot(str(tiny_dir), pvp, X, y, "content_free") <= 1.0
 
 
 def test_the_table_has_a_column_per_mode_and_the_development_mean(zc, tmp_path):

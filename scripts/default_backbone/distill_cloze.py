@@ -816,30 +816,37 @@ def heldout_batches(tok: Any, units: list[str], seed: int = 0) -> Iterator[dict[
         yield _mask_batch(chunks[i : i + 32], tok, gen, 0.15, whole_word=True)
 
 
-def zero_shot(model_ref: str | None, pvp: Any, texts: list[str], labels: list[Any]) -> float:
+def zero_shot(model_ref: str | None, pvp: Any, texts: list[str], labels: list[Any],
+              calibration: str | None = None) -> float:  # fmt: skip
+    """Zero-shot accuracy of ``pvp`` on ``model_ref``, as a user runs it; ``calibration``
+    ``"unlabeled"`` takes its prior from ``texts`` themselves (labels unused)."""
     from pet_kit import PromptClassifier
 
-    clf = PromptClassifier(pvp=pvp, model=model_ref, verbose=0)
-    return round(float(clf.fit(None).score(texts, labels)), 4)
+    clf = PromptClassifier(pvp=pvp, model=model_ref, calibration=calibration, verbose=0)
+    clf.fit(None, X_unlabeled=texts if calibration == "unlabeled" else None)
+    return round(float(clf.score(texts, labels)), 4)
+
+
+def gate_test(pvp: str) -> tuple[list[str], list[Any]]:
+    """The texts and labels a gate is measured on: its task's test split, at most
+    :data:`GATE_TEST_SIZE` of them."""
+    from pet_kit.io.datasets import load_task
+
+    test = load_task(pvp.split("#")[0], "test", max_size=GATE_TEST_SIZE)
+    return test["text"].tolist(), test["label"].tolist()
 
 
 def gate_test_size(pvp: str) -> int:
     """How many test texts a gate is measured on (at most :data:`GATE_TEST_SIZE`)."""
-    from pet_kit.io.datasets import load_task
-
-    return len(load_task(pvp.split("#")[0], "test", max_size=GATE_TEST_SIZE))
+    return len(gate_test(pvp)[0])
 
 
 def evaluate_model(model_ref: str | None, heldout: list[str]) -> dict[str, Any]:
-    from pet_kit.io.datasets import load_task
     from pet_kit.model.backbone import load_backbone
 
     report: dict[str, Any] = {"gates": {}, "dev": {}}
     for pvp in GATES:
-        task = pvp.split("#")[0]
-        test = load_task(task, "test", max_size=GATE_TEST_SIZE)
-        report["gates"][pvp] = zero_shot(model_ref, pvp, test["text"].tolist(),
-                                         test["label"].tolist())  # fmt: skip
+        report["gates"][pvp] = zero_shot(model_ref, pvp, *gate_test(pvp))
     for task in dev_tasks.load_all():
         report["dev"][task.name] = zero_shot(model_ref, task.pvp(), task.texts, task.labels)
     backbone = load_backbone(model_ref, device="cpu")

@@ -172,14 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_or_report(p, argv, table)
     if args is None:
         return 0
-    from pet_kit.io.datasets import load_task
-
     teacher = None if args.teacher == "none" else dc.Teacher(args.teacher)
     # rows are keyed by model folder ("models": every folder measured), named at printing
     report: dict[str, Any] = {"gates": {}, "test_size": {}, "models": [str(m) for m in args.models]}
     for pvp in dc.GATES:
-        test = load_task(pvp.split("#")[0], "test", max_size=dc.GATE_TEST_SIZE)
-        texts, labels = test["text"].tolist(), [str(y) for y in test["label"].tolist()]
+        texts, labels = dc.gate_test(pvp)
+        labels = [str(y) for y in labels]
         report["test_size"][pvp] = len(texts)
         rows: dict[str, Any] = {}
         for ref in [None, *map(str, args.models)]:

@@ -38,25 +38,10 @@ OUT = dc.REPO / "benchmarks" / "results" / "default_backbone_calibration"
 MODES = (None, "content_free", "unlabeled")
 
 
-def accuracy(model_ref: str | None, pvp: Any, texts: list[str], labels: list[Any],
-             mode: str | None) -> float:  # fmt: skip
-    """Zero-shot accuracy of ``pvp`` on ``model_ref`` with calibration ``mode``."""
-    from pet_kit import PromptClassifier
-
-    clf = PromptClassifier(pvp=pvp, model=model_ref, calibration=mode, verbose=0)
-    clf.fit(None, X_unlabeled=texts if mode == "unlabeled" else None)
-    return round(float(clf.score(texts, labels)), 4)
-
-
 def tasks() -> list[tuple[str, str, Any, list[str], list[Any]]]:
     """(kind, name, pvp, texts, labels) of every development task, then every gate."""
-    from pet_kit.io.datasets import load_task
-
     out = [("dev", t.name, t.pvp(), t.texts, t.labels) for t in dev_tasks.load_all()]
-    for pvp in dc.GATES:
-        test = load_task(pvp.split("#")[0], "test", max_size=dc.GATE_TEST_SIZE)
-        out.append(("gate", pvp, pvp, test["text"].tolist(), test["label"].tolist()))
-    return out
+    return out + [("gate", pvp, pvp, *dc.gate_test(pvp)) for pvp in dc.GATES]
 
 
 def mode_name(mode: str | None) -> str:
@@ -100,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[str, Any] = {}
         for kind, name, pvp, texts, labels in todo:
             report["kind"][name], report["size"][name] = kind, len(texts)
-            rows[name] = {mode_name(m): accuracy(ref, pvp, texts, labels, m) for m in MODES}
+            rows[name] = {mode_name(m): dc.zero_shot(ref, pvp, texts, labels, m) for m in MODES}
             log.info("%s %s: %s", ref or "default", name, rows[name])
         report["results"]["today's default" if ref is None else ref] = rows
     write_report(args.out, report, table)
