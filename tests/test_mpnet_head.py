@@ -413,3 +413,38 @@ def test_loss_weights_and_learning_rates_refuse_what_would_train_on_nan(
             main(argv)
         assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err
     assert head_mod.weight("0.5") == 0.5 and head_mod.weight("0") == 0.0
+
+
+def test_more_patterns_a_text_extend_the_two_pattern_cache(head_mod, top_mod, setting, monkeypatch):
+    """``--patterns-per-text 3``: the two-pattern pairs come first (their whole cache files
+    hard-linked, not recomputed), each text's third pattern is another one, and the top
+    layer trains on all of them."""
+    import torch
+
+    monkeypatch.setattr(head_mod, "CHUNK", 16)  # 48 two-pattern pairs: three whole files
+    assert head_mod.main(_args(setting, "cache", "--top")) == 0
+    three = ["--patterns-per-text", "3"]
+    assert head_mod.main([*three, *_args(setting, "cache", "--top")]) == 0
+    for folder in (setting["out"], setting["out"] / "top"):
+        two, more = folder / "states-24", folder / "states-24-p3"
+        assert len(list(more.glob("*.pt"))) == 72 // 16 + 1  # the last file holds 8 pairs
+        for f in sorted(two.glob("*.pt")):
+            assert (more / f.name).stat().st_ino == f.stat().st_ino  # linked, not copied
+    tok = head_mod.base_model(setting["out"])[1]
+    pairs2 = head_mod.Data(setting["run"], 24, tok).pairs
+    pairs3 = head_mod.Data(setting["run"], 24, tok, 3).pairs
+    assert pairs3[:48] == pairs2 and len(pairs3) == 72
+    for t in range(24):
+        assert sorted(p for u, p in pairs3 if u == t) == [0, 1, 2]  # three distinct patterns
+    # an extra pair's states are those of its own pattern, not a copy of a linked file's
+    extra = torch.load(setting["out"] / "states-24-p3" / "0000048.pt")
+    assert extra.shape == (16, 16) and not torch.equal(
+        extra, torch.load(setting["out"] / "states-24" / "0000000.pt")
+    )
+    with pytest.raises(SystemExit, match="choose 2 to 3"):
+        head_mod.Data(setting["run"], 24, tok, 4)
+    models = setting["out"].parent / "three"
+    assert top_mod.main([*three, *_top_args(setting, models)]) == 0
+    prov = json.loads((models / "model-2" / "pet_kit_provenance.json").read_text("utf-8"))
+    assert prov["patterns_per_text"] == 3 and prov["pairs"] == 72
+    assert "72 text-pattern pairs (3 patterns a text)" in head_mod.describe(prov)

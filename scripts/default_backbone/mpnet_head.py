@@ -94,9 +94,14 @@ def base_model(out: Path) -> tuple[Any, Any]:
 
 class Data:
     """The prepared run's texts, teacher embeddings, fills and candidates, and the
-    (text, pattern) pairs whose states are cached."""
+    (text, pattern) pairs whose states are cached.
 
-    def __init__(self, run: Path, n_texts: int, tok: Any) -> None:
+    Each text has two patterns; ``per_text`` > 2 appends each text's further patterns
+    (other patterns of the library, drawn on their own seed) after all of those, so the
+    first ``2 * n_texts`` pairs, and the cache files holding them, are the two-pattern run's.
+    """
+
+    def __init__(self, run: Path, n_texts: int, tok: Any, per_text: int = 2) -> None:
         import torch
         from safetensors.torch import load_file
 
@@ -122,9 +127,40 @@ class Data:
         self.emb = torch.from_numpy(emb[:n_texts]).float()
         rng = np.random.default_rng(0)
         n_pat = len(self.info["patterns"])
-        self.pairs = [(t, int(p)) for t in range(n_texts)
-                      for p in rng.choice(n_pat, 2, replace=False)]  # fmt: skip
+        if not 2 <= per_text <= n_pat:
+            raise SystemExit(f"--patterns-per-text {per_text}: choose 2 to {n_pat}"
+                             " (the library's patterns)")  # fmt: skip
+        firsts = [rng.choice(n_pat, 2, replace=False) for _ in range(n_texts)]
+        self.pairs = [(t, int(p)) for t in range(n_texts) for p in firsts[t]]
+        more = np.random.default_rng(1)
+        for t in range(n_texts):
+            rest = np.setdiff1d(np.arange(n_pat), firsts[t])
+            self.pairs += [(t, int(p)) for p in more.choice(rest, per_text - 2, replace=False)]
+        self.per_text = per_text
         self.mlm_units = (prep / "mlm_units.txt").read_text(encoding="utf-8").splitlines()
+
+
+def states_name(n_texts: int, per_text: int) -> str:
+    """The cache folder of the pairs' states: ``states-TEXTS`` (two patterns a text) or
+    ``states-TEXTS-pPER_TEXT``."""
+    return f"states-{n_texts}" + (f"-p{per_text}" if per_text != 2 else "")
+
+
+def link_two_pattern_files(folder: Path, n_texts: int, per_text: int) -> int:
+    """Hard-link into ``folder`` (a ``states-TEXTS-pN`` cache) the whole files of the same
+    texts' two-pattern cache beside it: the same pairs, already computed. Returns how many
+    were linked; a file already there is kept."""
+    src = folder.parent / states_name(n_texts, 2)
+    if per_text == 2 or not src.is_dir():
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    linked = 0
+    for start in range(0, 2 * n_texts - CHUNK + 1, CHUNK):  # whole files only
+        name = f"{start:07d}.pt"
+        if (src / name).is_file() and not (folder / name).exists():
+            os.link(src / name, folder / name)
+            linked += 1
+    return linked
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -217,8 +253,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     model, tok = base_model(args.out)
-    data = Data(args.run, args.texts, tok)
+    data = Data(args.run, args.texts, tok, args.patterns_per_text)
     bank = dc.PatternBank(data.info["patterns"], tok, dc.Config.max_length)
+    pair_dir = states_name(args.texts, args.patterns_per_text)
+    for folder in (args.out / pair_dir, args.out / "top" / pair_dir):
+        if n := link_two_pattern_files(folder, args.texts, args.patterns_per_text):
+            log.info("%s: %d files linked from the two-pattern cache", folder, n)
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     t0 = time.time()
 
@@ -260,7 +300,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
                      "mask_pos": b["mask_pos"]}, path)  # fmt: skip
 
     try:
-        for start, path in pending(args.out / f"states-{args.texts}", len(data.pairs), CHUNK):
+        for start, path in pending(args.out / pair_dir, len(data.pairs), CHUNK):
             items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
             b = bank.batch(items, 1)
             h, below = hidden(b)
@@ -286,7 +326,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
                             top / "mlm" / path.name)  # fmt: skip
             atomic_save((torch.cat(states), torch.cat(labels)), path)
         if args.top:
-            for start, path in pending(top / f"states-{args.texts}", len(data.pairs), CHUNK):
+            for start, path in pending(top / pair_dir, len(data.pairs), CHUNK):
                 items = [(p, data.texts[t]) for t, p in data.pairs[start : start + CHUNK]]
                 b = bank.batch(items, 1)
                 save_top(b, hidden(b)[1], path)
@@ -460,8 +500,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     dest = fresh_dest(args.models, args.epochs)  # refused before training, not after
     model, tok = base_model(args.out)
-    data = Data(args.run, args.texts, tok)
-    files = sorted((args.out / f"states-{args.texts}").glob("*.pt"))
+    data = Data(args.run, args.texts, tok, args.patterns_per_text)
+    files = sorted((args.out / states_name(args.texts, data.per_text)).glob("*.pt"))
     if len(files) * CHUNK < len(data.pairs):
         raise SystemExit("the states are not all cached: run `cache` first")
     H = torch.cat([torch.load(f) for f in files])
@@ -558,6 +598,8 @@ def describe(prov: dict[str, Any]) -> str:
     else:
         trained = "(encoder frozen), distilled head"
     words = f" over {prov['candidates']:,} candidate words" if "candidates" in prov else ""
+    n = prov.get("patterns_per_text", 2)
+    per_text = f" ({n} patterns a text)" if n != 2 else ""
     if "soup_of" in prov:  # mpnet_top.py soup: one seed a member
         seeds = ", ".join(str(s) for s in prov["seed"])
         seed = f"seeds {seeds}, the {len(prov['soup_of'])} runs' weights averaged"
@@ -565,7 +607,7 @@ def describe(prov: dict[str, Any]) -> str:
         seed = f"seed {prov.get('seed', 'none')}"
     return (
         f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
-        f" text-pattern pairs{words}, {prov['mlm_positions']:,} masked corpus tokens"
+        f" text-pattern pairs{per_text}{words}, {prov['mlm_positions']:,} masked corpus tokens"
         f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
         f" {prov['epochs']} epochs, {seed},"
         f" {prov['train_seconds'] / 60:.0f} CPU-min after caching"
@@ -624,7 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                         " --out); one folder per variant, as distill_cloze.py report reads"
                         " the latest evaluation of each folder")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--texts", type=int, default=3072, help="distillation texts (2 pairs each)")
+    p.add_argument("--texts", type=int, default=3072, help="distillation texts")
+    p.add_argument("--patterns-per-text", type=int, default=2,
+                   help="pairs a text (its first two are the same at every setting)")  # fmt: skip
     p.add_argument("--mlm-windows", type=int, default=1200)
     p.add_argument("--epochs", type=int, default=8)
     sub = p.add_subparsers(dest="command", required=True)

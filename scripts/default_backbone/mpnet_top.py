@@ -138,9 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     base, tok = mh.base_model(args.out)
     model = MPNetForMaskedLM.from_pretrained(str(args.init)) if args.init else base
     model.train(False)
-    data = mh.Data(args.run, args.texts, tok)
+    data = mh.Data(args.run, args.texts, tok, args.patterns_per_text)
     top = args.out / "top"
-    pairs = load_top(top / f"states-{args.texts}")
+    pairs = load_top(top / mh.states_name(args.texts, data.per_text))
     if len(pairs) * mh.CHUNK < len(data.pairs):
         raise SystemExit("the top layer's inputs are not cached: run `mpnet_head.py cache --top`")
     windows = load_top(top / "mlm")
@@ -278,7 +278,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "top_layer": True, "init": str(args.init) if args.init else "base (new head)",
         "init_top_layer": bool(args.init) and mh.init_is_top_layer(args.init),
         "teacher": "the same encoder (as packaged), mean-pooled", "tau": dc.Config.tau,
-        "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
+        "texts": args.texts, "patterns_per_text": data.per_text, "pairs": len(data.pairs),
+        "validation_pairs": len(val),
         "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": n_train, "mlm_positions": int(starts[n_train]),
         "mlm_held_windows": n_held,
@@ -350,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, help="a trained mpnet_head model to start from")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--texts", type=int, default=3072)
+    p.add_argument("--patterns-per-text", type=int, default=2, help="as mpnet_head.py's")
     p.add_argument("--epochs", type=int, default=8)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the top layer and the head")
