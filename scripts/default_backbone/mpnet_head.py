@@ -609,7 +609,7 @@ def describe(prov: dict[str, Any]) -> str:
         f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
         f" text-pattern pairs{per_text}{words}, {prov['mlm_positions']:,} masked corpus tokens"
         f" ({prov.get('mlm_batch', 256)} a step{scaled}),"
-        f" {prov['epochs']} epochs, {seed},"
+        f" {prov['epochs']} epoch{'s' if prov['epochs'] != 1 else ''}, {seed},"
         f" {prov['train_seconds'] / 60:.0f} CPU-min after caching"
     )
 
