@@ -175,6 +175,20 @@ def test_a_candidate_of_another_recipe_describes_itself(script):
     assert line.endswith("0.50 h on CPU, continuing mpnet-l4 (step 4262, teacher mpnet)"), line
 
 
+def test_a_runs_provenance_keeps_the_corpus_totals_and_each_sources_hash(script, tmp_path):
+    manifest = {"totals": {"units": 12, "tokens": 340},
+                "sources": {"fortunes": {"packages": [{"name": "fortunes", "version": "1"}],
+                                         "tokens": 340, "sha256": "ab", "units": 12}}}  # fmt: skip
+    record = script.corpus_record(tmp_path, manifest)
+    assert record["totals"] == {"units": 12, "tokens": 340}
+    assert record["sources"]["fortunes"] == {
+        "packages": [{"name": "fortunes", "version": "1"}],
+        "tokens": 340,
+        "sha256": "ab",
+    }
+    assert record["path"] == str(tmp_path)
+
+
 def test_the_gates_table_names_each_gates_real_test_size(script):
     """bbc_news has fewer test texts than the gate's cap: the table says how many."""
     from pet_kit.io.datasets import load_task

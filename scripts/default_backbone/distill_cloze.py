@@ -283,6 +283,15 @@ def windows(unit: str, max_words: int) -> list[str]:
     return [t for t in out if len(t.split()) >= 6]
 
 
+def corpus_record(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a run's provenance keeps of its corpus: the folder, the builder's grand totals,
+    and each source's packages, tokens and sha256 (a rebuild from later Debian point
+    releases is told apart by them)."""
+    return {"path": str(corpus), "totals": manifest.get("totals"),
+            "sources": {k: {f: v.get(f) for f in ("packages", "tokens", "sha256")}
+                        for k, v in manifest["sources"].items()}}  # fmt: skip
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
     import torch
@@ -339,9 +348,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     atomic_write_text(prep / "heldout.txt", "\n".join(heldout) + "\n")
     atomic_write_text(prep / "mlm_units.txt", "\n".join(train_units[: args.mlm_units]) + "\n")
     info = {
-        "corpus": {"path": str(args.corpus), "total": manifest.get("total"),
-                   "sources": {k: {f: v.get(f) for f in ("packages", "tokens", "sha256")}
-                               for k, v in manifest["sources"].items()}},
+        "corpus": corpus_record(args.corpus, manifest),
         "units": len(units), "heldout_units": len(heldout),
         "dropped_for_dev_tasks": dropped, "mlm_units": len(train_units),
         "distill_units": min(args.distill_units, len(train_units)), "distill_texts": len(texts),
