@@ -268,3 +268,46 @@ def test_candidates_past_z_are_named_aa_ab_and_keep_earlier_names(script):
     assert names[:3] == ["A", "B", "C"] and names[25] == "Z"
     assert names[26:29] == ["AA", "AB", "AC"] and names[51] == "AZ" and names[52] == "BA"
     assert len(set(names)) == 60
+
+
+def _prepared_fills(run: Path, script, words: list[str], multi: list[str]) -> None:
+    import torch
+
+    prep = run / "prepared"
+    prep.mkdir(parents=True)
+    info = {"teacher": "mpnet", "patterns": ["It was [MASK]. {text}", "[MASK]: {text}"],
+            "words": words, "multi_words": multi}  # fmt: skip
+    (prep / "manifest.json").write_text(json.dumps(info), encoding="utf-8")
+    fills = {"single": torch.arange(2 * len(words) * 3.0).view(2, len(words), 3).half(),
+             "multi": torch.ones(2, len(multi), 3).half()}  # fmt: skip
+    script.atomic_save_tensors(prep / "fills-mpnet.safetensors", fills, {"format": "pt"})
+
+
+def test_fills_of_a_run_with_fewer_words_are_reused_as_a_prefix(script, tmp_path):
+    _prepared_fills(tmp_path / "w2", script, ["good", "bad"], ["awful"])
+    patterns = ["It was [MASK]. {text}", "[MASK]: {text}"]
+    known = script.reusable_fills(tmp_path / "w2", "mpnet", patterns, ["good", "bad", "fine"],
+                                  ["awful", "lovely"])  # fmt: skip
+    assert known["single"].shape == (2, 2, 3) and known["multi"].shape == (2, 1, 3)
+    assert known["single"][1, 1].tolist() == [9.0, 10.0, 11.0]  # pattern 2, word "bad"
+    # a run with more words than this one gives this one's words, all of them
+    fewer = script.reusable_fills(tmp_path / "w2", "mpnet", patterns, ["good"], ["awful"])
+    assert fewer["single"].shape == (2, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "patterns", "words", "message"),
+    [
+        ("minilm", None, ["good"], "its teacher is mpnet, not minilm"),
+        ("mpnet", ["[MASK]: {text}"], ["good"], "its patterns differ"),
+        ("mpnet", None, ["fine", "good"], "single candidate words are not a prefix"),
+    ],
+)
+def test_fills_that_do_not_match_are_refused_by_name(script, tmp_path, teacher, patterns,
+                                                       words, message):  # fmt: skip
+    _prepared_fills(tmp_path / "w2", script, ["good", "bad"], ["awful"])
+    patterns = patterns or ["It was [MASK]. {text}", "[MASK]: {text}"]
+    with pytest.raises(SystemExit, match=message):
+        script.reusable_fills(tmp_path / "w2", teacher, patterns, words, ["awful"])
+    with pytest.raises(SystemExit, match="no prepared run there"):
+        script.reusable_fills(tmp_path / "nothing", "mpnet", patterns, words, ["awful"])

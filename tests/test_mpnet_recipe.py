@@ -40,6 +40,9 @@ elif sub == "encode":  # the teacher's embeddings of the texts
     emb.mkdir(parents=True, exist_ok=True)
     for i in range(0, int(value("--texts")), 512):
         (emb / f"{i:07d}.npy").write_text(str(i))
+elif sub == "prepare":
+    with open(Path(os.environ["HOME"]) / "prepare_argv", "a") as fh:
+        fh.write(" ".join(args) + "\n")
 elif sub == "cache-eval":
     (Path(value("--out")) / "eval-top.pt").write_text("x")
 elif sub == "train":
@@ -109,6 +112,10 @@ def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_t
                     "distill_cloze prepare", "mpnet_top train", "mpnet_head evaluate"]  # fmt: skip
     cache = tmp_path / ".cache" / "pet_kit"
     run, wide_run = cache / "cloze_distill_run", cache / "cloze_distill_run_w20k"
+    # the wide prepare reuses the first run's fills (its words are a prefix of the wide ones)
+    wide_prepare = (tmp_path / "prepare_argv").read_text().splitlines()[-1]
+    assert f"--run {wide_run} prepare" in wide_prepare
+    assert wide_prepare.endswith(f"--words 20000 --fills-from {run}")
     variant = cache / "mpnet_head" / "variants" / "top-K-w03-t12288-off5-w20k"
     assert (variant / "model-2" / "run").read_text() == str(wide_run)
     assert (variant / "evaluation-2.json").read_text() == str(wide_run)

@@ -292,6 +292,36 @@ def corpus_record(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                         for k, v in manifest["sources"].items()}}  # fmt: skip
 
 
+def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[str],
+                   multi: list[str]) -> dict[str, Any]:  # fmt: skip
+    """The teacher's fills that another prepared run already holds: for each candidate
+    group, the rows of its words when they are a prefix of this run's (a run prepared with
+    fewer ``--words`` on the same texts), under the same teacher and patterns. Anything else
+    is refused by name rather than silently mixed."""
+    from safetensors.torch import load_file
+
+    manifest = run / "prepared" / "manifest.json"
+    if not manifest.is_file():
+        raise SystemExit(f"--fills-from {run}: no prepared run there ({manifest} is missing)")
+    info = json.loads(manifest.read_text(encoding="utf-8"))
+    if info["teacher"] != teacher:
+        raise SystemExit(f"--fills-from {run}: its teacher is {info['teacher']}, not {teacher}")
+    if info["patterns"] != patterns:
+        raise SystemExit(f"--fills-from {run}: its patterns differ from {PATTERNS_FILE.name}")
+    fills = load_file(str(run / "prepared" / f"fills-{teacher}.safetensors"))
+    out = {}
+    for group, ours, theirs in (("single", single, info["words"]),
+                                ("multi", multi, info["multi_words"])):  # fmt: skip
+        n = min(len(ours), len(theirs))
+        if ours[:n] != theirs[:n]:
+            raise SystemExit(
+                f"--fills-from {run}: its {group} candidate words are not a prefix"
+                " of this run's (other texts or another corpus); prepare without it"
+            )
+        out[group] = fills[group][:, :n]
+    return out
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
     import torch
@@ -335,13 +365,23 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             break
     patterns = read_patterns()
     teacher = Teacher(args.teacher)
+    known = {}
+    if args.fills_from:
+        known = reusable_fills(args.fills_from, args.teacher, patterns, single, multi)
     fills: dict[str, torch.Tensor] = {}
     for group, words in (("single", single), ("multi", multi)):
+        done = known.get(group)  # the teacher's fills of a prefix of ``words``, reused
+        n = 0 if done is None else done.shape[1]
+        if n == len(words):
+            fills[group] = done
+            continue
         rows = []
         for p in patterns:
-            rows.append(teacher.encode([pattern_phrase(p, w) for w in words], batch_size=256))
-            log.info("teacher %s %s: %d phrases (%.0f s)", group, p, len(words), time.time() - t0)
-        fills[group] = torch.stack(rows).half()  # (P, W, D)
+            rows.append(teacher.encode([pattern_phrase(p, w) for w in words[n:]], batch_size=256))
+            log.info("teacher %s %s: %d phrases (%.0f s)", group, p, len(words) - n,
+                     time.time() - t0)  # fmt: skip
+        block = torch.stack(rows).half()  # (P, W, D)
+        fills[group] = block if done is None else torch.cat([done, block], dim=1)
     prep.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(prep / f"fills-{args.teacher}.safetensors", fills, {"format": "pt"})
     atomic_write_text(prep / "texts.txt", "\n".join(texts) + "\n")
@@ -355,6 +395,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "words": single, "multi_words": multi, "patterns": patterns,
         "patterns_sha256": file_sha256(PATTERNS_FILE), "teacher": args.teacher,
         "teacher_path": str(teacher.path), "seed": args.seed,
+        "fills_reused_from": str(args.fills_from) if args.fills_from else None,
+        "fills_reused": {g: int(t.shape[1]) for g, t in known.items()},
         "seconds": round(time.time() - t0, 1),
     }  # fmt: skip
     atomic_write_text(prep / "manifest.json", json.dumps(info, indent=1) + "\n")
@@ -1162,6 +1204,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distill-units", type=int, default=300_000)
     s.add_argument("--mlm-units", type=int, default=400_000, help="units kept for MLM")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--fills-from",
+        type=Path,
+        help="a prepared run of the same texts with fewer"
+        " words: its teacher fills are reused, only the other words are encoded",
+    )
     s.set_defaults(func=cmd_prepare)
     t = sub.add_parser("train", help="train; resumes the run's checkpoint")
     for name, field in Config.__dataclass_fields__.items():

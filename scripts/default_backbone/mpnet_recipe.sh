@@ -83,8 +83,9 @@ say "7/8 the top layer and the head, seed $seed, offset weight $offset, $words w
 if [ "$top_run" != "$run" ]; then
   # the same texts (prepare's seed), so the teacher's embeddings of them are the same files
   link_first "$run/bundle-src/text-emb-mpnet" "$top_run/bundle-src/text-emb-mpnet"
+  # the first run's candidate words are a prefix of these: their fills are reused
   "$py" $here/distill_cloze.py --corpus "$cache/mlm_corpus" --run "$top_run" prepare \
-    --teacher mpnet --words "$words"
+    --teacher mpnet --words "$words" --fills-from "$run"
 fi
 [ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$top_run" --out "$out" \
   --texts 12288 --init "$head/model-16" --models "$variants/$name" --epochs 2 \
