@@ -113,6 +113,13 @@ def test_existing_files_and_folders_are_never_replaced(delta, tmp_path):
     with pytest.raises(SystemExit, match="exists"):
         delta.unpack(tmp_path / "cand.safetensors", base, folder)
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")  # a dangling link is the user's too
+    with pytest.raises(SystemExit, match="exists"):
+        delta.unpack(tmp_path / "cand.safetensors", base, link)
+    with pytest.raises(SystemExit, match="exists"):
+        delta.pack(tmp_path / "cand", base, link)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
     with pytest.raises(
         SystemExit, match=re.escape("not a file written by candidate_delta.py pack")
     ):

@@ -74,7 +74,7 @@ def pack(model_dir: Path, base_dir: Path, out: Path) -> list[str]:
     names packed."""
     import torch
 
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise SystemExit(f"{out} exists: pack writes a new file (move it away or name another)")
     model, base = _weights(model_dir), _weights(base_dir)
     if set(model) != set(base):
@@ -107,7 +107,7 @@ def unpack(delta: Path, base_dir: Path, dest: Path) -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         raise SystemExit(f"{dest} exists: unpack writes a new folder (move it away)")
     if not delta.is_file():
         raise SystemExit(f"{delta}: no such packed candidate")
