@@ -147,9 +147,8 @@ def unpack(delta: Path, base_dir: Path, dest: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_out = dc.DEFAULT_RUN.parent / "mpnet_head"
-    p.add_argument("--out", type=Path, default=default_out,
-                   help="mpnet_head.py's folder, whose base model the delta builds on")  # fmt: skip
+    p.add_argument("--out", type=Path, help="mpnet_head.py's folder, whose base model the"
+                   " delta builds on (default: mpnet_head.py's)")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
     k = sub.add_parser("pack", help="a candidate model folder -> the tensors it changed")
     k.add_argument("model", type=Path)
@@ -165,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import mpnet_head as mh
 
-    mh.base_model(args.out)  # built once from the packaged teacher, as the recipe does
-    base_dir = args.out / "base"
+    base_dir = mh.base_folder(args.out or mh.DEFAULT_OUT)  # built once, as the recipe does
     if args.command == "pack":
         pack(args.model, base_dir, args.delta)
     else:

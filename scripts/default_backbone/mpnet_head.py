@@ -69,8 +69,9 @@ CHUNK = 64  # pairs per forward pass and per cache file
 MLM_CHUNK = 256  # MLM windows per cache file
 
 
-def base_model(out: Path) -> tuple[Any, Any]:
-    """all-mpnet-base-v2 as a masked LM: the packaged encoder, a new head (``RUN/base``)."""
+def base_folder(out: Path) -> Path:
+    """``OUT/base``: all-mpnet-base-v2 as a masked LM (the packaged encoder, a new head seeded
+    0), written once from the packaged teacher and reused."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer, MPNetForMaskedLM
@@ -88,6 +89,14 @@ def base_model(out: Path) -> tuple[Any, Any]:
         model.save_pretrained(staged)
         AutoTokenizer.from_pretrained(str(src)).save_pretrained(staged)
         os.replace(staged, folder)
+    return folder
+
+
+def base_model(out: Path) -> tuple[Any, Any]:
+    """all-mpnet-base-v2 as a masked LM: the packaged encoder, a new head (``RUN/base``)."""
+    from transformers import AutoTokenizer, MPNetForMaskedLM
+
+    folder = base_folder(out)
     model = MPNetForMaskedLM.from_pretrained(str(folder)).eval()
     return model, AutoTokenizer.from_pretrained(str(folder))
 
