@@ -162,6 +162,11 @@ BATCH_FLOAT32 = (
     "float32 forward passes over batches of another size differ in the last bits"
     " (about 1e-7 in probability, above the check's atol=1e-7)"
 )
+# expected failures whose outcome the CPU decides: the last bits of a float32 batch differ
+# on some machines and not on others (measured: it fails on the earlier CI machines and
+# passes on a fresh one of 2026-12-06), so passing is no news there; every other expected
+# failure must still fail
+BY_HARDWARE = {"check_methods_subset_invariance"}
 PROMPT_FAILURES = {
     "check_classifiers_train": TRAIN_ACCURACY,
     "check_sample_weight_equivalence_on_dense_data": MINI_BATCH_WEIGHTS,
@@ -216,7 +221,9 @@ def test_scikit_learn_estimator_checks(name, tiny_dir):
     }
     assert not failed, f"scikit-learn checks failed: {failed}"
     passing = sorted(
-        r["check_name"] for r in results if r["expected_to_fail"] and r["status"] == "passed"
+        r["check_name"]
+        for r in results
+        if r["expected_to_fail"] and r["status"] == "passed" and r["check_name"] not in BY_HARDWARE
     )
     assert not passing, f"expected to fail but passed (remove from the list): {passing}"
     unknown = set(expected) - {r["check_name"] for r in results}
