@@ -311,3 +311,43 @@ def test_fills_that_do_not_match_are_refused_by_name(script, tmp_path, teacher, 
         script.reusable_fills(tmp_path / "w2", teacher, patterns, words, ["awful"])
     with pytest.raises(SystemExit, match="no prepared run there"):
         script.reusable_fills(tmp_path / "nothing", "mpnet", patterns, words, ["awful"])
+
+
+def test_distillation_weights_override_the_manifests_and_refuse_unknown_sources(script):
+    manifest = {"sources": {"chitchat": {"weight": 3.0}, "gcide": {}, "austen": {"weight": 2}}}
+    assert script.distill_weights(manifest, []) == {"austen": 2.0, "chitchat": 3.0, "gcide": 1.0}
+    assert script.distill_weights(manifest, [("gcide", 0.5)])["gcide"] == 0.5
+    with pytest.raises(SystemExit, match=r"no source 'fortune'.*austen, chitchat, gcide"):
+        script.distill_weights(manifest, [("fortune", 2.0)])
+    with pytest.raises(SystemExit, match="gcide is weighted twice"):
+        script.distill_weights(manifest, [("gcide", 2.0), ("gcide", 3.0)])
+
+
+@pytest.mark.parametrize("text", ["chitchat", "=3", "chitchat=nan", "chitchat=-1",
+                                  "chitchat=0", "chitchat=inf", "chitchat=lots"])  # fmt: skip
+def test_a_source_weight_that_is_not_a_positive_number_is_refused_when_parsed(text):
+    with backbone_scripts("argtypes") as loaded:
+        with pytest.raises(argparse.ArgumentTypeError):
+            loaded["argtypes"].named_weight(text)
+        assert loaded["argtypes"].named_weight("chitchat=9") == ("chitchat", 9.0)
+
+
+def test_reweighted_distillation_units_never_include_held_out_or_dropped_units(script):
+    import numpy as np
+
+    # units 0-499 from a source weighted 1, 500-999 from one weighted 1 or 20
+    kept = [i for i in range(1000) if i % 10]  # every tenth unit held out or dropped
+    even = script.reweighted(kept, np.ones(1000), seed=0)
+    heavy = script.reweighted(kept, np.r_[np.ones(500), np.full(500, 20.0)], seed=0)
+    for order in (even, heavy):
+        assert sorted(order) == kept  # each kept unit once, no other
+    assert sum(i >= 500 for i in heavy[:200]) > 180 > sum(i >= 500 for i in even[:200])
+    assert script.reweighted(kept, np.ones(1000), seed=0) == even
+    assert script.reweighted(kept, np.ones(1000), seed=1) != even
+
+
+def test_candidate_words_taken_from_another_run_are_its_lists_whole(script, tmp_path):
+    _prepared_fills(tmp_path / "w2", script, ["good", "bad"], ["awful"])
+    assert script.words_of(tmp_path / "w2") == (["good", "bad"], ["awful"])
+    with pytest.raises(SystemExit, match=r"--words-from .*no prepared run there"):
+        script.words_of(tmp_path / "nothing")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["fraction", "non_negative", "positive"]
+__all__ = ["fraction", "named_weight", "non_negative", "positive"]
 
 
 def _finite(text: str) -> float:
@@ -42,3 +42,14 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text!r}")
     return value
+
+
+def named_weight(text: str) -> tuple[str, float]:
+    """``NAME=WEIGHT`` with a finite weight > 0: a corpus source's sampling weight."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"write it as NAME=WEIGHT (chitchat=9), not {text!r}")
+    try:
+        return name, positive(value)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weight {err}") from None

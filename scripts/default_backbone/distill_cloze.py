@@ -322,12 +322,81 @@ def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[st
     return out
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
-    import torch
+def distill_weights(
+    manifest: dict[str, Any], overrides: list[tuple[str, float]]
+) -> dict[str, float]:
+    """Each corpus source's sampling weight for the distillation texts: the manifest's,
+    with ``(name, weight)`` overrides (an unknown source or one named twice is refused by
+    name)."""
+    weights = {k: float(v.get("weight", 1.0)) for k, v in sorted(manifest["sources"].items())}
+    seen: set[str] = set()
+    for name, w in overrides:
+        if name not in weights:
+            raise SystemExit(f"--distill-weight {name}={w:g}: the corpus has no source"
+                             f" {name!r}; its sources: {', '.join(weights)}")  # fmt: skip
+        if name in seen:
+            raise SystemExit(f"--distill-weight: {name} is weighted twice")
+        weights[name] = w
+        seen.add(name)
+    return weights
+
+
+def reweighted(kept: list[int], weights: np.ndarray, seed: int) -> list[int]:
+    """The ``kept`` unit indices in a weighted order drawn with ``weights`` (one per unit of
+    the corpus) from a random stream of its own: other weights for the distillation texts
+    that leave the held-out and MLM units, drawn from the first stream, as they were."""
+    rng = np.random.default_rng([seed, 1])
+    order = np.argsort(-np.log(rng.random(len(weights))) / weights, kind="stable")
+    keep = np.zeros(len(weights), dtype=bool)
+    keep[kept] = True
+    return [i for i in order.tolist() if keep[i]]
+
+
+def unit_sources(corpus: Path, manifest: dict[str, Any]) -> list[str]:
+    """The source of each unit, in :func:`corpus_units` order."""
+    out: list[str] = []
+    for name in sorted(manifest["sources"]):
+        lines = (corpus / f"{name}.txt").read_text(encoding="utf-8").split("\n")
+        out.extend([name] * sum(1 for line in lines if line.strip()))
+    return out
+
+
+def frequent_words(texts: list[str], n_single: int, n_multi: int) -> tuple[list[str], list[str]]:
+    """The texts' most frequent words (three letters or more) that the default backbone's
+    tokenizer keeps whole (``n_single``) or cuts in two (``n_multi``)."""
     from transformers import AutoTokenizer
 
     from pet_kit.model.default_backbone import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(w for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 3)
+    single: list[str] = []
+    multi: list[str] = []
+    for word, _ in counts.most_common():
+        n = len(tok(word, add_special_tokens=False)["input_ids"])
+        if n == 1 and len(single) < n_single:
+            single.append(word)
+        elif n == 2 and len(multi) < n_multi:
+            multi.append(word)
+        if len(single) >= n_single and len(multi) >= n_multi:
+            break
+    return single, multi
+
+
+def words_of(run: Path) -> tuple[list[str], list[str]]:
+    """Another prepared run's candidate words (single-token, two-token), whole."""
+    manifest = run / "prepared" / "manifest.json"
+    if not manifest.is_file():
+        raise SystemExit(f"--words-from {run}: no prepared run there ({manifest} is missing)")
+    info = json.loads(manifest.read_text(encoding="utf-8"))
+    return list(info["words"]), list(info["multi_words"])
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
+    import torch
 
     prep = args.run / "prepared"
     if (prep / "manifest.json").is_file():
@@ -341,33 +410,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     heldout_idx = set(order[:HELDOUT_UNITS].tolist())
     blocklist = dev_tasks.ngram_blocklist(dev_tasks.load_all())
     heldout = [units[i] for i in sorted(heldout_idx)]
-    train_units, dropped = [], 0
-    for i in order[HELDOUT_UNITS:].tolist():
-        if dev_tasks.blocked(units[i], blocklist):
-            dropped += 1
-        else:
-            train_units.append(units[i])
+    kept = [i for i in order[HELDOUT_UNITS:].tolist() if not dev_tasks.blocked(units[i], blocklist)]
+    train_units = [units[i] for i in kept]
+    dropped = len(units) - len(heldout) - len(kept)
     log.info("%d units: %d held out, %d dropped (development texts)", len(units),
              len(heldout), dropped)  # fmt: skip
-    texts = [w for u in train_units[: args.distill_units] for w in windows(u, 48)]
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    counts: Counter[str] = Counter()
-    for t in texts:
-        counts.update(w for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 3)
-    single, multi = [], []
-    for word, _ in counts.most_common():
-        n = len(tok(word, add_special_tokens=False)["input_ids"])
-        if n == 1 and len(single) < args.words:
-            single.append(word)
-        elif n == 2 and len(multi) < args.multi_words:
-            multi.append(word)
-        if len(single) >= args.words and len(multi) >= args.multi_words:
-            break
+    distill_pool = train_units
+    if args.distill_weight:  # other weights for the distillation texts only
+        mixed = distill_weights(manifest, args.distill_weight)
+        w2 = np.asarray([mixed[s] for s in unit_sources(args.corpus, manifest)])
+        distill_pool = [units[i] for i in reweighted(kept, w2, args.seed)]
+    texts = [w for u in distill_pool[: args.distill_units] for w in windows(u, 48)]
     patterns = read_patterns()
+    if args.words_from:
+        single, multi = words_of(args.words_from)
+    else:
+        single, multi = frequent_words(texts, args.words, args.multi_words)
     teacher = Teacher(args.teacher)
     known = {}
-    if args.fills_from:
-        known = reusable_fills(args.fills_from, args.teacher, patterns, single, multi)
+    fills_from = args.fills_from or args.words_from
+    if fills_from:
+        known = reusable_fills(fills_from, args.teacher, patterns, single, multi)
     fills: dict[str, torch.Tensor] = {}
     for group, words in (("single", single), ("multi", multi)):
         done = known.get(group)  # the teacher's fills of a prefix of ``words``, reused
@@ -395,7 +458,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "words": single, "multi_words": multi, "patterns": patterns,
         "patterns_sha256": file_sha256(PATTERNS_FILE), "teacher": args.teacher,
         "teacher_path": str(teacher.path), "seed": args.seed,
-        "fills_reused_from": str(args.fills_from) if args.fills_from else None,
+        "distill_weights": mixed if args.distill_weight else None,
+        "words_from": str(args.words_from) if args.words_from else None,
+        "fills_reused_from": str(fills_from) if fills_from else None,
         "fills_reused": {g: int(t.shape[1]) for g, t in known.items()},
         "seconds": round(time.time() - t0, 1),
     }  # fmt: skip
@@ -1209,6 +1274,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="a prepared run of the same texts with fewer"
         " words: its teacher fills are reused, only the other words are encoded",
+    )
+    s.add_argument(
+        "--distill-weight",
+        action="append",
+        default=[],
+        metavar="SOURCE=WEIGHT",
+        type=argtypes.named_weight,
+        help="sample the distillation texts with another weight for a corpus source"
+        " (repeatable); the held-out and MLM units keep the manifest's weights",
+    )
+    s.add_argument(
+        "--words-from",
+        type=Path,
+        help="take another prepared run's candidate words whole (--words and --multi-words"
+        " do not apply) and reuse its teacher fills: the fills do not depend on the texts",
     )
     s.set_defaults(func=cmd_prepare)
     t = sub.add_parser("train", help="train; resumes the run's checkpoint")
