@@ -351,3 +351,8 @@ def test_candidate_words_taken_from_another_run_are_its_lists_whole(script, tmp_
     assert script.words_of(tmp_path / "w2") == (["good", "bad"], ["awful"])
     with pytest.raises(SystemExit, match=r"--words-from .*no prepared run there"):
         script.words_of(tmp_path / "nothing")
+    # the fills come with the words, and a refusal names the option the user gave
+    patterns = ["It was [MASK]. {text}", "[MASK]: {text}"]
+    with pytest.raises(SystemExit, match=r"^--words-from .*its teacher is mpnet, not minilm"):
+        script.reusable_fills(tmp_path / "w2", "minilm", patterns, ["good", "bad"], ["awful"],
+                              "--words-from")  # fmt: skip

@@ -293,7 +293,7 @@ def corpus_record(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[str],
-                   multi: list[str]) -> dict[str, Any]:  # fmt: skip
+                   multi: list[str], flag: str = "--fills-from") -> dict[str, Any]:  # fmt: skip
     """The teacher's fills that another prepared run already holds: for each candidate
     group, the rows of its words when they are a prefix of this run's (a run prepared with
     fewer ``--words`` on the same texts), under the same teacher and patterns. Anything else
@@ -302,12 +302,12 @@ def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[st
 
     manifest = run / "prepared" / "manifest.json"
     if not manifest.is_file():
-        raise SystemExit(f"--fills-from {run}: no prepared run there ({manifest} is missing)")
+        raise SystemExit(f"{flag} {run}: no prepared run there ({manifest} is missing)")
     info = json.loads(manifest.read_text(encoding="utf-8"))
     if info["teacher"] != teacher:
-        raise SystemExit(f"--fills-from {run}: its teacher is {info['teacher']}, not {teacher}")
+        raise SystemExit(f"{flag} {run}: its teacher is {info['teacher']}, not {teacher}")
     if info["patterns"] != patterns:
-        raise SystemExit(f"--fills-from {run}: its patterns differ from {PATTERNS_FILE.name}")
+        raise SystemExit(f"{flag} {run}: its patterns differ from {PATTERNS_FILE.name}")
     fills = load_file(str(run / "prepared" / f"fills-{teacher}.safetensors"))
     out = {}
     for group, ours, theirs in (("single", single, info["words"]),
@@ -315,7 +315,7 @@ def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[st
         n = min(len(ours), len(theirs))
         if ours[:n] != theirs[:n]:
             raise SystemExit(
-                f"--fills-from {run}: its {group} candidate words are not a prefix"
+                f"{flag} {run}: its {group} candidate words are not a prefix"
                 " of this run's (other texts or another corpus); prepare without it"
             )
         out[group] = fills[group][:, :n]
@@ -430,7 +430,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     known = {}
     fills_from = args.fills_from or args.words_from
     if fills_from:
-        known = reusable_fills(fills_from, args.teacher, patterns, single, multi)
+        flag = "--fills-from" if args.fills_from else "--words-from"
+        known = reusable_fills(fills_from, args.teacher, patterns, single, multi, flag)
     fills: dict[str, torch.Tensor] = {}
     for group, words in (("single", single), ("multi", multi)):
         done = known.get(group)  # the teacher's fills of a prefix of ``words``, reused
