@@ -26,7 +26,10 @@ encoder's similarity distribution over a large candidate vocabulary:
   every pet_kit task, train and test) minus a fixed held-out set and minus any unit sharing a
   word 6-gram with the development tasks (``dev_tasks.py``). Candidates: the most frequent
   corpus words that are one WordPiece token (``--words``) and two (``--multi-words``), counted
-  on the distillation text; no list is added by hand.
+  on the distillation text; no list is added by hand. ``prepare --distill-weight
+  SOURCE=W`` draws the distillation texts with other source weights (the held-out and MLM
+  units stay as the manifest's weights draw them); ``--words-from RUN`` keeps another run's
+  candidates and teacher fills, so two text mixes differ in their texts only.
 
 Commands (run from the repository root in the set-up environment)::
 
