@@ -6,6 +6,7 @@ scores what running the model scores."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -359,6 +360,28 @@ def test_the_legend_names_the_candidates_and_a_continued_top_layer(head_mod, tmp
                                                 "init_top_layer": False})  # fmt: skip
 
 
+def test_a_runs_text_mix_is_the_weights_that_differ_from_its_corpus(head_mod, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sources = {"chitchat": {"weight": 3.0}, "gcide": {}, "austen": {"weight": 2.0}}
+    (corpus / "manifest.json").write_text(json.dumps({"sources": sources}), "utf-8")
+    info = {"corpus": {"path": str(corpus)},
+            "distill_weights": {"austen": 2.0, "chitchat": 9.0, "gcide": 1.0}}  # fmt: skip
+    assert head_mod.text_mix(info) == {"chitchat": 9.0}
+    assert head_mod.text_mix({**info, "distill_weights": None}) is None
+    assert head_mod.text_mix({"corpus": {"path": str(corpus)}}) is None  # older runs
+    (corpus / "manifest.json").unlink()  # the corpus is gone: every weight is kept
+    assert head_mod.text_mix(info) == info["distill_weights"]
+    prov = {"top_layer": True, "pairs": 10, "candidates": 5000, "mlm_positions": 5,
+            "epochs": 2, "train_seconds": 60, "losses": {"mlm": 0.3},
+            "text_mix": {"chitchat": 9.0, "austen": 6.0}}  # fmt: skip
+    assert (
+        "10 text-pattern pairs (distillation texts drawn with source weights austen 6,"
+        " chitchat 9) over 5,000 candidate words"
+    ) in head_mod.describe(prov)
+    assert "source weights" not in head_mod.describe({**prov, "text_mix": None})
+
+
 def test_a_soup_averages_runs_of_one_recipe_and_refuses_others(head_mod, top_mod, setting):
     """``mpnet_top.py soup``: the members' weights averaged, its provenance names the members
     and seeds; runs of another recipe, one member, or an existing folder are refused."""
@@ -399,6 +422,14 @@ def test_a_soup_averages_runs_of_one_recipe_and_refuses_others(head_mod, top_mod
         soup("mixed", members[0], root / "mlm" / "model-2")
     with pytest.raises(SystemExit, match="not a trained model"):
         soup("missing", members[0], root / "nowhere")
+    # a run on distillation texts drawn with other source weights is another recipe
+    other = root / "other-texts" / "model-2"
+    shutil.copytree(members[1], other)
+    moved = {**json.loads((other / "pet_kit_provenance.json").read_text("utf-8")),
+             "text_mix": {"chitchat": 9.0}}  # fmt: skip
+    (other / "pet_kit_provenance.json").write_text(json.dumps(moved), "utf-8")
+    with pytest.raises(SystemExit, match="differ in 'text_mix'"):
+        soup("mixed", members[0], other)
     assert not (root / "mixed").exists() and not (root / "missing").exists()
 
 

@@ -570,6 +570,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                    " frozen word embeddings; the encoder exactly as packaged)",
         "teacher": "the same encoder, mean-pooled", "tau": dc.Config.tau,
         "texts": args.texts, "pairs": len(data.pairs), "validation_pairs": len(val),
+        "run": str(args.run), "text_mix": text_mix(data.info),
         "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": args.mlm_windows, "mlm_positions": len(MH),
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
@@ -588,6 +589,21 @@ def init_is_top_layer(init: Path) -> bool:
     except (OSError, ValueError):
         return False
     return bool(more.get("top_layer"))
+
+
+def text_mix(info: dict[str, Any]) -> dict[str, float] | None:
+    """The source weights a prepared run drew its distillation texts with, where they differ
+    from its corpus manifest's (``distill_cloze.py prepare --distill-weight``); None when the
+    manifest's weights drew them."""
+    weights = info.get("distill_weights")
+    if not weights:
+        return None
+    try:
+        corpus = Path(info["corpus"]["path"]) / "manifest.json"
+        sources = json.loads(corpus.read_text(encoding="utf-8"))["sources"]
+    except (KeyError, OSError, ValueError):
+        return dict(weights)  # the corpus is gone: every weight, not only the changed ones
+    return {k: w for k, w in weights.items() if w != float(sources.get(k, {}).get("weight", 1))}
 
 
 def describe(prov: dict[str, Any]) -> str:
@@ -614,6 +630,13 @@ def describe(prov: dict[str, Any]) -> str:
         seed = f"seeds {seeds}, the {len(prov['soup_of'])} runs' weights averaged"
     else:
         seed = f"seed {prov.get('seed', 'none')}"
+    mix = prov.get("text_mix")
+    if mix:
+        per_text += (
+            " (distillation texts drawn with source weights "
+            + ", ".join(f"{k} {w:g}" for k, w in sorted(mix.items()))
+            + ")"
+        )
     return (
         f"all-mpnet-base-v2 backbone {trained}: {prov['pairs']:,}"
         f" text-pattern pairs{per_text}{words}, {prov['mlm_positions']:,} masked corpus tokens"

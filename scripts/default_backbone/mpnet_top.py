@@ -281,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "init_top_layer": bool(args.init) and mh.init_is_top_layer(args.init),
         "teacher": "the same encoder (as packaged), mean-pooled", "tau": dc.Config.tau,
         "texts": args.texts, "patterns_per_text": data.per_text, "pairs": len(data.pairs),
-        "validation_pairs": len(val),
+        "validation_pairs": len(val), "run": str(args.run), "text_mix": mh.text_mix(data.info),
         "candidates": len(data.keep), "patterns_sha256": data.info["patterns_sha256"],
         "mlm_windows": n_train, "mlm_positions": int(starts[n_train]),
         "mlm_held_windows": n_held,
@@ -296,7 +296,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # provenance keys on which every member of a soup must agree: the same recipe, other seeds
-SOUP_SAME = ("top_layer", "init", "texts", "pairs", "candidates", "patterns_sha256",
+SOUP_SAME = ("top_layer", "init", "texts", "text_mix", "pairs", "candidates", "patterns_sha256",
              "mlm_windows", "losses", "epochs", "lr", "lr_layer")  # fmt: skip
 
 
