@@ -356,3 +356,25 @@ def test_candidate_words_taken_from_another_run_are_its_lists_whole(script, tmp_
     with pytest.raises(SystemExit, match=r"^--words-from .*its teacher is mpnet, not minilm"):
         script.reusable_fills(tmp_path / "w2", "minilm", patterns, ["good", "bad"], ["awful"],
                               "--words-from")  # fmt: skip
+
+
+def test_a_killed_prepare_resumes_from_each_patterns_saved_fills(script, tmp_path):
+    import torch
+
+    calls = []
+
+    class Teacher:
+        def encode(self, phrases, batch_size):
+            calls.append(list(phrases))
+            return torch.arange(len(phrases) * 2.0).view(len(phrases), 2) / 3
+
+    part = tmp_path / "run" / script.PARTS / "single-000.safetensors"
+    first = script.teacher_part(Teacher(), "mpnet", ["It was good.", "It was bad."], part)
+    assert part.is_file() and first.dtype == torch.float16 and len(calls) == 1
+    # run again (the prepare was killed after this file): read back, not encoded again
+    again = script.teacher_part(Teacher(), "mpnet", ["It was good.", "It was bad."], part)
+    assert torch.equal(again, first) and len(calls) == 1
+    # other phrases or another teacher: the file is not theirs, so they are encoded
+    script.teacher_part(Teacher(), "mpnet", ["It was fine."], part)
+    script.teacher_part(Teacher(), "minilm", ["It was fine."], part)
+    assert calls[1:] == [["It was fine."], ["It was fine."]]

@@ -41,6 +41,8 @@ Commands (run from the repository root in the set-up environment)::
     python scripts/default_backbone/distill_cloze.py report             # -> benchmarks/results/
     python scripts/default_backbone/distill_cloze.py export             # only if gates pass
 
+``prepare`` keeps the teacher's fills of each pattern in a file of its own until the run is
+prepared, so a killed ``prepare`` resumes at the pattern it was encoding.
 ``train`` writes one checkpoint file, atomically (a kill at any moment leaves the previous
 checkpoint or the new one, never a mix); calling it again continues from there, with the
 same batches as an uninterrupted run. ``evaluate`` measures the checkpoint as it stands.
@@ -397,6 +399,25 @@ def words_of(run: Path) -> tuple[list[str], list[str]]:
     return list(info["words"]), list(info["multi_words"])
 
 
+PARTS = "prepare-parts"
+
+
+def teacher_part(teacher: Any, name: str, phrases: list[str], part: Path) -> Any:
+    """The teacher's float16 embeddings of ``phrases``: read from ``part`` when it holds
+    these phrases under this teacher (a prepare killed after writing it), else encoded and
+    written there first."""
+    from safetensors import safe_open
+
+    key = hashlib.sha256(json.dumps([name, phrases]).encode()).hexdigest()
+    if part.is_file():
+        with safe_open(str(part), framework="pt") as fh:
+            if (fh.metadata() or {}).get("key") == key:
+                return fh.get_tensor("fills")
+    rows = teacher.encode(phrases, batch_size=256).half()
+    atomic_save_tensors(part, {"fills": rows}, {"key": key})
+    return rows
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Texts, held-out units, candidate words and the teacher's pattern embeddings."""
     import torch
@@ -436,6 +457,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         flag = "--fills-from" if args.fills_from else "--words-from"
         known = reusable_fills(fills_from, args.teacher, patterns, single, multi, flag)
     fills: dict[str, torch.Tensor] = {}
+    parts = args.run / PARTS  # one file a pattern: a killed prepare resumes from them
     for group, words in (("single", single), ("multi", multi)):
         done = known.get(group)  # the teacher's fills of a prefix of ``words``, reused
         n = 0 if done is None else done.shape[1]
@@ -443,11 +465,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             fills[group] = done
             continue
         rows = []
-        for p in patterns:
-            rows.append(teacher.encode([pattern_phrase(p, w) for w in words[n:]], batch_size=256))
+        for i, p in enumerate(patterns):
+            part = parts / f"{group}-{i:03d}.safetensors"
+            rows.append(
+                teacher_part(teacher, args.teacher, [pattern_phrase(p, w) for w in words[n:]], part)
+            )
             log.info("teacher %s %s: %d phrases (%.0f s)", group, p, len(words) - n,
                      time.time() - t0)  # fmt: skip
-        block = torch.stack(rows).half()  # (P, W, D)
+        block = torch.stack(rows)  # (P, W, D), float16
         fills[group] = block if done is None else torch.cat([done, block], dim=1)
     prep.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(prep / f"fills-{args.teacher}.safetensors", fills, {"format": "pt"})
@@ -469,6 +494,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "seconds": round(time.time() - t0, 1),
     }  # fmt: skip
     atomic_write_text(prep / "manifest.json", json.dumps(info, indent=1) + "\n")
+    for part in parts.glob("*-[0-9][0-9][0-9].safetensors"):  # ours, now in the fills file
+        part.unlink()
+    if parts.is_dir() and not any(parts.iterdir()):
+        parts.rmdir()
     log.info("prepared %s in %.0f s: %d texts, %d + %d words, %d patterns", prep,
              time.time() - t0, len(texts), len(single), len(multi), len(patterns))  # fmt: skip
     return 0
