@@ -259,18 +259,17 @@ ADDED_FIELDS = {"source": "prepared", "weight_shape": 0.0, "weight_across": 0.0,
 
 
 # ---------------------------------------------------------------------------- prepare
-def corpus_units(corpus: Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """Every unit of the corpus, each unit's sampling weight (its source's, from the
-    manifest) and the manifest."""
+def corpus_units(corpus: Path) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Every unit of the corpus, each unit's source and the manifest."""
     manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
     units: list[str] = []
-    weights: list[float] = []
+    sources: list[str] = []
     for name in sorted(manifest["sources"]):
         lines = (corpus / f"{name}.txt").read_text(encoding="utf-8").split("\n")
         kept = [line for line in lines if line.strip()]
         units.extend(kept)
-        weights.extend([float(manifest["sources"][name].get("weight", 1.0))] * len(kept))
-    return units, np.asarray(weights), manifest
+        sources.extend([name] * len(kept))
+    return units, sources, manifest
 
 
 def windows(unit: str, max_words: int) -> list[str]:
@@ -297,6 +296,15 @@ def corpus_record(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                         for k, v in manifest["sources"].items()}}  # fmt: skip
 
 
+def prepared_info(run: Path, flag: str) -> dict[str, Any]:
+    """The manifest of the prepared run that option ``flag`` names (refused when there is
+    none)."""
+    manifest = run / "prepared" / "manifest.json"
+    if not manifest.is_file():
+        raise SystemExit(f"{flag} {run}: no prepared run there ({manifest} is missing)")
+    return json.loads(manifest.read_text(encoding="utf-8"))
+
+
 def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[str],
                    multi: list[str], flag: str = "--fills-from") -> dict[str, Any]:  # fmt: skip
     """The teacher's fills that another prepared run already holds: for each candidate
@@ -305,10 +313,7 @@ def reusable_fills(run: Path, teacher: str, patterns: list[str], single: list[st
     is refused by name rather than silently mixed."""
     from safetensors.torch import load_file
 
-    manifest = run / "prepared" / "manifest.json"
-    if not manifest.is_file():
-        raise SystemExit(f"{flag} {run}: no prepared run there ({manifest} is missing)")
-    info = json.loads(manifest.read_text(encoding="utf-8"))
+    info = prepared_info(run, flag)
     if info["teacher"] != teacher:
         raise SystemExit(f"{flag} {run}: its teacher is {info['teacher']}, not {teacher}")
     if info["patterns"] != patterns:
@@ -357,15 +362,6 @@ def reweighted(kept: list[int], weights: np.ndarray, seed: int) -> list[int]:
     return [i for i in order.tolist() if keep[i]]
 
 
-def unit_sources(corpus: Path, manifest: dict[str, Any]) -> list[str]:
-    """The source of each unit, in :func:`corpus_units` order."""
-    out: list[str] = []
-    for name in sorted(manifest["sources"]):
-        lines = (corpus / f"{name}.txt").read_text(encoding="utf-8").split("\n")
-        out.extend([name] * sum(1 for line in lines if line.strip()))
-    return out
-
-
 def frequent_words(texts: list[str], n_single: int, n_multi: int) -> tuple[list[str], list[str]]:
     """The texts' most frequent words (three letters or more) that the default backbone's
     tokenizer keeps whole (``n_single``) or cuts in two (``n_multi``)."""
@@ -392,10 +388,7 @@ def frequent_words(texts: list[str], n_single: int, n_multi: int) -> tuple[list[
 
 def words_of(run: Path) -> tuple[list[str], list[str]]:
     """Another prepared run's candidate words (single-token, two-token), whole."""
-    manifest = run / "prepared" / "manifest.json"
-    if not manifest.is_file():
-        raise SystemExit(f"--words-from {run}: no prepared run there ({manifest} is missing)")
-    info = json.loads(manifest.read_text(encoding="utf-8"))
+    info = prepared_info(run, "--words-from")
     return list(info["words"]), list(info["multi_words"])
 
 
@@ -427,7 +420,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         log.info("%s is already prepared", prep)
         return 0
     t0 = time.time()
-    units, weights, manifest = corpus_units(args.corpus)
+    units, sources, manifest = corpus_units(args.corpus)
+    base = distill_weights(manifest, [])  # each source's weight in the manifest
+    weights = np.asarray([base[s] for s in sources])
     rng = np.random.default_rng(args.seed)
     # weighted sampling without replacement (key u^(1/w)): sources drawn by their weight
     order = np.argsort(-np.log(rng.random(len(units))) / weights, kind="stable")
@@ -442,7 +437,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     distill_pool = train_units
     if args.distill_weight:  # other weights for the distillation texts only
         mixed = distill_weights(manifest, args.distill_weight)
-        w2 = np.asarray([mixed[s] for s in unit_sources(args.corpus, manifest)])
+        w2 = np.asarray([mixed[s] for s in sources])
         distill_pool = [units[i] for i in reweighted(kept, w2, args.seed)]
     texts = [w for u in distill_pool[: args.distill_units] for w in windows(u, 48)]
     patterns = read_patterns()
@@ -458,6 +453,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         known = reusable_fills(fills_from, args.teacher, patterns, single, multi, flag)
     fills: dict[str, torch.Tensor] = {}
     parts = args.run / PARTS  # one file a pattern: a killed prepare resumes from them
+    written: list[Path] = []
     for group, words in (("single", single), ("multi", multi)):
         done = known.get(group)  # the teacher's fills of a prefix of ``words``, reused
         n = 0 if done is None else done.shape[1]
@@ -467,6 +463,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         rows = []
         for i, p in enumerate(patterns):
             part = parts / f"{group}-{i:03d}.safetensors"
+            written.append(part)
             rows.append(
                 teacher_part(teacher, args.teacher, [pattern_phrase(p, w) for w in words[n:]], part)
             )
@@ -494,8 +491,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "seconds": round(time.time() - t0, 1),
     }  # fmt: skip
     atomic_write_text(prep / "manifest.json", json.dumps(info, indent=1) + "\n")
-    for part in parts.glob("*-[0-9][0-9][0-9].safetensors"):  # ours, now in the fills file
-        part.unlink()
+    for part in written:  # now in the fills file
+        part.unlink(missing_ok=True)
     if parts.is_dir() and not any(parts.iterdir()):
         parts.rmdir()
     log.info("prepared %s in %.0f s: %d texts, %d + %d words, %d patterns", prep,

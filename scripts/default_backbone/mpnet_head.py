@@ -600,10 +600,10 @@ def text_mix(info: dict[str, Any]) -> dict[str, float] | None:
         return None
     try:
         corpus = Path(info["corpus"]["path"]) / "manifest.json"
-        sources = json.loads(corpus.read_text(encoding="utf-8"))["sources"]
+        base = dc.distill_weights(json.loads(corpus.read_text(encoding="utf-8")), [])
     except (KeyError, OSError, ValueError):
         return dict(weights)  # the corpus is gone: every weight, not only the changed ones
-    return {k: w for k, w in weights.items() if w != float(sources.get(k, {}).get("weight", 1))}
+    return {k: w for k, w in weights.items() if w != base.get(k, 1.0)}
 
 
 def describe(prov: dict[str, Any]) -> str:
