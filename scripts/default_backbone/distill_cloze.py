@@ -493,8 +493,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     atomic_write_text(prep / "manifest.json", json.dumps(info, indent=1) + "\n")
     for part in written:  # now in the fills file
         part.unlink(missing_ok=True)
-    if parts.is_dir() and not any(parts.iterdir()):
-        parts.rmdir()
+    if parts.is_dir() and not parts.is_symlink() and not any(parts.iterdir()):
+        parts.rmdir()  # a linked folder is the user's: left in place
     log.info("prepared %s in %.0f s: %d texts, %d + %d words, %d patterns", prep,
              time.time() - t0, len(texts), len(single), len(multi), len(patterns))  # fmt: skip
     return 0
