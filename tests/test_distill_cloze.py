@@ -321,6 +321,9 @@ def test_distillation_weights_override_the_manifests_and_refuse_unknown_sources(
         script.distill_weights(manifest, [("fortune", 2.0)])
     with pytest.raises(SystemExit, match="gcide is weighted twice"):
         script.distill_weights(manifest, [("gcide", 2.0), ("gcide", 3.0)])
+    with pytest.raises(SystemExit, match=r"chitchat=3 gcide=1: every weight given is the corpus"):
+        script.distill_weights(manifest, [("chitchat", 3.0), ("gcide", 1.0)])
+    assert script.distill_weights(manifest, [("chitchat", 3.0), ("gcide", 2.0)])["gcide"] == 2.0
 
 
 @pytest.mark.parametrize("text", ["chitchat", "=3", "chitchat=nan", "chitchat=-1",

@@ -337,17 +337,25 @@ def distill_weights(
 ) -> dict[str, float]:
     """Each corpus source's sampling weight for the distillation texts: the manifest's,
     with ``(name, weight)`` overrides (an unknown source or one named twice is refused by
-    name)."""
+    name, and so are overrides that change no weight)."""
     weights = {k: float(v.get("weight", 1.0)) for k, v in sorted(manifest["sources"].items())}
     seen: set[str] = set()
+    same = True  # every override is the manifest's own weight
     for name, w in overrides:
         if name not in weights:
             raise SystemExit(f"--distill-weight {name}={w:g}: the corpus has no source"
                              f" {name!r}; its sources: {', '.join(weights)}")  # fmt: skip
         if name in seen:
             raise SystemExit(f"--distill-weight: {name} is weighted twice")
+        same = same and weights[name] == w
         weights[name] = w
         seen.add(name)
+    if overrides and same:  # the texts would come from the second stream, recorded as no mix
+        given = " ".join(f"{name}={w:g}" for name, w in overrides)
+        raise SystemExit(
+            f"--distill-weight {given}: every weight given is the corpus's own;"
+            " drop --distill-weight to draw the texts as its manifest weighs them"
+        )
     return weights
 
 
