@@ -203,6 +203,16 @@ def test_the_gates_table_names_each_gates_real_test_size(script):
     assert "zero-shot `bbc_news` (1000 test texts)" not in table
 
 
+def test_the_gates_table_marks_a_fact_probe_whose_answers_left_the_top_5(script):
+    old = {**_measured(0.58, True, 0.23, 0.5), "heldout_mlm": {"accuracy": 0.23, "tokens": 9}}
+    new = {**_measured(0.70, False, 0.30, 0.6), "heldout_mlm": {"accuracy": 0.3, "tokens": 9}}
+    report = {"current_default": old, "new": new, "description": "x", "measured_at": "now"}
+    table = script.gates_table([report, {**report, "new": old}], probes="facts")
+    assert "| The capital of France is [MASK]. | paris | rome ✗ | paris |" in table
+    assert "| He drank a glass of [MASK]. | water | water | water |" in table
+    assert "wine / beer / water / milk" in table
+
+
 def test_adding_to_the_published_report_keeps_candidates_whose_folders_are_gone(script, tmp_path):
     """A fresh machine holds only its own runs: --add keeps the published candidates and
     appends the new ones; a run rebuilt where a published one sat is a new candidate, and

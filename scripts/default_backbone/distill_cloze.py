@@ -1124,14 +1124,21 @@ def gates_table(reports: list[dict[str, Any]], probes: str = "all") -> str:
     tokens = reports[0]["new"]["heldout_mlm"]["tokens"]
     lines.append(row(f"held-out MLM accuracy ({tokens} masked corpus tokens)", a, vals,
                      "≥ today's", lambda v: v >= a))  # fmt: skip
+    kept = "; ".join(f"{p} {' / '.join(a)}" for p, a in FACT_PROBES.items())
     lines += ["", "✗: misses its gate.", "",
               "| fill-mask probe | today's default top 5 | " + " | ".join(names) + " |",
               "| --- | --- | " + " | ".join("---" for _ in names) + " |"]  # fmt: skip
     shown = FACT_PROBES if probes == "facts" else reports[0]["new"]["fill_mask_top5"]
+
+    def answers(top5: list[str], probe: str) -> str:
+        missed = probe in FACT_PROBES and not set(FACT_PROBES[probe]) & set(top5)
+        return ", ".join(top5) + (" ✗" if missed else "")
+
     for probe in shown:
-        before = ", ".join(old["fill_mask_top5"].get(probe, []))
-        cells = [", ".join(r["new"]["fill_mask_top5"].get(probe, [])) for r in reports]
+        before = answers(old["fill_mask_top5"].get(probe, []), probe)
+        cells = [answers(r["new"]["fill_mask_top5"].get(probe, []), probe) for r in reports]
         lines.append(f"| {probe} | {before} | " + " | ".join(cells) + " |")
+    lines += ["", f"✗: none of the fact probe's answers in the top 5 (the gate: {kept})."]
     return "\n".join(lines) + "\n"
 
 
