@@ -1124,7 +1124,7 @@ def gates_table(reports: list[dict[str, Any]], probes: str = "all") -> str:
     tokens = reports[0]["new"]["heldout_mlm"]["tokens"]
     lines.append(row(f"held-out MLM accuracy ({tokens} masked corpus tokens)", a, vals,
                      "≥ today's", lambda v: v >= a))  # fmt: skip
-    kept = "; ".join(f"{p} {' / '.join(a)}" for p, a in FACT_PROBES.items())
+    kept = "; ".join(f"{p} → {' / '.join(a)}" for p, a in FACT_PROBES.items())
     lines += ["", "✗: misses its gate.", "",
               "| fill-mask probe | today's default top 5 | " + " | ".join(names) + " |",
               "| --- | --- | " + " | ".join("---" for _ in names) + " |"]  # fmt: skip
