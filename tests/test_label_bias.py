@@ -46,3 +46,32 @@ def test_a_published_candidate_is_named_by_its_letter(lb, tmp_path):
     assert lb.model_name(mine, report) == "AB (`b/model-2`)"
     assert lb.model_name(tmp_path / "c" / "model-2", report) == "c/model-2"
     assert lb.model_name(mine, tmp_path / "missing.json") == "b/model-2"
+
+
+def test_added_models_keep_the_published_rows_and_sit_before_the_teacher(lb):
+    def row(acc):
+        return {"accuracy": acc}
+
+    published = {
+        "gates": {"g": {"today's default": row(0.5), "/gone/a": row(0.6),
+                        "teacher (mpnet) similarity": row(0.7)}},
+        "test_size": {"g": 10},
+        "models": ["/gone/a"],
+    }  # fmt: skip
+    measured = {"gates": {"g": {"/here/b": row(0.8), "/gone/a": row(0.65)}},
+                "test_size": {"g": 10}, "models": ["/here/b", "/gone/a"]}  # fmt: skip
+    out = lb.added(published, measured)
+    assert list(out["gates"]["g"]) == ["today's default", "/gone/a", "/here/b",
+                                       "teacher (mpnet) similarity"]  # fmt: skip
+    assert out["gates"]["g"]["/gone/a"] == row(0.65)  # measured again: replaced in place
+    assert out["models"] == ["/gone/a", "/here/b"]
+    assert published["gates"]["g"]["/gone/a"] == row(0.6)  # the published report untouched
+
+
+def test_adding_without_a_published_report_is_refused_by_name(lb, tmp_path, capsys):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        lb.main(["--add", str(folder), "--out", str(tmp_path / "bias")])
+    assert "bias.json does not exist; run without --add first" in capsys.readouterr().err

@@ -22,6 +22,7 @@ it; the teacher's are its mean cosine to each class's phrases
 (``distill_cloze.similarity_scores``).
 
     python scripts/default_backbone/label_bias.py [MODEL_FOLDER ...] [--teacher mpnet]
+    python scripts/default_backbone/label_bias.py --add MODEL_FOLDER ...   # rows added
 """
 
 from __future__ import annotations
@@ -165,22 +166,51 @@ def write_report(out: Path, report: dict[str, Any], table: Callable[[dict[str, A
     log.info("wrote %s.{json,md}", out)
 
 
+def added(published: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """The ``published`` report with the rows of ``measured`` (a report of the models added,
+    without today's default or the teacher) after its models' rows and before the teacher's:
+    the published rows stay though their folders may be gone from this machine, and a model
+    measured again replaces its own row in place."""
+    out = json.loads(json.dumps(published))  # a copy
+    for pvp, rows in measured["gates"].items():
+        old = out["gates"][pvp]
+        teacher = {k: v for k, v in old.items() if k.startswith("teacher (")}
+        models = {k: v for k, v in old.items() if k not in teacher}
+        out["gates"][pvp] = {**models, **rows, **teacher}
+    out["models"] += [m for m in measured["models"] if m not in out["models"]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     p = models_parser(__doc__, OUT)
     p.add_argument("--teacher", choices=("minilm", "mpnet", "none"), default="mpnet")
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the published rows (their folders may be gone) and add the models given;"
+        " today's default and the teacher are not measured again",
+    )
     args = parse_or_report(p, argv, table)
     if args is None:
         return 0
-    teacher = None if args.teacher == "none" else dc.Teacher(args.teacher)
+    published = None
+    if args.add:
+        path = args.out.with_suffix(".json")
+        if not path.is_file():
+            p.error(f"--add: {path} does not exist; run without --add first")
+        published = json.loads(path.read_text(encoding="utf-8"))
+    measure_teacher = args.teacher != "none" and published is None
+    teacher = dc.Teacher(args.teacher) if measure_teacher else None
     # rows are keyed by model folder ("models": every folder measured), named at printing
-    report: dict[str, Any] = {"gates": {}, "test_size": {}, "models": [str(m) for m in args.models]}
+    folders = [str(m.expanduser().resolve()) for m in args.models]
+    report: dict[str, Any] = {"gates": {}, "test_size": {}, "models": folders}
     for pvp in dc.GATES:
         texts, labels = dc.gate_test(pvp)
         labels = [str(y) for y in labels]
         report["test_size"][pvp] = len(texts)
         rows: dict[str, Any] = {}
-        for ref in [None, *map(str, args.models)]:
+        for ref in ([] if published else [None]) + folders:
             classes, scores = model_scores(ref, pvp, texts)
             rows["today's default" if ref is None else ref] = bias_scores(scores, classes, labels)
         if teacher is not None:
@@ -188,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"teacher ({args.teacher}) similarity"] = bias_scores(scores, classes, labels)
         report["gates"][pvp] = rows
         log.info("%s: %s", pvp, rows)
-    write_report(args.out, report, table)
+    write_report(args.out, report if published is None else added(published, report), table)
     return 0
 
 
