@@ -75,3 +75,26 @@ def test_adding_without_a_published_report_is_refused_by_name(lb, tmp_path, caps
     with pytest.raises(SystemExit):
         lb.main(["--add", str(folder), "--out", str(tmp_path / "bias")])
     assert "bias.json does not exist; run without --add first" in capsys.readouterr().err
+
+
+def test_a_folder_rebuilt_where_others_were_measured_is_named_by_its_own_evaluation(lb, tmp_path):
+    report = tmp_path / "gates.json"
+    mine = tmp_path / "b" / "model-2"
+    mine.mkdir(parents=True)
+    cands = [{"model": str(mine), "measured_at": f"t{i}", "evaluation_file": "evaluation-2.json"}
+             for i in range(3)]  # fmt: skip
+    report.write_text(json.dumps({"candidates": cands}), encoding="utf-8")
+    assert lb.model_name(mine, report) == "A, B or C (`b/model-2`)"  # nothing beside it
+    evaluation = mine.parent / "evaluation-2.json"
+    evaluation.write_text(json.dumps({"measured_at": "t1"}), encoding="utf-8")
+    assert lb.model_name(mine, report) == "B (`b/model-2`)"
+    evaluation.write_text(json.dumps({"measured_at": "t9"}), encoding="utf-8")
+    assert lb.model_name(mine, report) == "b/model-2"  # a rebuild not published
+
+
+def test_names_recorded_when_written_outlive_the_folders(lb, tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "model_name", lambda path: f"now {path.name}")
+    report = {"models": ["/x/gone", "/x/new"], "names": {"/x/gone": "AE (`gone`)"}}
+    assert lb.model_names(report) == {"/x/gone": "AE (`gone`)", "/x/new": "now new"}
+    measured = {"gates": {}, "models": ["/x/gone"]}
+    assert "/x/gone" not in lb.added({**report, "gates": {}}, measured)["names"]

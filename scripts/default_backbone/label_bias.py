@@ -105,7 +105,7 @@ def table(report: dict[str, Any]) -> str:
         " | most predicted: share (true) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    names = {key: model_name(Path(key)) for key in report["models"]}  # one read a folder
+    names = model_names(report)
     for pvp, rows in report["gates"].items():
         n = report["test_size"][pvp]
         for key, r in rows.items():
@@ -123,14 +123,38 @@ GATES_REPORT = dc.REPO / "benchmarks" / "results" / "default_backbone_gates.json
 
 def model_name(path: Path, report: Path = GATES_REPORT) -> str:
     """A model folder's name in the table: its letter in the published gates report, when
-    it is there, and its variant folder."""
+    it is there, and its variant folder.
+
+    A folder rebuilt where earlier candidates were measured (one path, several letters) is
+    the candidate whose evaluation lies beside it, measured at the same time; a folder whose
+    evaluations beside it match none of them is not published (its variant folder only);
+    with no evaluation beside it, every letter measured at that path is named."""
     name = f"{path.parent.name}/{path.name}"
-    if report.is_file():
-        published = json.loads(report.read_text(encoding="utf-8"))["candidates"]
-        for i, cand in enumerate(published):
-            if Path(cand.get("model", "")).expanduser().resolve() == path.resolve():
-                return f"{dc.candidate_name(i)} (`{name}`)"
-    return name
+    if not report.is_file():
+        return name
+    published = json.loads(report.read_text(encoding="utf-8"))["candidates"]
+    here = path.expanduser().resolve()
+    letters = {dc.candidate_name(i): cand for i, cand in enumerate(published)
+               if Path(cand.get("model", "")).expanduser().resolve() == here}  # fmt: skip
+    beside = False  # an evaluation of the published kind lies beside the folder
+    for letter, cand in letters.items():
+        evaluation = path.parent / cand.get("evaluation_file", "-")
+        if evaluation.is_file():
+            beside = True
+            measured = json.loads(evaluation.read_text(encoding="utf-8")).get("measured_at")
+            if measured == cand.get("measured_at"):
+                return f"{letter} (`{name}`)"
+    if not letters or beside:
+        return name
+    *first, last = letters
+    return f"{', '.join(first)} or {last} (`{name}`)" if first else f"{last} (`{name}`)"
+
+
+def model_names(report: dict[str, Any]) -> dict[str, str]:
+    """Each measured folder's name: the one recorded when its rows were written (the folder
+    may be gone since), else :func:`model_name` now."""
+    recorded = report.get("names", {})
+    return {key: recorded.get(key) or model_name(Path(key)) for key in report["models"]}
 
 
 def models_parser(doc: str, out: Path) -> argparse.ArgumentParser:
@@ -160,7 +184,9 @@ def parse_or_report(
 
 
 def write_report(out: Path, report: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> None:
-    """``report`` to ``OUT.json`` and its ``table`` to ``OUT.md``, each written atomically."""
+    """``report`` to ``OUT.json`` and its ``table`` to ``OUT.md``, each written atomically;
+    the folders' names are recorded while the folders are here."""
+    report["names"] = model_names(report)
     dc.atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     dc.atomic_write_text(out.with_suffix(".md"), table(report))
     log.info("wrote %s.{json,md}", out)
@@ -178,6 +204,8 @@ def added(published: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]
         models = {k: v for k, v in old.items() if k not in teacher}
         out["gates"][pvp] = {**models, **rows, **teacher}
     out["models"] += [m for m in measured["models"] if m not in out["models"]]
+    for m in measured["models"]:
+        out.get("names", {}).pop(m, None)  # measured again: named again
     return out
 
 
