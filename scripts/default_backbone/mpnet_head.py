@@ -495,7 +495,7 @@ class Screen:
         """What a variant is chosen by (development tasks, held-out MLM accuracy, fact
         probes kept; no gate), for a training history."""
         got = self.measure(transform, weight, bias)
-        facts = sum(bool(set(a) & set(got["fill_mask_top5"][p])) for p, a in dc.FACT_PROBES.items())
+        facts = sum(dc.keeps_fact(p, got["fill_mask_top5"][p]) for p in dc.FACT_PROBES)
         return {"dev": got["dev"], "heldout_mlm": got["heldout_mlm"]["accuracy"],
                 "facts": f"{facts}/{len(dc.FACT_PROBES)}"}  # fmt: skip
 
