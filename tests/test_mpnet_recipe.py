@@ -50,6 +50,10 @@ elif sub == "train":
         fh.write(" ".join(args) + "\n")
     (Path(value("--models")) / f"model-{value('--epochs')}").mkdir(parents=True)
     (Path(value("--models")) / f"model-{value('--epochs')}" / "run").write_text(value("--run"))
+elif sub == "soup":  # the members' folders, one a line
+    dest = Path(value("--models")) / f"model-{value('--epochs')}"
+    dest.mkdir(parents=True)
+    (dest / "members").write_text("\n".join(args[args.index("soup") + 1 :]))
 elif sub == "evaluate":
     Path(value("--models"), f"evaluation-{value('--epochs')}.json").write_text(value("--run"))
 """
@@ -141,9 +145,36 @@ def test_other_candidate_words_train_the_top_layer_on_a_second_run_of_the_same_t
                          text=True, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
     assert bad.returncode == 2 and "MLM_WEIGHT must be a number, not 'nan'" in bad.stderr
     for argv, message in (
-        (["x1"], "SEED must be a whole number, not 'x1'"),
+        (["x1"], "SEEDS must be a whole number or several joined by commas (0,1,2,3), not 'x1'"),
+        (["0,,1"], "not '0,,1'"),
+        (["01"], "not '01'"),
+        (["1,0,1"], "SEEDS names a seed twice ('1,0,1'): each run counts once in a soup"),
         (["0", "inf"], "OFFSET_WEIGHT must be a number, not 'inf'"),
     ):
         bad = subprocess.run(["bash", str(RECIPE), *argv], capture_output=True, text=True,
                              env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
         assert bad.returncode == 2 and message in bad.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_several_seeds_train_in_turn_and_their_soup_is_written_and_measured(tmp_path):
+    calls = tmp_path / "calls.txt"
+    _run(tmp_path, calls, "1", "5", "20000", "0.5")  # one member trained earlier
+    soup = _run(tmp_path, calls, "0,1,2,3", "5", "20000", "0.5")
+    # the members not yet trained (0, 2, 3) train and are measured, then the soup
+    assert soup[-8:] == [*3 * ["mpnet_top train", "mpnet_head evaluate"],
+                         "mpnet_top soup", "mpnet_head evaluate"]  # fmt: skip
+    variants = tmp_path / ".cache" / "pet_kit" / "mpnet_head" / "variants"
+    folder = variants / "soup-w05-w20k-s0123"  # AE's name in docs/default_backbone.md
+    members = (folder / "model-2" / "members").read_text().splitlines()
+    stem = "top-K-w05-t12288-off5-w20k"
+    assert members == [str(variants / f"{stem}{tail}" / "model-2")
+                       for tail in ("", "-s1", "-s2", "-s3")]  # fmt: skip
+    wide_run = tmp_path / ".cache" / "pet_kit" / "cloze_distill_run_w20k"
+    assert (folder / "evaluation-2.json").read_text() == str(wide_run)
+    # run again: nothing trains, averages or measures again
+    again = _run(tmp_path, calls, "0,1,2,3", "5", "20000", "0.5")
+    assert not {"mpnet_top train", "mpnet_top soup", "mpnet_head evaluate"} & set(again)
+    # seeds of two digits are joined by a dash, another offset weight is named
+    _run(tmp_path, calls, "1,12", "2")
+    assert (variants / "soup-w03-off2-s1-12" / "model-2").is_dir()

@@ -4,13 +4,17 @@
 # the other. Every step is skipped when its output exists and the caching steps resume from
 # their last whole file, so an interrupted run continues where it stopped: run it again.
 #
-#   scripts/default_backbone/mpnet_recipe.sh [SEED] [OFFSET_WEIGHT] [WORDS] [MLM_WEIGHT]
+#   scripts/default_backbone/mpnet_recipe.sh [SEEDS] [OFFSET_WEIGHT] [WORDS] [MLM_WEIGHT]
 #
-# SEED (default 0) seeds the top layer's training; OFFSET_WEIGHT (default 5) weighs the
-# offset term; WORDS (default 5000) is the top layer's candidate words, the most frequent
-# single-token words of the distillation texts (20000: all of them, V and X). Other than
-# 5000, a second run folder holds them (the same texts; the teacher's text embeddings
-# linked from the first) and the head K still trains on the first. The candidate lands in
+# SEEDS (default 0) seeds the top layer's training: one seed, or several joined by commas
+# (0,1,2,3), each trained and measured in turn, then their uniform weight average (a soup)
+# written to VARIANTS/soup-w<MLM>[-w<WORDS>][-off<W>]-s<SEEDS>/model-2 and measured (-off<W>
+# only when OFFSET_WEIGHT is not 5; SEEDS without commas when each is one digit, else joined
+# by -): AE is `0,1,2,3 5 20000 0.5`, soup-w05-w20k-s0123. OFFSET_WEIGHT (default 5)
+# weighs the offset term; WORDS (default 5000) is the top layer's candidate words, the most
+# frequent single-token words of the distillation texts (20000: all of them, V and X). Other
+# than 5000, a second run folder holds them (the same texts; the teacher's text embeddings
+# linked from the first) and the head K still trains on the first. Each seed's candidate lands in
 # VARIANTS/top-K-w<MLM>-t12288-off<W>[-w<WORDS>][-s<SEED>]/model-2 with its evaluation beside
 # it (VARIANTS: ~/.cache/pet_kit/mpnet_head/variants; 20000 words are written -w20k).
 # MLM_WEIGHT (default 0.3) weighs the top layer's MLM loss; the folder names it without its
@@ -21,7 +25,7 @@
 # after their point releases is a replicate of earlier runs, not a copy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seed=${1:-0}
+seeds=${1:-0}
 offset=${2:-5}
 words=${3:-5000}
 mlm=${4:-0.3}
@@ -32,19 +36,34 @@ run=$cache/cloze_distill_run
 out=$cache/mpnet_head
 variants=$out/variants
 head=$variants/mlm24k-e16-b1024-w03
-[[ $seed =~ ^[0-9]+$ ]] || { echo "SEED must be a whole number, not '$seed'" >&2; exit 2; }
+[[ $seeds =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] || {
+  echo "SEEDS must be a whole number or several joined by commas (0,1,2,3), not '$seeds'" >&2
+  exit 2
+}
+IFS=, read -r -a seed_list <<<"$seeds"
+[ "$(printf '%s\n' "${seed_list[@]}" | sort -u | wc -l)" = "${#seed_list[@]}" ] || {
+  echo "SEEDS names a seed twice ('$seeds'): each run counts once in a soup" >&2
+  exit 2
+}
 [[ $offset =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "OFFSET_WEIGHT must be a number, not '$offset'" >&2; exit 2; }
 [[ $words =~ ^[1-9][0-9]*$ ]] || { echo "WORDS must be a whole number, not '$words'" >&2; exit 2; }
 [[ $mlm =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "MLM_WEIGHT must be a number, not '$mlm'" >&2; exit 2; }
 name=top-K-w${mlm//./}-t12288-off$offset
+soup=soup-w${mlm//./}
 top_run=$run  # the prepared run the top layer trains and is measured on
 if [ "$words" != 5000 ]; then
   tag=$words
   [ $((words % 1000)) = 0 ] && tag=$((words / 1000))k
   top_run=${run}_w$tag
   name=$name-w$tag
+  soup=$soup-w$tag
 fi
-[ "$seed" = 0 ] || name=$name-s$seed
+[ "$offset" = 5 ] || soup=$soup-off$offset
+if [[ $seeds =~ ^[0-9](,[0-9])*$ ]]; then
+  soup=$soup-s${seeds//,/}  # 0,1,2,3: s0123
+else
+  soup=$soup-s${seeds//,/-}  # 1,12: s1-12
+fi
 say() { echo "[mpnet_recipe $(date +%H:%M:%S)] $*"; }
 # link_first SRC DST [N]: hard-link SRC's first N files (all by default) into DST, each one
 # skipped when present, so a run killed while linking completes the links when run again
@@ -79,7 +98,7 @@ say "6/8 the head (K)"
   --models "$head" --epochs 16 train --mlm-batch 1024 --weight-mlm 0.3
 [ -f "$head/evaluation-16.json" ] || "${mpnet_head[@]}" --texts 6144 --models "$head" \
   --epochs 16 evaluate --fast
-say "7/8 the top layer and the head, seed $seed, offset weight $offset, $words words, MLM $mlm"
+say "7/8 the top layer and the head: seeds $seeds, offset weight $offset, $words words, MLM $mlm"
 if [ "$top_run" != "$run" ]; then
   # the same texts (prepare's seed), so the teacher's embeddings of them are the same files
   link_first "$run/bundle-src/text-emb-mpnet" "$top_run/bundle-src/text-emb-mpnet"
@@ -87,10 +106,27 @@ if [ "$top_run" != "$run" ]; then
   "$py" $here/distill_cloze.py --corpus "$cache/mlm_corpus" --run "$top_run" prepare \
     --teacher mpnet --words "$words" --fills-from "$run"
 fi
-[ -d "$variants/$name/model-2" ] || "$py" $here/mpnet_top.py --run "$top_run" --out "$out" \
-  --texts 12288 --init "$head/model-16" --models "$variants/$name" --epochs 2 \
-  train --weight-mlm "$mlm" --weight-offset "$offset" --seed "$seed" --screen-every 1
-say "8/8 the gates"
-[ -f "$variants/$name/evaluation-2.json" ] || "${top_head[@]}" --texts 12288 \
-  --models "$variants/$name" --epochs 2 evaluate --fast
-say "done: $variants/$name"
+members=()
+for seed in "${seed_list[@]}"; do
+  variant=$name
+  [ "$seed" = 0 ] || variant=$name-s$seed
+  members+=("$variants/$variant/model-2")
+  say "seed $seed: $variants/$variant"
+  [ -d "$variants/$variant/model-2" ] || "$py" $here/mpnet_top.py --run "$top_run" \
+    --out "$out" --texts 12288 --init "$head/model-16" --models "$variants/$variant" \
+    --epochs 2 train --weight-mlm "$mlm" --weight-offset "$offset" --seed "$seed" \
+    --screen-every 1
+  say "8/8 the gates, seed $seed"
+  [ -f "$variants/$variant/evaluation-2.json" ] || "${top_head[@]}" --texts 12288 \
+    --models "$variants/$variant" --epochs 2 evaluate --fast
+done
+if [ "${#seed_list[@]}" -gt 1 ]; then
+  say "the soup of seeds $seeds and its gates"
+  [ -d "$variants/$soup/model-2" ] || "$py" $here/mpnet_top.py --models "$variants/$soup" \
+    --epochs 2 soup "${members[@]}"
+  [ -f "$variants/$soup/evaluation-2.json" ] || "${top_head[@]}" --texts 12288 \
+    --models "$variants/$soup" --epochs 2 evaluate --fast
+  say "done: $variants/$soup"
+else
+  say "done: ${members[0]%/model-2}"
+fi
