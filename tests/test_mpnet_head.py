@@ -248,6 +248,48 @@ def test_the_offset_term_sees_a_word_biased_across_texts_only(head_mod):
     )
 
 
+def test_the_running_offset_follows_the_bias_not_one_batchs_texts(head_mod):
+    """Its first batch is the plain offset term (value and gradient); over batches of a few
+    noisy texts each, its gradient points along the word's bias across texts far more
+    closely than the plain term's does; a decay outside (0, 1) is refused."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    patterns = torch.arange(8) % 2  # four texts a pattern a batch
+    bias = torch.zeros(2, 50)
+    bias[1, 7] = 1.0  # word 7 up in every text of pattern 1
+    running = head_mod.RunningOffset(2, 50, beta=0.9)
+
+    def batch() -> tuple:
+        teacher = torch.randn(8, 50, generator=g)
+        noise = 1.5 * torch.randn(8, 50, generator=g)
+        student = (teacher + noise + bias[patterns]).requires_grad_(True)
+        return student, teacher
+
+    student, teacher = batch()
+    first = running(student, teacher, patterns)
+    (grad_first,) = torch.autograd.grad(first, student)
+    plain = head_mod.offset_loss(student, teacher, patterns)
+    (grad_plain,) = torch.autograd.grad(plain, student)
+    assert float(first.detach()) == pytest.approx(float(plain.detach()), rel=1e-5)
+    assert torch.allclose(grad_first, grad_plain, atol=1e-6)
+
+    def along_bias(grad: torch.Tensor) -> float:
+        # the gradient summed over the batch's texts of pattern 1: a direction over words
+        return float(torch.nn.functional.cosine_similarity(grad[patterns == 1].sum(0),
+                                                           bias[1], dim=0))  # fmt: skip
+
+    for _ in range(60):
+        student, teacher = batch()
+        loss = running(student, teacher, patterns)
+    (grad_running,) = torch.autograd.grad(loss, student)
+    (grad_plain,) = torch.autograd.grad(head_mod.offset_loss(student, teacher, patterns), student)
+    assert along_bias(grad_running) > 0.5 > 2 * along_bias(grad_plain)
+    for beta in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            head_mod.RunningOffset(2, 50, beta=beta)
+
+
 @pytest.fixture()
 def top_mod(head_mod):
     with backbone_scripts("mpnet_top") as loaded:
@@ -310,6 +352,14 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
             assert torch.equal(trained[f"mpnet.{k}"], v), k  # below the top: as packaged
     with pytest.raises(SystemExit, match="exists"):
         top_mod.main(args)
+    # the running offset term trains too and is recorded with the losses; the plain one
+    # leaves no trace of it, so its provenance is what it was before the option
+    assert "offset_ema" not in prov["losses"]
+    running = setting["out"].parent / "top-running"
+    argv = _top_args(setting, running, "--weight-offset", "1", "--offset-ema", "0.9")
+    assert top_mod.main(argv) == 0
+    prov = json.loads((running / "model-2" / "pet_kit_provenance.json").read_text("utf-8"))
+    assert prov["losses"]["offset_ema"] == 0.9 and prov["history"][-1]["val_offset"] > 0
 
 
 def test_a_screened_top_layer_scores_what_running_the_model_scores(
@@ -439,7 +489,9 @@ def test_loss_weights_and_learning_rates_refuse_what_would_train_on_nan(
 ):
     for main, argv in ((head_mod.main, _args(setting, "train", "--weight-mlm", value)),
                        (top_mod.main, _top_args(setting, setting["out"].parent / "v",
-                                                "--weight-offset", value))):  # fmt: skip
+                                                "--weight-offset", value)),
+                       (top_mod.main, _top_args(setting, setting["out"].parent / "v",
+                                                "--offset-ema", value))):  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and repr(value) in capsys.readouterr().err

@@ -44,6 +44,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def decay(text: str) -> float:
+    """A finite number from 0 up to, not including, 1: a moving average's decay (0: none)."""
+    value = _finite(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 up to 1 (not 1), not {text!r}")
+    return value
+
+
 def named_weight(text: str) -> tuple[str, float]:
     """``NAME=WEIGHT`` with a finite weight > 0: a corpus source's sampling weight."""
     name, sep, value = text.partition("=")

@@ -221,6 +221,13 @@ def offset_loss(logits: Any, target: Any, patterns: Any) -> Any:
     probability and the shape term counts it once among thousands per text; a label word's
     bias across texts is what this term teaches. Standardised per text, as the shape term
     compares them (a text's scale does not change which word wins)."""
+    return pattern_offsets(logits, target, patterns)[1].pow(2).mean()
+
+
+def pattern_offsets(logits: Any, target: Any, patterns: Any) -> tuple[Any, Any]:
+    """``(groups, offsets)``: the batch's patterns and, per pattern, the mean over its texts
+    of the student's standardised logit of each candidate minus the teacher's,
+    ``(len(groups), candidates)`` (what :func:`offset_loss` squares)."""
     import torch
 
     def z(x: Any) -> Any:
@@ -231,7 +238,40 @@ def offset_loss(logits: Any, target: Any, patterns: Any) -> Any:
     groups, inverse = patterns.unique(return_inverse=True)
     sums = torch.zeros(len(groups), diff.shape[1]).index_add(0, inverse, diff)
     counts = torch.bincount(inverse, minlength=len(groups)).to(diff.dtype)
-    return (sums / counts[:, None]).pow(2).mean()
+    return groups, sums / counts[:, None]
+
+
+class RunningOffset:
+    """The offset term with each pattern's offsets averaged over batches.
+
+    A batch holds a few texts of each pattern (128 pairs over 24 patterns: about five), so
+    the square of a batch's mean is as much those texts' own spread as a word's bias across
+    texts. This keeps an exponential moving average of each pattern's offsets (``beta`` a
+    batch, debiased for its start as Adam debiases its moments) and returns
+    ``mean(2 m o - m²)`` over the batch's patterns and words, with ``m`` the updated average
+    (held constant) and ``o`` the batch's offsets: its value is ``mean(m²)`` when the batch
+    agrees with the average, its gradient that of ``mean(o²)`` with the estimate of the
+    bias in place of the batch's noisy one.
+    """
+
+    def __init__(self, n_patterns: int, n_words: int, beta: float) -> None:
+        import torch
+
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"beta must lie strictly between 0 and 1, not {beta}")
+        self.beta = beta
+        self.avg = torch.zeros(n_patterns, n_words)
+        self.updates = torch.zeros(n_patterns)
+
+    def __call__(self, logits: Any, target: Any, patterns: Any) -> Any:
+        import torch
+
+        groups, offsets = pattern_offsets(logits, target, patterns)
+        with torch.no_grad():
+            self.avg[groups] = self.beta * self.avg[groups] + (1 - self.beta) * offsets
+            self.updates[groups] += 1
+            m = self.avg[groups] / (1 - self.beta ** self.updates[groups])[:, None]
+        return (2 * m * offsets - m * m).mean()
 
 
 def fresh_dest(models: Path, epochs: int) -> Path:

@@ -11,7 +11,9 @@ every position, the rest at the masks (:func:`top_at`, equal to the layer's own 
 there). The other positions' outputs feed no cloze score, but they are the sentence space
 that mean pooling (and so the teacher itself, and peers such as SetFit on this backbone)
 reads: a hold term keeps them at the packaged layer's outputs. ``--weight-offset`` adds a
-term for each candidate word's bias across texts (:func:`mpnet_head.offset_loss`).
+term for each candidate word's bias across texts (:func:`mpnet_head.offset_loss`);
+``--offset-ema`` has that term read each pattern's offsets averaged over batches rather than
+one batch's few texts (:class:`mpnet_head.RunningOffset`).
 
     python scripts/default_backbone/mpnet_head.py --mlm-windows 48000 cache --top
     python scripts/default_backbone/mpnet_head.py cache-eval --top
@@ -54,6 +56,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import argtypes  # noqa: E402
 import distill_cloze as dc  # noqa: E402
 import mpnet_head as mh  # noqa: E402
 
@@ -192,13 +195,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
         return transform(x) @ E[tids].T + head.bias[tids]
 
+    running = None
+    if args.offset_ema:
+        running = mh.RunningOffset(int(patterns.max()) + 1, len(tids), args.offset_ema)
+
     def pair_loss(idx: Any, chunk: int | None = None) -> tuple[Any, Any, Any]:
         """The three pair losses of ``idx``, the top layer run ``chunk`` pairs at a time
-        (the validation pairs: the same losses, a fraction of the memory)."""
+        (the validation pairs: the same losses, a fraction of the memory; their offset term
+        is always the plain one, which leaves the training's running average alone)."""
         parts = idx.split(chunk) if chunk else [idx]
         logits = torch.cat([pair_logits(part) for part in parts])
         kl, shape = mh.distill_losses(logits, targets[idx])
-        return kl, shape, mh.offset_loss(logits, targets[idx], patterns[idx])
+        offset = running if running is not None and torch.is_grad_enabled() else mh.offset_loss
+        return kl, shape, offset(logits, targets[idx], patterns[idx])
 
     def vocab_logits(x: Any) -> Any:
         return transform(x) @ E.T + head.bias
@@ -287,7 +296,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "mlm_held_windows": n_held,
         "mlm_batch": args.mlm_batch, "steps": args.epochs * -(-len(train) // 128),
         "losses": {"kl": args.weight_kl, "shape": args.weight_shape, "mlm": args.weight_mlm,
-                   "hold": args.weight_hold, "offset": args.weight_offset},
+                   "hold": args.weight_hold, "offset": args.weight_offset,
+                   **({"offset_ema": args.offset_ema} if args.offset_ema else {})},
         "epochs": args.epochs, "lr": args.lr, "lr_layer": args.lr_layer, "seed": args.seed,
         "train_seconds": round(time.time() - t0, 1), "history": history,
     }  # fmt: skip
@@ -368,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-offset", type=mh.weight, default=0.0,
                    help="each candidate word's mean standardised logit per pattern matches"
                         " the teacher's (a label word's bias across texts)")  # fmt: skip
+    t.add_argument("--offset-ema", type=argtypes.decay, default=0.0,
+                   help="the offset term reads each pattern's offsets averaged over batches"
+                        " with this decay (0: the batch's own, as before; mpnet_head."
+                        "RunningOffset)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--screen-every", type=int, default=2,
