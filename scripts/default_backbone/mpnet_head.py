@@ -652,6 +652,8 @@ def describe(prov: dict[str, Any]) -> str:
     scaled = "" if weight == 1.0 else f", MLM loss × {weight:g}"
     offset = prov.get("losses", {}).get("offset", 0.0)
     scaled += f", offset term × {offset:g}" if offset else ""
+    ema = prov.get("losses", {}).get("offset_ema")
+    scaled += f" on offsets averaged over batches (decay {ema:g})" if offset and ema else ""
     if prov.get("top_layer"):
         init = Path(prov.get("init", ""))
         start = init.parent.name
