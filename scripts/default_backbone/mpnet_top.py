@@ -380,8 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                         " the teacher's (a label word's bias across texts)")  # fmt: skip
     t.add_argument("--offset-ema", type=argtypes.decay, default=0.0,
                    help="the offset term reads each pattern's offsets averaged over batches"
-                        " with this decay (0: the batch's own, as before; mpnet_head."
-                        "RunningOffset)")  # fmt: skip
+                        " with this decay (0: each batch's own; RunningOffset)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--screen-every", type=int, default=2,
