@@ -361,6 +361,9 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     prov = json.loads((running / "model-2" / "pet_kit_provenance.json").read_text("utf-8"))
     assert prov["losses"]["offset_ema"] == 0.9 and prov["history"][-1]["val_offset"] > 0
     assert "offset term × 1 on offsets averaged over batches (decay 0.9)" in head_mod.describe(prov)
+    with pytest.raises(SystemExit) as exit_:  # a decay of 1 would never move the average
+        top_mod.main(_top_args(setting, running.parent / "never", "--offset-ema", "1"))
+    assert exit_.value.code == 2
 
 
 def test_a_screened_top_layer_scores_what_running_the_model_scores(
