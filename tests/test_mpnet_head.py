@@ -364,6 +364,11 @@ def test_top_training_changes_the_top_layer_and_head_only(head_mod, top_mod, set
     with pytest.raises(SystemExit) as exit_:  # a decay of 1 would never move the average
         top_mod.main(_top_args(setting, running.parent / "never", "--offset-ema", "1"))
     assert exit_.value.code == 2
+    # averaging a term that has no weight would be a silent no-op: refused before training
+    unweighted = running.parent / "unweighted"
+    with pytest.raises(SystemExit, match=r"--offset-ema 0\.9 averages.*--weight-offset 0"):
+        top_mod.main(_top_args(setting, unweighted, "--offset-ema", "0.9"))
+    assert not unweighted.exists()
 
 
 def test_a_screened_top_layer_scores_what_running_the_model_scores(

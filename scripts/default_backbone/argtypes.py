@@ -45,10 +45,12 @@ def fraction(text: str) -> float:
 
 
 def decay(text: str) -> float:
-    """A finite number from 0 up to, not including, 1: a moving average's decay (0: none)."""
-    value = _finite(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 up to 1 (not 1), not {text!r}")
+    """A :func:`fraction` below 1: a moving average's decay (0: none; 1 never moves it)."""
+    value = fraction(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError(
+            f"must be below 1 (a decay of 1 never moves the average), not {text!r}"
+        )
     return value
 
 

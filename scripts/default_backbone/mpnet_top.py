@@ -140,6 +140,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dest = mh.fresh_dest(args.models, args.epochs)  # refused before training, not after
+    if args.offset_ema and not args.weight_offset:
+        raise SystemExit(f"--offset-ema {args.offset_ema:g} averages the offset term, which"
+                         " --weight-offset 0 leaves out: give the term a weight"
+                         " (the recipe's is 5) or drop --offset-ema")  # fmt: skip
     base, tok = mh.base_model(args.out)
     model = MPNetForMaskedLM.from_pretrained(str(args.init)) if args.init else base
     model.train(False)
@@ -195,18 +199,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         x = top_at(model, h, A[idx, :w], torch.arange(len(idx)), P[idx])
         return transform(x) @ E[tids].T + head.bias[tids]
 
-    running = None
+    # the training batches' offset term; the validation pairs always take the plain one,
+    # which leaves a running average alone
+    train_offset = mh.offset_loss
     if args.offset_ema:
-        running = mh.RunningOffset(int(patterns.max()) + 1, len(tids), args.offset_ema)
+        train_offset = mh.RunningOffset(int(patterns.max()) + 1, len(tids), args.offset_ema)
 
-    def pair_loss(idx: Any, chunk: int | None = None) -> tuple[Any, Any, Any]:
+    def pair_loss(
+        idx: Any, chunk: int | None = None, offset: Any = mh.offset_loss
+    ) -> tuple[Any, Any, Any]:
         """The three pair losses of ``idx``, the top layer run ``chunk`` pairs at a time
-        (the validation pairs: the same losses, a fraction of the memory; their offset term
-        is always the plain one, which leaves the training's running average alone)."""
+        (the validation pairs: the same losses, a fraction of the memory), the offset term
+        by ``offset``."""
         parts = idx.split(chunk) if chunk else [idx]
         logits = torch.cat([pair_logits(part) for part in parts])
         kl, shape = mh.distill_losses(logits, targets[idx])
-        offset = running if running is not None and torch.is_grad_enabled() else mh.offset_loss
         return kl, shape, offset(logits, targets[idx], patterns[idx])
 
     def vocab_logits(x: Any) -> Any:
@@ -256,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         order = train[torch.randperm(len(train))]
         wperm = torch.randperm(n_train)
         for i, s in enumerate(range(0, len(order), 128)):
-            kl, shape, offset = pair_loss(order[s : s + 128])
+            kl, shape, offset = pair_loss(order[s : s + 128], offset=train_offset)
             at = (i * per_step) % n_train
             wi = wperm[at : at + per_step]
             labels = torch.cat([WL[starts[j] : starts[j + 1]] for j in wi.tolist()])
@@ -379,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each candidate word's mean standardised logit per pattern matches"
                         " the teacher's (a label word's bias across texts)")  # fmt: skip
     t.add_argument("--offset-ema", type=argtypes.decay, default=0.0,
-                   help="the offset term reads each pattern's offsets averaged over batches"
-                        " with this decay (0: each batch's own; RunningOffset)")  # fmt: skip
+                   help="the offset term (--weight-offset) reads each pattern's offsets"
+                        " averaged over batches with this decay (0: each batch's own)")  # fmt: skip
     t.add_argument("--mlm-batch", type=int, default=1024, help="masked positions per step")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--screen-every", type=int, default=2,
